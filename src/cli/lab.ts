@@ -1,0 +1,22 @@
+import { Lab } from '../lab/lab.js';
+import { TopologySchema } from '../lab/topology.js';
+import { loadConfig } from '../util/config.js';
+
+export async function runLabUp(file: string, o: { dir?: string }): Promise<void> {
+  const topology = loadConfig(TopologySchema, file);
+  const lab = await Lab.start(topology, o.dir ? { dir: o.dir } : {});
+  console.log(`lab ${topology.name} up; working dir ${lab.dir}`);
+  for (const i of lab.isps) {
+    console.log(`ISP ${i.name}: portal ${i.url}  (accounts: ${i.accounts.map((a) => `${a.name} key ${a.apiKey}`).join(', ')})`);
+    for (const p of i.pops) for (const r of p.routers) console.log(`  ${p.name.padEnd(6)} ${r.name.padEnd(16)} ${r.address}`);
+  }
+  for (const s of lab.servers) console.log(`server ${s.name}: udp echo on ${s.address}`);
+  console.log('Ctrl-C stops every process.');
+  const stop = async (): Promise<void> => {
+    await lab.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+  await new Promise(() => {});
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { ConfigError } from '../util/config.js';
+
+const program = new Command();
+program
+  .name('arrow')
+  .description('ARROW transit as a service: routers, portals, endpoints and a lab for multi-ISP circuits')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+program
+  .command('router')
+  .description('run one ARROW router (data plane) until SIGINT/SIGTERM')
+  .requiredOption('-c, --config <file>', 'router config (YAML); see docs/operations.md')
+  .action(async (o: { config: string }) => {
+    const { runRouter } = await import('../router/main.js');
+    await runRouter(o.config);
+  });
+
+program
+  .command('portal')
+  .description("run an ISP's portal (HTTP/JSON control plane) until SIGINT/SIGTERM")
+  .requiredOption('-c, --config <file>', 'portal config (YAML); see docs/operations.md')
+  .action(async (o: { config: string }) => {
+    const { runPortal } = await import('../portal/main.js');
+    await runPortal(o.config);
+  });
+
+program
+  .command('echo-server')
+  .description('run a plain UDP echo server (knows nothing about ARROW)')
+  .requiredOption('-l, --listen <host:port>', 'UDP address to listen on')
+  .action(async (o: { listen: string }) => {
+    const { startEchoServer } = await import('../lab/echo-server.js');
+    const { announceReady } = await import('../lab/process.js');
+    const s = await startEchoServer(o.listen);
+    const shutdown = async (): Promise<void> => process.exit(0);
+    process.once('SIGTERM', () => void shutdown());
+    process.once('SIGINT', () => void shutdown());
+    announceReady({ address: s.address }, shutdown);
+    if (!process.send) console.log(`udp echo server on ${s.address}`);
+  });
+
+program
+  .command('demo')
+  .description('start a 3-ISP network of real processes, buy a circuit through all three, and send echoes through it')
+  .option('--once', 'run the scenario once and exit instead of running until Ctrl-C')
+  .option('--json', 'print one JSON report instead of text (implies --once)')
+  .option('--count <n>', 'echoes to send', (v) => positiveInt(v, '--count'), 100)
+  .option('--topology <file>', 'topology YAML instead of the built-in one (see docs/lab.md)')
+  .action(async (o: { once?: boolean; json?: boolean; count: number; topology?: string }) => {
+    const { runDemoCommand } = await import('./demo.js');
+    await runDemoCommand(o);
+  });
+
+const lab = program.command('lab').description('emulated multi-ISP networks on this machine');
+lab
+  .command('up')
+  .description('start every router, portal and server of a topology as real processes, until Ctrl-C')
+  .argument('<file>', 'topology YAML (see docs/lab.md)')
+  .option('--dir <dir>', 'keep configs, stores and logs here (default: a temp dir removed on exit)')
+  .action(async (file: string, o: { dir?: string }) => {
+    const { runLabUp } = await import('./lab.js');
+    await runLabUp(file, o);
+  });
+
+program
+  .command('forward')
+  .description('UDP port forward: buy the path in a path file and carry an unmodified UDP client over it')
+  .requiredOption('-l, --listen <host:port>', 'local UDP address for the client to send to')
+  .requiredOption('-p, --path <file>', 'path file (YAML): segments and target; see docs/endpoint.md')
+  .action(async (o: { listen: string; path: string }) => {
+    const { runForward } = await import('./forward.js');
+    await runForward(o);
+  });
+
+program
+  .command('circuits')
+  .description("list your circuits at one ISP's portal")
+  .addOption(new Option('--portal <url>', 'portal base URL').env('ARROW_PORTAL').makeOptionMandatory())
+  .addOption(new Option('--key <apiKey>', 'API key').env('ARROW_API_KEY').makeOptionMandatory())
+  .option('--json', 'print JSON')
+  .action(async (o: { portal: string; key: string; json?: boolean }) => {
+    const { runCircuits } = await import('./circuits.js');
+    await runCircuits(o);
+  });
+
+const bench = program.command('bench').description('benchmarks, each against a baseline measured in the same run');
+bench
+  .command('forward')
+  .description('packets/s and Mb/s through 1 and 2 ARROW hops vs a plain Node UDP relay, at 64 and 1400 bytes')
+  .option('--json', 'print JSON')
+  .option('--duration <seconds>', 'measurement window per run', (v) => positiveNumber(v, '--duration'), 2)
+  .option('--runs <n>', 'runs per configuration; the median is reported', (v) => positiveInt(v, '--runs'), 3)
+  .option('--sizes <list>', 'datagram sizes in bytes (UDP payload)', '64,1400')
+  .action(async (o: { json?: boolean; duration: number; runs: number; sizes: string }) => {
+    const { runForwardBenchCommand } = await import('../bench/forward.js');
+    await runForwardBenchCommand(o);
+  });
+
+function positiveInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+function positiveNumber(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const e = err as Error;
+  console.error(`arrow: ${err instanceof ConfigError ? e.message : e.message || String(err)}`);
+  if (process.env.ARROW_DEBUG) console.error(e.stack);
+  process.exit(1);
+});

@@ -1,0 +1,171 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { newAuthenticator, authToBytes } from '../wire/authenticator.js';
+import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
+import { decode, DEFAULT_HOP_LIMIT, encode, PacketType, type Packet } from '../wire/header.js';
+import type { BoughtPath } from './path.js';
+
+export interface EndpointEvents {
+  /** A DATA packet arrived: its payload and header. */
+  data: [payload: Buffer, packet: Packet, from: UdpAddress];
+  /** A datagram that is not ARROW was counted and dropped. */
+  malformed: [reason: string];
+}
+
+/**
+ * A customer's ARROW socket. It sends DATA into a bought path's first ingress
+ * router and receives what the return path delivers. One UDP socket; no store,
+ * no portal calls on the send path.
+ */
+export class Endpoint extends EventEmitter<EndpointEvents> {
+  /** Authenticator the return path writes on packets it delivers here. */
+  readonly replyAuth = newAuthenticator();
+  private sequence = 0n;
+  private ingress: UdpAddress[] = [];
+  private activeIngress = 0;
+  private auth: Buffer | undefined;
+  private readonly pendingEchoes = new Map<bigint, (rttMs: number) => void>();
+  private readonly pendingProbes = new Map<bigint, () => void>();
+  readonly counters = { sent: 0, received: 0, malformed: 0 };
+
+  private constructor(
+    private readonly socket: Socket,
+    readonly address: string,
+  ) {
+    super();
+    socket.on('message', (msg, rinfo) => this.receive(msg, { host: rinfo.address, port: rinfo.port }));
+    // ICMP unreachable from a dead router arrives as a socket error; it is not fatal.
+    socket.on('error', () => {});
+  }
+
+  static async open(bind = '127.0.0.1:0'): Promise<Endpoint> {
+    const at = mustParseAddress(bind);
+    const socket = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(at.port, at.host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    const a = socket.address() as AddressInfo;
+    return new Endpoint(socket, formatAddress({ host: a.address, port: a.port }));
+  }
+
+  /** Where the return path should deliver: pass this to buyPath as `replyTo`. */
+  get replyTo(): { addresses: string[]; auth: string } {
+    return { addresses: [this.address], auth: this.replyAuth };
+  }
+
+  /** Send through this path from now on. */
+  use(path: BoughtPath): void {
+    const first = path.forward[0];
+    if (!first) throw new Error('path has no circuits');
+    this.useCircuit(first.circuit.ingress, first.circuit.auth);
+  }
+
+  useCircuit(ingress: string[], auth: string): void {
+    this.ingress = ingress.map(mustParseAddress);
+    this.activeIngress = 0;
+    this.auth = authToBytes(auth);
+  }
+
+  /** Sends one payload as a DATA packet. Returns its sequence number. */
+  send(payload: Uint8Array, hopLimit = DEFAULT_HOP_LIMIT): bigint {
+    const to = this.ingress[this.activeIngress];
+    if (!to || !this.auth) throw new Error('no circuit in use: call use(path) first');
+    const seq = this.sequence++;
+    this.socket.send(encode({ type: PacketType.Data, hopLimit, authenticator: this.auth, sequence: seq, payload }), to.port, to.host);
+    this.counters.sent++;
+    return seq;
+  }
+
+  /** ECHO to one router; resolves with the round-trip time in ms, or undefined on timeout. */
+  echo(router: string, timeoutMs = 1000, payload: Uint8Array = new Uint8Array(0)): Promise<number | undefined> {
+    const to = mustParseAddress(router);
+    const seq = this.sequence++;
+    const started = process.hrtime.bigint();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingEchoes.delete(seq);
+        resolve(undefined);
+      }, timeoutMs);
+      this.pendingEchoes.set(seq, () => {
+        clearTimeout(timer);
+        resolve(Number(process.hrtime.bigint() - started) / 1e6);
+      });
+      this.socket.send(
+        encode({ type: PacketType.Echo, hopLimit: 1, authenticator: new Uint8Array(16), sequence: seq, payload }),
+        to.port,
+        to.host,
+      );
+    });
+  }
+
+  /** PROBE along the circuit in use; resolves true when the ingress router acks it (it knows the circuit). */
+  probe(timeoutMs = 200): Promise<boolean> {
+    const to = this.ingress[this.activeIngress];
+    if (!to || !this.auth) throw new Error('no circuit in use: call use(path) first');
+    const seq = this.sequence++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingProbes.delete(seq);
+        resolve(false);
+      }, timeoutMs);
+      this.pendingProbes.set(seq, () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      this.socket.send(
+        encode({ type: PacketType.Probe, hopLimit: DEFAULT_HOP_LIMIT, authenticator: this.auth!, sequence: seq, payload: new Uint8Array(0) }),
+        to.port,
+        to.host,
+      );
+    });
+  }
+
+  /**
+   * Waits until the ingress router has the circuit in its table. A portal answers
+   * as soon as the circuit is committed; routers learn it from the store a few
+   * milliseconds later, and packets sent before that are dropped as unknown.
+   */
+  async waitReady(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) if (await this.probe(Math.min(100, Math.max(1, deadline - Date.now())))) return;
+    throw new Error(`circuit not active at its ingress router within ${timeoutMs} ms`);
+  }
+
+  private receive(msg: Buffer, from: UdpAddress): void {
+    const r = decode(msg);
+    if (!r.ok) {
+      this.counters.malformed++;
+      this.emit('malformed', r.error.code);
+      return;
+    }
+    const p = r.packet;
+    if (p.type === PacketType.EchoReply) {
+      this.pendingEchoes.get(p.sequence)?.(0);
+      this.pendingEchoes.delete(p.sequence);
+      return;
+    }
+    if (p.type === PacketType.ProbeAck) {
+      this.pendingProbes.get(p.sequence)?.();
+      this.pendingProbes.delete(p.sequence);
+      return;
+    }
+    if (p.type === PacketType.Probe) {
+      // We are the last hop of a circuit delivering to us: ack to the router that sent it.
+      this.socket.send(encode({ ...p, type: PacketType.ProbeAck, payload: new Uint8Array(0) }), from.port, from.host);
+      return;
+    }
+    if (p.type === PacketType.Data) {
+      this.counters.received++;
+      this.emit('data', Buffer.from(p.payload.buffer, p.payload.byteOffset, p.payload.byteLength), p, from);
+    }
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.socket.close(() => resolve()));
+  }
+}

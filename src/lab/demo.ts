@@ -1,0 +1,207 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Endpoint } from '../endpoint/endpoint.js';
+import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
+import { PortalClient } from '../endpoint/portal-client.js';
+import { authPrefix } from '../wire/authenticator.js';
+import { percentile, round } from '../util/stats.js';
+import { Lab } from './lab.js';
+import type { Topology } from './topology.js';
+
+export interface DemoHop {
+  isp: string;
+  pop: string;
+  router: string;
+  address: string;
+  /** Prefix of the authenticator the packet carries into this hop. */
+  auth: string;
+}
+
+export interface DemoReport {
+  isps: { name: string; portal: string; pops: { name: string; routers: string[] }[] }[];
+  routers: { name: string; isp: string; pop: string; address: string }[];
+  endpoint: string;
+  server: string;
+  path: DemoHop[];
+  echo: { sent: number; received: number; rttMs: { min: number; p50: number; p99: number; max: number } };
+  circuits: { isp: string; direction: 'forward' | 'return'; auth: string; from: string; to: string; packets: number; bytes: number; dropped: number }[];
+}
+
+export interface DemoOptions {
+  count?: number;
+  intervalMs?: number;
+  print?: (line: string) => void;
+}
+
+/** Segments straight through the topology's ISPs in order: each ISP's first PoP to its last. */
+export function throughSegments(lab: Lab): SegmentSpec[] {
+  return lab.isps.map((i) => ({
+    isp: i.name,
+    portal: i.url,
+    apiKey: i.accounts[0]!.apiKey,
+    ingressPop: i.pops[0]!.name,
+    egressPop: i.pops[i.pops.length - 1]!.name,
+  }));
+}
+
+/** Echo traffic through a path: payload carries a sequence number so replies match sends. */
+export async function runEchoes(
+  endpoint: Endpoint,
+  count: number,
+  intervalMs: number,
+  waitMs = 1000,
+): Promise<{ sent: number; received: number; rtts: number[] }> {
+  const sentAt = new Map<number, bigint>();
+  const rtts: number[] = [];
+  const onData = (payload: Buffer): void => {
+    if (payload.length < 8 || payload.readUInt32BE(0) !== 0xec40ec40) return;
+    const seq = payload.readUInt32BE(4);
+    const t = sentAt.get(seq);
+    if (t === undefined) return;
+    sentAt.delete(seq);
+    rtts.push(Number(process.hrtime.bigint() - t) / 1e6);
+  };
+  endpoint.on('data', onData);
+  for (let i = 0; i < count; i++) {
+    const payload = Buffer.alloc(64);
+    payload.writeUInt32BE(0xec40ec40, 0);
+    payload.writeUInt32BE(i, 4);
+    sentAt.set(i, process.hrtime.bigint());
+    endpoint.send(payload);
+    await sleep(intervalMs);
+  }
+  const deadline = Date.now() + waitMs;
+  while (sentAt.size > 0 && Date.now() < deadline) await sleep(10);
+  endpoint.off('data', onData);
+  return { sent: count, received: rtts.length, rtts };
+}
+
+async function hopsOf(lab: Lab, path: BoughtPath): Promise<{ hops: DemoHop[]; circuits: DemoReport['circuits'] }> {
+  const hops: DemoHop[] = [];
+  const circuits: DemoReport['circuits'] = [];
+  const all = [
+    ...path.forward.map((b) => ({ b, direction: 'forward' as const })),
+    ...path.reverse.map((b) => ({ b, direction: 'return' as const })),
+  ];
+  for (const { b, direction } of all) {
+    const isp = lab.isp(b.segment.isp!);
+    const stats = await new PortalClient(isp.url, b.segment.apiKey).stats(b.circuit.auth);
+    circuits.push({
+      isp: isp.name,
+      direction,
+      auth: b.circuit.auth,
+      from: b.circuit.ingressPop,
+      to: b.circuit.egressPop,
+      packets: stats.packets,
+      bytes: stats.bytes,
+      dropped: stats.dropped,
+    });
+    if (direction !== 'forward') continue;
+    // Name the router that actually carried the traffic in each PoP, from its own counters.
+    for (const pop of [b.circuit.ingressPop, b.circuit.egressPop]) {
+      const carried = stats.routers.filter((r) => r.pop === pop).sort((x, y) => y.packets - x.packets)[0];
+      const fallback = isp.pops.find((p) => p.name === pop)!.routers[0]!;
+      hops.push({
+        isp: isp.name,
+        pop,
+        router: carried?.router ?? fallback.name,
+        address: carried?.address ?? fallback.address,
+        auth: pop === b.circuit.ingressPop ? authPrefix(b.circuit.auth) : 'internal',
+      });
+    }
+  }
+  return { hops, circuits };
+}
+
+/**
+ * The demo scenario: start the network, buy a path through every ISP (return path
+ * first, each in reverse order), send echoes through it to an unmodified UDP echo
+ * server, and report the path, RTTs and the routers' own counters.
+ */
+export async function runDemo(
+  topology: Topology,
+  opts: DemoOptions = {},
+): Promise<{ lab: Lab; endpoint: Endpoint; path: BoughtPath; report: DemoReport }> {
+  const print = opts.print ?? (() => {});
+  const lab = await Lab.start(topology);
+  try {
+    const server = lab.servers[0];
+    if (!server) throw new Error('the topology needs a udp-echo server for the demo');
+    print(
+      `Arrow demo: ${lab.isps.length} ISPs, ${lab.routers.length} routers, ${lab.isps.length} portals, 1 UDP echo server; each its own process`,
+    );
+    for (const i of lab.isps)
+      print(`  ${i.name.padEnd(6)} portal ${i.url}  ${i.pops.map((p) => `${p.name}[${p.routers.map((r) => r.address).join(' ')}]`).join('  ')}`);
+
+    const endpoint = await Endpoint.open('127.0.0.1:0');
+    const segments = throughSegments(lab);
+    print(`\nBuying ${segments.length} forward and ${segments.length} return circuits, last segment first...`);
+    const path = await buyPath({ segments, target: { kind: 'udp', address: server.address } }, { replyTo: endpoint.replyTo });
+    endpoint.use(path);
+    await endpoint.waitReady();
+    for (const b of [...path.reverse].reverse())
+      print(`  return  ${b.segment.isp!.padEnd(6)} ${b.circuit.ingressPop}->${b.circuit.egressPop}  auth ${authPrefix(b.circuit.auth)}`);
+    for (const b of [...path.forward].reverse())
+      print(`  forward ${b.segment.isp!.padEnd(6)} ${b.circuit.ingressPop}->${b.circuit.egressPop}  auth ${authPrefix(b.circuit.auth)}`);
+
+    // Routers learn new circuits from the store within milliseconds of the portal's answer; check the
+    // whole path end to end before measuring, so the figures describe the path and not its set-up.
+    const warmup = Date.now();
+    while ((await runEchoes(endpoint, 1, 0, 100)).received === 0) {
+      if (Date.now() - warmup > 5000) throw new Error('no echo came back through the path within 5 s');
+    }
+    print(`Path verified end to end in ${Date.now() - warmup} ms.`);
+
+    const count = opts.count ?? 100;
+    print(`\nSending ${count} echoes through ${segments.length} ISPs to ${server.address}...`);
+    const echo = await runEchoes(endpoint, count, opts.intervalMs ?? 5);
+    // Routers publish counters every statsIntervalMs; wait for a fresh round.
+    await sleep(topology.statsIntervalMs * 2 + 100);
+    const { hops, circuits } = await hopsOf(lab, path);
+
+    const report: DemoReport = {
+      isps: lab.isps.map((i) => ({
+        name: i.name,
+        portal: i.url,
+        pops: i.pops.map((p) => ({ name: p.name, routers: p.routers.map((r) => r.name) })),
+      })),
+      routers: lab.routers.map((r) => ({ name: r.name, isp: r.isp, pop: r.pop, address: r.address })),
+      endpoint: endpoint.address,
+      server: server.address,
+      path: hops,
+      echo: {
+        sent: echo.sent,
+        received: echo.received,
+        rttMs: {
+          min: round(Math.min(...echo.rtts)),
+          p50: round(percentile(echo.rtts, 50)),
+          p99: round(percentile(echo.rtts, 99)),
+          max: round(Math.max(...echo.rtts)),
+        },
+      },
+      circuits,
+    };
+
+    print('\nPath, hop by hop:');
+    print(`  ${'#'.padEnd(3)}${'ISP'.padEnd(8)}${'PoP'.padEnd(6)}${'router'.padEnd(14)}${'address'.padEnd(20)}auth`);
+    print(`  ${'0'.padEnd(3)}${'(you)'.padEnd(28)}${endpoint.address.padEnd(20)}`);
+    hops.forEach((h, i) =>
+      print(`  ${String(i + 1).padEnd(3)}${h.isp.padEnd(8)}${h.pop.padEnd(6)}${h.router.padEnd(14)}${h.address.padEnd(20)}${h.auth}`),
+    );
+    print(`  ${String(hops.length + 1).padEnd(3)}${'(udp echo server)'.padEnd(28)}${server.address}`);
+    const r = report.echo.rttMs;
+    print(`\nEcho: ${echo.sent} sent, ${echo.received} received; RTT min ${r.min} / p50 ${r.p50} / p99 ${r.p99} / max ${r.max} ms`);
+    print('\nCounters, from the routers via each portal (GET /circuits/{auth}/stats):');
+    for (const c of circuits)
+      print(`  ${c.direction.padEnd(8)}${c.isp.padEnd(7)}${(c.from + '->' + c.to).padEnd(10)}${authPrefix(c.auth)}  packets ${c.packets}  bytes ${c.bytes}  dropped ${c.dropped}`);
+    return { lab, endpoint, path, report };
+  } catch (err) {
+    await lab.stop();
+    throw err;
+  }
+}
+
+export async function stopDemo(d: { lab: Lab; endpoint: Endpoint; path: BoughtPath }): Promise<void> {
+  await releasePath(d.path);
+  await d.endpoint.close();
+  await d.lab.stop();
+}

@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, readFileSync, closeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** The compiled CLI entry point, so every component runs as its own OS process. */
+export const CLI_PATH = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+/** What a component tells its parent over IPC once it is serving. */
+export interface ReadyMessage {
+  event: 'ready';
+  address?: string;
+  url?: string;
+}
+
+export interface Managed {
+  proc: ChildProcess;
+  ready: ReadyMessage;
+  logPath: string;
+}
+
+/**
+ * Starts `arrow <args>` as a child process with an IPC channel, logs to a file, and
+ * waits for its ready message. The child exits on its own if the parent dies (IPC
+ * disconnect), so a crashed lab leaves no orphans.
+ */
+export async function startComponent(args: string[], logPath: string, timeoutMs = 20_000): Promise<Managed> {
+  const fd = openSync(logPath, 'a');
+  const proc = spawn(process.execPath, [CLI_PATH, ...args], {
+    stdio: ['ignore', fd, fd, 'ipc'],
+    env: { ...process.env },
+  });
+  closeSync(fd);
+  const ready = await new Promise<ReadyMessage>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`arrow ${args.join(' ')} not ready within ${timeoutMs} ms; log ${logPath}:\n${tail(logPath)}`));
+    }, timeoutMs);
+    proc.on('message', (m: ReadyMessage) => {
+      if (m?.event === 'ready') {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`arrow ${args.join(' ')} exited (${signal ?? code}) before ready; log ${logPath}:\n${tail(logPath)}`));
+    });
+  });
+  proc.removeAllListeners('exit');
+  return { proc, ready, logPath };
+}
+
+/** Stops a child: SIGTERM, then SIGKILL if it lingers. */
+export async function stopComponent(proc: ChildProcess, graceMs = 3000): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+function tail(path: string, lines = 15): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** In a component process: tell the parent we are serving, and exit when the parent goes away. */
+export function announceReady(msg: Omit<ReadyMessage, 'event'>, shutdown: () => Promise<void>): void {
+  if (!process.send) return;
+  process.send({ event: 'ready', ...msg });
+  process.once('disconnect', () => void shutdown());
+}

@@ -1,0 +1,70 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { OfferConfigSchema } from '../portal/config.js';
+
+/** A whole emulated network in one YAML file: ISPs, their PoPs and routers, offers, accounts, servers. */
+export const TopologySchema = Type.Object(
+  {
+    name: Type.String({ default: 'lab' }),
+    isps: Type.Array(
+      Type.Object(
+        {
+          name: Type.String({ pattern: '^[a-z][a-z0-9-]*$' }),
+          accounts: Type.Array(
+            Type.Object({ name: Type.String({ minLength: 1 }), apiKey: Type.String({ minLength: 16 }) }),
+            { minItems: 1 },
+          ),
+          pops: Type.Array(
+            Type.Object({
+              name: Type.String({ pattern: '^[a-z][a-z0-9-]*$' }),
+              routers: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'how many routers' }),
+            }),
+            { minItems: 1 },
+          ),
+          offers: Type.Array(OfferConfigSchema),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 200 },
+    ),
+    servers: Type.Array(
+      Type.Object({ name: Type.String({ minLength: 1 }), kind: Type.Literal('udp-echo') }, { additionalProperties: false }),
+      { default: [] },
+    ),
+    statsIntervalMs: Type.Integer({ minimum: 50, default: 500 }),
+  },
+  { additionalProperties: false },
+);
+export type Topology = Static<typeof TopologySchema>;
+
+const offer = (from: string, to: string, latency: [number, number], price: number): Topology['isps'][0]['offers'][0] => ({
+  from,
+  to,
+  capacityMbps: 1000,
+  latencyMs: { min: latency[0], max: latency[1] },
+  maxLossPct: 0.1,
+  uptimePct: 99.99,
+  pricePerMbps: price,
+});
+
+function isp(name: string, pops: [string, string], latency: [number, number], price: number): Topology['isps'][0] {
+  return {
+    name,
+    accounts: [{ name: 'demo', apiKey: `demo-key-${name}-0000000000` }],
+    pops: pops.map((p) => ({ name: p, routers: 2 })),
+    offers: [offer(pops[0], pops[1], latency, price), offer(pops[1], pops[0], latency, price)],
+  };
+}
+
+/** The demo network: three ISPs, two PoPs each, two routers per PoP, and a UDP echo server. */
+export function defaultTopology(): Topology {
+  return {
+    name: 'demo',
+    isps: [
+      isp('alpha', ['ams', 'fra'], [2, 10], 1.0),
+      isp('beta', ['fra', 'par'], [3, 12], 0.8),
+      isp('gamma', ['par', 'lon'], [2, 8], 1.2),
+    ],
+    servers: [{ name: 'echo', kind: 'udp-echo' }],
+    statsIntervalMs: 200,
+  };
+}

@@ -1,0 +1,242 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { Circuit, CircuitInput, EgressAction } from '../store/circuit.js';
+import type { CircuitStore } from '../store/store.js';
+import { CapacityError, ConflictError, NotFoundError, UnavailableError } from '../store/store.js';
+import { newAuthenticator } from '../wire/authenticator.js';
+import type { PortalConfig } from './config.js';
+import {
+  AuthParams,
+  CircuitStats,
+  CircuitView,
+  CreateCircuitBody,
+  ErrorResponse,
+  NextHop,
+  type CircuitView as CircuitViewT,
+} from './schemas.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    account: string;
+  }
+}
+
+const errors = {
+  400: ErrorResponse,
+  401: ErrorResponse,
+  404: ErrorResponse,
+  409: ErrorResponse,
+  503: ErrorResponse,
+};
+
+/** A 4xx/5xx with the message the client sees. */
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function toView(c: Circuit, config: PortalConfig): CircuitViewT {
+  const view: CircuitViewT = {
+    auth: c.auth,
+    ingressPop: c.ingressPop,
+    egressPop: c.egressPop,
+    bandwidthMbps: c.bandwidthMbps,
+    ingress: config.pops.find((p) => p.name === c.ingressPop)?.routers ?? [],
+    createdAt: c.createdAt,
+    revision: c.revision,
+  };
+  const a = c.action;
+  if (a.kind === 'forward') view.next = a.next;
+  else if (a.kind === 'deliver-endpoint')
+    view.deliver = { kind: 'endpoint', addresses: a.addresses, ...(a.auth ? { auth: a.auth } : {}) };
+  else view.deliver = { kind: 'udp', target: a.target, ...(a.reply ? { reply: a.reply } : {}) };
+  return view;
+}
+
+/** Store failures become HTTP answers: nothing is acknowledged that was not committed. */
+export function storeErrorToHttp(err: unknown): never {
+  if (err instanceof CapacityError) throw new HttpError(409, err.message);
+  if (err instanceof ConflictError) throw new HttpError(409, err.message);
+  if (err instanceof NotFoundError) throw new HttpError(404, err.message);
+  if (err instanceof UnavailableError)
+    throw new HttpError(503, `circuit store unavailable, nothing was changed: ${err.message}`);
+  throw err;
+}
+
+/**
+ * Customer-facing circuit API: create, chain, relinquish, list, stats. Every route
+ * here requires a bearer API key, and only a circuit's owner can see or touch it;
+ * to anyone else it does not exist (404), so authenticators are never confirmed to strangers.
+ */
+export async function circuitRoutes(
+  app: FastifyInstance,
+  opts: { config: PortalConfig; store: CircuitStore },
+): Promise<void> {
+  const { config, store } = opts;
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+  const accountsByKey = new Map(config.accounts.map((a) => [a.apiKey, a.name]));
+  const pops = new Map(config.pops.map((p) => [p.name, p.routers]));
+  const offers = new Map(config.offers.map((o) => [`${o.from}->${o.to}`, o]));
+
+  app.decorateRequest('account', '');
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    const header = req.headers.authorization;
+    const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    if (!m) {
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ statusCode: 401, error: 'Unauthorized', message: 'missing API key: send "Authorization: Bearer KEY"' });
+    }
+    const account = accountsByKey.get(m[1]!);
+    if (!account)
+      return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: 'unknown API key' });
+    req.account = account;
+  });
+
+  async function owned(auth: string, account: string): Promise<Circuit> {
+    const c = await store.get(auth).catch(storeErrorToHttp);
+    if (!c || c.owner !== account) throw new HttpError(404, `no circuit ${auth} in account ${account}`);
+    return c;
+  }
+
+  r.post(
+    '/circuits',
+    {
+      schema: {
+        summary: 'Buy a circuit from ingress PoP to egress PoP',
+        description:
+          'Give exactly one of `next` (chain to the next segment) or `deliver` (last segment). Returns the authenticator to send with and the ingress routers to send to.',
+        tags: ['circuits'],
+        security: [{ bearer: [] }],
+        body: CreateCircuitBody,
+        response: { 201: CircuitView, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      if (!pops.has(b.ingressPop)) throw new HttpError(400, `unknown ingress PoP ${b.ingressPop}`);
+      if (!pops.has(b.egressPop)) throw new HttpError(400, `unknown egress PoP ${b.egressPop}`);
+      const offer = offers.get(`${b.ingressPop}->${b.egressPop}`);
+      if (!offer) throw new HttpError(400, `no offer from ${b.ingressPop} to ${b.egressPop}; see GET /offers`);
+      if ((b.next === undefined) === (b.deliver === undefined))
+        throw new HttpError(400, 'give exactly one of `next` (chain onwards) or `deliver` (last segment)');
+      let action: EgressAction;
+      if (b.next) action = { kind: 'forward', next: b.next };
+      else if (b.deliver!.kind === 'endpoint')
+        action = { kind: 'deliver-endpoint', addresses: b.deliver!.addresses, ...(b.deliver!.auth ? { auth: b.deliver!.auth } : {}) };
+      else action = { kind: 'deliver-udp', target: b.deliver!.target, ...(b.deliver!.reply ? { reply: b.deliver!.reply } : {}) };
+      const input: CircuitInput = {
+        auth: newAuthenticator(),
+        owner: req.account,
+        ingressPop: b.ingressPop,
+        egressPop: b.egressPop,
+        bandwidthMbps: b.bandwidthMbps,
+        internalAuth: b.ingressPop === b.egressPop ? '' : newAuthenticator(),
+        internalRouters: b.ingressPop === b.egressPop ? [] : pops.get(b.egressPop)!,
+        action,
+      };
+      const created = await store.create(input, { capacityMbps: offer.capacityMbps }).catch(storeErrorToHttp);
+      req.log.info({ auth: created.auth.slice(0, 8), account: req.account }, 'circuit created');
+      return reply.code(201).send(toView(created, config));
+    },
+  );
+
+  r.get(
+    '/circuits',
+    {
+      schema: {
+        summary: "List the caller's circuits",
+        tags: ['circuits'],
+        security: [{ bearer: [] }],
+        response: { 200: Type.Object({ circuits: Type.Array(CircuitView) }), ...errors },
+      },
+    },
+    async (req) => {
+      const list = await store.list({ owner: req.account }).catch(storeErrorToHttp);
+      return { circuits: list.map((c) => toView(c, config)) };
+    },
+  );
+
+  r.get(
+    '/circuits/:auth',
+    {
+      schema: {
+        summary: 'One circuit',
+        tags: ['circuits'],
+        security: [{ bearer: [] }],
+        params: AuthParams,
+        response: { 200: CircuitView, ...errors },
+      },
+    },
+    async (req) => toView(await owned(req.params.auth, req.account), config),
+  );
+
+  r.post(
+    '/circuits/:auth/chain',
+    {
+      schema: {
+        summary: 'Re-point the circuit at a next hop (chain_path)',
+        description: "The seed's chain_path(auth, nextHopAddr, nextHopAuth): the egress PoP forwards to `addresses` with `auth`.",
+        tags: ['circuits'],
+        security: [{ bearer: [] }],
+        params: AuthParams,
+        body: NextHop,
+        response: { 200: CircuitView, ...errors },
+      },
+    },
+    async (req) => {
+      const cur = await owned(req.params.auth, req.account);
+      // Compare-and-swap on the revision we read: a concurrent chain cannot be silently overwritten.
+      const next = await store
+        .update(cur.auth, { action: { kind: 'forward', next: req.body } }, { expectRevision: cur.revision })
+        .catch(storeErrorToHttp);
+      return toView(next, config);
+    },
+  );
+
+  r.delete(
+    '/circuits/:auth',
+    {
+      schema: {
+        summary: 'Relinquish a circuit',
+        tags: ['circuits'],
+        security: [{ bearer: [] }],
+        params: AuthParams,
+        response: { 200: CircuitView, ...errors },
+      },
+    },
+    async (req) => {
+      const cur = await owned(req.params.auth, req.account);
+      await store.delete(cur.auth, { expectRevision: cur.revision }).catch(storeErrorToHttp);
+      return toView(cur, config);
+    },
+  );
+
+  r.get(
+    '/circuits/:auth/stats',
+    {
+      schema: {
+        summary: "Traffic counters for a circuit, summed over the ISP's routers",
+        tags: ['circuits'],
+        security: [{ bearer: [] }],
+        params: AuthParams,
+        response: { 200: CircuitStats, ...errors },
+      },
+    },
+    async (req) => {
+      const c = await owned(req.params.auth, req.account);
+      const all = await store.listRouterStats().catch(storeErrorToHttp);
+      const routers = all
+        .filter((s) => s.circuits[c.auth])
+        .map((s) => ({ router: s.router, pop: s.pop, address: s.address, updatedAt: s.updatedAt, ...s.circuits[c.auth]! }));
+      const sum = (k: 'packets' | 'bytes' | 'dropped'): number => routers.reduce((t, x) => t + x[k], 0);
+      return { auth: c.auth, packets: sum('packets'), bytes: sum('bytes'), dropped: sum('dropped'), routers };
+    },
+  );
+}

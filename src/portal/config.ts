@@ -1,0 +1,73 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { StoreConfigSchema } from '../store/config.js';
+import { ADDRESS_PATTERN } from '../wire/address.js';
+
+const Address = Type.String({ pattern: ADDRESS_PATTERN });
+
+export const OfferConfigSchema = Type.Object(
+  {
+    from: Type.String({ minLength: 1, description: 'ingress PoP' }),
+    to: Type.String({ minLength: 1, description: 'egress PoP' }),
+    capacityMbps: Type.Number({ exclusiveMinimum: 0, description: 'what may be sold on this PoP pair in total' }),
+    latencyMs: Type.Object({ min: Type.Number({ minimum: 0 }), max: Type.Number({ minimum: 0 }) }),
+    maxLossPct: Type.Number({ minimum: 0, maximum: 100, default: 0.1 }),
+    uptimePct: Type.Number({ minimum: 0, maximum: 100, default: 99.99 }),
+    pricePerMbps: Type.Number({ minimum: 0, default: 1, description: 'monthly price per Mb/s' }),
+  },
+  { additionalProperties: false },
+);
+
+export const PortalConfigSchema = Type.Object(
+  {
+    isp: Type.String({ minLength: 1 }),
+    listen: Type.String({ pattern: ADDRESS_PATTERN, description: 'HTTP address; port 0 picks one' }),
+    store: StoreConfigSchema,
+    pops: Type.Array(
+      Type.Object(
+        {
+          name: Type.String({ minLength: 1 }),
+          routers: Type.Array(Address, { minItems: 1, description: 'router addresses, primary first' }),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1 },
+    ),
+    offers: Type.Array(OfferConfigSchema),
+    accounts: Type.Array(
+      Type.Object(
+        { name: Type.String({ minLength: 1 }), apiKey: Type.String({ minLength: 16 }) },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type PortalConfig = Static<typeof PortalConfigSchema>;
+export type OfferConfig = Static<typeof OfferConfigSchema>;
+
+/** Checks the cross-references a schema cannot: offers name known PoPs, names are unique. */
+export function checkPortalConfig(c: PortalConfig): string[] {
+  const problems: string[] = [];
+  const pops = new Set<string>();
+  for (const p of c.pops) {
+    if (pops.has(p.name)) problems.push(`PoP ${p.name} defined twice`);
+    pops.add(p.name);
+  }
+  const pairs = new Set<string>();
+  for (const o of c.offers) {
+    for (const pop of [o.from, o.to]) if (!pops.has(pop)) problems.push(`offer ${o.from}->${o.to} names unknown PoP ${pop}`);
+    if (o.latencyMs.min > o.latencyMs.max) problems.push(`offer ${o.from}->${o.to}: latency min exceeds max`);
+    const key = `${o.from}->${o.to}`;
+    if (pairs.has(key)) problems.push(`offer ${key} defined twice`);
+    pairs.add(key);
+  }
+  const keys = new Set<string>();
+  const names = new Set<string>();
+  for (const a of c.accounts) {
+    if (keys.has(a.apiKey)) problems.push(`account ${a.name}: API key shared with another account`);
+    if (names.has(a.name)) problems.push(`account ${a.name} defined twice`);
+    keys.add(a.apiKey);
+    names.add(a.name);
+  }
+  return problems;
+}

@@ -1,0 +1,115 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { ADDRESS_PATTERN } from '../wire/address.js';
+
+/** The API's JSON schemas: validated at the edge, so handlers receive typed, checked data. */
+
+export const Authenticator = Type.String({
+  pattern: '^[0-9a-f]{32}$',
+  description: '128-bit circuit authenticator, 32 lowercase hex digits',
+});
+export const Address = Type.String({ pattern: ADDRESS_PATTERN, description: 'UDP address HOST:PORT' });
+const Addresses = Type.Array(Address, { minItems: 1, maxItems: 16, description: 'primary first, then backups' });
+
+export const NextHop = Type.Object(
+  { addresses: Addresses, auth: Authenticator },
+  { additionalProperties: false, description: 'next hop: router addresses of the next segment and its authenticator' },
+);
+
+export const Deliver = Type.Union([
+  Type.Object(
+    {
+      kind: Type.Literal('endpoint'),
+      addresses: Addresses,
+      auth: Type.Optional(Authenticator),
+    },
+    { additionalProperties: false, description: 'the destination runs Arrow and receives the ARROW header' },
+  ),
+  Type.Object(
+    {
+      kind: Type.Literal('udp'),
+      target: Address,
+      reply: Type.Optional(NextHop),
+    },
+    {
+      additionalProperties: false,
+      description: 'payload to an unmodified UDP server; its replies enter the `reply` circuit',
+    },
+  ),
+]);
+
+export const CreateCircuitBody = Type.Object(
+  {
+    ingressPop: Type.String({ minLength: 1 }),
+    egressPop: Type.String({ minLength: 1 }),
+    bandwidthMbps: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 }),
+    next: Type.Optional(NextHop),
+    deliver: Type.Optional(Deliver),
+  },
+  { additionalProperties: false },
+);
+export type CreateCircuitBody = Static<typeof CreateCircuitBody>;
+
+export const CircuitView = Type.Object({
+  auth: Authenticator,
+  ingressPop: Type.String(),
+  egressPop: Type.String(),
+  bandwidthMbps: Type.Number(),
+  ingress: Type.Array(Address, { description: 'ingress router addresses, primary first' }),
+  next: Type.Optional(NextHop),
+  deliver: Type.Optional(Deliver),
+  createdAt: Type.String(),
+  revision: Type.Integer(),
+});
+export type CircuitView = Static<typeof CircuitView>;
+
+export const AuthParams = Type.Object({ auth: Authenticator });
+
+export const Offer = Type.Object({
+  isp: Type.String(),
+  from: Type.String({ description: 'ingress PoP' }),
+  to: Type.String({ description: 'egress PoP' }),
+  capacityMbps: Type.Number(),
+  availableMbps: Type.Number({ description: 'capacity not yet sold' }),
+  latencyMs: Type.Object({ min: Type.Number(), max: Type.Number() }),
+  maxLossPct: Type.Number(),
+  uptimePct: Type.Number(),
+  pricePerMbps: Type.Number(),
+  ingress: Type.Array(Address, { description: 'routers of the ingress PoP, primary first, backups after' }),
+  egress: Type.Array(Address, { description: 'routers of the egress PoP' }),
+});
+
+export const OffersResponse = Type.Object({
+  isp: Type.String(),
+  pops: Type.Array(Type.Object({ name: Type.String(), routers: Type.Array(Address) })),
+  offers: Type.Array(Offer),
+});
+
+export const Counters = Type.Object({
+  packets: Type.Integer(),
+  bytes: Type.Integer(),
+  dropped: Type.Integer(),
+});
+
+export const CircuitStats = Type.Object({
+  auth: Authenticator,
+  packets: Type.Integer(),
+  bytes: Type.Integer(),
+  dropped: Type.Integer(),
+  routers: Type.Array(
+    Type.Object({
+      router: Type.String(),
+      pop: Type.String(),
+      address: Type.String(),
+      updatedAt: Type.String(),
+      packets: Type.Integer(),
+      bytes: Type.Integer(),
+      dropped: Type.Integer(),
+    }),
+  ),
+});
+
+export const ErrorResponse = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String(),
+  message: Type.String(),
+});

@@ -1,0 +1,21 @@
+import { loadConfig } from '../util/config.js';
+import { createLogger } from '../util/log.js';
+import { announceReady } from '../lab/process.js';
+import { RouterConfigSchema } from './config.js';
+import { Router } from './router.js';
+
+/** `arrow router --config FILE`: forward ARROW packets until SIGINT/SIGTERM. */
+export async function runRouter(configPath: string): Promise<void> {
+  const config = loadConfig(RouterConfigSchema, configPath);
+  const log = createLogger(`router-${config.name}`);
+  const router = new Router(config, log);
+  await router.start();
+  const shutdown = async (): Promise<void> => {
+    await router.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown());
+  process.once('SIGTERM', () => void shutdown());
+  announceReady({ address: router.address }, shutdown);
+  if (!process.send) console.log(`router ${config.name} (${config.isp}/${config.pop}) forwarding on ${router.address}`);
+}

@@ -1,0 +1,113 @@
+import { createSocket, type Socket } from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+import type { CircuitStore, Watcher } from '../store/store.js';
+import type { RouterStats } from '../store/circuit.js';
+import { openStore } from '../store/open.js';
+import { formatAddress, mustParseAddress } from '../wire/address.js';
+import type { Logger } from '../util/log.js';
+import type { RouterConfig } from './config.js';
+import { DataPlane } from './dataplane.js';
+import { ForwardingTable } from './table.js';
+import { UdpDelivery } from './udp-delivery.js';
+
+/**
+ * One ARROW router: a UDP socket, a forwarding table synced from the ISP's store,
+ * and a timer that publishes counters. The store is read at start and then followed
+ * by watch; the packet handler only ever touches the in-memory table.
+ */
+export class Router {
+  readonly table: ForwardingTable;
+  readonly dataplane: DataPlane;
+  private socket: Socket | undefined;
+  private store: CircuitStore | undefined;
+  private watcher: Watcher | undefined;
+  private statsTimer: NodeJS.Timeout | undefined;
+  private delivery: UdpDelivery | undefined;
+  private boundAddress = '';
+
+  constructor(
+    readonly config: RouterConfig,
+    private readonly log: Logger,
+  ) {
+    this.table = new ForwardingTable(config.pop);
+    this.dataplane = new DataPlane(this.table, {
+      send: (b, port, host) => this.socket!.send(b, port, host),
+      deliverUdp: (entry, payload) => this.delivery!.deliver(entry, payload),
+    });
+  }
+
+  get address(): string {
+    return this.boundAddress;
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    const listen = mustParseAddress(config.listen);
+    // Routers never block their loop waiting for a write lock (busy_timeout 0): a skipped stats flush is retried.
+    this.store = await openStore(config.store, { busyTimeoutMs: 0, pollMs: config.storePollMs });
+
+    // Table first, then traffic: a consistent snapshot, then every change after it.
+    const snap = await this.store.snapshot();
+    this.table.replaceAll(snap.circuits, snap.revision);
+    this.watcher = this.store.watch(snap.revision, (event) => {
+      this.table.apply(event);
+      log.debug({ event: event.type, revision: event.revision }, 'table change');
+    });
+    log.info({ circuits: this.table.circuits, revision: snap.revision }, 'table loaded from store');
+
+    const socket = createSocket({
+      type: 'udp4',
+      recvBufferSize: config.socketBufferBytes,
+      sendBufferSize: config.socketBufferBytes,
+    });
+    this.socket = socket;
+    this.delivery = new UdpDelivery(listen.host, (b, port, host) => socket.send(b, port, host), this.dataplane.drops);
+    this.table.onRemove = (circuit) => this.delivery?.release(circuit);
+    // An ICMP unreachable from a dead next hop surfaces here; it must not stop the router.
+    socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'));
+    socket.on('message', (msg, rinfo) => this.dataplane.process(msg, rinfo.port, rinfo.address));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(listen.port, listen.host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    const a = socket.address() as AddressInfo;
+    this.boundAddress = formatAddress({ host: a.address, port: a.port });
+
+    this.statsTimer = setInterval(() => void this.publishStats(), config.statsIntervalMs);
+    this.statsTimer.unref();
+    await this.publishStats();
+    log.info({ address: this.boundAddress, router: config.name, pop: config.pop }, 'router up');
+  }
+
+  stats(): RouterStats {
+    return {
+      router: this.config.name,
+      pop: this.config.pop,
+      address: this.boundAddress,
+      updatedAt: new Date().toISOString(),
+      drops: { ...this.dataplane.drops.counts },
+      handled: { ...this.dataplane.handled },
+      circuits: this.table.snapshotCounters(),
+    };
+  }
+
+  private async publishStats(): Promise<void> {
+    try {
+      await this.store?.putRouterStats(this.stats());
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'stats flush skipped');
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.statsTimer);
+    this.watcher?.close();
+    await this.publishStats();
+    this.delivery?.close();
+    await new Promise<void>((resolve) => (this.socket ? this.socket.close(() => resolve()) : resolve()));
+    await this.store?.close();
+  }
+}

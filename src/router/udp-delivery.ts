@@ -1,0 +1,70 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { DEFAULT_HOP_LIMIT, encodeInto, HEADER_LENGTH, MAX_DATAGRAM, PacketType } from '../wire/header.js';
+import type { Entry } from './table.js';
+import type { DropCounters } from './dataplane.js';
+
+type UdpEntry = Entry & { kind: 'deliver-udp' };
+
+/**
+ * The last hop to an unmodified UDP server. Each circuit gets its own socket, so
+ * the server sees one stable client address per circuit, and whatever the server
+ * sends back to that socket is the circuit's reply traffic: we wrap it in an ARROW
+ * header and send it into the circuit's paired return path.
+ */
+export class UdpDelivery {
+  private readonly sockets = new Map<string, { socket: Socket; entry: UdpEntry; sequence: bigint }>();
+  private readonly scratch = Buffer.allocUnsafe(MAX_DATAGRAM);
+
+  constructor(
+    private readonly bindHost: string,
+    private readonly send: (packet: Buffer, port: number, host: string) => void,
+    private readonly drops: DropCounters,
+  ) {}
+
+  deliver(entry: UdpEntry, payload: Buffer): void {
+    let s = this.sockets.get(entry.circuit);
+    if (!s) {
+      const socket = createSocket('udp4');
+      s = { socket, entry, sequence: 0n };
+      const state = s;
+      socket.on('message', (msg) => this.reply(state, msg));
+      socket.on('error', () => this.drops.add('send-error'));
+      socket.bind(0, this.bindHost);
+      this.sockets.set(entry.circuit, s);
+    }
+    s.entry = entry; // the table may have re-compiled the entry (chain): follow it
+    s.socket.send(payload, entry.target.port, entry.target.host);
+  }
+
+  private reply(state: { entry: UdpEntry; sequence: bigint }, payload: Buffer): void {
+    const reply = state.entry.reply;
+    const to = reply?.addresses[reply.active];
+    if (!reply || !to || !reply.auth || payload.length > MAX_DATAGRAM - HEADER_LENGTH) {
+      this.drops.add('no-reply-path');
+      return;
+    }
+    const n = encodeInto(
+      {
+        type: PacketType.Data,
+        hopLimit: DEFAULT_HOP_LIMIT,
+        authenticator: reply.auth,
+        sequence: state.sequence++,
+        payload,
+      },
+      this.scratch,
+    );
+    // send() copies nothing until the kernel call, so hand it its own buffer.
+    this.send(Buffer.from(this.scratch.subarray(0, n)), to.port, to.host);
+  }
+
+  release(circuit: string): void {
+    const s = this.sockets.get(circuit);
+    if (!s) return;
+    this.sockets.delete(circuit);
+    s.socket.close();
+  }
+
+  close(): void {
+    for (const c of [...this.sockets.keys()]) this.release(c);
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The circuit record: what the ISP's store holds for one sold circuit, and what
+ * every router of the ISP compiles its forwarding table from.
+ */
+
+/** Next hop in another ISP (or back into this one): ordered addresses, first live one in use, and the authenticator to write. */
+export interface NextHop {
+  addresses: string[];
+  auth: string;
+}
+
+/** What the egress PoP does with the circuit's packets. */
+export type EgressAction =
+  | { kind: 'forward'; next: NextHop }
+  /** Destination runs Arrow: it gets the packet with its header. `auth`, when set, is written so it can demultiplex. */
+  | { kind: 'deliver-endpoint'; addresses: string[]; auth?: string }
+  /** Unmodified UDP server: payload only, from a per-circuit socket. Replies enter the circuit `reply`. */
+  | { kind: 'deliver-udp'; target: string; reply?: NextHop };
+
+export interface CircuitInput {
+  auth: string;
+  owner: string;
+  ingressPop: string;
+  egressPop: string;
+  bandwidthMbps: number;
+  /** Authenticator used between the ingress and egress PoP routers; not known to the customer. */
+  internalAuth: string;
+  /** Routers of the egress PoP, in order of preference, for the internal hop. Empty when ingress == egress. */
+  internalRouters: string[];
+  action: EgressAction;
+}
+
+export interface Circuit extends CircuitInput {
+  createdAt: string;
+  /** Store revision of the last change to this circuit (etcd's mod_revision). */
+  revision: number;
+}
+
+/** Fields that `chain` and repair may change. Identity, owner, PoPs and bandwidth never change. */
+export type CircuitPatch = Partial<Pick<CircuitInput, 'action' | 'internalRouters'>>;
+
+export type ChangeEvent =
+  | { type: 'put'; revision: number; circuit: Circuit }
+  | { type: 'delete'; revision: number; auth: string }
+  /** The store could not replay changes from the requested point (compacted away): here is everything, replace your view. */
+  | { type: 'resync'; revision: number; circuits: Circuit[] };
+
+export interface Snapshot {
+  revision: number;
+  circuits: Circuit[];
+}
+
+/** Counters a router publishes periodically; the portal sums them per circuit. */
+export interface RouterStats {
+  router: string;
+  pop: string;
+  address: string;
+  updatedAt: string;
+  /** Packets dropped before any circuit was identified, by reason. */
+  drops: Record<string, number>;
+  /** Packets handled by type, e.g. echo replies sent. */
+  handled: Record<string, number>;
+  /** Per-circuit counters, keyed by the customer-facing authenticator (hex). */
+  circuits: Record<string, CircuitCounters>;
+}
+
+export interface CircuitCounters {
+  packets: number;
+  bytes: number;
+  dropped: number;
+}

@@ -1,0 +1,293 @@
+import Database from 'better-sqlite3';
+import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
+import {
+  type Admission,
+  CapacityError,
+  type CircuitStore,
+  ConflictError,
+  NotFoundError,
+  UnavailableError,
+  type Watcher,
+} from './store.js';
+
+export interface SqliteStoreOptions {
+  /** How long a writer waits for another process's write lock. Routers use 0: they never block the loop. */
+  busyTimeoutMs?: number;
+  /** How often watchers look for commits by other processes (`PRAGMA data_version`). */
+  pollMs?: number;
+  /** Changes kept for watchers that fall behind; older ones force a resync, like an etcd compaction. */
+  retainChanges?: number;
+  /** Test hook, called inside the create transaction between its writes, to prove crash atomicity. */
+  faultInsideCreate?: () => void;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS circuits (
+  auth TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  ingress_pop TEXT NOT NULL,
+  egress_pop TEXT NOT NULL,
+  bandwidth_mbps REAL NOT NULL,
+  revision INTEGER NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS circuits_owner ON circuits(owner);
+CREATE INDEX IF NOT EXISTS circuits_pair ON circuits(ingress_pop, egress_pop);
+CREATE TABLE IF NOT EXISTS changes (
+  revision INTEGER PRIMARY KEY AUTOINCREMENT,
+  auth TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('put', 'delete')),
+  data TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS router_stats (router TEXT PRIMARY KEY, data TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('compacted', 0);
+`;
+
+interface ChangeRow {
+  revision: number;
+  auth: string;
+  kind: 'put' | 'delete';
+  data: string | null;
+}
+
+/**
+ * The embedded default store: one SQLite file per ISP, shared by its portal and
+ * routers on one host. WAL mode lets routers read while the portal writes. Every
+ * mutation and its change-log row commit in one transaction, so a crash leaves a
+ * whole circuit or none, and watchers replay the log by revision.
+ */
+export class SqliteStore implements CircuitStore {
+  readonly kind = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly pollMs: number;
+  private readonly retain: number;
+  private readonly fault: (() => void) | undefined;
+  /** Set after our own writes: data_version only moves for other connections' commits. */
+  private localWrites = 0;
+  private readonly watchers = new Set<{ close(): void }>();
+  private readonly q;
+
+  constructor(
+    readonly path: string,
+    opts: SqliteStoreOptions = {},
+  ) {
+    this.db = new Database(path);
+    this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+    this.db.pragma('journal_mode = WAL');
+    // WAL with synchronous=NORMAL is durable against process crashes (our failure model); FULL adds power-loss safety.
+    this.db.pragma('synchronous = NORMAL');
+    this.withBusyRetry(() => this.db.exec(SCHEMA));
+    this.pollMs = opts.pollMs ?? 5;
+    this.retain = opts.retainChanges ?? 100_000;
+    this.fault = opts.faultInsideCreate;
+    this.q = {
+      get: this.db.prepare<[string], { data: string }>('SELECT data FROM circuits WHERE auth = ?'),
+      all: this.db.prepare<[], { data: string }>('SELECT data FROM circuits ORDER BY auth'),
+      byOwner: this.db.prepare<[string], { data: string }>('SELECT data FROM circuits WHERE owner = ? ORDER BY auth'),
+      sold: this.db.prepare<[string, string], { sold: number | null }>(
+        'SELECT SUM(bandwidth_mbps) AS sold FROM circuits WHERE ingress_pop = ? AND egress_pop = ?',
+      ),
+      insertCircuit: this.db.prepare(
+        'INSERT INTO circuits (auth, owner, ingress_pop, egress_pop, bandwidth_mbps, revision, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      updateCircuit: this.db.prepare('UPDATE circuits SET revision = ?, data = ? WHERE auth = ?'),
+      deleteCircuit: this.db.prepare('DELETE FROM circuits WHERE auth = ?'),
+      insertChange: this.db.prepare('INSERT INTO changes (auth, kind, data) VALUES (?, ?, ?)'),
+      setChangeData: this.db.prepare('UPDATE changes SET data = ? WHERE revision = ?'),
+      revision: this.db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'changes'"),
+      compacted: this.db.prepare<[], { value: number }>("SELECT value FROM meta WHERE key = 'compacted'"),
+      changesAfter: this.db.prepare<[number], ChangeRow>(
+        'SELECT revision, auth, kind, data FROM changes WHERE revision > ? ORDER BY revision LIMIT 10000',
+      ),
+      prune: this.db.prepare('DELETE FROM changes WHERE revision <= ?'),
+      setCompacted: this.db.prepare("UPDATE meta SET value = MAX(value, ?) WHERE key = 'compacted'"),
+      putStats: this.db.prepare('INSERT OR REPLACE INTO router_stats (router, data) VALUES (?, ?)'),
+      allStats: this.db.prepare<[], { data: string }>('SELECT data FROM router_stats ORDER BY router'),
+    };
+  }
+
+  async get(auth: string): Promise<Circuit | undefined> {
+    const row = this.q.get.get(auth);
+    return row ? (JSON.parse(row.data) as Circuit) : undefined;
+  }
+
+  async list(query: { owner?: string } = {}): Promise<Circuit[]> {
+    const rows = query.owner ? this.q.byOwner.all(query.owner) : this.q.all.all();
+    return rows.map((r) => JSON.parse(r.data) as Circuit);
+  }
+
+  async snapshot(): Promise<Snapshot> {
+    return this.readSnapshot();
+  }
+
+  private readSnapshot(): Snapshot {
+    // One read transaction: the circuits and the revision are from the same instant.
+    return this.db.transaction(() => ({
+      revision: this.currentRevision(),
+      circuits: this.q.all.all().map((r) => JSON.parse(r.data) as Circuit),
+    }))();
+  }
+
+  private currentRevision(): number {
+    return this.q.revision.get()?.seq ?? 0;
+  }
+
+  async create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
+    const txn = this.db.transaction((): Circuit => {
+      if (this.q.get.get(input.auth)) throw new ConflictError(`circuit ${input.auth} already exists`);
+      if (admission) {
+        const sold = this.q.sold.get(input.ingressPop, input.egressPop)?.sold ?? 0;
+        if (sold + input.bandwidthMbps > admission.capacityMbps)
+          throw new CapacityError(sold, admission.capacityMbps, input.bandwidthMbps);
+      }
+      const revision = Number(this.q.insertChange.run(input.auth, 'put', null).lastInsertRowid);
+      const circuit: Circuit = { ...input, createdAt: new Date().toISOString(), revision };
+      const data = JSON.stringify(circuit);
+      this.fault?.();
+      this.q.insertCircuit.run(
+        input.auth,
+        input.owner,
+        input.ingressPop,
+        input.egressPop,
+        input.bandwidthMbps,
+        revision,
+        data,
+      );
+      this.q.setChangeData.run(data, revision);
+      return circuit;
+    });
+    return this.write(() => txn.immediate());
+  }
+
+  async update(auth: string, patch: CircuitPatch, opts: { expectRevision?: number } = {}): Promise<Circuit> {
+    const txn = this.db.transaction((): Circuit => {
+      const row = this.q.get.get(auth);
+      if (!row) throw new NotFoundError(`no circuit ${auth}`);
+      const cur = JSON.parse(row.data) as Circuit;
+      if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
+        throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+      const revision = Number(this.q.insertChange.run(auth, 'put', null).lastInsertRowid);
+      const next: Circuit = { ...cur, ...patch, revision };
+      const data = JSON.stringify(next);
+      this.q.updateCircuit.run(revision, data, auth);
+      this.q.setChangeData.run(data, revision);
+      return next;
+    });
+    return this.write(() => txn.immediate());
+  }
+
+  async delete(auth: string, opts: { expectRevision?: number } = {}): Promise<Circuit | undefined> {
+    const txn = this.db.transaction((): Circuit | undefined => {
+      const row = this.q.get.get(auth);
+      if (!row) return undefined;
+      const cur = JSON.parse(row.data) as Circuit;
+      if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
+        throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+      this.q.deleteCircuit.run(auth);
+      this.q.insertChange.run(auth, 'delete', null);
+      return cur;
+    });
+    return this.write(() => txn.immediate());
+  }
+
+  /** Forgets change history up to `revision` (default: all but the retained window). */
+  compact(revision?: number): void {
+    const upTo = revision ?? this.currentRevision() - this.retain;
+    if (upTo <= 0) return;
+    this.db.transaction(() => {
+      this.q.prune.run(upTo);
+      this.q.setCompacted.run(upTo);
+    }).immediate();
+  }
+
+  watch(afterRevision: number, onEvent: (event: ChangeEvent) => void): Watcher {
+    let last = afterRevision;
+    let seenVersion = -1;
+    let seenLocal = -1;
+    let closed = false;
+    const poll = (): void => {
+      if (closed) return;
+      try {
+        const version = this.db.pragma('data_version', { simple: true }) as number;
+        if (version === seenVersion && seenLocal === this.localWrites) return;
+        seenVersion = version;
+        seenLocal = this.localWrites;
+        for (;;) {
+          const compacted = this.q.compacted.get()?.value ?? 0;
+          if (last < compacted) {
+            const snap = this.readSnapshot();
+            last = snap.revision;
+            onEvent({ type: 'resync', revision: snap.revision, circuits: snap.circuits });
+            continue;
+          }
+          const rows = this.q.changesAfter.all(last);
+          for (const row of rows) {
+            last = row.revision;
+            if (row.kind === 'delete') onEvent({ type: 'delete', revision: row.revision, auth: row.auth });
+            else if (row.data !== null)
+              onEvent({ type: 'put', revision: row.revision, circuit: JSON.parse(row.data) as Circuit });
+          }
+          if (rows.length < 10000) break;
+        }
+      } catch {
+        // A busy or locked database is transient: the next tick retries. Forwarding never waits on this.
+        seenVersion = -1;
+      }
+    };
+    const timer = setInterval(poll, this.pollMs);
+    timer.unref();
+    setImmediate(poll);
+    const w = {
+      close: () => {
+        closed = true;
+        clearInterval(timer);
+        this.watchers.delete(w);
+      },
+    };
+    this.watchers.add(w);
+    return w;
+  }
+
+  async putRouterStats(stats: RouterStats): Promise<void> {
+    this.write(() => this.q.putStats.run(stats.router, JSON.stringify(stats)));
+  }
+
+  async listRouterStats(): Promise<RouterStats[]> {
+    return this.q.allStats.all().map((r) => JSON.parse(r.data) as RouterStats);
+  }
+
+  async close(): Promise<void> {
+    for (const w of [...this.watchers]) w.close();
+    if (this.db.open) this.db.close();
+  }
+
+  private write<T>(fn: () => T): T {
+    try {
+      const result = fn();
+      this.localWrites++;
+      if (this.retain > 0 && this.currentRevision() % 1000 === 0) this.compact();
+      return result;
+    } catch (err) {
+      if (isBusy(err)) throw new UnavailableError(`store busy: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  private withBusyRetry(fn: () => void): void {
+    // Schema creation races when many processes open a new file at once; retry briefly.
+    for (let i = 0; ; i++) {
+      try {
+        return fn();
+      } catch (err) {
+        if (!isBusy(err) || i > 200) throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      }
+    }
+  }
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || code === 'SQLITE_BUSY_SNAPSHOT';
+}

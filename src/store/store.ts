@@ -1,0 +1,64 @@
+import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
+
+/**
+ * The ISP's circuit store. One interface, several backends (memory for unit tests,
+ * SQLite as the embedded default, etcd for multi-host). All methods are async so a
+ * networked backend drops in; every mutation is atomic: it happens whole or not at all.
+ */
+export interface CircuitStore {
+  readonly kind: string;
+  get(auth: string): Promise<Circuit | undefined>;
+  list(query?: { owner?: string }): Promise<Circuit[]>;
+  /** All circuits at one consistent revision; watch from `revision` to follow on. */
+  snapshot(): Promise<Snapshot>;
+  /**
+   * Creates a circuit. With `admission`, the create fails with CapacityError when
+   * the circuits already sold on the same (ingressPop, egressPop) pair plus this one
+   * would exceed `capacityMbps`; the check and the insert are one transaction.
+   */
+  create(input: CircuitInput, admission?: Admission): Promise<Circuit>;
+  /** Changes a circuit. With `expectRevision`, fails with ConflictError unless the circuit is still at that revision. */
+  update(auth: string, patch: CircuitPatch, opts?: { expectRevision?: number }): Promise<Circuit>;
+  /** Deletes a circuit; returns what was deleted, or undefined when it did not exist. */
+  delete(auth: string, opts?: { expectRevision?: number }): Promise<Circuit | undefined>;
+  /** Delivers every change after `afterRevision`, in order. Emits `resync` when that point was compacted away. */
+  watch(afterRevision: number, onEvent: (event: ChangeEvent) => void): Watcher;
+  putRouterStats(stats: RouterStats): Promise<void>;
+  listRouterStats(): Promise<RouterStats[]>;
+  close(): Promise<void>;
+}
+
+export interface Admission {
+  capacityMbps: number;
+}
+
+export interface Watcher {
+  close(): void;
+}
+
+export class StoreError extends Error {
+  override name = 'StoreError';
+}
+/** The authenticator is already taken (create), or the circuit moved on (update/delete with expectRevision). */
+export class ConflictError extends StoreError {
+  override name = 'ConflictError';
+}
+export class NotFoundError extends StoreError {
+  override name = 'NotFoundError';
+}
+export class CapacityError extends StoreError {
+  override name = 'CapacityError';
+  constructor(
+    readonly soldMbps: number,
+    readonly capacityMbps: number,
+    readonly requestedMbps: number,
+  ) {
+    super(
+      `capacity sold out: ${soldMbps} of ${capacityMbps} Mb/s already sold on this PoP pair, ${requestedMbps} Mb/s requested`,
+    );
+  }
+}
+/** The store cannot be reached or has no quorum; nothing was committed. */
+export class UnavailableError extends StoreError {
+  override name = 'UnavailableError';
+}

@@ -1,0 +1,3 @@
+export * from './header.js';
+export * from './authenticator.js';
+export * from './address.js';
