@@ -9,7 +9,9 @@ export async function runCircuits(o: { portal: string; key: string; json?: boole
     return;
   }
   if (circuits.length === 0) return console.log('no circuits');
-  console.log(`${'auth'.padEnd(10)}${'from->to'.padEnd(14)}${'Mb/s'.padEnd(8)}${'packets'.padEnd(10)}${'bytes'.padEnd(12)}next`);
+  console.log(
+    `${'auth'.padEnd(10)}${'from->to'.padEnd(14)}${'Mb/s'.padEnd(8)}${'packets'.padEnd(10)}${'bytes'.padEnd(12)}next`,
+  );
   for (const c of circuits) {
     const s = await client.stats(c.auth);
     const next = c.next

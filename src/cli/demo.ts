@@ -3,7 +3,12 @@ import { loadConfig } from '../util/config.js';
 import { runDemo, runEchoes, stopDemo } from '../lab/demo.js';
 import { defaultTopology, TopologySchema } from '../lab/topology.js';
 
-export async function runDemoCommand(o: { once?: boolean; json?: boolean; count: number; topology?: string }): Promise<void> {
+export async function runDemoCommand(o: {
+  once?: boolean;
+  json?: boolean;
+  count: number;
+  topology?: string;
+}): Promise<void> {
   const topology = o.topology ? loadConfig(TopologySchema, o.topology) : defaultTopology();
   const once = o.once || o.json;
   const demo = await runDemo(topology, { count: o.count, print: o.json ? undefined : (l) => console.log(l) });
@@ -12,7 +17,9 @@ export async function runDemoCommand(o: { once?: boolean; json?: boolean; count:
     await stopDemo(demo);
     process.exit(demo.report.echo.received === demo.report.echo.sent ? 0 : 2);
   }
-  console.log('\nRunning: one echo per second through the circuit. Ctrl-C relinquishes the circuits and stops every process.');
+  console.log(
+    '\nRunning: one echo per second through the circuit. Ctrl-C relinquishes the circuits and stops every process.',
+  );
   let stopping = false;
   const stop = async (): Promise<void> => {
     if (stopping) return;

@@ -8,7 +8,9 @@ export async function runForward(o: { listen: string; path: string }): Promise<v
   const fwd = await Forwarder.start(o.listen, spec);
   console.log(`forwarding UDP ${fwd.listen} over ${fwd.path.forward.length} circuit(s):`);
   for (const b of fwd.path.forward)
-    console.log(`  ${b.segment.isp ?? b.segment.portal} ${b.circuit.ingressPop}->${b.circuit.egressPop} auth ${authPrefix(b.circuit.auth)}`);
+    console.log(
+      `  ${b.segment.isp ?? b.segment.portal} ${b.circuit.ingressPop}->${b.circuit.egressPop} auth ${authPrefix(b.circuit.auth)}`,
+    );
   const stop = async (): Promise<void> => {
     const failures = await fwd.stop();
     for (const f of failures) console.error(`could not relinquish: ${f.message}`);

@@ -7,8 +7,11 @@ export async function runLabUp(file: string, o: { dir?: string }): Promise<void>
   const lab = await Lab.start(topology, o.dir ? { dir: o.dir } : {});
   console.log(`lab ${topology.name} up; working dir ${lab.dir}`);
   for (const i of lab.isps) {
-    console.log(`ISP ${i.name}: portal ${i.url}  (accounts: ${i.accounts.map((a) => `${a.name} key ${a.apiKey}`).join(', ')})`);
-    for (const p of i.pops) for (const r of p.routers) console.log(`  ${p.name.padEnd(6)} ${r.name.padEnd(16)} ${r.address}`);
+    console.log(
+      `ISP ${i.name}: portal ${i.url}  (accounts: ${i.accounts.map((a) => `${a.name} key ${a.apiKey}`).join(', ')})`,
+    );
+    for (const p of i.pops)
+      for (const r of p.routers) console.log(`  ${p.name.padEnd(6)} ${r.name.padEnd(16)} ${r.address}`);
   }
   for (const s of lab.servers) console.log(`server ${s.name}: udp echo on ${s.address}`);
   console.log('Ctrl-C stops every process.');

@@ -76,13 +76,21 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     const to = this.ingress[this.activeIngress];
     if (!to || !this.auth) throw new Error('no circuit in use: call use(path) first');
     const seq = this.sequence++;
-    this.socket.send(encode({ type: PacketType.Data, hopLimit, authenticator: this.auth, sequence: seq, payload }), to.port, to.host);
+    this.socket.send(
+      encode({ type: PacketType.Data, hopLimit, authenticator: this.auth, sequence: seq, payload }),
+      to.port,
+      to.host,
+    );
     this.counters.sent++;
     return seq;
   }
 
   /** ECHO to one router; resolves with the round-trip time in ms, or undefined on timeout. */
-  echo(router: string, timeoutMs = 1000, payload: Uint8Array = new Uint8Array(0)): Promise<number | undefined> {
+  echo(
+    router: string,
+    timeoutMs = 1000,
+    payload: Uint8Array = new Uint8Array(0),
+  ): Promise<number | undefined> {
     const to = mustParseAddress(router);
     const seq = this.sequence++;
     const started = process.hrtime.bigint();
@@ -96,7 +104,13 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
         resolve(Number(process.hrtime.bigint() - started) / 1e6);
       });
       this.socket.send(
-        encode({ type: PacketType.Echo, hopLimit: 1, authenticator: new Uint8Array(16), sequence: seq, payload }),
+        encode({
+          type: PacketType.Echo,
+          hopLimit: 1,
+          authenticator: new Uint8Array(16),
+          sequence: seq,
+          payload,
+        }),
         to.port,
         to.host,
       );
@@ -118,7 +132,13 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
         resolve(true);
       });
       this.socket.send(
-        encode({ type: PacketType.Probe, hopLimit: DEFAULT_HOP_LIMIT, authenticator: this.auth!, sequence: seq, payload: new Uint8Array(0) }),
+        encode({
+          type: PacketType.Probe,
+          hopLimit: DEFAULT_HOP_LIMIT,
+          authenticator: this.auth!,
+          sequence: seq,
+          payload: new Uint8Array(0),
+        }),
         to.port,
         to.host,
       );
@@ -132,7 +152,8 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
    */
   async waitReady(timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) if (await this.probe(Math.min(100, Math.max(1, deadline - Date.now())))) return;
+    while (Date.now() < deadline)
+      if (await this.probe(Math.min(100, Math.max(1, deadline - Date.now())))) return;
     throw new Error(`circuit not active at its ingress router within ${timeoutMs} ms`);
   }
 
@@ -156,7 +177,11 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     }
     if (p.type === PacketType.Probe) {
       // We are the last hop of a circuit delivering to us: ack to the router that sent it.
-      this.socket.send(encode({ ...p, type: PacketType.ProbeAck, payload: new Uint8Array(0) }), from.port, from.host);
+      this.socket.send(
+        encode({ ...p, type: PacketType.ProbeAck, payload: new Uint8Array(0) }),
+        from.port,
+        from.host,
+      );
       return;
     }
     if (p.type === PacketType.Data) {

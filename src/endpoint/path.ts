@@ -61,7 +61,10 @@ export async function buyPath(
 ): Promise<BoughtPath> {
   if (spec.segments.length === 0) throw new Error('a path needs at least one segment');
   const bought: BoughtCircuit[] = [];
-  const buy = async (segment: SegmentSpec, body: Parameters<PortalClient['createCircuit']>[0]): Promise<BoughtCircuit> => {
+  const buy = async (
+    segment: SegmentSpec,
+    body: Parameters<PortalClient['createCircuit']>[0],
+  ): Promise<BoughtCircuit> => {
     const circuit = await new PortalClient(segment.portal, segment.apiKey).createCircuit(body);
     const b = { segment, circuit };
     bought.push(b);
@@ -74,12 +77,19 @@ export async function buyPath(
       let next: { addresses: string[]; auth: string } | undefined;
       for (let i = segs.length - 1; i >= 0; i--) {
         const s = segs[i]!;
-        const base = { ingressPop: s.ingressPop, egressPop: s.egressPop, bandwidthMbps: s.bandwidthMbps ?? DEFAULT_BANDWIDTH };
+        const base = {
+          ingressPop: s.ingressPop,
+          egressPop: s.egressPop,
+          bandwidthMbps: s.bandwidthMbps ?? DEFAULT_BANDWIDTH,
+        };
         const b = await buy(
           s,
           next
             ? { ...base, next }
-            : { ...base, deliver: { kind: 'endpoint', addresses: opts.replyTo.addresses, auth: opts.replyTo.auth } },
+            : {
+                ...base,
+                deliver: { kind: 'endpoint', addresses: opts.replyTo.addresses, auth: opts.replyTo.auth },
+              },
         );
         reverse.unshift(b);
         next = { addresses: b.circuit.ingress, auth: b.circuit.auth };
@@ -89,7 +99,11 @@ export async function buyPath(
     let next: { addresses: string[]; auth: string } | undefined;
     for (let i = spec.segments.length - 1; i >= 0; i--) {
       const s = spec.segments[i]!;
-      const base = { ingressPop: s.ingressPop, egressPop: s.egressPop, bandwidthMbps: s.bandwidthMbps ?? DEFAULT_BANDWIDTH };
+      const base = {
+        ingressPop: s.ingressPop,
+        egressPop: s.egressPop,
+        bandwidthMbps: s.bandwidthMbps ?? DEFAULT_BANDWIDTH,
+      };
       let b: BoughtCircuit;
       if (next) b = await buy(s, { ...base, next });
       else if (spec.target.kind === 'udp') {
@@ -104,7 +118,10 @@ export async function buyPath(
         });
       } else {
         const t = spec.target;
-        b = await buy(s, { ...base, deliver: { kind: 'endpoint', addresses: t.addresses, ...(t.auth ? { auth: t.auth } : {}) } });
+        b = await buy(s, {
+          ...base,
+          deliver: { kind: 'endpoint', addresses: t.addresses, ...(t.auth ? { auth: t.auth } : {}) },
+        });
       }
       forward.unshift(b);
       next = { addresses: b.circuit.ingress, auth: b.circuit.auth };

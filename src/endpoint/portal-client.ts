@@ -1,5 +1,11 @@
 import type { Static } from '@sinclair/typebox';
-import type { CircuitStats, CircuitView, CreateCircuitBody, NextHop, OffersResponse } from '../portal/schemas.js';
+import type {
+  CircuitStats,
+  CircuitView,
+  CreateCircuitBody,
+  NextHop,
+  OffersResponse,
+} from '../portal/schemas.js';
 
 export type Offers = Static<typeof OffersResponse>;
 export type CircuitStatsView = Static<typeof CircuitStats>;

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Endpoint } from '../endpoint/endpoint.js';
 import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
@@ -23,7 +24,16 @@ export interface DemoReport {
   server: string;
   path: DemoHop[];
   echo: { sent: number; received: number; rttMs: { min: number; p50: number; p99: number; max: number } };
-  circuits: { isp: string; direction: 'forward' | 'return'; auth: string; from: string; to: string; packets: number; bytes: number; dropped: number }[];
+  circuits: {
+    isp: string;
+    direction: 'forward' | 'return';
+    auth: string;
+    from: string;
+    to: string;
+    packets: number;
+    bytes: number;
+    dropped: number;
+  }[];
 }
 
 export interface DemoOptions {
@@ -52,9 +62,12 @@ export async function runEchoes(
 ): Promise<{ sent: number; received: number; rtts: number[] }> {
   const sentAt = new Map<number, bigint>();
   const rtts: number[] = [];
+  // A per-call run id, so a late reply from an earlier call is never matched to this one.
+  const run = randomInt(0x7fffffff);
   const onData = (payload: Buffer): void => {
-    if (payload.length < 8 || payload.readUInt32BE(0) !== 0xec40ec40) return;
-    const seq = payload.readUInt32BE(4);
+    if (payload.length < 12 || payload.readUInt32BE(0) !== 0xec40ec40 || payload.readUInt32BE(4) !== run)
+      return;
+    const seq = payload.readUInt32BE(8);
     const t = sentAt.get(seq);
     if (t === undefined) return;
     sentAt.delete(seq);
@@ -64,7 +77,8 @@ export async function runEchoes(
   for (let i = 0; i < count; i++) {
     const payload = Buffer.alloc(64);
     payload.writeUInt32BE(0xec40ec40, 0);
-    payload.writeUInt32BE(i, 4);
+    payload.writeUInt32BE(run, 4);
+    payload.writeUInt32BE(i, 8);
     sentAt.set(i, process.hrtime.bigint());
     endpoint.send(payload);
     await sleep(intervalMs);
@@ -75,7 +89,10 @@ export async function runEchoes(
   return { sent: count, received: rtts.length, rtts };
 }
 
-async function hopsOf(lab: Lab, path: BoughtPath): Promise<{ hops: DemoHop[]; circuits: DemoReport['circuits'] }> {
+async function hopsOf(
+  lab: Lab,
+  path: BoughtPath,
+): Promise<{ hops: DemoHop[]; circuits: DemoReport['circuits'] }> {
   const hops: DemoHop[] = [];
   const circuits: DemoReport['circuits'] = [];
   const all = [
@@ -130,18 +147,29 @@ export async function runDemo(
       `Arrow demo: ${lab.isps.length} ISPs, ${lab.routers.length} routers, ${lab.isps.length} portals, 1 UDP echo server; each its own process`,
     );
     for (const i of lab.isps)
-      print(`  ${i.name.padEnd(6)} portal ${i.url}  ${i.pops.map((p) => `${p.name}[${p.routers.map((r) => r.address).join(' ')}]`).join('  ')}`);
+      print(
+        `  ${i.name.padEnd(6)} portal ${i.url}  ${i.pops.map((p) => `${p.name}[${p.routers.map((r) => r.address).join(' ')}]`).join('  ')}`,
+      );
 
     const endpoint = await Endpoint.open('127.0.0.1:0');
     const segments = throughSegments(lab);
-    print(`\nBuying ${segments.length} forward and ${segments.length} return circuits, last segment first...`);
-    const path = await buyPath({ segments, target: { kind: 'udp', address: server.address } }, { replyTo: endpoint.replyTo });
+    print(
+      `\nBuying ${segments.length} forward and ${segments.length} return circuits, last segment first...`,
+    );
+    const path = await buyPath(
+      { segments, target: { kind: 'udp', address: server.address } },
+      { replyTo: endpoint.replyTo },
+    );
     endpoint.use(path);
     await endpoint.waitReady();
     for (const b of [...path.reverse].reverse())
-      print(`  return  ${b.segment.isp!.padEnd(6)} ${b.circuit.ingressPop}->${b.circuit.egressPop}  auth ${authPrefix(b.circuit.auth)}`);
+      print(
+        `  return  ${b.segment.isp!.padEnd(6)} ${b.circuit.ingressPop}->${b.circuit.egressPop}  auth ${authPrefix(b.circuit.auth)}`,
+      );
     for (const b of [...path.forward].reverse())
-      print(`  forward ${b.segment.isp!.padEnd(6)} ${b.circuit.ingressPop}->${b.circuit.egressPop}  auth ${authPrefix(b.circuit.auth)}`);
+      print(
+        `  forward ${b.segment.isp!.padEnd(6)} ${b.circuit.ingressPop}->${b.circuit.egressPop}  auth ${authPrefix(b.circuit.auth)}`,
+      );
 
     // Routers learn new circuits from the store within milliseconds of the portal's answer; check the
     // whole path end to end before measuring, so the figures describe the path and not its set-up.
@@ -182,17 +210,25 @@ export async function runDemo(
     };
 
     print('\nPath, hop by hop:');
-    print(`  ${'#'.padEnd(3)}${'ISP'.padEnd(8)}${'PoP'.padEnd(6)}${'router'.padEnd(14)}${'address'.padEnd(20)}auth`);
+    print(
+      `  ${'#'.padEnd(3)}${'ISP'.padEnd(8)}${'PoP'.padEnd(6)}${'router'.padEnd(14)}${'address'.padEnd(20)}auth`,
+    );
     print(`  ${'0'.padEnd(3)}${'(you)'.padEnd(28)}${endpoint.address.padEnd(20)}`);
     hops.forEach((h, i) =>
-      print(`  ${String(i + 1).padEnd(3)}${h.isp.padEnd(8)}${h.pop.padEnd(6)}${h.router.padEnd(14)}${h.address.padEnd(20)}${h.auth}`),
+      print(
+        `  ${String(i + 1).padEnd(3)}${h.isp.padEnd(8)}${h.pop.padEnd(6)}${h.router.padEnd(14)}${h.address.padEnd(20)}${h.auth}`,
+      ),
     );
     print(`  ${String(hops.length + 1).padEnd(3)}${'(udp echo server)'.padEnd(28)}${server.address}`);
     const r = report.echo.rttMs;
-    print(`\nEcho: ${echo.sent} sent, ${echo.received} received; RTT min ${r.min} / p50 ${r.p50} / p99 ${r.p99} / max ${r.max} ms`);
+    print(
+      `\nEcho: ${echo.sent} sent, ${echo.received} received; RTT min ${r.min} / p50 ${r.p50} / p99 ${r.p99} / max ${r.max} ms`,
+    );
     print('\nCounters, from the routers via each portal (GET /circuits/{auth}/stats):');
     for (const c of circuits)
-      print(`  ${c.direction.padEnd(8)}${c.isp.padEnd(7)}${(c.from + '->' + c.to).padEnd(10)}${authPrefix(c.auth)}  packets ${c.packets}  bytes ${c.bytes}  dropped ${c.dropped}`);
+      print(
+        `  ${c.direction.padEnd(8)}${c.isp.padEnd(7)}${(c.from + '->' + c.to).padEnd(10)}${authPrefix(c.auth)}  packets ${c.packets}  bytes ${c.bytes}  dropped ${c.dropped}`,
+      );
     return { lab, endpoint, path, report };
   } catch (err) {
     await lab.stop();

@@ -152,11 +152,22 @@ export class Lab {
       ['portal', '--config', portalConfigPath],
       join(this.dir, 'logs', `portal-${isp.name}.log`),
     );
-    this.isps[ii] = { name: isp.name, url: managed.ready.url!, accounts: isp.accounts, storePath, portalConfigPath, pops, managed };
+    this.isps[ii] = {
+      name: isp.name,
+      url: managed.ready.url!,
+      accounts: isp.accounts,
+      storePath,
+      portalConfigPath,
+      pops,
+      managed,
+    };
   }
 
   private async startRouter(r: LabRouter): Promise<void> {
-    r.managed = await startComponent(['router', '--config', r.configPath], join(this.dir, 'logs', `router-${r.name}.log`));
+    r.managed = await startComponent(
+      ['router', '--config', r.configPath],
+      join(this.dir, 'logs', `router-${r.name}.log`),
+    );
     if (!r.address) {
       r.address = r.managed.ready.address!;
       // Pin the port it got, so a restart comes back on the same address.

@@ -33,7 +33,11 @@ export async function startComponent(args: string[], logPath: string, timeoutMs 
   const ready = await new Promise<ReadyMessage>((resolve, reject) => {
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`arrow ${args.join(' ')} not ready within ${timeoutMs} ms; log ${logPath}:\n${tail(logPath)}`));
+      reject(
+        new Error(
+          `arrow ${args.join(' ')} not ready within ${timeoutMs} ms; log ${logPath}:\n${tail(logPath)}`,
+        ),
+      );
     }, timeoutMs);
     proc.on('message', (m: ReadyMessage) => {
       if (m?.event === 'ready') {
@@ -43,7 +47,11 @@ export async function startComponent(args: string[], logPath: string, timeoutMs 
     });
     proc.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`arrow ${args.join(' ')} exited (${signal ?? code}) before ready; log ${logPath}:\n${tail(logPath)}`));
+      reject(
+        new Error(
+          `arrow ${args.join(' ')} exited (${signal ?? code}) before ready; log ${logPath}:\n${tail(logPath)}`,
+        ),
+      );
     });
   });
   proc.removeAllListeners('exit');

@@ -27,7 +27,10 @@ export const TopologySchema = Type.Object(
       { minItems: 1, maxItems: 200 },
     ),
     servers: Type.Array(
-      Type.Object({ name: Type.String({ minLength: 1 }), kind: Type.Literal('udp-echo') }, { additionalProperties: false }),
+      Type.Object(
+        { name: Type.String({ minLength: 1 }), kind: Type.Literal('udp-echo') },
+        { additionalProperties: false },
+      ),
       { default: [] },
     ),
     statsIntervalMs: Type.Integer({ minimum: 50, default: 500 }),
@@ -36,7 +39,12 @@ export const TopologySchema = Type.Object(
 );
 export type Topology = Static<typeof TopologySchema>;
 
-const offer = (from: string, to: string, latency: [number, number], price: number): Topology['isps'][0]['offers'][0] => ({
+const offer = (
+  from: string,
+  to: string,
+  latency: [number, number],
+  price: number,
+): Topology['isps'][0]['offers'][0] => ({
   from,
   to,
   capacityMbps: 1000,
@@ -46,7 +54,12 @@ const offer = (from: string, to: string, latency: [number, number], price: numbe
   pricePerMbps: price,
 });
 
-function isp(name: string, pops: [string, string], latency: [number, number], price: number): Topology['isps'][0] {
+function isp(
+  name: string,
+  pops: [string, string],
+  latency: [number, number],
+  price: number,
+): Topology['isps'][0] {
   return {
     name,
     accounts: [{ name: 'demo', apiKey: `demo-key-${name}-0000000000` }],

@@ -91,7 +91,11 @@ export async function circuitRoutes(
       return reply
         .code(401)
         .header('www-authenticate', 'Bearer')
-        .send({ statusCode: 401, error: 'Unauthorized', message: 'missing API key: send "Authorization: Bearer KEY"' });
+        .send({
+          statusCode: 401,
+          error: 'Unauthorized',
+          message: 'missing API key: send "Authorization: Bearer KEY"',
+        });
     }
     const account = accountsByKey.get(m[1]!);
     if (!account)
@@ -123,14 +127,24 @@ export async function circuitRoutes(
       if (!pops.has(b.ingressPop)) throw new HttpError(400, `unknown ingress PoP ${b.ingressPop}`);
       if (!pops.has(b.egressPop)) throw new HttpError(400, `unknown egress PoP ${b.egressPop}`);
       const offer = offers.get(`${b.ingressPop}->${b.egressPop}`);
-      if (!offer) throw new HttpError(400, `no offer from ${b.ingressPop} to ${b.egressPop}; see GET /offers`);
+      if (!offer)
+        throw new HttpError(400, `no offer from ${b.ingressPop} to ${b.egressPop}; see GET /offers`);
       if ((b.next === undefined) === (b.deliver === undefined))
         throw new HttpError(400, 'give exactly one of `next` (chain onwards) or `deliver` (last segment)');
       let action: EgressAction;
       if (b.next) action = { kind: 'forward', next: b.next };
       else if (b.deliver!.kind === 'endpoint')
-        action = { kind: 'deliver-endpoint', addresses: b.deliver!.addresses, ...(b.deliver!.auth ? { auth: b.deliver!.auth } : {}) };
-      else action = { kind: 'deliver-udp', target: b.deliver!.target, ...(b.deliver!.reply ? { reply: b.deliver!.reply } : {}) };
+        action = {
+          kind: 'deliver-endpoint',
+          addresses: b.deliver!.addresses,
+          ...(b.deliver!.auth ? { auth: b.deliver!.auth } : {}),
+        };
+      else
+        action = {
+          kind: 'deliver-udp',
+          target: b.deliver!.target,
+          ...(b.deliver!.reply ? { reply: b.deliver!.reply } : {}),
+        };
       const input: CircuitInput = {
         auth: newAuthenticator(),
         owner: req.account,
@@ -182,7 +196,8 @@ export async function circuitRoutes(
     {
       schema: {
         summary: 'Re-point the circuit at a next hop (chain_path)',
-        description: "The seed's chain_path(auth, nextHopAddr, nextHopAuth): the egress PoP forwards to `addresses` with `auth`.",
+        description:
+          "The seed's chain_path(auth, nextHopAddr, nextHopAuth): the egress PoP forwards to `addresses` with `auth`.",
         tags: ['circuits'],
         security: [{ bearer: [] }],
         params: AuthParams,
@@ -234,7 +249,13 @@ export async function circuitRoutes(
       const all = await store.listRouterStats().catch(storeErrorToHttp);
       const routers = all
         .filter((s) => s.circuits[c.auth])
-        .map((s) => ({ router: s.router, pop: s.pop, address: s.address, updatedAt: s.updatedAt, ...s.circuits[c.auth]! }));
+        .map((s) => ({
+          router: s.router,
+          pop: s.pop,
+          address: s.address,
+          updatedAt: s.updatedAt,
+          ...s.circuits[c.auth]!,
+        }));
       const sum = (k: 'packets' | 'bytes' | 'dropped'): number => routers.reduce((t, x) => t + x[k], 0);
       return { auth: c.auth, packets: sum('packets'), bytes: sum('bytes'), dropped: sum('dropped'), routers };
     },

@@ -8,7 +8,10 @@ export const OfferConfigSchema = Type.Object(
   {
     from: Type.String({ minLength: 1, description: 'ingress PoP' }),
     to: Type.String({ minLength: 1, description: 'egress PoP' }),
-    capacityMbps: Type.Number({ exclusiveMinimum: 0, description: 'what may be sold on this PoP pair in total' }),
+    capacityMbps: Type.Number({
+      exclusiveMinimum: 0,
+      description: 'what may be sold on this PoP pair in total',
+    }),
     latencyMs: Type.Object({ min: Type.Number({ minimum: 0 }), max: Type.Number({ minimum: 0 }) }),
     maxLossPct: Type.Number({ minimum: 0, maximum: 100, default: 0.1 }),
     uptimePct: Type.Number({ minimum: 0, maximum: 100, default: 99.99 }),
@@ -55,7 +58,8 @@ export function checkPortalConfig(c: PortalConfig): string[] {
   }
   const pairs = new Set<string>();
   for (const o of c.offers) {
-    for (const pop of [o.from, o.to]) if (!pops.has(pop)) problems.push(`offer ${o.from}->${o.to} names unknown PoP ${pop}`);
+    for (const pop of [o.from, o.to])
+      if (!pops.has(pop)) problems.push(`offer ${o.from}->${o.to} names unknown PoP ${pop}`);
     if (o.latencyMs.min > o.latencyMs.max) problems.push(`offer ${o.from}->${o.to}: latency min exceeds max`);
     const key = `${o.from}->${o.to}`;
     if (pairs.has(key)) problems.push(`offer ${key} defined twice`);

@@ -8,11 +8,18 @@ export const Authenticator = Type.String({
   description: '128-bit circuit authenticator, 32 lowercase hex digits',
 });
 export const Address = Type.String({ pattern: ADDRESS_PATTERN, description: 'UDP address HOST:PORT' });
-const Addresses = Type.Array(Address, { minItems: 1, maxItems: 16, description: 'primary first, then backups' });
+const Addresses = Type.Array(Address, {
+  minItems: 1,
+  maxItems: 16,
+  description: 'primary first, then backups',
+});
 
 export const NextHop = Type.Object(
   { addresses: Addresses, auth: Authenticator },
-  { additionalProperties: false, description: 'next hop: router addresses of the next segment and its authenticator' },
+  {
+    additionalProperties: false,
+    description: 'next hop: router addresses of the next segment and its authenticator',
+  },
 );
 
 export const Deliver = Type.Union([

@@ -13,7 +13,11 @@ export interface PortalOptions {
 }
 
 /** The ISP's control plane: a fastify app with one plugin per concern, schemas at the edge. */
-export async function buildPortal({ config, store, logger = false }: PortalOptions): Promise<FastifyInstance> {
+export async function buildPortal({
+  config,
+  store,
+  logger = false,
+}: PortalOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: logger || undefined,
     // Reject what we do not understand rather than silently dropping or coercing it.
@@ -35,16 +39,26 @@ export async function buildPortal({ config, store, logger = false }: PortalOptio
 
   app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
     if (err instanceof HttpError)
-      return reply.code(err.statusCode).send({ statusCode: err.statusCode, error: statusText(err.statusCode), message: err.message });
+      return reply
+        .code(err.statusCode)
+        .send({ statusCode: err.statusCode, error: statusText(err.statusCode), message: err.message });
     if (err.validation || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) {
       const code = err.statusCode ?? 400;
       return reply.code(code).send({ statusCode: code, error: statusText(code), message: err.message });
     }
     req.log.error({ err }, 'unhandled portal error');
-    return reply.code(500).send({ statusCode: 500, error: 'Internal Server Error', message: 'internal error; see portal log' });
+    return reply
+      .code(500)
+      .send({ statusCode: 500, error: 'Internal Server Error', message: 'internal error; see portal log' });
   });
   app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${req.method} ${req.url}; see /openapi.json` }),
+    reply
+      .code(404)
+      .send({
+        statusCode: 404,
+        error: 'Not Found',
+        message: `no route ${req.method} ${req.url}; see /openapi.json`,
+      }),
   );
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -56,7 +70,15 @@ export async function buildPortal({ config, store, logger = false }: PortalOptio
 
 function statusText(code: number): string {
   return (
-    { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 503: 'Service Unavailable' }[code] ??
-    'Error'
+    {
+      400: 'Bad Request',
+      401: 'Unauthorized',
+      403: 'Forbidden',
+      404: 'Not Found',
+      409: 'Conflict',
+      413: 'Payload Too Large',
+      415: 'Unsupported Media Type',
+      503: 'Service Unavailable',
+    }[code] ?? 'Error'
   );
 }

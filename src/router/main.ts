@@ -17,5 +17,6 @@ export async function runRouter(configPath: string): Promise<void> {
   process.once('SIGINT', () => void shutdown());
   process.once('SIGTERM', () => void shutdown());
   announceReady({ address: router.address }, shutdown);
-  if (!process.send) console.log(`router ${config.name} (${config.isp}/${config.pop}) forwarding on ${router.address}`);
+  if (!process.send)
+    console.log(`router ${config.name} (${config.isp}/${config.pop}) forwarding on ${router.address}`);
 }

@@ -61,7 +61,11 @@ export class Router {
       sendBufferSize: config.socketBufferBytes,
     });
     this.socket = socket;
-    this.delivery = new UdpDelivery(listen.host, (b, port, host) => socket.send(b, port, host), this.dataplane.drops);
+    this.delivery = new UdpDelivery(
+      listen.host,
+      (b, port, host) => socket.send(b, port, host),
+      this.dataplane.drops,
+    );
     this.table.onRemove = (circuit) => this.delivery?.release(circuit);
     // An ICMP unreachable from a dead next hop surfaces here; it must not stop the router.
     socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'));

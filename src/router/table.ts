@@ -47,7 +47,12 @@ export function compileCircuit(
   if (pop === circuit.ingressPop && !sameCircuit) {
     out.push({
       key: authKeyFromHex(circuit.auth),
-      entry: { kind: 'internal', circuit: circuit.auth, counters, next: hop(circuit.internalRouters, circuit.internalAuth) },
+      entry: {
+        kind: 'internal',
+        circuit: circuit.auth,
+        counters,
+        next: hop(circuit.internalRouters, circuit.internalAuth),
+      },
     });
   }
   if (pop === circuit.egressPop) {

@@ -24,7 +24,9 @@ export class MemoryStore implements CircuitStore {
   }
 
   async list(query: { owner?: string } = {}): Promise<Circuit[]> {
-    return [...this.circuits.values()].filter((c) => !query.owner || c.owner === query.owner).map((c) => clone(c));
+    return [...this.circuits.values()]
+      .filter((c) => !query.owner || c.owner === query.owner)
+      .map((c) => clone(c));
   }
 
   async snapshot(): Promise<Snapshot> {
@@ -40,7 +42,11 @@ export class MemoryStore implements CircuitStore {
       if (sold + input.bandwidthMbps > admission.capacityMbps)
         throw new CapacityError(sold, admission.capacityMbps, input.bandwidthMbps);
     }
-    const circuit: Circuit = { ...clone(input), createdAt: new Date().toISOString(), revision: ++this.revision };
+    const circuit: Circuit = {
+      ...clone(input),
+      createdAt: new Date().toISOString(),
+      revision: ++this.revision,
+    };
     this.circuits.set(circuit.auth, circuit);
     this.emit({ type: 'put', revision: circuit.revision, circuit: clone(circuit) });
     return clone(circuit);
@@ -50,7 +56,9 @@ export class MemoryStore implements CircuitStore {
     const cur = this.circuits.get(auth);
     if (!cur) throw new NotFoundError(`no circuit ${auth}`);
     if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
-      throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+      throw new ConflictError(
+        `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
+      );
     const next: Circuit = { ...cur, ...clone(patch), revision: ++this.revision };
     this.circuits.set(auth, next);
     this.emit({ type: 'put', revision: next.revision, circuit: clone(next) });
@@ -61,7 +69,9 @@ export class MemoryStore implements CircuitStore {
     const cur = this.circuits.get(auth);
     if (!cur) return undefined;
     if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
-      throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+      throw new ConflictError(
+        `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
+      );
     this.circuits.delete(auth);
     this.emit({ type: 'delete', revision: ++this.revision, auth });
     return clone(cur);
@@ -81,7 +91,11 @@ export class MemoryStore implements CircuitStore {
     queueMicrotask(() => {
       if (closed) return;
       if (afterRevision < this.compacted) {
-        onEvent({ type: 'resync', revision: this.revision, circuits: [...this.circuits.values()].map(clone) });
+        onEvent({
+          type: 'resync',
+          revision: this.revision,
+          circuits: [...this.circuits.values()].map(clone),
+        });
       } else {
         for (const e of this.log) if (e.revision > afterRevision) onEvent(e);
       }

@@ -84,7 +84,9 @@ export class SqliteStore implements CircuitStore {
     this.q = {
       get: this.db.prepare<[string], { data: string }>('SELECT data FROM circuits WHERE auth = ?'),
       all: this.db.prepare<[], { data: string }>('SELECT data FROM circuits ORDER BY auth'),
-      byOwner: this.db.prepare<[string], { data: string }>('SELECT data FROM circuits WHERE owner = ? ORDER BY auth'),
+      byOwner: this.db.prepare<[string], { data: string }>(
+        'SELECT data FROM circuits WHERE owner = ? ORDER BY auth',
+      ),
       sold: this.db.prepare<[string, string], { sold: number | null }>(
         'SELECT SUM(bandwidth_mbps) AS sold FROM circuits WHERE ingress_pop = ? AND egress_pop = ?',
       ),
@@ -95,7 +97,9 @@ export class SqliteStore implements CircuitStore {
       deleteCircuit: this.db.prepare('DELETE FROM circuits WHERE auth = ?'),
       insertChange: this.db.prepare('INSERT INTO changes (auth, kind, data) VALUES (?, ?, ?)'),
       setChangeData: this.db.prepare('UPDATE changes SET data = ? WHERE revision = ?'),
-      revision: this.db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'changes'"),
+      revision: this.db.prepare<[], { seq: number }>(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+      ),
       compacted: this.db.prepare<[], { value: number }>("SELECT value FROM meta WHERE key = 'compacted'"),
       changesAfter: this.db.prepare<[number], ChangeRow>(
         'SELECT revision, auth, kind, data FROM changes WHERE revision > ? ORDER BY revision LIMIT 10000',
@@ -166,7 +170,9 @@ export class SqliteStore implements CircuitStore {
       if (!row) throw new NotFoundError(`no circuit ${auth}`);
       const cur = JSON.parse(row.data) as Circuit;
       if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
-        throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+        throw new ConflictError(
+          `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
+        );
       const revision = Number(this.q.insertChange.run(auth, 'put', null).lastInsertRowid);
       const next: Circuit = { ...cur, ...patch, revision };
       const data = JSON.stringify(next);
@@ -183,7 +189,9 @@ export class SqliteStore implements CircuitStore {
       if (!row) return undefined;
       const cur = JSON.parse(row.data) as Circuit;
       if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
-        throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+        throw new ConflictError(
+          `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
+        );
       this.q.deleteCircuit.run(auth);
       this.q.insertChange.run(auth, 'delete', null);
       return cur;
@@ -195,10 +203,12 @@ export class SqliteStore implements CircuitStore {
   compact(revision?: number): void {
     const upTo = revision ?? this.currentRevision() - this.retain;
     if (upTo <= 0) return;
-    this.db.transaction(() => {
-      this.q.prune.run(upTo);
-      this.q.setCompacted.run(upTo);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        this.q.prune.run(upTo);
+        this.q.setCompacted.run(upTo);
+      })
+      .immediate();
   }
 
   watch(afterRevision: number, onEvent: (event: ChangeEvent) => void): Watcher {

@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { CLI_PATH } from '../src/lab/process.js';
+import { Lab } from '../src/lab/lab.js';
+import { defaultTopology } from '../src/lab/topology.js';
+import { throughSegments } from '../src/lab/demo.js';
+import { PortalClient } from '../src/endpoint/portal-client.js';
+import { mustParseAddress } from '../src/wire/address.js';
+
+test('arrow demo --once --json: echoes cross 3 ISPs with received == sent', () => {
+  const r = spawnSync(process.execPath, [CLI_PATH, 'demo', '--once', '--json', '--count', '50'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.deepEqual(
+    report.isps.map((i: { name: string }) => i.name),
+    ['alpha', 'beta', 'gamma'],
+  );
+  assert.equal(report.routers.length, 12);
+  assert.equal(report.echo.sent, 50);
+  assert.equal(report.echo.received, report.echo.sent);
+  assert.ok(report.echo.rttMs.p50 > 0 && report.echo.rttMs.p99 >= report.echo.rttMs.p50);
+  assert.deepEqual([...new Set(report.path.map((h: { isp: string }) => h.isp))], ['alpha', 'beta', 'gamma']);
+  for (const h of report.path) assert.ok(h.isp && h.pop && h.router, JSON.stringify(h));
+  // Each hop names a router of its own ISP and PoP that counted the traffic.
+  for (const h of report.path) assert.ok(h.router.startsWith(`${h.isp}-${h.pop}-`), JSON.stringify(h));
+  for (const c of report.circuits) assert.ok(c.packets >= 100, JSON.stringify(c));
+});
+
+test('arrow forward carries an unmodified UDP client over a bought 3-ISP path and relinquishes on exit', async () => {
+  const lab = await Lab.start(defaultTopology());
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-forward-test-'));
+  try {
+    const pathFile = join(dir, 'path.yaml');
+    writeFileSync(
+      pathFile,
+      stringify({
+        segments: throughSegments(lab),
+        target: { kind: 'udp', address: lab.server('echo').address },
+      }),
+    );
+    const fwd = spawn(
+      process.execPath,
+      [CLI_PATH, 'forward', '--listen', '127.0.0.1:0', '--path', pathFile],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    fwd.stderr.on('data', (d) => (err += d));
+    const listen = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`forward did not start: ${err}`)), 30_000);
+      fwd.stdout.on('data', (d) => {
+        out += d;
+        const m = /forwarding UDP (\S+) over/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+    });
+    // The client is a plain UDP socket: it knows nothing about ARROW.
+    const client = createSocket('udp4');
+    await new Promise<void>((resolve) => client.bind(0, '127.0.0.1', () => resolve()));
+    const to = mustParseAddress(listen);
+    const got: string[] = [];
+    client.on('message', (m) => got.push(m.toString()));
+    for (let i = 0; i < 30; i++) {
+      client.send(`hello ${i}`, to.port, to.host);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const deadline = Date.now() + 3000;
+    while (got.length < 30 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    client.close();
+    assert.equal(got.length, 30);
+    assert.deepEqual(new Set(got), new Set(Array.from({ length: 30 }, (_, i) => `hello ${i}`)));
+
+    const alpha = lab.isp('alpha');
+    const owned = async (): Promise<number> =>
+      (await new PortalClient(alpha.url, alpha.accounts[0]!.apiKey).circuits()).circuits.length;
+    assert.equal(await owned(), 2, 'one forward and one return circuit at alpha');
+    const exited = new Promise<number | null>((resolve) => fwd.once('exit', (code) => resolve(code)));
+    fwd.kill('SIGINT');
+    assert.equal(await exited, 0, err);
+    assert.equal(await owned(), 0, 'circuits relinquished on exit');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await lab.stop();
+  }
+});
+
+test('CLI errors are clear: a missing config file and a malformed one', () => {
+  const missing = spawnSync(process.execPath, [CLI_PATH, 'router', '--config', '/nonexistent/router.yaml'], {
+    encoding: 'utf8',
+  });
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /cannot read config \/nonexistent\/router.yaml/);
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-cli-test-'));
+  try {
+    const bad = join(dir, 'router.yaml');
+    writeFileSync(
+      bad,
+      stringify({
+        isp: 'a',
+        pop: 'p',
+        name: 'r',
+        listen: 'nowhere',
+        store: { kind: 'sqlite', path: join(dir, 'x.db') },
+      }),
+    );
+    const r = spawnSync(process.execPath, [CLI_PATH, 'router', '--config', bad], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /invalid config .*router.yaml/);
+    assert.match(r.stderr, /\/listen/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const help = spawnSync(process.execPath, [CLI_PATH, '--help'], { encoding: 'utf8' });
+  for (const cmd of ['router', 'portal', 'demo', 'lab', 'forward', 'circuits', 'bench'])
+    assert.match(help.stdout, new RegExp(`\\b${cmd}\\b`));
+});

@@ -1,0 +1,159 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChangeEvent, CircuitInput } from '../../src/store/circuit.js';
+import { CapacityError, ConflictError, NotFoundError, type CircuitStore } from '../../src/store/store.js';
+import { newAuthenticator } from '../../src/wire/authenticator.js';
+
+export function circuitInput(over: Partial<CircuitInput> = {}): CircuitInput {
+  return {
+    auth: newAuthenticator(),
+    owner: 'acme',
+    ingressPop: 'ams',
+    egressPop: 'fra',
+    bandwidthMbps: 10,
+    internalAuth: newAuthenticator(),
+    internalRouters: ['127.0.0.21:4000'],
+    action: { kind: 'deliver-udp', target: '127.0.0.9:7' },
+    ...over,
+  };
+}
+
+/** Waits for `n` events from a watch, or fails after `ms`. */
+export function collect(store: CircuitStore, after: number, n: number, ms = 5000): Promise<ChangeEvent[]> {
+  return new Promise((resolve, reject) => {
+    const got: ChangeEvent[] = [];
+    const timer = setTimeout(() => {
+      w.close();
+      reject(new Error(`got ${got.length} of ${n} events: ${JSON.stringify(got.map((e) => e.type))}`));
+    }, ms);
+    const w = store.watch(after, (e) => {
+      got.push(e);
+      if (got.length === n) {
+        clearTimeout(timer);
+        w.close();
+        resolve(got);
+      }
+    });
+  });
+}
+
+/**
+ * One conformance suite for every CircuitStore backend: the same behaviour is
+ * required of memory, SQLite and (later) etcd.
+ */
+export function storeConformance(name: string, open: () => Promise<CircuitStore>): void {
+  const withStore = (title: string, fn: (s: CircuitStore) => Promise<void>): void => {
+    test(`${name}: ${title}`, async () => {
+      const s = await open();
+      try {
+        await fn(s);
+      } finally {
+        await s.close();
+      }
+    });
+  };
+
+  withStore('create, get, list by owner', async (s) => {
+    const a = await s.create(circuitInput({ owner: 'acme' }));
+    const b = await s.create(circuitInput({ owner: 'zeta' }));
+    assert.ok(a.revision > 0 && b.revision > a.revision, 'revisions increase');
+    assert.deepEqual(await s.get(a.auth), a);
+    assert.equal(await s.get(newAuthenticator()), undefined);
+    assert.deepEqual(
+      (await s.list({ owner: 'acme' })).map((c) => c.auth),
+      [a.auth],
+    );
+    assert.equal((await s.list()).length, 2);
+  });
+
+  withStore('a duplicate authenticator is refused and changes nothing', async (s) => {
+    const a = await s.create(circuitInput());
+    await assert.rejects(s.create(circuitInput({ auth: a.auth, owner: 'other' })), ConflictError);
+    assert.equal((await s.get(a.auth))!.owner, 'acme');
+  });
+
+  withStore('admission: capacity is enforced per PoP pair, atomically with the insert', async (s) => {
+    await s.create(circuitInput({ bandwidthMbps: 60 }), { capacityMbps: 100 });
+    await s.create(circuitInput({ ingressPop: 'fra', egressPop: 'ams', bandwidthMbps: 90 }), {
+      capacityMbps: 100,
+    });
+    const err = await s
+      .create(circuitInput({ bandwidthMbps: 41 }), { capacityMbps: 100 })
+      .catch((e: unknown) => e);
+    assert.ok(err instanceof CapacityError);
+    assert.match((err as Error).message, /60 of 100 Mb\/s already sold/);
+    await s.create(circuitInput({ bandwidthMbps: 40 }), { capacityMbps: 100 });
+    assert.equal((await s.list()).length, 3);
+  });
+
+  withStore('update with compare-and-swap on the revision', async (s) => {
+    const a = await s.create(circuitInput());
+    const next = { kind: 'forward' as const, next: { addresses: ['127.0.0.5:1'], auth: newAuthenticator() } };
+    const u = await s.update(a.auth, { action: next }, { expectRevision: a.revision });
+    assert.ok(u.revision > a.revision);
+    assert.deepEqual(u.action, next);
+    await assert.rejects(
+      s.update(a.auth, { action: a.action }, { expectRevision: a.revision }),
+      ConflictError,
+    );
+    await assert.rejects(s.update(newAuthenticator(), { action: a.action }), NotFoundError);
+    assert.deepEqual((await s.get(a.auth))!.action, next);
+  });
+
+  withStore('delete returns the circuit once, with compare-and-swap', async (s) => {
+    const a = await s.create(circuitInput());
+    await assert.rejects(s.delete(a.auth, { expectRevision: a.revision + 100 }), ConflictError);
+    assert.deepEqual(await s.delete(a.auth, { expectRevision: a.revision }), a);
+    assert.equal(await s.delete(a.auth), undefined);
+    assert.equal(await s.get(a.auth), undefined);
+  });
+
+  withStore('snapshot then watch sees every later change, in order, exactly once', async (s) => {
+    const before = await s.create(circuitInput());
+    const snap = await s.snapshot();
+    assert.deepEqual(
+      snap.circuits.map((c) => c.auth),
+      [before.auth],
+    );
+    const events = collect(s, snap.revision, 3);
+    const a = await s.create(circuitInput());
+    await s.update(a.auth, { internalRouters: ['127.0.0.8:8'] });
+    await s.delete(before.auth);
+    const got = await events;
+    assert.deepEqual(
+      got.map((e) => e.type),
+      ['put', 'put', 'delete'],
+    );
+    const revs = got.map((e) => e.revision);
+    assert.deepEqual(
+      revs,
+      [...revs].sort((x, y) => x - y),
+    );
+    assert.ok(revs[0]! > snap.revision);
+    assert.equal(got[2]!.type === 'delete' && got[2]!.auth, before.auth);
+  });
+
+  withStore('watch from an old revision replays history', async (s) => {
+    const a = await s.create(circuitInput());
+    await s.create(circuitInput());
+    const got = await collect(s, a.revision - 1, 2);
+    assert.equal(got[0]!.type === 'put' && got[0]!.circuit.auth, a.auth);
+  });
+
+  withStore('router stats round-trip', async (s) => {
+    const stats = {
+      router: 'r1',
+      pop: 'ams',
+      address: '127.0.0.1:1',
+      updatedAt: new Date().toISOString(),
+      drops: { 'unknown-auth': 3 },
+      handled: { data: 5 },
+      circuits: { [newAuthenticator()]: { packets: 5, bytes: 500, dropped: 0 } },
+    };
+    await s.putRouterStats(stats);
+    await s.putRouterStats({ ...stats, drops: { 'unknown-auth': 4 } });
+    const all = await s.listRouterStats();
+    assert.equal(all.length, 1);
+    assert.equal(all[0]!.drops['unknown-auth'], 4);
+  });
+}
