@@ -44,7 +44,9 @@ program
 
 program
   .command('demo')
-  .description('start a 3-ISP network of real processes, buy a circuit through all three, and send echoes through it')
+  .description(
+    'start a 3-ISP network of real processes, buy a circuit through all three, and send echoes through it',
+  )
   .option('--once', 'run the scenario once and exit instead of running until Ctrl-C')
   .option('--json', 'print one JSON report instead of text (implies --once)')
   .option('--count <n>', 'echoes to send', (v) => positiveInt(v, '--count'), 100)
@@ -86,10 +88,14 @@ program
     await runCircuits(o);
   });
 
-const bench = program.command('bench').description('benchmarks, each against a baseline measured in the same run');
+const bench = program
+  .command('bench')
+  .description('benchmarks, each against a baseline measured in the same run');
 bench
   .command('forward')
-  .description('packets/s and Mb/s through 1 and 2 ARROW hops vs a plain Node UDP relay, at 64 and 1400 bytes')
+  .description(
+    'packets/s and Mb/s through 1 and 2 ARROW hops vs a plain Node UDP relay, at 64 and 1400 bytes',
+  )
   .option('--json', 'print JSON')
   .option('--duration <seconds>', 'measurement window per run', (v) => positiveNumber(v, '--duration'), 2)
   .option('--runs <n>', 'runs per configuration; the median is reported', (v) => positiveInt(v, '--runs'), 3)
@@ -99,14 +105,27 @@ bench
     await runForwardBenchCommand(o);
   });
 
+program
+  .command('bench-worker', { hidden: true })
+  .description('internal: a sender, sink or plain relay process driven by `arrow bench forward` over IPC')
+  .argument('<role>', 'sender | sink | relay')
+  .requiredOption('-l, --listen <host:port>', 'UDP address to bind')
+  .option('-t, --target <host:port>', 'relay only: where every datagram goes')
+  .action(async (role: string, o: { listen: string; target?: string }) => {
+    const { runBenchWorker } = await import('../bench/worker.js');
+    await runBenchWorker(role, o);
+  });
+
 function positiveInt(v: string, flag: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`${flag} must be a positive integer, got ${JSON.stringify(v)}`);
   return n;
 }
 function positiveNumber(v: string, flag: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number, got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new Error(`${flag} must be a positive number, got ${JSON.stringify(v)}`);
   return n;
 }
 

@@ -88,14 +88,11 @@ export async function circuitRoutes(
     const header = req.headers.authorization;
     const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!m) {
-      return reply
-        .code(401)
-        .header('www-authenticate', 'Bearer')
-        .send({
-          statusCode: 401,
-          error: 'Unauthorized',
-          message: 'missing API key: send "Authorization: Bearer KEY"',
-        });
+      return reply.code(401).header('www-authenticate', 'Bearer').send({
+        statusCode: 401,
+        error: 'Unauthorized',
+        message: 'missing API key: send "Authorization: Bearer KEY"',
+      });
     }
     const account = accountsByKey.get(m[1]!);
     if (!account)

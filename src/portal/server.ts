@@ -52,13 +52,11 @@ export async function buildPortal({
       .send({ statusCode: 500, error: 'Internal Server Error', message: 'internal error; see portal log' });
   });
   app.setNotFoundHandler((req, reply) =>
-    reply
-      .code(404)
-      .send({
-        statusCode: 404,
-        error: 'Not Found',
-        message: `no route ${req.method} ${req.url}; see /openapi.json`,
-      }),
+    reply.code(404).send({
+      statusCode: 404,
+      error: 'Not Found',
+      message: `no route ${req.method} ${req.url}; see /openapi.json`,
+    }),
   );
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+/** The compiled CLI, as a user runs it: this file is compiled to dist/test/, the CLI to dist/src/cli/. */
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function assertPositiveFinite(v: unknown, what: string): void {
+  assert.equal(typeof v, 'number', `${what} is a number`);
+  assert.ok(Number.isFinite(v) && (v as number) > 0, `${what} is finite and > 0, got ${String(v)}`);
+}
+
+test('bench forward --json runs real processes and prints one report', { timeout: 90_000 }, async () => {
+  // A short run: real routers, relay, sender and sink, one 0.3 s window per config.
+  const { stdout } = await run(
+    process.execPath,
+    [CLI, 'bench', 'forward', '--json', '--duration', '0.3', '--runs', '1', '--sizes', '64'],
+    { timeout: 60_000, maxBuffer: 1024 * 1024 },
+  );
+  const report: unknown = JSON.parse(stdout);
+  assert.ok(isRecord(report));
+
+  assert.deepEqual(report.sizes, [64]);
+  assert.equal(report.runs, 1);
+  assert.equal(report.durationS, 0.3);
+  assert.ok(isRecord(report.machine));
+  assertPositiveFinite(report.machine.cpus, 'machine.cpus');
+  assert.equal(report.machine.node, process.version);
+
+  for (const config of ['baseline', 'hop1', 'hop2']) {
+    const bySize: unknown = report[config];
+    assert.ok(isRecord(bySize), `${config} is an object`);
+    assert.deepEqual(Object.keys(bySize), ['64']);
+    const point: unknown = bySize['64'];
+    assert.ok(isRecord(point), `${config}["64"] is an object`);
+    assertPositiveFinite(point.pps, `${config} pps`);
+    assertPositiveFinite(point.mbps, `${config} mbps`);
+    // Mb/s is UDP payload bits at the sink, derived from pps (the two are rounded separately).
+    assert.ok(Math.abs((point.mbps as number) - (64 * 8 * (point.pps as number)) / 1e6) < 0.1);
+    assert.ok(Array.isArray(point.perRun) && point.perRun.length === 1, `${config} has one per-run figure`);
+  }
+
+  // With 1400 not measured, the headline ratios are taken at the largest size, here 64.
+  assertPositiveFinite(report.ratio1, 'ratio1');
+  assertPositiveFinite(report.ratio2, 'ratio2');
+  assert.ok(isRecord(report.ratios) && isRecord(report.ratios['64']));
+  assert.equal(report.ratios['64'].hop1, report.ratio1);
+  assert.equal(report.ratios['64'].hop2, report.ratio2);
+});
