@@ -126,3 +126,19 @@ test('CLI errors are clear: a missing config file and a malformed one', () => {
   for (const cmd of ['router', 'portal', 'demo', 'lab', 'forward', 'circuits', 'bench'])
     assert.match(help.stdout, new RegExp(`\\b${cmd}\\b`));
 });
+
+test('arrow bench dataplane --json measures a forwarding data plane without sockets', () => {
+  const r = spawnSync(
+    process.execPath,
+    [CLI_PATH, 'bench', 'dataplane', '--json', '--packets', '20000', '--runs', '2', '--circuits', '1000'],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.circuits, 1000);
+  assert.equal(report.perRunNs.length, 2);
+  assert.ok(report.nsPerPacket > 0 && Number.isFinite(report.nsPerPacket));
+});

@@ -116,6 +116,18 @@ program
     await runBenchWorker(role, o);
   });
 
+bench
+  .command('dataplane')
+  .description("the data plane's own cost per packet (check, lookup, rewrite), without sockets")
+  .option('--json', 'print JSON')
+  .option('--circuits <n>', 'circuits in the forwarding table', (v) => positiveInt(v, '--circuits'), 10_000)
+  .option('--packets <n>', 'packets per run', (v) => positiveInt(v, '--packets'), 2_000_000)
+  .option('--runs <n>', 'runs; the median is reported', (v) => positiveInt(v, '--runs'), 5)
+  .action(async (o: { json?: boolean; circuits: number; packets: number; runs: number }) => {
+    const { runDataPlaneBenchCommand } = await import('../bench/dataplane.js');
+    runDataPlaneBenchCommand(o);
+  });
+
 function positiveInt(v: string, flag: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0)
