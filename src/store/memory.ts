@@ -5,6 +5,8 @@ import {
   type CircuitStore,
   ConflictError,
   NotFoundError,
+  type Registration,
+  type RouterRegistration,
   type Watcher,
 } from './store.js';
 
@@ -107,6 +109,35 @@ export class MemoryStore implements CircuitStore {
         this.listeners.delete(listener);
       },
     };
+  }
+
+  private readonly routers = new Map<string, { r: RouterRegistration; expires: number }>();
+
+  registerRouter(router: RouterRegistration, ttlMs: number): Registration {
+    const renew = (): void => void this.routers.set(router.name, { r: { ...router }, expires: Date.now() + ttlMs });
+    renew();
+    const timer = setInterval(renew, Math.max(10, ttlMs / 3));
+    timer.unref();
+    return {
+      close: async () => {
+        clearInterval(timer);
+        this.routers.delete(router.name);
+      },
+    };
+  }
+
+  /** Test hook: a router that stopped renewing (crashed) without withdrawing. */
+  expireRouter(name: string): void {
+    const e = this.routers.get(name);
+    if (e) e.expires = 0;
+  }
+
+  async listRouters(): Promise<RouterRegistration[]> {
+    const now = Date.now();
+    return [...this.routers.values()]
+      .filter((e) => e.expires > now)
+      .map((e) => ({ ...e.r }))
+      .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async putRouterStats(stats: RouterStats): Promise<void> {

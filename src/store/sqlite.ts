@@ -7,6 +7,8 @@ import {
   ConflictError,
   NotFoundError,
   UnavailableError,
+  type Registration,
+  type RouterRegistration,
   type Watcher,
 } from './store.js';
 
@@ -41,6 +43,12 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS router_stats (router TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS routers (
+  name TEXT PRIMARY KEY,
+  pop TEXT NOT NULL,
+  address TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('compacted', 0);
 `;
 
@@ -108,6 +116,13 @@ export class SqliteStore implements CircuitStore {
       setCompacted: this.db.prepare("UPDATE meta SET value = MAX(value, ?) WHERE key = 'compacted'"),
       putStats: this.db.prepare('INSERT OR REPLACE INTO router_stats (router, data) VALUES (?, ?)'),
       allStats: this.db.prepare<[], { data: string }>('SELECT data FROM router_stats ORDER BY router'),
+      putRouter: this.db.prepare(
+        'INSERT OR REPLACE INTO routers (name, pop, address, expires_at) VALUES (?, ?, ?, ?)',
+      ),
+      deleteRouter: this.db.prepare('DELETE FROM routers WHERE name = ?'),
+      liveRouters: this.db.prepare<[number], RouterRegistration>(
+        'SELECT name, pop, address FROM routers WHERE expires_at > ? ORDER BY name',
+      ),
     };
   }
 
@@ -257,6 +272,30 @@ export class SqliteStore implements CircuitStore {
     };
     this.watchers.add(w);
     return w;
+  }
+
+  registerRouter(router: RouterRegistration, ttlMs: number): Registration {
+    // A lease in SQLite: an expiry time, pushed forward well before it passes.
+    const renew = (): void => {
+      try {
+        this.write(() => this.q.putRouter.run(router.name, router.pop, router.address, Date.now() + ttlMs));
+      } catch {
+        // Busy: the next renewal retries, and ttl/3 leaves two more chances before expiry.
+      }
+    };
+    renew();
+    const timer = setInterval(renew, Math.max(10, Math.floor(ttlMs / 3)));
+    timer.unref();
+    return {
+      close: async () => {
+        clearInterval(timer);
+        if (this.db.open) this.write(() => this.q.deleteRouter.run(router.name));
+      },
+    };
+  }
+
+  async listRouters(): Promise<RouterRegistration[]> {
+    return this.q.liveRouters.all(Date.now());
   }
 
   async putRouterStats(stats: RouterStats): Promise<void> {

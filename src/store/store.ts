@@ -23,6 +23,13 @@ export interface CircuitStore {
   delete(auth: string, opts?: { expectRevision?: number }): Promise<Circuit | undefined>;
   /** Delivers every change after `afterRevision`, in order. Emits `resync` when that point was compacted away. */
   watch(afterRevision: number, onEvent: (event: ChangeEvent) => void): Watcher;
+  /**
+   * Announces a live router under a lease of `ttlMs`, renewed in the background until
+   * `close()`. A router that dies disappears from `listRouters` within its TTL.
+   */
+  registerRouter(router: RouterRegistration, ttlMs: number): Registration;
+  /** Routers whose registration is alive now. */
+  listRouters(): Promise<RouterRegistration[]>;
   putRouterStats(stats: RouterStats): Promise<void>;
   listRouterStats(): Promise<RouterStats[]>;
   close(): Promise<void>;
@@ -30,6 +37,17 @@ export interface CircuitStore {
 
 export interface Admission {
   capacityMbps: number;
+}
+
+export interface RouterRegistration {
+  name: string;
+  pop: string;
+  address: string;
+}
+
+export interface Registration {
+  /** Withdraws the registration. */
+  close(): Promise<void>;
 }
 
 export interface Watcher {

@@ -1,0 +1,315 @@
+import { Etcd3, isRecoverableError, type IKeyValue, type Lease, type Namespace, type Watcher as EtcdWatcher } from 'etcd3';
+import { ExponentialBackoff, handleWhen, retry, circuitBreaker, ConsecutiveBreaker, noop } from 'cockatiel';
+import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
+import {
+  type Admission,
+  CapacityError,
+  type CircuitStore,
+  ConflictError,
+  NotFoundError,
+  type Registration,
+  type RouterRegistration,
+  StoreError,
+  UnavailableError,
+  type Watcher,
+} from './store.js';
+
+export interface EtcdStoreOptions {
+  endpoints: string[];
+  /** Key prefix; one per ISP, e.g. `/arrow/alpha/`. */
+  prefix: string;
+  /** Deadline of every unary call. A call that misses it fails with UnavailableError. */
+  callTimeoutMs?: number;
+  /** Extra attempts on another member when a call fails recoverably (member down, no leader). */
+  retries?: number;
+}
+
+/** Keys under the ISP's prefix. */
+const K = {
+  circuit: (auth: string) => `circuits/${auth}`,
+  circuits: 'circuits/',
+  /** Mb/s sold on a PoP pair: the admission counter, updated in the same transaction as the circuit. */
+  sold: (ingress: string, egress: string) => `sold/${ingress}/${egress}`,
+  stats: (router: string) => `stats/${router}`,
+  statsAll: 'stats/',
+  router: (name: string) => `routers/${name}`,
+  routers: 'routers/',
+};
+
+/** Bounded optimistic-concurrency retries: another portal won the race on the same admission counter. */
+const MAX_CAS_ATTEMPTS = 50;
+
+/**
+ * The multi-host store: an etcd cluster (Raft, so every acknowledged write is on a
+ * majority). Circuits live under `<prefix>circuits/<auth>`; a circuit's revision is
+ * its etcd mod_revision. Create, update and delete are transactions that compare
+ * revisions (compare-and-swap), so two portals racing cannot corrupt a circuit or
+ * oversell a link, and a crash mid-operation leaves nothing half-made.
+ */
+export class EtcdStore implements CircuitStore {
+  readonly kind = 'etcd';
+  readonly client: Etcd3;
+  private readonly ns: Namespace;
+  private readonly watchers = new Set<{ close(): void }>();
+  private readonly registrations = new Set<Registration>();
+
+  constructor(readonly opts: EtcdStoreOptions) {
+    const timeout = opts.callTimeoutMs ?? 2000;
+    this.client = new Etcd3({
+      hosts: opts.endpoints,
+      dialTimeout: timeout,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      faultHandling: {
+        // Retry on another member when one is down; a per-member breaker stops us hammering a dead one.
+        global: opts.retries === 0 ? noop : retry(handleWhen(isRecoverableError), { maxAttempts: opts.retries ?? 2 }),
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), {
+            halfOpenAfter: 1000,
+            breaker: new ConsecutiveBreaker(3),
+          }),
+        // etcd3 wants a started backoff (it calls next() itself): reconnect watches fast, at most 1 s apart.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }).next(),
+      },
+    });
+    this.ns = this.client.namespace(opts.prefix);
+  }
+
+  async get(auth: string): Promise<Circuit | undefined> {
+    const res = await this.call(() => this.ns.get(K.circuit(auth)).exec());
+    const kv = res.kvs[0];
+    return kv ? decodeCircuit(kv) : undefined;
+  }
+
+  async list(query: { owner?: string } = {}): Promise<Circuit[]> {
+    const snap = await this.snapshot();
+    return query.owner ? snap.circuits.filter((c) => c.owner === query.owner) : snap.circuits;
+  }
+
+  async snapshot(): Promise<Snapshot> {
+    // One range request is served at one revision: a consistent snapshot.
+    const res = await this.call(() => this.ns.getAll().prefix(K.circuits).sort('Key', 'Ascend').exec());
+    return { revision: Number(res.header.revision), circuits: res.kvs.map(decodeCircuit) };
+  }
+
+  async create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
+    const key = K.circuit(input.auth);
+    const soldKey = K.sold(input.ingressPop, input.egressPop);
+    const stored = { ...input, createdAt: new Date().toISOString() };
+    const value = JSON.stringify(stored);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const sold = await this.readNumber(soldKey);
+      if (admission && sold.value + input.bandwidthMbps > admission.capacityMbps)
+        throw new CapacityError(sold.value, admission.capacityMbps, input.bandwidthMbps);
+      const res = await this.call(() =>
+        this.ns
+          .if(key, 'Create', '==', 0)
+          .and(soldKey, 'Mod', '==', sold.modRevision)
+          .then(this.ns.put(key).value(value), this.ns.put(soldKey).value(String(sold.value + input.bandwidthMbps)))
+          .commit(),
+      );
+      if (res.succeeded) return { ...stored, revision: Number(res.header.revision) };
+      const existing = await this.getRaw(key);
+      if (existing) {
+        // Our own earlier attempt may have committed before its answer was lost (a retried call).
+        if (existing.value.toString() === value) return decodeCircuit(existing);
+        throw new ConflictError(`circuit ${input.auth} already exists`);
+      }
+      // Otherwise the admission counter moved under us: another create on this pair won. Read again.
+    }
+    throw new UnavailableError(`admission counter for ${input.ingressPop}->${input.egressPop} too contended; retry`);
+  }
+
+  async update(auth: string, patch: CircuitPatch, opts: { expectRevision?: number } = {}): Promise<Circuit> {
+    const key = K.circuit(auth);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const kv = await this.getRaw(key);
+      if (!kv) throw new NotFoundError(`no circuit ${auth}`);
+      const cur = decodeCircuit(kv);
+      if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
+        throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+      const { revision: _r, ...rest } = { ...cur, ...patch };
+      const value = JSON.stringify(rest);
+      const res = await this.call(() =>
+        this.ns.if(key, 'Mod', '==', kv.mod_revision).then(this.ns.put(key).value(value)).commit(),
+      );
+      if (res.succeeded) return { ...rest, revision: Number(res.header.revision) };
+      const now = await this.getRaw(key);
+      if (now && now.value.toString() === value) return decodeCircuit(now);
+      if (opts.expectRevision !== undefined)
+        throw new ConflictError(`circuit ${auth} changed while being updated; read it again`);
+    }
+    throw new UnavailableError(`circuit ${auth} too contended; retry`);
+  }
+
+  async delete(auth: string, opts: { expectRevision?: number } = {}): Promise<Circuit | undefined> {
+    const key = K.circuit(auth);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const kv = await this.getRaw(key);
+      if (!kv) return undefined;
+      const cur = decodeCircuit(kv);
+      if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
+        throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+      const soldKey = K.sold(cur.ingressPop, cur.egressPop);
+      const sold = await this.readNumber(soldKey);
+      const res = await this.call(() =>
+        this.ns
+          .if(key, 'Mod', '==', kv.mod_revision)
+          .and(soldKey, 'Mod', '==', sold.modRevision)
+          .then(this.ns.delete().key(key), this.ns.put(soldKey).value(String(Math.max(0, sold.value - cur.bandwidthMbps))))
+          .commit(),
+      );
+      if (res.succeeded) return cur;
+    }
+    throw new UnavailableError(`circuit ${auth} too contended; retry`);
+  }
+
+  watch(afterRevision: number, onEvent: (event: ChangeEvent) => void): Watcher {
+    let closed = false;
+    let current: EtcdWatcher | undefined;
+    let last = afterRevision;
+
+    const start = async (from: number): Promise<void> => {
+      while (!closed) {
+        try {
+          const w = await this.ns.watch().prefix(K.circuits).startRevision(String(from + 1)).create();
+          if (closed) return void w.cancel().catch(() => {});
+          current = w;
+          w.on('data', (res) => {
+            for (const ev of res.events) {
+              const revision = Number(ev.kv.mod_revision);
+              if (revision <= last) continue; // replay after a reconnect: already applied
+              last = revision;
+              if (ev.type === 'Put') onEvent({ type: 'put', revision, circuit: decodeCircuit(ev.kv) });
+              else onEvent({ type: 'delete', revision, auth: ev.kv.key.toString().slice(K.circuits.length) });
+            }
+          });
+          // The client resumes by itself after a disconnect, from the last revision it saw.
+          // It gives up (error) when that revision was compacted away: then we resync.
+          w.on('error', () => {
+            current = undefined;
+            if (!closed) void resync();
+          });
+          return;
+        } catch {
+          await sleep(200);
+        }
+      }
+    };
+
+    const resync = async (): Promise<void> => {
+      while (!closed) {
+        try {
+          const snap = await this.snapshot();
+          if (closed) return;
+          last = snap.revision;
+          onEvent({ type: 'resync', revision: snap.revision, circuits: snap.circuits });
+          return start(snap.revision);
+        } catch {
+          await sleep(200);
+        }
+      }
+    };
+
+    void start(afterRevision);
+    const handle = {
+      close: () => {
+        closed = true;
+        void current?.cancel().catch(() => {});
+        this.watchers.delete(handle);
+      },
+    };
+    this.watchers.add(handle);
+    return handle;
+  }
+
+  registerRouter(router: RouterRegistration, ttlMs: number): Registration {
+    let closed = false;
+    let lease: Lease | undefined;
+    const ttlS = Math.max(1, Math.ceil(ttlMs / 1000));
+    const value = JSON.stringify(router);
+    // Grant a lease, put our key under it, and start again whenever the lease is lost
+    // (for example after the cluster was unreachable for longer than the TTL).
+    const establish = async (): Promise<void> => {
+      while (!closed) {
+        const l = this.client.lease(ttlS, { autoKeepAlive: true });
+        l.on('lost', () => {
+          if (lease === l) lease = undefined;
+          if (!closed) void establish();
+        });
+        try {
+          await l.put(this.opts.prefix + K.router(router.name)).value(value);
+          lease = l;
+          return;
+        } catch {
+          l.release();
+          await sleep(500);
+        }
+      }
+    };
+    void establish();
+    const reg: Registration = {
+      close: async () => {
+        closed = true;
+        this.registrations.delete(reg);
+        await lease?.revoke().catch(() => {});
+      },
+    };
+    this.registrations.add(reg);
+    return reg;
+  }
+
+  async listRouters(): Promise<RouterRegistration[]> {
+    const res = await this.call(() => this.ns.getAll().prefix(K.routers).sort('Key', 'Ascend').exec());
+    return res.kvs.map((kv) => JSON.parse(kv.value.toString()) as RouterRegistration);
+  }
+
+  async putRouterStats(stats: RouterStats): Promise<void> {
+    await this.call(() => this.ns.put(K.stats(stats.router)).value(JSON.stringify(stats)).exec());
+  }
+
+  async listRouterStats(): Promise<RouterStats[]> {
+    const res = await this.call(() => this.ns.getAll().prefix(K.statsAll).exec());
+    return res.kvs.map((kv) => JSON.parse(kv.value.toString()) as RouterStats);
+  }
+
+  /** Test and bench hook: compact the cluster's history up to its current revision. */
+  async compact(): Promise<void> {
+    const res = await this.call(() => this.ns.get('compact-probe').exec());
+    await this.call(() => this.client.kv.compact({ revision: res.header.revision, physical: true }));
+  }
+
+  async close(): Promise<void> {
+    for (const w of [...this.watchers]) w.close();
+    await Promise.all([...this.registrations].map((r) => r.close()));
+    this.client.close();
+  }
+
+  private async getRaw(key: string): Promise<IKeyValue | undefined> {
+    const res = await this.call(() => this.ns.get(key).exec());
+    return res.kvs[0];
+  }
+
+  private async readNumber(key: string): Promise<{ value: number; modRevision: number }> {
+    const kv = await this.getRaw(key);
+    return { value: kv ? Number(kv.value.toString()) : 0, modRevision: kv ? Number(kv.mod_revision) : 0 };
+  }
+
+  /** Every etcd call goes through here: cluster trouble becomes UnavailableError, never a raw gRPC error. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw new UnavailableError(`etcd (${this.opts.endpoints.join(', ')}): ${(err as Error).message}`);
+    }
+  }
+}
+
+function decodeCircuit(kv: IKeyValue): Circuit {
+  const c = JSON.parse(kv.value.toString()) as Omit<Circuit, 'revision'>;
+  return { ...c, revision: Number(kv.mod_revision) };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
