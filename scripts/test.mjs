@@ -2,6 +2,9 @@
 // `pretest` has already built and linted. Tests that need programs provision them here.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { provision } from './provision.mjs';
+
+provision();
 
 const files = readdirSync('dist/test')
   .filter((f) => f.endsWith('.test.js'))

@@ -288,6 +288,7 @@ class Rig {
       statsIntervalMs: 1000,
       storePollMs: 5,
       socketBufferBytes: SOCKET_BUFFER_BYTES,
+      registrationTtlMs: 3000,
     };
     const configPath = join(this.dir, `router-${name}.json`);
     // JSON is YAML, which is what the router's config loader reads.

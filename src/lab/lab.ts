@@ -126,6 +126,7 @@ export class Lab {
           statsIntervalMs: this.topology.statsIntervalMs,
           storePollMs: 5,
           socketBufferBytes: 4 * 1024 * 1024,
+          registrationTtlMs: 3000,
         };
         const configPath = join(this.dir, `router-${name}.yaml`);
         writeFileSync(configPath, stringify(config));

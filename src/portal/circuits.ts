@@ -6,6 +6,7 @@ import type { CircuitStore } from '../store/store.js';
 import { CapacityError, ConflictError, NotFoundError, UnavailableError } from '../store/store.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { PortalConfig } from './config.js';
+import type { RouterDirectory } from './routers.js';
 import {
   AuthParams,
   CircuitStats,
@@ -40,13 +41,13 @@ export class HttpError extends Error {
   }
 }
 
-export function toView(c: Circuit, config: PortalConfig): CircuitViewT {
+export function toView(c: Circuit, ingress: string[]): CircuitViewT {
   const view: CircuitViewT = {
     auth: c.auth,
     ingressPop: c.ingressPop,
     egressPop: c.egressPop,
     bandwidthMbps: c.bandwidthMbps,
-    ingress: config.pops.find((p) => p.name === c.ingressPop)?.routers ?? [],
+    ingress,
     createdAt: c.createdAt,
     revision: c.revision,
   };
@@ -75,12 +76,13 @@ export function storeErrorToHttp(err: unknown): never {
  */
 export async function circuitRoutes(
   app: FastifyInstance,
-  opts: { config: PortalConfig; store: CircuitStore },
+  opts: { config: PortalConfig; store: CircuitStore; routers: RouterDirectory },
 ): Promise<void> {
-  const { config, store } = opts;
+  const { config, store, routers } = opts;
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
+  const view = async (c: Circuit): Promise<CircuitViewT> => toView(c, await routers.addresses(c.ingressPop));
   const accountsByKey = new Map(config.accounts.map((a) => [a.apiKey, a.name]));
-  const pops = new Map(config.pops.map((p) => [p.name, p.routers]));
+  const pops = new Set(config.pops.map((p) => p.name));
   const offers = new Map(config.offers.map((o) => [`${o.from}->${o.to}`, o]));
 
   app.decorateRequest('account', '');
@@ -142,6 +144,12 @@ export async function circuitRoutes(
           target: b.deliver!.target,
           ...(b.deliver!.reply ? { reply: b.deliver!.reply } : {}),
         };
+      if ((await routers.addresses(b.ingressPop).catch(storeErrorToHttp)).length === 0)
+        throw new HttpError(503, `no live router in ingress PoP ${b.ingressPop}; try again later`);
+      const internalRouters =
+        b.ingressPop === b.egressPop ? [] : await routers.addresses(b.egressPop).catch(storeErrorToHttp);
+      if (b.ingressPop !== b.egressPop && internalRouters.length === 0)
+        throw new HttpError(503, `no live router in egress PoP ${b.egressPop}; try again later`);
       const input: CircuitInput = {
         auth: newAuthenticator(),
         owner: req.account,
@@ -149,12 +157,12 @@ export async function circuitRoutes(
         egressPop: b.egressPop,
         bandwidthMbps: b.bandwidthMbps,
         internalAuth: b.ingressPop === b.egressPop ? '' : newAuthenticator(),
-        internalRouters: b.ingressPop === b.egressPop ? [] : pops.get(b.egressPop)!,
+        internalRouters,
         action,
       };
       const created = await store.create(input, { capacityMbps: offer.capacityMbps }).catch(storeErrorToHttp);
       req.log.info({ auth: created.auth.slice(0, 8), account: req.account }, 'circuit created');
-      return reply.code(201).send(toView(created, config));
+      return reply.code(201).send(await view(created));
     },
   );
 
@@ -170,7 +178,7 @@ export async function circuitRoutes(
     },
     async (req) => {
       const list = await store.list({ owner: req.account }).catch(storeErrorToHttp);
-      return { circuits: list.map((c) => toView(c, config)) };
+      return { circuits: await Promise.all(list.map(view)) };
     },
   );
 
@@ -185,7 +193,7 @@ export async function circuitRoutes(
         response: { 200: CircuitView, ...errors },
       },
     },
-    async (req) => toView(await owned(req.params.auth, req.account), config),
+    async (req) => view(await owned(req.params.auth, req.account)),
   );
 
   r.post(
@@ -208,7 +216,7 @@ export async function circuitRoutes(
       const next = await store
         .update(cur.auth, { action: { kind: 'forward', next: req.body } }, { expectRevision: cur.revision })
         .catch(storeErrorToHttp);
-      return toView(next, config);
+      return view(next);
     },
   );
 
@@ -226,7 +234,7 @@ export async function circuitRoutes(
     async (req) => {
       const cur = await owned(req.params.auth, req.account);
       await store.delete(cur.auth, { expectRevision: cur.revision }).catch(storeErrorToHttp);
-      return toView(cur, config);
+      return view(cur);
     },
   );
 

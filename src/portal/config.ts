@@ -29,7 +29,11 @@ export const PortalConfigSchema = Type.Object(
       Type.Object(
         {
           name: Type.String({ minLength: 1 }),
-          routers: Type.Array(Address, { minItems: 1, description: 'router addresses, primary first' }),
+          routers: Type.Array(Address, {
+            default: [],
+            description:
+              'static router addresses, primary first; live registrations in the store take precedence',
+          }),
         },
         { additionalProperties: false },
       ),

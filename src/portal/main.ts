@@ -12,7 +12,7 @@ export async function runPortal(configPath: string): Promise<void> {
   const problems = checkPortalConfig(config);
   if (problems.length) throw new ConfigError(`invalid config ${configPath}:\n  ${problems.join('\n  ')}`);
   const log = createLogger(`portal-${config.isp}`);
-  const store = await openStore(config.store);
+  const store = await openStore(config.store, { isp: config.isp });
   const app = await buildPortal({ config, store, logger: log });
   const at = mustParseAddress(config.listen);
   await app.listen({ host: at.host, port: at.port });

@@ -2,16 +2,16 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { CircuitStore } from '../store/store.js';
 import type { PortalConfig } from './config.js';
+import type { RouterDirectory } from './routers.js';
 import { OffersResponse } from './schemas.js';
 import { storeErrorToHttp } from './circuits.js';
 
 /** The public catalogue: what this ISP sells between its PoPs, and where to send. No API key needed. */
 export async function offerRoutes(
   app: FastifyInstance,
-  opts: { config: PortalConfig; store: CircuitStore },
+  opts: { config: PortalConfig; store: CircuitStore; routers: RouterDirectory },
 ): Promise<void> {
-  const { config, store } = opts;
-  const routers = new Map(config.pops.map((p) => [p.name, p.routers]));
+  const { config, store, routers } = opts;
   app.withTypeProvider<TypeBoxTypeProvider>().get(
     '/offers',
     {
@@ -28,9 +28,12 @@ export async function offerRoutes(
         const k = `${c.ingressPop}->${c.egressPop}`;
         sold.set(k, (sold.get(k) ?? 0) + c.bandwidthMbps);
       }
+      const addresses = new Map<string, string[]>();
+      for (const p of config.pops)
+        addresses.set(p.name, await routers.addresses(p.name).catch(storeErrorToHttp));
       return {
         isp: config.isp,
-        pops: config.pops.map((p) => ({ name: p.name, routers: p.routers })),
+        pops: config.pops.map((p) => ({ name: p.name, routers: addresses.get(p.name)! })),
         offers: config.offers.map((o) => ({
           isp: config.isp,
           from: o.from,
@@ -41,8 +44,8 @@ export async function offerRoutes(
           maxLossPct: o.maxLossPct,
           uptimePct: o.uptimePct,
           pricePerMbps: o.pricePerMbps,
-          ingress: routers.get(o.from) ?? [],
-          egress: routers.get(o.to) ?? [],
+          ingress: addresses.get(o.from) ?? [],
+          egress: addresses.get(o.to) ?? [],
         })),
       };
     },

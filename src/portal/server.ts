@@ -5,6 +5,7 @@ import type { Logger } from '../util/log.js';
 import type { PortalConfig } from './config.js';
 import { circuitRoutes, HttpError } from './circuits.js';
 import { offerRoutes } from './offers.js';
+import { RouterDirectory } from './routers.js';
 
 export interface PortalOptions {
   config: PortalConfig;
@@ -61,8 +62,9 @@ export async function buildPortal({
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true, isp: config.isp }));
-  await app.register(offerRoutes, { config, store });
-  await app.register(circuitRoutes, { config, store });
+  const routers = new RouterDirectory(config, store);
+  await app.register(offerRoutes, { config, store, routers });
+  await app.register(circuitRoutes, { config, store, routers });
   return app;
 }
 

@@ -23,6 +23,11 @@ export const RouterConfigSchema = Type.Object(
       description: 'how often the SQLite store is checked',
     }),
     socketBufferBytes: Type.Integer({ minimum: 65536, default: 4 * 1024 * 1024 }),
+    registrationTtlMs: Type.Integer({
+      minimum: 1000,
+      default: 3000,
+      description: "lease of the router's registration; a dead router leaves the offers within this time",
+    }),
   },
   { additionalProperties: false },
 );

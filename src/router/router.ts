@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import type { CircuitStore, Watcher } from '../store/store.js';
-import type { RouterStats } from '../store/circuit.js';
+import type { CircuitStore, Registration, Watcher } from '../store/store.js';
+import type { Circuit, RouterStats } from '../store/circuit.js';
 import { openStore } from '../store/open.js';
 import { formatAddress, mustParseAddress } from '../wire/address.js';
 import type { Logger } from '../util/log.js';
@@ -21,6 +21,7 @@ export class Router {
   private socket: Socket | undefined;
   private store: CircuitStore | undefined;
   private watcher: Watcher | undefined;
+  private registration: Registration | undefined;
   private statsTimer: NodeJS.Timeout | undefined;
   private delivery: UdpDelivery | undefined;
   private boundAddress = '';
@@ -44,10 +45,15 @@ export class Router {
     const { config, log } = this;
     const listen = mustParseAddress(config.listen);
     // Routers never block their loop waiting for a write lock (busy_timeout 0): a skipped stats flush is retried.
-    this.store = await openStore(config.store, { busyTimeoutMs: 0, pollMs: config.storePollMs });
+    this.store = await openStore(config.store, {
+      busyTimeoutMs: 0,
+      pollMs: config.storePollMs,
+      isp: config.isp,
+    });
 
     // Table first, then traffic: a consistent snapshot, then every change after it.
-    const snap = await this.store.snapshot();
+    // A store that is down at start is waited for: forwarding with an empty table would drop everything.
+    const snap = await this.initialSnapshot(this.store);
     this.table.replaceAll(snap.circuits, snap.revision);
     this.watcher = this.store.watch(snap.revision, (event) => {
       this.table.apply(event);
@@ -80,10 +86,29 @@ export class Router {
     const a = socket.address() as AddressInfo;
     this.boundAddress = formatAddress({ host: a.address, port: a.port });
 
+    // Announce ourselves only once we forward: portals offer live routers as ingress and backups.
+    this.registration = this.store.registerRouter(
+      { name: config.name, pop: config.pop, address: this.boundAddress },
+      config.registrationTtlMs,
+    );
     this.statsTimer = setInterval(() => void this.publishStats(), config.statsIntervalMs);
     this.statsTimer.unref();
     await this.publishStats();
     log.info({ address: this.boundAddress, router: config.name, pop: config.pop }, 'router up');
+  }
+
+  private async initialSnapshot(store: CircuitStore): Promise<{ revision: number; circuits: Circuit[] }> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+      try {
+        return await store.snapshot();
+      } catch (err) {
+        this.log.warn(
+          { err: (err as Error).message, retryMs: delay },
+          'circuit store unavailable at start; waiting',
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 
   stats(): RouterStats {
@@ -109,6 +134,7 @@ export class Router {
   async stop(): Promise<void> {
     clearInterval(this.statsTimer);
     this.watcher?.close();
+    await this.registration?.close().catch(() => {});
     await this.publishStats();
     this.delivery?.close();
     await new Promise<void>((resolve) => (this.socket ? this.socket.close(() => resolve()) : resolve()));

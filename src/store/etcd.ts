@@ -1,4 +1,11 @@
-import { Etcd3, isRecoverableError, type IKeyValue, type Lease, type Namespace, type Watcher as EtcdWatcher } from 'etcd3';
+import {
+  Etcd3,
+  isRecoverableError,
+  type IKeyValue,
+  type Lease,
+  type Namespace,
+  type Watcher as EtcdWatcher,
+} from 'etcd3';
 import { ExponentialBackoff, handleWhen, retry, circuitBreaker, ConsecutiveBreaker, noop } from 'cockatiel';
 import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
 import {
@@ -61,7 +68,10 @@ export class EtcdStore implements CircuitStore {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: {
         // Retry on another member when one is down; a per-member breaker stops us hammering a dead one.
-        global: opts.retries === 0 ? noop : retry(handleWhen(isRecoverableError), { maxAttempts: opts.retries ?? 2 }),
+        global:
+          opts.retries === 0
+            ? noop
+            : retry(handleWhen(isRecoverableError), { maxAttempts: opts.retries ?? 2 }),
         host: () =>
           circuitBreaker(handleWhen(isRecoverableError), {
             halfOpenAfter: 1000,
@@ -104,7 +114,10 @@ export class EtcdStore implements CircuitStore {
         this.ns
           .if(key, 'Create', '==', 0)
           .and(soldKey, 'Mod', '==', sold.modRevision)
-          .then(this.ns.put(key).value(value), this.ns.put(soldKey).value(String(sold.value + input.bandwidthMbps)))
+          .then(
+            this.ns.put(key).value(value),
+            this.ns.put(soldKey).value(String(sold.value + input.bandwidthMbps)),
+          )
           .commit(),
       );
       if (res.succeeded) return { ...stored, revision: Number(res.header.revision) };
@@ -116,7 +129,9 @@ export class EtcdStore implements CircuitStore {
       }
       // Otherwise the admission counter moved under us: another create on this pair won. Read again.
     }
-    throw new UnavailableError(`admission counter for ${input.ingressPop}->${input.egressPop} too contended; retry`);
+    throw new UnavailableError(
+      `admission counter for ${input.ingressPop}->${input.egressPop} too contended; retry`,
+    );
   }
 
   async update(auth: string, patch: CircuitPatch, opts: { expectRevision?: number } = {}): Promise<Circuit> {
@@ -126,7 +141,9 @@ export class EtcdStore implements CircuitStore {
       if (!kv) throw new NotFoundError(`no circuit ${auth}`);
       const cur = decodeCircuit(kv);
       if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
-        throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+        throw new ConflictError(
+          `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
+        );
       const { revision: _r, ...rest } = { ...cur, ...patch };
       const value = JSON.stringify(rest);
       const res = await this.call(() =>
@@ -148,14 +165,19 @@ export class EtcdStore implements CircuitStore {
       if (!kv) return undefined;
       const cur = decodeCircuit(kv);
       if (opts.expectRevision !== undefined && cur.revision !== opts.expectRevision)
-        throw new ConflictError(`circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`);
+        throw new ConflictError(
+          `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
+        );
       const soldKey = K.sold(cur.ingressPop, cur.egressPop);
       const sold = await this.readNumber(soldKey);
       const res = await this.call(() =>
         this.ns
           .if(key, 'Mod', '==', kv.mod_revision)
           .and(soldKey, 'Mod', '==', sold.modRevision)
-          .then(this.ns.delete().key(key), this.ns.put(soldKey).value(String(Math.max(0, sold.value - cur.bandwidthMbps))))
+          .then(
+            this.ns.delete().key(key),
+            this.ns.put(soldKey).value(String(Math.max(0, sold.value - cur.bandwidthMbps))),
+          )
           .commit(),
       );
       if (res.succeeded) return cur;
@@ -171,7 +193,11 @@ export class EtcdStore implements CircuitStore {
     const start = async (from: number): Promise<void> => {
       while (!closed) {
         try {
-          const w = await this.ns.watch().prefix(K.circuits).startRevision(String(from + 1)).create();
+          const w = await this.ns
+            .watch()
+            .prefix(K.circuits)
+            .startRevision(String(from + 1))
+            .create();
           if (closed) return void w.cancel().catch(() => {});
           current = w;
           w.on('data', (res) => {

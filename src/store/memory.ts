@@ -114,7 +114,8 @@ export class MemoryStore implements CircuitStore {
   private readonly routers = new Map<string, { r: RouterRegistration; expires: number }>();
 
   registerRouter(router: RouterRegistration, ttlMs: number): Registration {
-    const renew = (): void => void this.routers.set(router.name, { r: { ...router }, expires: Date.now() + ttlMs });
+    const renew = (): void =>
+      void this.routers.set(router.name, { r: { ...router }, expires: Date.now() + ttlMs });
     renew();
     const timer = setInterval(renew, Math.max(10, ttlMs / 3));
     timer.unref();

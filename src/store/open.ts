@@ -1,14 +1,25 @@
 import type { CircuitStore } from './store.js';
+import type { StoreConfig } from './config.js';
+import { EtcdStore } from './etcd.js';
 import { MemoryStore } from './memory.js';
 import { SqliteStore, type SqliteStoreOptions } from './sqlite.js';
 
-/** Store selection as written in configs: `store: {kind: sqlite, path: ...}`. */
-export type StoreConfig = { kind: 'sqlite'; path: string } | { kind: 'memory' };
+export type { StoreConfig };
 
-export async function openStore(config: StoreConfig, opts: SqliteStoreOptions = {}): Promise<CircuitStore> {
+/** Opens the store a config names. `isp` namespaces etcd keys (`/arrow/<isp>/`). */
+export async function openStore(
+  config: StoreConfig,
+  opts: SqliteStoreOptions & { isp: string },
+): Promise<CircuitStore> {
   switch (config.kind) {
     case 'sqlite':
       return new SqliteStore(config.path, opts);
+    case 'etcd':
+      return new EtcdStore({
+        endpoints: config.endpoints,
+        prefix: config.prefix ?? `/arrow/${opts.isp}/`,
+        ...(config.callTimeoutMs ? { callTimeoutMs: config.callTimeoutMs } : {}),
+      });
     case 'memory':
       return new MemoryStore();
   }

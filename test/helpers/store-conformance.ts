@@ -156,4 +156,16 @@ export function storeConformance(name: string, open: () => Promise<CircuitStore>
     assert.equal(all.length, 1);
     assert.equal(all[0]!.drops['unknown-auth'], 4);
   });
+
+  withStore('router registrations are listed while alive and withdrawn on close', async (s) => {
+    const reg = s.registerRouter({ name: 'r1', pop: 'ams', address: '127.0.0.1:4000' }, 1000);
+    const other = s.registerRouter({ name: 'r0', pop: 'fra', address: '127.0.0.1:4001' }, 1000);
+    const names = async (): Promise<string[]> => (await s.listRouters()).map((r) => r.name);
+    for (let i = 0; i < 100 && (await names()).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(await names(), ['r0', 'r1']);
+    assert.deepEqual((await s.listRouters())[1], { name: 'r1', pop: 'ams', address: '127.0.0.1:4000' });
+    await reg.close();
+    assert.deepEqual(await names(), ['r0']);
+    await other.close();
+  });
 }

@@ -1,0 +1,44 @@
+// Provisions the programs the test suite needs, so `npm test` works on a fresh machine.
+// etcd: use $ETCD_BIN, `etcd` on PATH or /usr/bin/etcd; otherwise, as root, install
+// Debian's etcd-server with apt-get. Anything else is a clear failure, never a skip.
+import { execSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+function haveEtcd() {
+  if (process.env.ETCD_BIN && existsSync(process.env.ETCD_BIN)) return true;
+  return (
+    spawnSync('sh', ['-c', 'command -v etcd || test -x /usr/bin/etcd'], { stdio: 'ignore' }).status === 0
+  );
+}
+
+export function provision() {
+  if (haveEtcd()) return;
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!root) {
+    console.error(
+      'npm test needs etcd (the etcd store tests start real clusters).\n' +
+        'Install it (Debian/Ubuntu: sudo apt-get install etcd-server), or set ETCD_BIN, and run npm test again.',
+    );
+    process.exit(1);
+  }
+  console.error('etcd not found: installing Debian package etcd-server with apt-get ...');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () =>
+    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'etcd-server'], {
+      stdio: 'inherit',
+      env,
+    });
+  if (install().status !== 0) {
+    execSync('apt-get update', { stdio: 'inherit', env });
+    if (install().status !== 0) {
+      console.error('apt-get could not install etcd-server; see the output above.');
+      process.exit(1);
+    }
+  }
+  // Debian's package may start a system etcd on 2379; the tests use their own ports and do not need it.
+  spawnSync('sh', ['-c', 'service etcd stop 2>/dev/null || true'], { stdio: 'ignore' });
+  if (!haveEtcd()) {
+    console.error('etcd-server installed but no etcd binary found');
+    process.exit(1);
+  }
+}
