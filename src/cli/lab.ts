@@ -2,8 +2,11 @@ import { Lab } from '../lab/lab.js';
 import { TopologySchema } from '../lab/topology.js';
 import { loadConfig } from '../util/config.js';
 
-export async function runLabUp(file: string, o: { dir?: string }): Promise<void> {
+export async function runLabUp(file: string, o: { dir?: string; store?: 'sqlite' | 'etcd' }): Promise<void> {
   const topology = loadConfig(TopologySchema, file);
+  if (o.store)
+    for (const isp of topology.isps)
+      isp.store = o.store === 'etcd' ? { kind: 'etcd', members: 3 } : { kind: 'sqlite' };
   const lab = await Lab.start(topology, o.dir ? { dir: o.dir } : {});
   console.log(`lab ${topology.name} up; working dir ${lab.dir}`);
   for (const i of lab.isps) {

@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { PortalConfig } from '../portal/config.js';
-import type { RouterConfig } from '../router/config.js';
+import type { RouterConfig, RouterConfigInput } from '../router/config.js';
 import type { Topology } from './topology.js';
+import type { StoreConfig } from '../store/config.js';
+import { EtcdCluster } from './etcd-cluster.js';
 import { startComponent, stopComponent, type Managed } from './process.js';
 
 export interface LabRouter {
@@ -18,12 +20,25 @@ export interface LabRouter {
 
 export interface LabIsp {
   name: string;
+  /** The ISP's etcd cluster, when its store is etcd. */
+  etcd: EtcdCluster | undefined;
+  store: StoreConfig;
   url: string;
   accounts: { name: string; apiKey: string }[];
   storePath: string;
   portalConfigPath: string;
   pops: { name: string; routers: LabRouter[] }[];
   managed: Managed;
+}
+
+/** What a router started with `announceTable` reports per applied change. */
+export interface TableMessage {
+  event: 'table';
+  type: 'put' | 'delete' | 'resync';
+  revision: number;
+  auth?: string;
+  /** Wall-clock ms (performance.timeOrigin + performance.now()) when the table had it. */
+  at: number;
 }
 
 export interface LabServer {
@@ -37,6 +52,8 @@ export interface LabOptions {
   dir?: string;
   /** Keep the directory after stop (logs for post-mortems). */
   keep?: boolean;
+  /** Routers report every table change to the lab over IPC (see Lab.onTable). */
+  announceTable?: boolean;
 }
 
 /** Loopback addresses that read like a plan: 127.1.<isp>.<pop><router>, e.g. 127.1.2.12. */
@@ -51,18 +68,23 @@ function routerHost(ispIndex: number, popIndex: number, routerIndex: number): st
 export class Lab {
   readonly isps: LabIsp[] = [];
   readonly servers: LabServer[] = [];
+  private readonly clusters: EtcdCluster[] = [];
   private stopped = false;
 
   private constructor(
     readonly topology: Topology,
     readonly dir: string,
     private readonly keep: boolean,
+    private readonly announceTable: boolean,
   ) {}
+
+  /** Called for every table change a router reports, when started with `announceTable`. */
+  onTable: ((router: string, msg: TableMessage) => void) | undefined;
 
   static async start(topology: Topology, opts: LabOptions = {}): Promise<Lab> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'arrow-lab-'));
     mkdirSync(join(dir, 'logs'), { recursive: true });
-    const lab = new Lab(topology, dir, opts.keep ?? opts.dir !== undefined);
+    const lab = new Lab(topology, dir, opts.keep ?? opts.dir !== undefined, opts.announceTable ?? false);
     const onExit = (): void => lab.killAllSync();
     process.once('exit', onExit);
     try {
@@ -111,13 +133,19 @@ export class Lab {
 
   private async bootIsp(isp: Topology['isps'][0], ii: number): Promise<void> {
     const storePath = join(this.dir, `${isp.name}.db`);
-    const store = { kind: 'sqlite' as const, path: storePath };
+    let etcd: EtcdCluster | undefined;
+    let store: StoreConfig = { kind: 'sqlite', path: storePath };
+    if (isp.store.kind === 'etcd') {
+      etcd = await EtcdCluster.start({ members: isp.store.members, dir: join(this.dir, `etcd-${isp.name}`) });
+      this.clusters.push(etcd);
+      store = { kind: 'etcd', endpoints: etcd.endpoints };
+    }
     const pops: LabIsp['pops'] = [];
     for (const [pi, pop] of isp.pops.entries()) {
       const routers: LabRouter[] = [];
       for (let r = 0; r < pop.routers; r++) {
         const name = `${isp.name}-${pop.name}-${r + 1}`;
-        const config: RouterConfig = {
+        const config: RouterConfigInput = {
           isp: isp.name,
           pop: pop.name,
           name,
@@ -127,6 +155,7 @@ export class Lab {
           storePollMs: 5,
           socketBufferBytes: 4 * 1024 * 1024,
           registrationTtlMs: 3000,
+          announceTable: this.announceTable,
         };
         const configPath = join(this.dir, `router-${name}.yaml`);
         writeFileSync(configPath, stringify(config));
@@ -158,6 +187,8 @@ export class Lab {
       url: managed.ready.url!,
       accounts: isp.accounts,
       storePath,
+      etcd,
+      store,
       portalConfigPath,
       pops,
       managed,
@@ -203,6 +234,7 @@ export class Lab {
     ];
     for (const p of procs) p.kill('SIGCONT');
     await Promise.all(procs.map((p) => stopComponent(p)));
+    await Promise.all(this.clusters.map((c) => c.stop()));
     if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
   }
 

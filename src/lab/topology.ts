@@ -21,6 +21,19 @@ export const TopologySchema = Type.Object(
             { minItems: 1 },
           ),
           offers: Type.Array(OfferConfigSchema),
+          store: Type.Union(
+            [
+              Type.Object({ kind: Type.Literal('sqlite') }, { additionalProperties: false }),
+              Type.Object(
+                { kind: Type.Literal('etcd'), members: Type.Integer({ minimum: 1, maximum: 7, default: 3 }) },
+                { additionalProperties: false },
+              ),
+            ],
+            {
+              default: { kind: 'sqlite' },
+              description: "the ISP's circuit store: one SQLite file, or its own etcd cluster",
+            },
+          ),
         },
         { additionalProperties: false },
       ),
@@ -63,6 +76,7 @@ function isp(
   return {
     name,
     accounts: [{ name: 'demo', apiKey: `demo-key-${name}-0000000000` }],
+    store: { kind: 'sqlite' },
     pops: pops.map((p) => ({ name: p, routers: 2 })),
     offers: [offer(pops[0], pops[1], latency, price), offer(pops[1], pops[0], latency, price)],
   };

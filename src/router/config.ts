@@ -23,6 +23,11 @@ export const RouterConfigSchema = Type.Object(
       description: 'how often the SQLite store is checked',
     }),
     socketBufferBytes: Type.Integer({ minimum: 65536, default: 4 * 1024 * 1024 }),
+    announceTable: Type.Boolean({
+      default: false,
+      description:
+        'send the parent process an IPC message per table change (used by arrow bench propagation)',
+    }),
     registrationTtlMs: Type.Integer({
       minimum: 1000,
       default: 3000,
@@ -32,3 +37,8 @@ export const RouterConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 export type RouterConfig = Static<typeof RouterConfigSchema>;
+
+type Defaulted =
+  'statsIntervalMs' | 'storePollMs' | 'socketBufferBytes' | 'registrationTtlMs' | 'announceTable';
+/** A router config as written to a file: fields with defaults may be left out. */
+export type RouterConfigInput = Omit<RouterConfig, Defaulted> & Partial<Pick<RouterConfig, Defaulted>>;

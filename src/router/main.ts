@@ -9,6 +9,18 @@ export async function runRouter(configPath: string): Promise<void> {
   const config = loadConfig(RouterConfigSchema, configPath);
   const log = createLogger(`router-${config.name}`);
   const router = new Router(config, log);
+  if (config.announceTable && process.send) {
+    // Wall-clock ms with sub-ms precision, comparable across processes on one host.
+    const now = (): number => performance.timeOrigin + performance.now();
+    router.onTableChange = (e) =>
+      process.send?.({
+        event: 'table',
+        type: e.type,
+        revision: e.revision,
+        auth: e.type === 'put' ? e.circuit.auth : e.type === 'delete' ? e.auth : undefined,
+        at: now(),
+      });
+  }
   await router.start();
   const shutdown = async (): Promise<void> => {
     await router.stop();

@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import type { CircuitStore, Registration, Watcher } from '../store/store.js';
-import type { Circuit, RouterStats } from '../store/circuit.js';
+import type { ChangeEvent, Circuit, RouterStats } from '../store/circuit.js';
 import { openStore } from '../store/open.js';
 import { formatAddress, mustParseAddress } from '../wire/address.js';
 import type { Logger } from '../util/log.js';
@@ -25,6 +25,8 @@ export class Router {
   private statsTimer: NodeJS.Timeout | undefined;
   private delivery: UdpDelivery | undefined;
   private boundAddress = '';
+  /** Observer of applied store changes, after the table has them. */
+  onTableChange: ((event: ChangeEvent) => void) | undefined;
 
   constructor(
     readonly config: RouterConfig,
@@ -57,6 +59,7 @@ export class Router {
     this.table.replaceAll(snap.circuits, snap.revision);
     this.watcher = this.store.watch(snap.revision, (event) => {
       this.table.apply(event);
+      this.onTableChange?.(event);
       log.debug({ event: event.type, revision: event.revision }, 'table change');
     });
     log.info({ circuits: this.table.circuits, revision: snap.revision }, 'table loaded from store');

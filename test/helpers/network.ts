@@ -1,13 +1,13 @@
 import { createSocket } from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { openStore } from '../../src/store/open.js';
 import type { RouterStats } from '../../src/store/circuit.js';
 import { mustParseAddress } from '../../src/wire/address.js';
 import type { Lab } from '../../src/lab/lab.js';
 
 /** Router counters as the routers themselves published them to their ISP's store. */
 export async function routerStats(lab: Lab, isp: string): Promise<RouterStats[]> {
-  const s = new SqliteStore(lab.isp(isp).storePath, { busyTimeoutMs: 1000 });
+  const s = await openStore(lab.isp(isp).store, { busyTimeoutMs: 1000, isp });
   try {
     return await s.listRouterStats();
   } finally {
