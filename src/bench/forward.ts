@@ -3,7 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startComponent, stopComponent, type Managed } from '../lab/process.js';
-import type { RouterConfig } from '../router/config.js';
+import type { RouterConfigInput } from '../router/config.js';
 import type { CircuitInput } from '../store/circuit.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { newAuthenticator } from '../wire/authenticator.js';
@@ -279,7 +279,7 @@ class Rig {
     } finally {
       await store.close();
     }
-    const config: RouterConfig = {
+    const config: RouterConfigInput = {
       isp: 'bench',
       pop: POP,
       name,
