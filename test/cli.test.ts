@@ -142,3 +142,51 @@ test('arrow bench dataplane --json measures a forwarding data plane without sock
   assert.equal(report.perRunNs.length, 2);
   assert.ok(report.nsPerPacket > 0 && Number.isFinite(report.nsPerPacket));
 });
+
+test('arrow lab up --store etcd runs an ISP on its own 3-member etcd cluster and stops it all on Ctrl-C', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-labup-test-'));
+  let cleanup = (): void => {};
+  try {
+    const file = join(dir, 'topology.yaml');
+    const t = defaultTopology();
+    t.isps = t.isps.slice(0, 1);
+    writeFileSync(file, stringify(t));
+    const lab = spawn(
+      process.execPath,
+      [CLI_PATH, 'lab', 'up', file, '--store', 'etcd', '--dir', join(dir, 'lab')],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    lab.stdout.on('data', (d) => (out += d));
+    cleanup = () => lab.kill('SIGKILL');
+    const up = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 60_000);
+      lab.stdout.on('data', () => {
+        if (out.includes('Ctrl-C stops every process')) {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      });
+    });
+    assert.ok(up, out);
+    const m = /store: etcd cluster (\S+)/.exec(out);
+    assert.ok(m, out);
+    const endpoints = m[1]!.split(',');
+    assert.equal(endpoints.length, 3);
+    const health = (await fetch(`${endpoints[0]}/health`).then((r) => r.json())) as { health: string };
+    assert.equal(health.health, 'true');
+    const exited = new Promise<number | null>((resolve) => lab.once('exit', (code) => resolve(code)));
+    lab.kill('SIGINT');
+    assert.equal(await exited, 0);
+    const gone = await fetch(`${endpoints[0]}/health`).then(
+      () => false,
+      () => true,
+    );
+    assert.ok(gone, 'etcd members stopped with the lab');
+  } finally {
+    cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

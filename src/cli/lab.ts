@@ -13,6 +13,9 @@ export async function runLabUp(file: string, o: { dir?: string; store?: 'sqlite'
     console.log(
       `ISP ${i.name}: portal ${i.url}  (accounts: ${i.accounts.map((a) => `${a.name} key ${a.apiKey}`).join(', ')})`,
     );
+    console.log(
+      `  store: ${i.etcd ? `etcd cluster ${i.etcd.endpoints.join(',')}` : `sqlite ${i.storePath}`}`,
+    );
     for (const p of i.pops)
       for (const r of p.routers) console.log(`  ${p.name.padEnd(6)} ${r.name.padEnd(16)} ${r.address}`);
   }

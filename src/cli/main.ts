@@ -62,7 +62,13 @@ lab
   .description('start every router, portal and server of a topology as real processes, until Ctrl-C')
   .argument('<file>', 'topology YAML (see docs/lab.md)')
   .option('--dir <dir>', 'keep configs, stores and logs here (default: a temp dir removed on exit)')
-  .action(async (file: string, o: { dir?: string }) => {
+  .addOption(
+    new Option(
+      '--store <kind>',
+      "override every ISP's store: sqlite, or etcd (a 3-member cluster per ISP)",
+    ).choices(['sqlite', 'etcd']),
+  )
+  .action(async (file: string, o: { dir?: string; store?: 'sqlite' | 'etcd' }) => {
     const { runLabUp } = await import('./lab.js');
     await runLabUp(file, o);
   });
@@ -103,6 +109,22 @@ bench
   .action(async (o: { json?: boolean; duration: number; runs: number; sizes: string }) => {
     const { runForwardBenchCommand } = await import('../bench/forward.js');
     await runForwardBenchCommand(o);
+  });
+
+bench
+  .command('propagation')
+  .description(
+    "time from the portal's 201 until every router has the circuit, and creates/s, with SQLite and a 3-member etcd cluster",
+  )
+  .addOption(
+    new Option('--store <kind>', 'measure only this store (default: both)').choices(['sqlite', 'etcd']),
+  )
+  .option('--json', 'print JSON')
+  .option('--circuits <n>', 'measured creates per store', (v) => positiveInt(v, '--circuits'), 1000)
+  .option('--concurrency <n>', 'creates in flight', (v) => positiveInt(v, '--concurrency'), 32)
+  .action(async (o: { store?: 'sqlite' | 'etcd'; json?: boolean; circuits: number; concurrency: number }) => {
+    const { runPropagationBenchCommand } = await import('../bench/propagation.js');
+    await runPropagationBenchCommand(o);
   });
 
 program

@@ -200,6 +200,9 @@ export class Lab {
       ['router', '--config', r.configPath],
       join(this.dir, 'logs', `router-${r.name}.log`),
     );
+    r.managed.proc.on('message', (m: TableMessage) => {
+      if (m?.event === 'table') this.onTable?.(r.name, m);
+    });
     if (!r.address) {
       r.address = r.managed.ready.address!;
       // Pin the port it got, so a restart comes back on the same address.

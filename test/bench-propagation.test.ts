@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+/** The compiled CLI, as a user runs it: this file is compiled to dist/test/, the CLI to dist/src/cli/. */
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function num(v: unknown, what: string): number {
+  assert.equal(typeof v, 'number', `${what} is a number, got ${JSON.stringify(v)}`);
+  assert.ok(Number.isFinite(v), `${what} is finite`);
+  return v as number;
+}
+
+test(
+  'bench propagation --json times creates to every router with SQLite and etcd',
+  { timeout: 120_000 },
+  async () => {
+    // A short run: 4 real routers and a portal per store, plus a 3-member etcd cluster for etcd.
+    // It exits 1 when a create failed or a circuit went missing, still printing the report:
+    // read it either way, so the assertions below say which.
+    const stdout = await run(
+      process.execPath,
+      [CLI, 'bench', 'propagation', '--json', '--circuits', '100', '--concurrency', '8'],
+      { timeout: 110_000, maxBuffer: 1024 * 1024 },
+    ).then(
+      (r) => r.stdout,
+      (err: Error & { code?: unknown; stdout?: string }) => {
+        if (err.code !== 1 || !err.stdout) throw err;
+        return err.stdout;
+      },
+    );
+    const report: unknown = JSON.parse(stdout);
+    assert.ok(isRecord(report));
+    assert.ok(isRecord(report.machine));
+    assert.ok(num(report.machine.cpus, 'machine.cpus') > 0);
+    assert.equal(report.machine.node, process.version);
+
+    for (const store of ['sqlite', 'etcd']) {
+      const r: unknown = report[store];
+      assert.ok(isRecord(r), `${store} is an object`);
+      const p50 = num(r.p50Ms, `${store} p50Ms`);
+      const p99 = num(r.p99Ms, `${store} p99Ms`);
+      const max = num(r.maxMs, `${store} maxMs`);
+      assert.ok(
+        0 <= p50 && p50 <= p99 && p99 <= max,
+        `${store}: 0 <= p50 ${p50} <= p99 ${p99} <= max ${max}`,
+      );
+      assert.ok(num(r.createsPerSec, `${store} createsPerSec`) > 0);
+      assert.equal(r.missing, 0, `${store}: every circuit reached every router`);
+      assert.equal(num(r.circuits, `${store} circuits`) + num(r.failed, `${store} failed`), 100);
+      assert.ok(num(r.alreadyPropagated, `${store} alreadyPropagated`) <= (r.circuits as number));
+    }
+  },
+);
