@@ -24,6 +24,8 @@ export async function buildPortal({
     // Reject what we do not understand rather than silently dropping or coercing it.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     bodyLimit: 64 * 1024,
+    // Three synchronous log lines per request cost ~15% of a create; we log what matters ourselves.
+    disableRequestLogging: true,
   }) as unknown as FastifyInstance;
 
   await app.register(swagger, {

@@ -45,6 +45,25 @@ const K = {
 
 /** Bounded optimistic-concurrency retries: another portal won the race on the same admission counter. */
 const MAX_CAS_ATTEMPTS = 50;
+/** Circuits per group-commit transaction; etcd refuses transactions of more than 128 operations by default. */
+const MAX_BATCH = 100;
+
+interface PendingCreate {
+  input: CircuitInput;
+  admission: Admission | undefined;
+  stored: Omit<Circuit, 'revision'>;
+  value: string;
+  attempts: number;
+  resolve: (c: Circuit) => void;
+  reject: (err: unknown) => void;
+}
+
+interface PairQueue {
+  queue: PendingCreate[];
+  running: boolean;
+  /** The admission counter as of our last commit, or undefined to read it again. */
+  counter: { value: number; modRevision: number } | undefined;
+}
 
 /**
  * The multi-host store: an etcd cluster (Raft, so every acknowledged write is on a
@@ -59,6 +78,7 @@ export class EtcdStore implements CircuitStore {
   private readonly ns: Namespace;
   private readonly watchers = new Set<{ close(): void }>();
   private readonly registrations = new Set<Registration>();
+  private readonly pairs = new Map<string, PairQueue>();
 
   constructor(readonly opts: EtcdStoreOptions) {
     const timeout = opts.callTimeoutMs ?? 2000;
@@ -101,37 +121,111 @@ export class EtcdStore implements CircuitStore {
     return { revision: Number(res.header.revision), circuits: res.kvs.map(decodeCircuit) };
   }
 
-  async create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
-    const key = K.circuit(input.auth);
+  /**
+   * Creates are group-committed per PoP pair. Each pair has one admission counter key,
+   * so creates on a pair conflict with each other by construction; instead of letting
+   * concurrent creates race (one compare-and-swap wins, the rest retry through Raft),
+   * the ones that arrive while a transaction is in flight are admitted in order against
+   * the cached counter and committed together in the next transaction. A portal under
+   * load therefore does one etcd round trip per batch, not several per circuit.
+   */
+  create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
     const soldKey = K.sold(input.ingressPop, input.egressPop);
-    const stored = { ...input, createdAt: new Date().toISOString() };
-    const value = JSON.stringify(stored);
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const sold = await this.readNumber(soldKey);
-      if (admission && sold.value + input.bandwidthMbps > admission.capacityMbps)
-        throw new CapacityError(sold.value, admission.capacityMbps, input.bandwidthMbps);
-      const res = await this.call(() =>
-        this.ns
-          .if(key, 'Create', '==', 0)
-          .and(soldKey, 'Mod', '==', sold.modRevision)
-          .then(
-            this.ns.put(key).value(value),
-            this.ns.put(soldKey).value(String(sold.value + input.bandwidthMbps)),
-          )
-          .commit(),
-      );
-      if (res.succeeded) return { ...stored, revision: Number(res.header.revision) };
-      const existing = await this.getRaw(key);
-      if (existing) {
-        // Our own earlier attempt may have committed before its answer was lost (a retried call).
-        if (existing.value.toString() === value) return decodeCircuit(existing);
-        throw new ConflictError(`circuit ${input.auth} already exists`);
-      }
-      // Otherwise the admission counter moved under us: another create on this pair won. Read again.
+    let pair = this.pairs.get(soldKey);
+    if (!pair) {
+      pair = { queue: [], running: false, counter: undefined };
+      this.pairs.set(soldKey, pair);
     }
-    throw new UnavailableError(
-      `admission counter for ${input.ingressPop}->${input.egressPop} too contended; retry`,
+    const stored = { ...input, createdAt: new Date().toISOString() };
+    const p = new Promise<Circuit>((resolve, reject) =>
+      pair.queue.push({
+        input,
+        admission,
+        stored,
+        value: JSON.stringify(stored),
+        attempts: 0,
+        resolve,
+        reject,
+      }),
     );
+    if (!pair.running) void this.drain(soldKey, pair);
+    return p;
+  }
+
+  private async drain(soldKey: string, pair: PairQueue): Promise<void> {
+    pair.running = true;
+    try {
+      while (pair.queue.length > 0) await this.commitBatch(soldKey, pair, pair.queue.splice(0, MAX_BATCH));
+    } finally {
+      pair.running = false;
+    }
+  }
+
+  private async commitBatch(soldKey: string, pair: PairQueue, batch: PendingCreate[]): Promise<void> {
+    try {
+      pair.counter ??= await this.readNumber(soldKey);
+    } catch (err) {
+      for (const op of batch) op.reject(err);
+      return;
+    }
+    // Admission, in arrival order, against the counter as of the last commit.
+    let sold = pair.counter.value;
+    const accepted: PendingCreate[] = [];
+    const auths = new Set<string>();
+    for (const op of batch) {
+      const bw = op.input.bandwidthMbps;
+      if (op.admission && sold + bw > op.admission.capacityMbps) {
+        op.reject(new CapacityError(sold, op.admission.capacityMbps, bw));
+      } else if (auths.has(op.input.auth)) {
+        op.reject(new ConflictError(`circuit ${op.input.auth} already exists`));
+      } else {
+        sold += bw;
+        accepted.push(op);
+        auths.add(op.input.auth);
+      }
+    }
+    if (accepted.length === 0) return;
+
+    let txn = this.ns.if(soldKey, 'Mod', '==', pair.counter.modRevision);
+    for (const op of accepted) txn = txn.and(K.circuit(op.input.auth), 'Create', '==', 0);
+    txn = txn
+      .then(
+        ...accepted.map((op) => this.ns.put(K.circuit(op.input.auth)).value(op.value)),
+        this.ns.put(soldKey).value(String(sold)),
+      )
+      // On failure, read what made it fail in the same round trip.
+      .else(this.ns.get(soldKey), ...accepted.map((op) => this.ns.get(K.circuit(op.input.auth))));
+    let res: Awaited<ReturnType<typeof txn.commit>>;
+    try {
+      res = await this.call(() => txn.commit());
+    } catch (err) {
+      pair.counter = undefined;
+      for (const op of accepted) op.reject(err);
+      return;
+    }
+    if (res.succeeded) {
+      const revision = Number(res.header.revision);
+      pair.counter = { value: sold, modRevision: revision };
+      for (const op of accepted) op.resolve({ ...op.stored, revision });
+      return;
+    }
+    const counterKv = res.responses[0]?.response_range?.kvs[0];
+    pair.counter = {
+      value: counterKv ? Number(counterKv.value.toString()) : 0,
+      modRevision: counterKv ? Number(counterKv.mod_revision) : 0,
+    };
+    const retry: PendingCreate[] = [];
+    accepted.forEach((op, i) => {
+      const existing = res.responses[i + 1]?.response_range?.kvs[0];
+      // A retried call whose first attempt committed finds its own write: that is success.
+      if (existing && existing.value.toString() === op.value) op.resolve(decodeCircuit(existing));
+      else if (existing) op.reject(new ConflictError(`circuit ${op.input.auth} already exists`));
+      else if (++op.attempts >= MAX_CAS_ATTEMPTS)
+        op.reject(new UnavailableError(`admission counter ${soldKey} too contended; retry`));
+      else retry.push(op);
+    });
+    // Another portal moved the counter: try again first, ahead of newer arrivals.
+    pair.queue.unshift(...retry);
   }
 
   async update(auth: string, patch: CircuitPatch, opts: { expectRevision?: number } = {}): Promise<Circuit> {
@@ -180,7 +274,11 @@ export class EtcdStore implements CircuitStore {
           )
           .commit(),
       );
-      if (res.succeeded) return cur;
+      if (res.succeeded) {
+        const pair = this.pairs.get(soldKey);
+        if (pair) pair.counter = undefined;
+        return cur;
+      }
     }
     throw new UnavailableError(`circuit ${auth} too contended; retry`);
   }
@@ -203,7 +301,9 @@ export class EtcdStore implements CircuitStore {
           w.on('data', (res) => {
             for (const ev of res.events) {
               const revision = Number(ev.kv.mod_revision);
-              if (revision <= last) continue; // replay after a reconnect: already applied
+              // Older than what we have: a replay after a reconnect. Equal is fine: one transaction
+              // (a batch of creates) puts several keys at the same revision.
+              if (revision < last) continue;
               last = revision;
               if (ev.type === 'Put') onEvent({ type: 'put', revision, circuit: decodeCircuit(ev.kv) });
               else onEvent({ type: 'delete', revision, auth: ev.kv.key.toString().slice(K.circuits.length) });
