@@ -73,3 +73,24 @@ test('etcd: concurrent creates on one PoP pair never oversell it', async () => {
     await Promise.all(stores.map((s) => s.close()));
   }
 });
+
+test('etcd: concurrent creates are group-committed, and watchers see every circuit of a batch', async () => {
+  const s = await open();
+  try {
+    const snap = await s.snapshot();
+    const events = collect(s, snap.revision, 40);
+    const created = await Promise.all(
+      Array.from({ length: 40 }, () => s.create(circuitInput({ bandwidthMbps: 1 }))),
+    );
+    const revisions = new Set(created.map((c) => c.revision));
+    assert.ok(revisions.size < 40, `batched: ${revisions.size} transactions for 40 creates`);
+    const got = await events;
+    assert.deepEqual(
+      new Set(got.map((e) => (e.type === 'put' ? e.circuit.auth : ''))),
+      new Set(created.map((c) => c.auth)),
+    );
+    for (const c of created) assert.equal((await s.get(c.auth))!.revision, c.revision);
+  } finally {
+    await s.close();
+  }
+});
