@@ -59,6 +59,11 @@ export function toView(c: Circuit, ingress: string[]): CircuitViewT {
   return view;
 }
 
+function withoutNext(active: Circuit['active']): Circuit['active'] {
+  const { next: _next, ...rest } = active ?? {};
+  return rest;
+}
+
 /** Store failures become HTTP answers: nothing is acknowledged that was not committed. */
 export function storeErrorToHttp(err: unknown): never {
   if (err instanceof CapacityError) throw new HttpError(409, err.message);
@@ -214,7 +219,12 @@ export async function circuitRoutes(
       const cur = await owned(req.params.auth, req.account);
       // Compare-and-swap on the revision we read: a concurrent chain cannot be silently overwritten.
       const next = await store
-        .update(cur.auth, { action: { kind: 'forward', next: req.body } }, { expectRevision: cur.revision })
+        .update(
+          cur.auth,
+          // A new next-hop list starts on its first address: drop any failover choice made on the old one.
+          { action: { kind: 'forward', next: req.body }, active: withoutNext(cur.active) },
+          { expectRevision: cur.revision },
+        )
         .catch(storeErrorToHttp);
       return view(next);
     },

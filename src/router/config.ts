@@ -23,6 +23,62 @@ export const RouterConfigSchema = Type.Object(
       description: 'how often the SQLite store is checked',
     }),
     socketBufferBytes: Type.Integer({ minimum: 65536, default: 4 * 1024 * 1024 }),
+    failover: Type.Object(
+      {
+        linkTimeout: Type.Object(
+          {
+            minMs: Type.Number({ minimum: 1, default: 15, description: 'floor of the link timeout' }),
+            initialMs: Type.Number({
+              minimum: 1,
+              default: 50,
+              description: 'link timeout before any RTT is measured',
+            }),
+            maxMs: Type.Number({ minimum: 1, default: 1000 }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+        recheckMs: Type.Integer({
+          minimum: 10,
+          default: 250,
+          description: 'how often a dead neighbour is re-checked',
+        }),
+        liveness: Type.Object(
+          {
+            enabled: Type.Boolean({
+              default: false,
+              description: 'BFD-style keepalives to every neighbour in use',
+            }),
+            intervalMs: Type.Integer({ minimum: 1, default: 10 }),
+            multiplier: Type.Integer({
+              minimum: 2,
+              default: 3,
+              description: 'missed keepalives before a neighbour is dead',
+            }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+        probeRate: Type.Object(
+          {
+            perCircuit: Type.Object(
+              {
+                ratePerSec: Type.Number({ exclusiveMinimum: 0, default: 20 }),
+                burst: Type.Number({ minimum: 1, default: 10 }),
+              },
+              { default: {}, additionalProperties: false },
+            ),
+            perAccount: Type.Object(
+              {
+                ratePerSec: Type.Number({ exclusiveMinimum: 0, default: 5000 }),
+                burst: Type.Number({ minimum: 1, default: 2000 }),
+              },
+              { default: {}, additionalProperties: false },
+            ),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     announceTable: Type.Boolean({
       default: false,
       description:
@@ -41,4 +97,7 @@ export type RouterConfig = Static<typeof RouterConfigSchema>;
 type Defaulted =
   'statsIntervalMs' | 'storePollMs' | 'socketBufferBytes' | 'registrationTtlMs' | 'announceTable';
 /** A router config as written to a file: fields with defaults may be left out. */
-export type RouterConfigInput = Omit<RouterConfig, Defaulted> & Partial<Pick<RouterConfig, Defaulted>>;
+export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover'> &
+  Partial<Pick<RouterConfig, Defaulted>> & { failover?: DeepPartial<RouterConfig['failover']> };
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };

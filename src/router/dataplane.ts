@@ -9,6 +9,7 @@ import {
   type DecodeErrorCode,
 } from '../wire/header.js';
 import { authKeyFromPacket } from '../wire/authenticator.js';
+import { formatAddress } from '../wire/address.js';
 import type { Entry, ForwardingTable, Hop } from './table.js';
 
 /** Why a packet was dropped. Each reason has its own counter. */
@@ -19,6 +20,7 @@ export type DropReason =
   | 'unexpected-type'
   | 'no-next-hop'
   | 'no-reply-path'
+  | 'probe-rate'
   | 'send-error';
 
 export const DROP_REASONS: readonly DropReason[] = [
@@ -31,6 +33,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'unexpected-type',
   'no-next-hop',
   'no-reply-path',
+  'probe-rate',
   'send-error',
 ];
 
@@ -40,6 +43,23 @@ export interface Output {
   /** Send a decapsulated payload to an unmodified UDP server from the circuit's own socket. */
   deliverUdp(entry: Entry & { kind: 'deliver-udp' }, payload: Buffer): void;
 }
+
+/**
+ * The failover protocol's hooks into the packet path. The data plane reports what
+ * it sees (acks, forwarded probes) and asks whether a probe may act; the timers and
+ * repair live behind this interface (see failover.ts).
+ */
+export interface Control {
+  /** A neighbour answered: PROBE_ACK or KEEPALIVE_ACK from `from` (`host:port`). */
+  heard(from: string): void;
+  /** A probe went out on `hop`: its ack is now expected. `probe` is only valid during the call. */
+  probeForwarded(hop: Hop, probe: Buffer): void;
+  /** Rate limits per circuit and per account: false drops the probe before it can trigger anything. */
+  admitProbe(entry: Entry): boolean;
+}
+
+/** For routers without failover (and unit tests): probes are forwarded and nothing is tracked. */
+export const NO_CONTROL: Control = { heard: () => {}, probeForwarded: () => {}, admitProbe: () => true };
 
 export class DropCounters {
   readonly counts: Record<DropReason, number> = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<
@@ -61,6 +81,8 @@ export interface HandledCounters {
   probes: number;
   probeAcks: number;
   echoes: number;
+  keepalives: number;
+  keepaliveAcks: number;
 }
 
 /**
@@ -71,11 +93,19 @@ export interface HandledCounters {
  */
 export class DataPlane {
   readonly drops = new DropCounters();
-  readonly handled: HandledCounters = { data: 0, probes: 0, probeAcks: 0, echoes: 0 };
+  readonly handled: HandledCounters = {
+    data: 0,
+    probes: 0,
+    probeAcks: 0,
+    echoes: 0,
+    keepalives: 0,
+    keepaliveAcks: 0,
+  };
 
   constructor(
     private readonly table: ForwardingTable,
     private readonly out: Output,
+    private readonly control: Control = NO_CONTROL,
   ) {}
 
   process(buf: Buffer, fromPort: number, fromHost: string): void {
@@ -90,10 +120,16 @@ export class DataPlane {
       buf[OFFSET_TYPE] = PacketType.EchoReply;
       return this.send(buf, fromPort, fromHost);
     }
-    if (type === PacketType.ProbeAck) {
-      // The next hop acknowledging a probe we forwarded: proof of a live neighbour (used by failover).
-      this.handled.probeAcks++;
-      return;
+    if (type === PacketType.Keepalive) {
+      this.handled.keepalives++;
+      buf[OFFSET_TYPE] = PacketType.KeepaliveAck;
+      return this.send(buf, fromPort, fromHost);
+    }
+    if (type === PacketType.ProbeAck || type === PacketType.KeepaliveAck) {
+      // A neighbour acknowledging a probe we forwarded or a keepalive: proof of life.
+      if (type === PacketType.ProbeAck) this.handled.probeAcks++;
+      else this.handled.keepaliveAcks++;
+      return this.control.heard(formatAddress({ host: fromHost, port: fromPort }));
     }
     if (type !== PacketType.Data && type !== PacketType.Probe) return this.drops.add('unexpected-type');
 
@@ -111,26 +147,36 @@ export class DataPlane {
     entry.counters.packets++;
     entry.counters.bytes += buf.length;
 
-    // 5. Probes are acked to the previous hop before they travel on.
+    // 5. Probes are acked to the previous hop before they travel on. The ack only says
+    //    "this router is alive", so it is sent even for probes the rate limit then drops.
     if (type === PacketType.Probe) {
       this.handled.probes++;
       const ack = Buffer.from(buf.subarray(0, headerLength(buf)));
       ack[OFFSET_TYPE] = PacketType.ProbeAck;
       this.send(ack, fromPort, fromHost);
-      // The unmodified server at the end knows nothing of probes: the last router answers for it.
-      if (entry.kind === 'deliver-udp') return;
-    } else {
-      this.handled.data++;
+      if (!this.control.admitProbe(entry)) {
+        entry.counters.dropped++;
+        return this.drops.add('probe-rate');
+      }
+      if (entry.kind === 'deliver-udp') {
+        // The unmodified server knows nothing of probes. The probe turns around into the
+        // circuit's return path instead, so it checks (and repairs) the way back too, and
+        // comes home to the endpoint as the end-to-end answer.
+        if (!entry.reply) return;
+        return this.forward(buf, entry.reply, entry, true);
+      }
+      return this.forward(buf, entry.next, entry, true);
     }
+    this.handled.data++;
 
     // 6. The circuit's action.
     if (entry.kind === 'deliver-udp') {
       return this.out.deliverUdp(entry, buf.subarray(headerLength(buf)));
     }
-    this.forward(buf, entry.next, entry);
+    this.forward(buf, entry.next, entry, false);
   }
 
-  private forward(buf: Buffer, next: Hop, entry: Entry): void {
+  private forward(buf: Buffer, next: Hop, entry: Entry, probe: boolean): void {
     const to = next.addresses[next.active];
     if (to === undefined) {
       entry.counters.dropped++;
@@ -138,6 +184,7 @@ export class DataPlane {
     }
     if (next.auth !== undefined) next.auth.copy(buf, OFFSET_AUTH, 0, AUTH_LENGTH);
     this.send(buf, to.port, to.host);
+    if (probe) this.control.probeForwarded(next, buf);
   }
 
   private send(buf: Buffer, port: number, host: string): void {

@@ -9,6 +9,7 @@ import type { RouterConfig } from './config.js';
 import { DataPlane } from './dataplane.js';
 import { ForwardingTable } from './table.js';
 import { UdpDelivery } from './udp-delivery.js';
+import { Failover } from './failover.js';
 
 /**
  * One ARROW router: a UDP socket, a forwarding table synced from the ISP's store,
@@ -28,15 +29,20 @@ export class Router {
   /** Observer of applied store changes, after the table has them. */
   onTableChange: ((event: ChangeEvent) => void) | undefined;
 
+  readonly failover: Failover;
+
   constructor(
     readonly config: RouterConfig,
     private readonly log: Logger,
   ) {
-    this.table = new ForwardingTable(config.pop);
-    this.dataplane = new DataPlane(this.table, {
-      send: (b, port, host) => this.socket!.send(b, port, host),
-      deliverUdp: (entry, payload) => this.delivery!.deliver(entry, payload),
-    });
+    this.table = new ForwardingTable(config.pop, (k) => this.failover.isDead(k));
+    const send = (b: Buffer, port: number, host: string): void => this.socket!.send(b, port, host);
+    this.failover = new Failover(this.table, config.failover, send, () => this.store, log);
+    this.dataplane = new DataPlane(
+      this.table,
+      { send, deliverUdp: (entry, payload) => this.delivery!.deliver(entry, payload) },
+      this.failover,
+    );
   }
 
   get address(): string {
@@ -94,6 +100,7 @@ export class Router {
       { name: config.name, pop: config.pop, address: this.boundAddress },
       config.registrationTtlMs,
     );
+    this.failover.start();
     this.statsTimer = setInterval(() => void this.publishStats(), config.statsIntervalMs);
     this.statsTimer.unref();
     await this.publishStats();
@@ -122,6 +129,8 @@ export class Router {
       updatedAt: new Date().toISOString(),
       drops: { ...this.dataplane.drops.counts },
       handled: { ...this.dataplane.handled },
+      failover: { ...this.failover.counters },
+      neighbours: this.failover.neighbours.snapshot(),
       circuits: this.table.snapshotCounters(),
     };
   }
@@ -136,6 +145,7 @@ export class Router {
 
   async stop(): Promise<void> {
     clearInterval(this.statsTimer);
+    this.failover.stop();
     this.watcher?.close();
     await this.registration?.close().catch(() => {});
     await this.publishStats();

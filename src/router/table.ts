@@ -1,10 +1,15 @@
-import type { ChangeEvent, Circuit, CircuitCounters } from '../store/circuit.js';
+import type { ChangeEvent, Circuit, CircuitCounters, HopKind } from '../store/circuit.js';
 import { authKeyFromHex, authToBytes } from '../wire/authenticator.js';
-import { mustParseAddress, type UdpAddress } from '../wire/address.js';
+import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
 
 /** A next hop as the data plane uses it: parsed addresses, the one in use, and the authenticator to write. */
 export interface Hop {
+  /** The circuit (customer authenticator, hex) and which of its hop lists this is. */
+  circuit: string;
+  kind: HopKind;
   addresses: UdpAddress[];
+  /** `host:port` of each address: the neighbour's identity for liveness and repair. */
+  keys: string[];
   /** Index of the address in use: the first live one. */
   active: number;
   /** 16 raw bytes written over the packet's authenticator, or undefined to keep it. */
@@ -14,6 +19,8 @@ export interface Hop {
 interface EntryBase {
   /** The circuit's customer-facing authenticator (hex): the key for counters and stats. */
   circuit: string;
+  /** The account that owns the circuit: probes are rate-limited per account too. */
+  owner: string;
   counters: CircuitCounters;
 }
 export type Entry =
@@ -22,12 +29,46 @@ export type Entry =
 
 export type EntryKind = Entry['kind'];
 
-function hop(addresses: string[], auth: string | undefined): Hop {
-  return {
-    addresses: addresses.map(mustParseAddress),
+/** A hop moved off a dead neighbour by repair. */
+export interface HopMove {
+  circuit: string;
+  kind: HopKind;
+  from: string;
+  to: string;
+  active: number;
+}
+
+function hop(
+  circuit: Circuit,
+  kind: HopKind,
+  addresses: string[],
+  auth: string | undefined,
+  isDead: (key: string) => boolean,
+): Hop {
+  const parsed = addresses.map(mustParseAddress);
+  const keys = parsed.map(formatAddress);
+  const h: Hop = {
+    circuit: circuit.auth,
+    kind,
+    addresses: parsed,
+    keys,
     active: 0,
-    auth: auth === undefined ? undefined : authToBytes(auth),
+    auth: auth ? authToBytes(auth) : undefined,
   };
+  const recorded = circuit.active?.[kind];
+  if (recorded !== undefined && recorded >= 0 && recorded < parsed.length) h.active = recorded;
+  // The store may not know yet what this router knows: never start on a neighbour we hold dead.
+  if (isDead(keys[h.active]!)) h.active = nextLive(h, isDead) ?? h.active;
+  return h;
+}
+
+/** The next address after the active one, in list order and wrapping, that is not dead. */
+function nextLive(h: Hop, isDead: (key: string) => boolean): number | undefined {
+  for (let step = 1; step < h.keys.length; step++) {
+    const i = (h.active + step) % h.keys.length;
+    if (!isDead(h.keys[i]!)) return i;
+  }
+  return undefined;
 }
 
 /**
@@ -41,38 +82,46 @@ export function compileCircuit(
   circuit: Circuit,
   pop: string,
   counters: CircuitCounters,
+  isDead: (key: string) => boolean = () => false,
 ): Array<{ key: string; entry: Entry }> {
   const out: Array<{ key: string; entry: Entry }> = [];
   const sameCircuit = circuit.ingressPop === circuit.egressPop;
+  const base = { circuit: circuit.auth, owner: circuit.owner, counters };
   if (pop === circuit.ingressPop && !sameCircuit) {
     out.push({
       key: authKeyFromHex(circuit.auth),
       entry: {
+        ...base,
         kind: 'internal',
-        circuit: circuit.auth,
-        counters,
-        next: hop(circuit.internalRouters, circuit.internalAuth),
+        next: hop(circuit, 'internal', circuit.internalRouters, circuit.internalAuth, isDead),
       },
     });
   }
   if (pop === circuit.egressPop) {
     const key = authKeyFromHex(sameCircuit ? circuit.auth : circuit.internalAuth);
     const a = circuit.action;
-    const base = { circuit: circuit.auth, counters };
     let entry: Entry;
     switch (a.kind) {
       case 'forward':
-        entry = { ...base, kind: 'forward', next: hop(a.next.addresses, a.next.auth) };
+        entry = {
+          ...base,
+          kind: 'forward',
+          next: hop(circuit, 'next', a.next.addresses, a.next.auth, isDead),
+        };
         break;
       case 'deliver-endpoint':
-        entry = { ...base, kind: 'deliver-endpoint', next: hop(a.addresses, a.auth) };
+        entry = {
+          ...base,
+          kind: 'deliver-endpoint',
+          next: hop(circuit, 'next', a.addresses, a.auth, isDead),
+        };
         break;
       case 'deliver-udp':
         entry = {
           ...base,
           kind: 'deliver-udp',
           target: mustParseAddress(a.target),
-          reply: a.reply ? hop(a.reply.addresses, a.reply.auth) : undefined,
+          reply: a.reply ? hop(circuit, 'reply', a.reply.addresses, a.reply.auth, isDead) : undefined,
         };
         break;
     }
@@ -81,21 +130,35 @@ export function compileCircuit(
   return out;
 }
 
+function hopsOf(entry: Entry): Hop[] {
+  if (entry.kind === 'deliver-udp') return entry.reply ? [entry.reply] : [];
+  return [entry.next];
+}
+
 /**
  * Authenticator → action, for one router. Updated from store change events; read
  * by the packet loop with a single Map lookup. Counters live per circuit and
  * survive re-chaining, so a `chain` never resets a customer's accounting.
+ *
+ * It also indexes every hop by the neighbour it currently uses, so that repair is
+ * per neighbour: one call moves every circuit off a dead next hop at once.
  */
 export class ForwardingTable {
   private readonly entries = new Map<string, Entry>();
   /** circuit auth (hex) → keys it occupies in `entries`. */
   private readonly keysByCircuit = new Map<string, string[]>();
   private readonly counters = new Map<string, CircuitCounters>();
+  /** neighbour `host:port` → hops whose active address it is. */
+  private readonly byNeighbour = new Map<string, Set<Hop>>();
   revision = 0;
   /** Called when a circuit leaves this router's table, so per-circuit resources can be released. */
   onRemove: ((circuit: string) => void) | undefined;
 
-  constructor(readonly pop: string) {}
+  constructor(
+    readonly pop: string,
+    /** Which neighbours this router currently holds dead; consulted when compiling entries. */
+    private readonly isDead: (key: string) => boolean = () => false,
+  ) {}
 
   get size(): number {
     return this.entries.size;
@@ -117,17 +180,32 @@ export class ForwardingTable {
     return (this.keysByCircuit.get(circuitAuth) ?? []).map((k) => this.entries.get(k)!);
   }
 
+  /** Neighbours some circuit currently sends to, with how many hops use each. */
+  neighboursInUse(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [k, hops] of this.byNeighbour) if (hops.size > 0) out.set(k, hops.size);
+    return out;
+  }
+
   put(circuit: Circuit): void {
     this.remove(circuit.auth, false);
     let counters = this.counters.get(circuit.auth);
-    const compiled = compileCircuit(circuit, this.pop, counters ?? { packets: 0, bytes: 0, dropped: 0 });
+    const compiled = compileCircuit(
+      circuit,
+      this.pop,
+      counters ?? { packets: 0, bytes: 0, dropped: 0 },
+      this.isDead,
+    );
     if (compiled.length === 0) {
       this.counters.delete(circuit.auth);
       return;
     }
     counters ??= compiled[0]!.entry.counters;
     this.counters.set(circuit.auth, counters);
-    for (const { key, entry } of compiled) this.entries.set(key, entry);
+    for (const { key, entry } of compiled) {
+      this.entries.set(key, entry);
+      for (const h of hopsOf(entry)) this.index(h);
+    }
     this.keysByCircuit.set(
       circuit.auth,
       compiled.map((c) => c.key),
@@ -136,7 +214,12 @@ export class ForwardingTable {
 
   remove(circuitAuth: string, forget = true): void {
     const keys = this.keysByCircuit.get(circuitAuth);
-    if (keys) for (const k of keys) this.entries.delete(k);
+    if (keys)
+      for (const k of keys) {
+        const e = this.entries.get(k);
+        if (e) for (const h of hopsOf(e)) this.unindex(h);
+        this.entries.delete(k);
+      }
     this.keysByCircuit.delete(circuitAuth);
     if (forget) {
       const had = this.counters.delete(circuitAuth);
@@ -166,10 +249,47 @@ export class ForwardingTable {
     this.revision = Math.max(this.revision, event.revision);
   }
 
+  /**
+   * Per-neighbour repair: moves every hop whose active address is `neighbour` to its
+   * next live alternative, at once. Hops with no live alternative stay (and are
+   * returned as stranded): there is nowhere better to send.
+   */
+  repairNeighbour(neighbour: string): { moved: HopMove[]; stranded: number } {
+    const hops = this.byNeighbour.get(neighbour);
+    const moved: HopMove[] = [];
+    let stranded = 0;
+    if (!hops) return { moved, stranded };
+    for (const h of [...hops]) {
+      const to = nextLive(h, this.isDead);
+      if (to === undefined) {
+        stranded++;
+        continue;
+      }
+      this.unindex(h);
+      h.active = to;
+      this.index(h);
+      moved.push({ circuit: h.circuit, kind: h.kind, from: neighbour, to: h.keys[to]!, active: to });
+    }
+    return { moved, stranded };
+  }
+
   /** Per-circuit counters for publishing, keyed by customer authenticator. */
-  snapshotCounters(): Record<string, CircuitCounters> {
+  snapshotCounters(): Record<string, { packets: number; bytes: number; dropped: number }> {
     const out: Record<string, CircuitCounters> = {};
     for (const [auth, c] of this.counters) out[auth] = { ...c };
     return out;
+  }
+
+  private index(h: Hop): void {
+    const k = h.keys[h.active];
+    if (k === undefined) return;
+    let set = this.byNeighbour.get(k);
+    if (!set) this.byNeighbour.set(k, (set = new Set()));
+    set.add(h);
+  }
+
+  private unindex(h: Hop): void {
+    const k = h.keys[h.active];
+    if (k !== undefined) this.byNeighbour.get(k)?.delete(h);
   }
 }

@@ -28,7 +28,21 @@ export interface CircuitInput {
   /** Routers of the egress PoP, in order of preference, for the internal hop. Empty when ingress == egress. */
   internalRouters: string[];
   action: EgressAction;
+  /**
+   * Which address of each hop list is in use, when not the first: set by failover
+   * repair, so every router of the PoP uses the same one and a restart keeps it.
+   */
+  active?: ActiveHops;
 }
+
+/** Index into `action.next.addresses` (or `action.addresses`), `internalRouters`, `action.reply.addresses`. */
+export interface ActiveHops {
+  next?: number;
+  internal?: number;
+  reply?: number;
+}
+
+export type HopKind = keyof ActiveHops;
 
 export interface Circuit extends CircuitInput {
   createdAt: string;
@@ -37,7 +51,7 @@ export interface Circuit extends CircuitInput {
 }
 
 /** Fields that `chain` and repair may change. Identity, owner, PoPs and bandwidth never change. */
-export type CircuitPatch = Partial<Pick<CircuitInput, 'action' | 'internalRouters'>>;
+export type CircuitPatch = Partial<Pick<CircuitInput, 'action' | 'internalRouters' | 'active'>>;
 
 export type ChangeEvent =
   | { type: 'put'; revision: number; circuit: Circuit }
@@ -62,6 +76,10 @@ export interface RouterStats {
   handled: Record<string, number>;
   /** Per-circuit counters, keyed by the customer-facing authenticator (hex). */
   circuits: Record<string, CircuitCounters>;
+  /** Failover: neighbours declared dead and revived, hops moved. */
+  failover?: Record<string, number>;
+  /** What the router knows of each neighbour: measured RTT, link timeout, dead or not. */
+  neighbours?: Record<string, { rttMs: number | undefined; timeoutMs: number; dead: boolean }>;
 }
 
 export interface CircuitCounters {

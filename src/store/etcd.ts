@@ -9,6 +9,7 @@ import {
 import { ExponentialBackoff, handleWhen, retry, circuitBreaker, ConsecutiveBreaker, noop } from 'cockatiel';
 import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
 import {
+  type ActiveChange,
   type Admission,
   CapacityError,
   type CircuitStore,
@@ -250,6 +251,34 @@ export class EtcdStore implements CircuitStore {
         throw new ConflictError(`circuit ${auth} changed while being updated; read it again`);
     }
     throw new UnavailableError(`circuit ${auth} too contended; retry`);
+  }
+
+  async setActive(changes: ActiveChange[]): Promise<void> {
+    // One compare-and-swap per circuit (a concurrent chain must not be lost), a few at a time.
+    const queue = [...changes];
+    const worker = async (): Promise<void> => {
+      for (let c = queue.shift(); c; c = queue.shift()) {
+        const change = c;
+        for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+          const kv = await this.getRaw(K.circuit(change.auth));
+          if (!kv) break;
+          const cur = decodeCircuit(kv);
+          if (cur.active?.[change.kind] === change.active) break;
+          const { revision: _r, ...rest } = {
+            ...cur,
+            active: { ...cur.active, [change.kind]: change.active },
+          };
+          const res = await this.call(() =>
+            this.ns
+              .if(K.circuit(change.auth), 'Mod', '==', kv.mod_revision)
+              .then(this.ns.put(K.circuit(change.auth)).value(JSON.stringify(rest)))
+              .commit(),
+          );
+          if (res.succeeded) break;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
   }
 
   async delete(auth: string, opts: { expectRevision?: number } = {}): Promise<Circuit | undefined> {

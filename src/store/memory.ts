@@ -1,5 +1,6 @@
 import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
 import {
+  type ActiveChange,
   type Admission,
   CapacityError,
   type CircuitStore,
@@ -65,6 +66,14 @@ export class MemoryStore implements CircuitStore {
     this.circuits.set(auth, next);
     this.emit({ type: 'put', revision: next.revision, circuit: clone(next) });
     return clone(next);
+  }
+
+  async setActive(changes: ActiveChange[]): Promise<void> {
+    for (const c of changes) {
+      const cur = this.circuits.get(c.auth);
+      if (cur && cur.active?.[c.kind] !== c.active)
+        await this.update(c.auth, { active: { ...cur.active, [c.kind]: c.active } });
+    }
   }
 
   async delete(auth: string, opts: { expectRevision?: number } = {}): Promise<Circuit | undefined> {

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
 import {
+  type ActiveChange,
   type Admission,
   CapacityError,
   type CircuitStore,
@@ -196,6 +197,23 @@ export class SqliteStore implements CircuitStore {
       return next;
     });
     return this.write(() => txn.immediate());
+  }
+
+  async setActive(changes: ActiveChange[]): Promise<void> {
+    // One transaction for the whole repair: siblings see every moved circuit at once.
+    const txn = this.db.transaction(() => {
+      for (const c of changes) {
+        const row = this.q.get.get(c.auth);
+        if (!row) continue;
+        const cur = JSON.parse(row.data) as Circuit;
+        if (cur.active?.[c.kind] === c.active) continue;
+        const revision = Number(this.q.insertChange.run(c.auth, 'put', null).lastInsertRowid);
+        const data = JSON.stringify({ ...cur, active: { ...cur.active, [c.kind]: c.active }, revision });
+        this.q.updateCircuit.run(revision, data, c.auth);
+        this.q.setChangeData.run(data, revision);
+      }
+    });
+    this.write(() => txn.immediate());
   }
 
   async delete(auth: string, opts: { expectRevision?: number } = {}): Promise<Circuit | undefined> {

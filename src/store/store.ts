@@ -1,4 +1,18 @@
-import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
+import type {
+  ChangeEvent,
+  Circuit,
+  CircuitInput,
+  CircuitPatch,
+  HopKind,
+  RouterStats,
+  Snapshot,
+} from './circuit.js';
+
+export interface ActiveChange {
+  auth: string;
+  kind: HopKind;
+  active: number;
+}
 
 /**
  * The ISP's circuit store. One interface, several backends (memory for unit tests,
@@ -19,6 +33,12 @@ export interface CircuitStore {
   create(input: CircuitInput, admission?: Admission): Promise<Circuit>;
   /** Changes a circuit. With `expectRevision`, fails with ConflictError unless the circuit is still at that revision. */
   update(auth: string, patch: CircuitPatch, opts?: { expectRevision?: number }): Promise<Circuit>;
+  /**
+   * Records failover choices: which address of a hop list each circuit now uses. Each
+   * change merges into the circuit's `active` atomically (no lost concurrent chain);
+   * circuits that no longer exist are skipped.
+   */
+  setActive(changes: ActiveChange[]): Promise<void>;
   /** Deletes a circuit; returns what was deleted, or undefined when it did not exist. */
   delete(auth: string, opts?: { expectRevision?: number }): Promise<Circuit | undefined>;
   /** Delivers every change after `afterRevision`, in order. Emits `resync` when that point was compacted away. */

@@ -39,9 +39,8 @@ export enum PacketType {
   ProbeAck = 3,
   Echo = 4,
   EchoReply = 5,
-  /** Reserved for neighbour liveness (BFD-style keepalives). */
+  /** Neighbour liveness between adjacent routers (BFD-style), and re-checks of dead neighbours. */
   Keepalive = 6,
-  /** Reserved for liveness replies. */
   KeepaliveAck = 7,
 }
 

@@ -168,4 +168,18 @@ export function storeConformance(name: string, open: () => Promise<CircuitStore>
     assert.deepEqual(await names(), ['r0']);
     await other.close();
   });
+
+  withStore('setActive records failover choices by merging, and watchers see them', async (s) => {
+    const a = await s.create(circuitInput({ active: { internal: 1 } }));
+    const events = collect(s, a.revision, 1);
+    await s.setActive([
+      { auth: a.auth, kind: 'next', active: 2 },
+      { auth: newAuthenticator(), kind: 'next', active: 1 },
+    ]);
+    const got = await s.get(a.auth);
+    assert.deepEqual(got!.active, { internal: 1, next: 2 });
+    assert.ok(got!.revision > a.revision);
+    const [ev] = await events;
+    assert.ok(ev!.type === 'put' && ev!.circuit.active?.next === 2);
+  });
 }

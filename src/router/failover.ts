@@ -1,0 +1,190 @@
+import type { CircuitStore } from '../store/store.js';
+import { mustParseAddress } from '../wire/address.js';
+import { encode, PacketType } from '../wire/header.js';
+import type { Logger } from '../util/log.js';
+import type { Control } from './dataplane.js';
+import { Neighbours, type LinkTimeoutConfig } from './neighbours.js';
+import { RateLimiter, type BucketConfig } from './ratelimit.js';
+import type { Entry, ForwardingTable, Hop, HopMove } from './table.js';
+
+export interface FailoverConfig {
+  linkTimeout: LinkTimeoutConfig;
+  /** How often a dead neighbour is re-checked with a keepalive. */
+  recheckMs: number;
+  /** BFD-style keepalives to every neighbour in use. */
+  liveness: { enabled: boolean; intervalMs: number; multiplier: number };
+  probeRate: { perCircuit: BucketConfig; perAccount: BucketConfig };
+}
+
+export interface FailoverCounters {
+  /** Neighbours declared dead. */
+  neighboursDown: number;
+  /** Dead neighbours heard from again. */
+  neighboursUp: number;
+  /** Hops moved to an alternative by repair. */
+  hopsMoved: number;
+  /** Hops with no live alternative left. */
+  hopsStranded: number;
+  /** Repairs whose record in the store failed (the local repair stands). */
+  recordFailures: number;
+}
+
+/** Probes waiting for a neighbour's ack, kept so they can follow the repair onwards. */
+const MAX_PENDING_PER_NEIGHBOUR = 256;
+
+/**
+ * The router's half of the failover protocol (docs/failover.md): it expects an ack
+ * for every probe it forwards, declares a neighbour dead when the ack is overdue,
+ * moves every circuit using that neighbour to its next live alternative in one
+ * step, sends the waiting probes on, and records the new choices in the store so the
+ * sibling routers of the PoP agree and a restart keeps them. Dead neighbours are
+ * re-checked in the background; optional keepalives find deaths before any probe.
+ */
+export class Failover implements Control {
+  readonly neighbours: Neighbours;
+  readonly counters: FailoverCounters = {
+    neighboursDown: 0,
+    neighboursUp: 0,
+    hopsMoved: 0,
+    hopsStranded: 0,
+    recordFailures: 0,
+  };
+  private readonly pending = new Map<string, { hop: Hop; probe: Buffer }[]>();
+  private readonly perCircuit: RateLimiter;
+  private readonly perAccount: RateLimiter;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private checkAt = Infinity;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private keepaliveSeq = 0n;
+  private readonly clock = (): number => performance.now();
+
+  constructor(
+    private readonly table: ForwardingTable,
+    private readonly cfg: FailoverConfig,
+    private readonly send: (packet: Buffer, port: number, host: string) => void,
+    private readonly store: () => CircuitStore | undefined,
+    private readonly log: Logger,
+  ) {
+    const l = cfg.liveness;
+    this.neighbours = new Neighbours(cfg.linkTimeout, l.enabled ? l.intervalMs * l.multiplier : 0);
+    this.perCircuit = new RateLimiter(cfg.probeRate.perCircuit);
+    this.perAccount = new RateLimiter(cfg.probeRate.perAccount);
+  }
+
+  /** The table asks this while compiling entries: never start a circuit on a dead neighbour. */
+  readonly isDead = (key: string): boolean => this.neighbours?.isDead(key) ?? false;
+
+  start(): void {
+    const recheck = setInterval(() => {
+      for (const k of this.neighbours.deadNeighbours()) this.keepalive(k);
+    }, this.cfg.recheckMs);
+    recheck.unref();
+    this.timers.push(recheck);
+    if (this.cfg.liveness.enabled) {
+      const beat = setInterval(() => {
+        const now = this.clock();
+        for (const k of this.table.neighboursInUse().keys()) {
+          if (this.neighbours.isDead(k)) continue;
+          this.keepalive(k);
+          this.schedule(this.neighbours.expectAck(k, now));
+        }
+      }, this.cfg.liveness.intervalMs);
+      beat.unref();
+      this.timers.push(beat);
+    }
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.checkTimer);
+  }
+
+  admitProbe(entry: Entry): boolean {
+    const now = this.clock();
+    if (!this.perCircuit.allow(entry.circuit, now)) return false;
+    if (this.perAccount.allow(entry.owner, now)) return true;
+    this.perCircuit.refund(entry.circuit);
+    return false;
+  }
+
+  heard(from: string): void {
+    if (this.neighbours.heard(from, this.clock())) {
+      this.counters.neighboursUp++;
+      // Eligible again for future repairs and new circuits; circuits already moved stay put (no flapping).
+      this.log.info({ neighbour: from }, 'neighbour alive again');
+    }
+    this.pending.delete(from);
+  }
+
+  probeForwarded(hop: Hop, probe: Buffer): void {
+    const key = hop.keys[hop.active]!;
+    let waiting = this.pending.get(key);
+    if (!waiting) this.pending.set(key, (waiting = []));
+    if (waiting.length < MAX_PENDING_PER_NEIGHBOUR) waiting.push({ hop, probe: Buffer.from(probe) });
+    this.schedule(this.neighbours.expectAck(key, this.clock()));
+  }
+
+  /** One timer, set for the earliest moment some neighbour's ack becomes overdue. */
+  private schedule(at: number): void {
+    if (at >= this.checkAt) return;
+    clearTimeout(this.checkTimer);
+    this.checkAt = at;
+    this.checkTimer = setTimeout(() => this.check(), Math.max(0, at - this.clock()));
+    this.checkTimer.unref();
+  }
+
+  private check(): void {
+    this.checkAt = Infinity;
+    const now = this.clock();
+    for (const k of this.neighbours.overdue(now)) this.declareDead(k, now);
+  }
+
+  private declareDead(key: string, now: number): void {
+    this.neighbours.markDead(key, now);
+    this.counters.neighboursDown++;
+    const { moved, stranded } = this.table.repairNeighbour(key);
+    this.counters.hopsMoved += moved.length;
+    this.counters.hopsStranded += stranded;
+    this.log.warn(
+      { neighbour: key, moved: moved.length, stranded },
+      'neighbour dead: circuits moved to alternatives',
+    );
+    // The probes that found it dead carry on along the repaired hops, so the path heals end to end.
+    const waiting = this.pending.get(key) ?? [];
+    this.pending.delete(key);
+    for (const { hop, probe } of waiting) {
+      const to = hop.addresses[hop.active];
+      if (!to || hop.keys[hop.active] === key) continue;
+      this.send(probe, to.port, to.host);
+      this.probeForwarded(hop, probe);
+    }
+    if (moved.length > 0) void this.record(moved);
+  }
+
+  /** Writes the new choices to the store, off the packet path; siblings pick them up by watch. */
+  private async record(moved: HopMove[]): Promise<void> {
+    const store = this.store();
+    if (!store) return;
+    try {
+      await store.setActive(moved.map((m) => ({ auth: m.circuit, kind: m.kind, active: m.active })));
+    } catch (err) {
+      this.counters.recordFailures++;
+      this.log.warn(
+        { err: (err as Error).message, circuits: moved.length },
+        'could not record repair in the store',
+      );
+    }
+  }
+
+  private keepalive(key: string): void {
+    const to = mustParseAddress(key);
+    const packet = encode({
+      type: PacketType.Keepalive,
+      hopLimit: 1,
+      authenticator: new Uint8Array(16),
+      sequence: this.keepaliveSeq++,
+      payload: new Uint8Array(0),
+    });
+    this.send(packet, to.port, to.host);
+  }
+}
