@@ -11,6 +11,10 @@ export interface EndpointEvents {
   data: [payload: Buffer, packet: Packet, from: UdpAddress];
   /** A datagram that is not ARROW was counted and dropped. */
   malformed: [reason: string];
+  /** A router acked one of our probes. */
+  probeAck: [sequence: bigint, from: UdpAddress];
+  /** A probe reached us (already acked): one of ours coming home around its circuit, or a sender's. */
+  probe: [packet: Packet, from: UdpAddress];
 }
 
 /**
@@ -69,6 +73,28 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     this.ingress = ingress.map(mustParseAddress);
     this.activeIngress = 0;
     this.auth = authToBytes(auth);
+  }
+
+  /** Next sequence number for a packet we originate. */
+  nextSequence(): bigint {
+    return this.sequence++;
+  }
+
+  /** Sends a DATA or PROBE packet on an explicit circuit: `auth` at router `to`. */
+  sendOn(
+    to: UdpAddress,
+    auth: Buffer,
+    type: PacketType.Data | PacketType.Probe,
+    payload: Uint8Array,
+    sequence = this.nextSequence(),
+  ): bigint {
+    this.socket.send(
+      encode({ type, hopLimit: DEFAULT_HOP_LIMIT, authenticator: auth, sequence, payload }),
+      to.port,
+      to.host,
+    );
+    if (type === PacketType.Data) this.counters.sent++;
+    return sequence;
   }
 
   /** Sends one payload as a DATA packet. Returns its sequence number. */
@@ -173,6 +199,7 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     if (p.type === PacketType.ProbeAck) {
       this.pendingProbes.get(p.sequence)?.();
       this.pendingProbes.delete(p.sequence);
+      this.emit('probeAck', p.sequence, from);
       return;
     }
     if (p.type === PacketType.Probe) {
@@ -182,6 +209,7 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
         from.port,
         from.host,
       );
+      this.emit('probe', p, from);
       return;
     }
     if (p.type === PacketType.Data) {

@@ -42,6 +42,11 @@ export const RouterConfigSchema = Type.Object(
           default: 250,
           description: 'how often a dead neighbour is re-checked',
         }),
+        rttProbeMs: Type.Integer({
+          minimum: 10,
+          default: 1000,
+          description: 'how often the RTT to each neighbour in use is measured (link timeouts follow it)',
+        }),
         liveness: Type.Object(
           {
             enabled: Type.Boolean({

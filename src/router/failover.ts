@@ -11,6 +11,8 @@ export interface FailoverConfig {
   linkTimeout: LinkTimeoutConfig;
   /** How often a dead neighbour is re-checked with a keepalive. */
   recheckMs: number;
+  /** How often the RTT to each neighbour in use is measured, so link timeouts follow it. */
+  rttProbeMs: number;
   /** BFD-style keepalives to every neighbour in use. */
   liveness: { enabled: boolean; intervalMs: number; multiplier: number };
   probeRate: { perCircuit: BucketConfig; perAccount: BucketConfig };
@@ -80,6 +82,16 @@ export class Failover implements Control {
     }, this.cfg.recheckMs);
     recheck.unref();
     this.timers.push(recheck);
+    const measure = setInterval(() => {
+      const now = this.clock();
+      for (const k of this.table.neighboursInUse().keys()) {
+        if (this.neighbours.isDead(k)) continue;
+        this.neighbours.measure(k, now);
+        this.keepalive(k);
+      }
+    }, this.cfg.rttProbeMs);
+    measure.unref();
+    this.timers.push(measure);
     if (this.cfg.liveness.enabled) {
       const beat = setInterval(() => {
         const now = this.clock();

@@ -22,6 +22,8 @@ interface State {
   dead: boolean;
   deadSince: number;
   lastHeard: number;
+  /** A background RTT measurement in flight: feeds the estimate but can never kill the link. */
+  pingAt: number | undefined;
 }
 
 export class Neighbours {
@@ -36,7 +38,15 @@ export class Neighbours {
   private state(key: string): State {
     let s = this.states.get(key);
     if (!s) {
-      s = { srtt: undefined, rttvar: 0, awaitingSince: undefined, dead: false, deadSince: 0, lastHeard: 0 };
+      s = {
+        srtt: undefined,
+        rttvar: 0,
+        awaitingSince: undefined,
+        dead: false,
+        deadSince: 0,
+        lastHeard: 0,
+        pingAt: undefined,
+      };
       this.states.set(key, s);
     }
     return s;
@@ -72,10 +82,17 @@ export class Neighbours {
    * The neighbour answered (PROBE_ACK or KEEPALIVE_ACK). Feeds the RTT estimate from the
    * oldest outstanding send, and returns true when a dead neighbour has come back.
    */
+  /** A background keepalive went out to measure the RTT; a missing answer is not held against it. */
+  measure(key: string, now: number): void {
+    this.state(key).pingAt ??= now;
+  }
+
   heard(key: string, now: number): boolean {
     const s = this.state(key);
-    if (s.awaitingSince !== undefined) {
-      const sample = now - s.awaitingSince;
+    const since = s.awaitingSince ?? s.pingAt;
+    s.pingAt = undefined;
+    if (since !== undefined && now - since <= this.cfg.maxMs) {
+      const sample = now - since;
       if (s.srtt === undefined) {
         s.srtt = sample;
         s.rttvar = sample / 2;
@@ -103,7 +120,10 @@ export class Neighbours {
     const s = this.state(key);
     s.dead = true;
     s.deadSince = now;
+    // Karn's rule: an answer to anything sent before the death says nothing about the RTT
+    // (a hung router answers its backlog seconds later), so it must not feed the estimate.
     s.awaitingSince = undefined;
+    s.pingAt = undefined;
   }
 
   /** Marks dead from another router's verdict (the store), without our own evidence. */

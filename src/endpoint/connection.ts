@@ -1,0 +1,290 @@
+import { EventEmitter } from 'node:events';
+import { authToBytes, newAuthenticator } from '../wire/authenticator.js';
+import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
+import { PacketType, type Packet } from '../wire/header.js';
+import type { Endpoint } from './endpoint.js';
+import { buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
+
+/** The customer's failure rule. Detection is the customer's choice, so each circuit can have its own. */
+export interface DetectorOptions {
+  /** A circuit is failing when nothing has come back for this long after we sent. */
+  timeoutMs: number;
+  /** While failing, a probe goes out this often. */
+  probeIntervalMs: number;
+  /** No PROBE_ACK from the ingress router within this long: move to the next ingress router. */
+  ackTimeoutMs: number;
+  /** Standby circuits are checked end to end this often, so a switch never lands on a dead one. */
+  standbyCheckMs: number;
+  /** Go back to the primary once it is repaired. */
+  revert: boolean;
+  /** With no standby left, give up on repair after this long and re-buy avoiding the dead ISP. */
+  rebuyAfterMs: number;
+}
+
+export const DEFAULT_DETECTOR: DetectorOptions = {
+  timeoutMs: 100,
+  probeIntervalMs: 20,
+  ackTimeoutMs: 50,
+  standbyCheckMs: 1000,
+  revert: true,
+  rebuyAfterMs: 2000,
+};
+
+export type CircuitState = 'up' | 'failing';
+
+/** One bought path as the connection drives it. */
+export class PathCircuit {
+  state: CircuitState = 'up';
+  ingress: UdpAddress[];
+  activeIngress = 0;
+  readonly auth: Buffer;
+  /** First send after the last thing heard on this circuit's return path. */
+  unansweredSince: number | undefined;
+  lastHeard = 0;
+  /** Repair bookkeeping while failing. */
+  firstProbeAt: number | undefined;
+  lastProbeAt = 0;
+  ackWaitSince: number | undefined;
+  readonly probes = new Set<bigint>();
+
+  constructor(
+    readonly path: BoughtPath,
+    /** Authenticator its return path writes when delivering to us: tells the circuits apart. */
+    readonly replyAuth: string,
+  ) {
+    const first = path.forward[0]!.circuit;
+    this.ingress = first.ingress.map(mustParseAddress);
+    this.auth = authToBytes(first.auth);
+  }
+
+  get isps(): string[] {
+    return this.path.forward.map((b) => b.segment.isp ?? b.segment.portal);
+  }
+}
+
+export interface ConnectionEvents {
+  data: [payload: Buffer, circuit: PathCircuit];
+  /** The detector found the circuit failing. */
+  failure: [circuit: PathCircuit, at: number];
+  /** Sending moved to another circuit. */
+  switch: [from: PathCircuit, to: PathCircuit, at: number];
+  /** The endpoint moved to another ingress router of the first ISP. */
+  ingress: [circuit: PathCircuit, address: string];
+  /** A probe came home: the circuit works end to end again. */
+  repaired: [circuit: PathCircuit, repairMs: number, at: number];
+  /** A replacement path was bought avoiding `avoid`. */
+  rebuy: [circuit: PathCircuit, avoid: string[]];
+}
+
+/**
+ * A connection over one primary and any number of standby circuits. It sends on
+ * one circuit, watches every circuit's return path, and drives the endpoint's half
+ * of the failover protocol (docs/failover.md): detect by its own timeout, switch to a
+ * live standby at once, probe the failing circuit until it comes home, move to
+ * another ingress router when the first ISP does not ack, and when an ISP is dead
+ * with no standby left, re-buy avoiding it.
+ */
+export class Connection extends EventEmitter<ConnectionEvents> {
+  readonly circuits: PathCircuit[] = [];
+  private activeIndex = 0;
+  private readonly byReplyAuth = new Map<string, PathCircuit>();
+  private readonly timer: NodeJS.Timeout;
+  private lastStandbyCheck = 0;
+  private rebuying = false;
+  readonly opts: DetectorOptions;
+  private readonly now = (): number => performance.now();
+  private readonly onData = (payload: Buffer, packet: Packet): void => {
+    const c = this.byReplyAuth.get(Buffer.from(packet.authenticator).toString('hex'));
+    if (!c) return;
+    this.heard(c);
+    this.emit('data', payload, c);
+  };
+  private readonly onProbe = (packet: Packet): void => {
+    const c = this.byReplyAuth.get(Buffer.from(packet.authenticator).toString('hex'));
+    if (c && c.probes.has(packet.sequence)) this.heard(c);
+  };
+  private readonly onProbeAck = (seq: bigint, from: UdpAddress): void => {
+    for (const c of this.circuits)
+      if (c.probes.has(seq) && formatAddress(from) === formatAddress(c.ingress[c.activeIngress]!))
+        c.ackWaitSince = undefined;
+  };
+
+  constructor(
+    readonly endpoint: Endpoint,
+    opts: Partial<DetectorOptions> = {},
+    /** Buys a replacement path that avoids the given ISPs; without it there is no re-buy. */
+    private readonly rebuy?: (avoid: string[]) => Promise<BoughtPath>,
+  ) {
+    super();
+    this.opts = { ...DEFAULT_DETECTOR, ...opts };
+    endpoint.on('data', this.onData);
+    endpoint.on('probe', this.onProbe);
+    endpoint.on('probeAck', this.onProbeAck);
+    this.timer = setInterval(
+      () => this.tick(),
+      Math.max(1, Math.min(this.opts.probeIntervalMs, this.opts.timeoutMs) / 2),
+    );
+  }
+
+  /** A fresh authenticator for the return path of the next circuit to buy: pass as `replyTo`. */
+  replyTo(): { addresses: string[]; auth: string } {
+    return { addresses: [this.endpoint.address], auth: newAuthenticator() };
+  }
+
+  /** Adds a bought path; the first one added is the primary. */
+  add(path: BoughtPath): PathCircuit {
+    if (!path.replyAuth)
+      throw new Error('the path needs a return path to this endpoint (buy it with replyTo)');
+    const c = new PathCircuit(path, path.replyAuth);
+    c.lastHeard = this.now();
+    this.circuits.push(c);
+    this.byReplyAuth.set(path.replyAuth, c);
+    return c;
+  }
+
+  get active(): PathCircuit {
+    const c = this.circuits[this.activeIndex];
+    if (!c) throw new Error('no circuit: add a bought path first');
+    return c;
+  }
+
+  send(payload: Uint8Array): void {
+    const c = this.active;
+    const now = this.now();
+    c.unansweredSince ??= now;
+    this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Data, payload);
+  }
+
+  private heard(c: PathCircuit): void {
+    const now = this.now();
+    c.lastHeard = now;
+    c.unansweredSince = undefined;
+    if (c.state !== 'failing') return;
+    const repairMs = now - (c.firstProbeAt ?? now);
+    c.state = 'up';
+    c.firstProbeAt = undefined;
+    c.ackWaitSince = undefined;
+    c.probes.clear();
+    this.emit('repaired', c, repairMs, now);
+    if (this.opts.revert && this.circuits.indexOf(c) === 0 && this.activeIndex !== 0) this.switchTo(0, now);
+  }
+
+  private tick(): void {
+    const now = this.now();
+    const a = this.circuits[this.activeIndex];
+    if (
+      a &&
+      a.state === 'up' &&
+      a.unansweredSince !== undefined &&
+      now - a.unansweredSince > this.opts.timeoutMs
+    )
+      this.fail(a, now);
+    for (const c of this.circuits) if (c.state === 'failing') this.probe(c, now);
+    if (now - this.lastStandbyCheck > this.opts.standbyCheckMs) {
+      this.lastStandbyCheck = now;
+      this.checkStandbys(now);
+    }
+  }
+
+  private fail(c: PathCircuit, now: number): void {
+    c.state = 'failing';
+    c.unansweredSince = undefined;
+    this.emit('failure', c, now);
+    // A live standby takes the traffic at once; the probe repairs the failing circuit meanwhile.
+    const i = this.circuits.findIndex((x) => x !== c && x.state === 'up');
+    if (i >= 0) this.switchTo(i, now);
+    this.probe(c, now);
+  }
+
+  private switchTo(i: number, now: number): void {
+    const from = this.active;
+    this.activeIndex = i;
+    const to = this.active;
+    to.unansweredSince = undefined;
+    this.emit('switch', from, to, now);
+  }
+
+  private probe(c: PathCircuit, now: number): void {
+    if (now - c.lastProbeAt < this.opts.probeIntervalMs) return;
+    // The ingress router did not ack: it is dead to us; the first ISP's next router holds the same circuit.
+    if (
+      c.ackWaitSince !== undefined &&
+      now - c.ackWaitSince > this.opts.ackTimeoutMs &&
+      c.ingress.length > 1
+    ) {
+      c.activeIngress = (c.activeIngress + 1) % c.ingress.length;
+      c.ackWaitSince = undefined;
+      this.emit('ingress', c, formatAddress(c.ingress[c.activeIngress]!));
+    }
+    c.firstProbeAt ??= now;
+    c.lastProbeAt = now;
+    c.ackWaitSince ??= now;
+    const seq = this.endpoint.nextSequence();
+    c.probes.add(seq);
+    this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
+    if (
+      this.rebuy &&
+      !this.rebuying &&
+      now - c.firstProbeAt > this.opts.rebuyAfterMs &&
+      !this.circuits.some((x) => x.state === 'up')
+    )
+      void this.replace(c);
+  }
+
+  /** Standbys are probed end to end now and then; a silent one is marked failing and repaired like any other. */
+  private checkStandbys(now: number): void {
+    for (const c of this.circuits) {
+      if (c === this.active || c.state !== 'up') continue;
+      if (c.lastHeard < now - 3 * this.opts.standbyCheckMs) {
+        this.fail(c, now);
+        continue;
+      }
+      const seq = this.endpoint.nextSequence();
+      c.probes.add(seq);
+      if (c.probes.size > 64) c.probes.delete(c.probes.values().next().value!);
+      this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
+    }
+  }
+
+  /** Finds the ISPs of the failing path whose routers answer no echo, and buys around them. */
+  private async replace(c: PathCircuit): Promise<void> {
+    this.rebuying = true;
+    try {
+      const avoid: string[] = [];
+      for (const b of c.path.forward) {
+        const answers = await Promise.all(b.circuit.ingress.map((r) => this.endpoint.echo(r, 200)));
+        if (answers.every((x) => x === undefined)) avoid.push(b.segment.isp ?? b.segment.portal);
+      }
+      if (avoid.length === 0) return; // every ISP answers: keep probing, the repair may still come
+      const path = await this.rebuy!(avoid);
+      const fresh = this.add(path);
+      this.switchTo(this.circuits.indexOf(fresh), this.now());
+      this.emit('rebuy', fresh, avoid);
+    } catch {
+      // No alternative could be bought now; the next probe round tries again.
+    } finally {
+      this.rebuying = false;
+    }
+  }
+
+  /** Stops the timers; with `release`, relinquishes every circuit. */
+  async close(release = false): Promise<void> {
+    clearInterval(this.timer);
+    this.endpoint.off('data', this.onData);
+    this.endpoint.off('probe', this.onProbe);
+    this.endpoint.off('probeAck', this.onProbeAck);
+    if (release) for (const c of this.circuits) await releasePath(c.path);
+  }
+}
+
+/**
+ * A re-buy strategy from a list of candidate paths (the ISP list the customer gave):
+ * the first candidate that uses none of the ISPs to avoid.
+ */
+export function rebuyFrom(candidates: PathSpec[], replyTo: () => { addresses: string[]; auth: string }) {
+  return async (avoid: string[]): Promise<BoughtPath> => {
+    const ok = candidates.find((p) => !p.segments.some((s) => avoid.includes(s.isp ?? s.portal)));
+    if (!ok) throw new Error(`no candidate path avoids ${avoid.join(', ')}`);
+    return buyPath(ok, { replyTo: replyTo() });
+  };
+}
