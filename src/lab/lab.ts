@@ -156,6 +156,9 @@ export class Lab {
           socketBufferBytes: 4 * 1024 * 1024,
           registrationTtlMs: 3000,
           announceTable: this.announceTable,
+          ...(this.topology.failover
+            ? { failover: this.topology.failover as RouterConfigInput['failover'] }
+            : {}),
         };
         const configPath = join(this.dir, `router-${name}.yaml`);
         writeFileSync(configPath, stringify(config));

@@ -47,6 +47,12 @@ export const TopologySchema = Type.Object(
       { default: [] },
     ),
     statsIntervalMs: Type.Integer({ minimum: 50, default: 500 }),
+    failover: Type.Optional(
+      Type.Unknown({
+        description:
+          "router failover settings for every router (the router config's `failover` section, docs/operations.md)",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
