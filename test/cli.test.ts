@@ -33,6 +33,11 @@ test('arrow demo --once --json: echoes cross 3 ISPs with received == sent', () =
   // Each hop names a router of its own ISP and PoP that counted the traffic.
   for (const h of report.path) assert.ok(h.router.startsWith(`${h.isp}-${h.pop}-`), JSON.stringify(h));
   for (const c of report.circuits) assert.ok(c.packets >= 100, JSON.stringify(c));
+  // The failover act: the middle ISP's active router was killed and the path repaired.
+  assert.match(report.failover.killed, /^beta-fra-\d$/);
+  assert.equal(report.failover.recovered, true);
+  assert.ok(report.failover.outageMs > 0 && report.failover.outageMs < 2000, JSON.stringify(report.failover));
+  assert.ok(report.failover.repairMs > 0, JSON.stringify(report.failover));
 });
 
 test('arrow forward carries an unmodified UDP client over a bought 3-ISP path and relinquishes on exit', async () => {

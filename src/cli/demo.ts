@@ -31,7 +31,7 @@ export async function runDemoCommand(o: {
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
   for (let i = 1; !stopping; i++) {
-    const r = await runEchoes(demo.endpoint, 1, 0, 1000);
+    const r = await runEchoes(demo.conn, 1, 0, 1000);
     if (stopping) break;
     console.log(r.received ? `echo ${i}: ${r.rtts[0]!.toFixed(3)} ms` : `echo ${i}: lost`);
     await sleep(1000);

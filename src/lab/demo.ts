@@ -1,6 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Endpoint } from '../endpoint/endpoint.js';
+import { Connection } from '../endpoint/connection.js';
+import { openStore } from '../store/open.js';
 import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
 import { PortalClient } from '../endpoint/portal-client.js';
 import { authPrefix } from '../wire/authenticator.js';
@@ -34,10 +36,20 @@ export interface DemoReport {
     bytes: number;
     dropped: number;
   }[];
+  /** The failover act: the router killed, the outage and repair seen by the customer. */
+  failover?: {
+    killed: string;
+    outageMs: number | null;
+    repairMs: number | null;
+    recovered: boolean;
+    lost: number;
+  };
 }
 
 export interface DemoOptions {
   count?: number;
+  /** Kill the middle ISP's active router after the echoes and show the repair (default true). */
+  failover?: boolean;
   intervalMs?: number;
   print?: (line: string) => void;
 }
@@ -54,8 +66,15 @@ export function throughSegments(lab: Lab): SegmentSpec[] {
 }
 
 /** Echo traffic through a path: payload carries a sequence number so replies match sends. */
+/** Anything that sends payloads into a path and emits what comes back: an Endpoint or a Connection. */
+export interface EchoChannel {
+  send(payload: Uint8Array): unknown;
+  on(event: 'data', listener: (payload: Buffer) => void): unknown;
+  off(event: 'data', listener: (payload: Buffer) => void): unknown;
+}
+
 export async function runEchoes(
-  endpoint: Endpoint,
+  endpoint: EchoChannel,
   count: number,
   intervalMs: number,
   waitMs = 1000,
@@ -134,10 +153,7 @@ async function hopsOf(
  * first, each in reverse order), send echoes through it to an unmodified UDP echo
  * server, and report the path, RTTs and the routers' own counters.
  */
-export async function runDemo(
-  topology: Topology,
-  opts: DemoOptions = {},
-): Promise<{ lab: Lab; endpoint: Endpoint; path: BoughtPath; report: DemoReport }> {
+export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promise<Demo> {
   const print = opts.print ?? (() => {});
   const lab = await Lab.start(topology);
   try {
@@ -152,14 +168,17 @@ export async function runDemo(
       );
 
     const endpoint = await Endpoint.open('127.0.0.1:0');
+    // The customer's failure rule: no reply within 50 ms means the circuit is failing.
+    const conn = new Connection(endpoint, { timeoutMs: 50, probeIntervalMs: 10, ackTimeoutMs: 40 });
     const segments = throughSegments(lab);
     print(
       `\nBuying ${segments.length} forward and ${segments.length} return circuits, last segment first...`,
     );
     const path = await buyPath(
       { segments, target: { kind: 'udp', address: server.address } },
-      { replyTo: endpoint.replyTo },
+      { replyTo: conn.replyTo() },
     );
+    conn.add(path);
     endpoint.use(path);
     await endpoint.waitReady();
     for (const b of [...path.reverse].reverse())
@@ -174,14 +193,14 @@ export async function runDemo(
     // Routers learn new circuits from the store within milliseconds of the portal's answer; check the
     // whole path end to end before measuring, so the figures describe the path and not its set-up.
     const warmup = Date.now();
-    while ((await runEchoes(endpoint, 1, 0, 100)).received === 0) {
+    while ((await runEchoes(conn, 1, 0, 100)).received === 0) {
       if (Date.now() - warmup > 5000) throw new Error('no echo came back through the path within 5 s');
     }
     print(`Path verified end to end in ${Date.now() - warmup} ms.`);
 
     const count = opts.count ?? 100;
     print(`\nSending ${count} echoes through ${segments.length} ISPs to ${server.address}...`);
-    const echo = await runEchoes(endpoint, count, opts.intervalMs ?? 5);
+    const echo = await runEchoes(conn, count, opts.intervalMs ?? 5);
     // Routers publish counters every statsIntervalMs; wait for a fresh round.
     await sleep(topology.statsIntervalMs * 2 + 100);
     const { hops, circuits } = await hopsOf(lab, path);
@@ -229,14 +248,108 @@ export async function runDemo(
       print(
         `  ${c.direction.padEnd(8)}${c.isp.padEnd(7)}${(c.from + '->' + c.to).padEnd(10)}${authPrefix(c.auth)}  packets ${c.packets}  bytes ${c.bytes}  dropped ${c.dropped}`,
       );
-    return { lab, endpoint, path, report };
+    const demo: Demo = { lab, endpoint, conn, path, report };
+    if (opts.failover ?? true) report.failover = await demoFailover(demo, print);
+    return demo;
   } catch (err) {
     await lab.stop();
     throw err;
   }
 }
 
-export async function stopDemo(d: { lab: Lab; endpoint: Endpoint; path: BoughtPath }): Promise<void> {
+export interface Demo {
+  lab: Lab;
+  endpoint: Endpoint;
+  conn: Connection;
+  path: BoughtPath;
+  report: DemoReport;
+}
+
+/**
+ * The failover act: with echoes flowing every 10 ms, kill the middle ISP's active
+ * router and show the customer's detection, the probe, the repair and the outage.
+ */
+async function demoFailover(
+  d: Demo,
+  print: (line: string) => void,
+): Promise<NonNullable<DemoReport['failover']>> {
+  const middle = d.path.forward[Math.floor(d.path.forward.length / 2)]!;
+  const victim = d.lab.routers.find((r) => r.address === middle.circuit.ingress[0])!;
+  print(
+    `\nFailover: echoes every 10 ms; killing ${victim.name} (${victim.address}), ${middle.segment.isp}'s active router, with SIGKILL...`,
+  );
+  const replies: number[] = [];
+  const onData = (): void => void replies.push(performance.now());
+  d.conn.on('data', onData);
+  let sent = 0;
+  let running = true;
+  const loop = (async () => {
+    const deadline = performance.now() + 10_000;
+    while (running && performance.now() < deadline) {
+      d.conn.send(Buffer.from(`failover echo ${sent++}`));
+      await sleep(10);
+    }
+  })();
+  await sleep(300);
+  const killedAt = performance.now();
+  const events: string[] = [];
+  const t = (at: number): string => `t+${(at - killedAt).toFixed(1)} ms`;
+  d.conn.once('failure', (_c, at) =>
+    events.push(`${t(at)}  no reply for 50 ms: the endpoint probes the circuit`),
+  );
+  d.conn.once('ingress', (_c, addr) => events.push(`the first ISP did not ack: moved to ingress ${addr}`));
+  const repaired = new Promise<number | undefined>((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), 5000);
+    d.conn.once('repaired', (_c, repairMs, at) => {
+      clearTimeout(timer);
+      events.push(
+        `${t(at)}  the probe came home around the circuit: repaired ${repairMs.toFixed(1)} ms after the first probe`,
+      );
+      resolve(repairMs);
+    });
+  });
+  d.lab.kill(victim.name, 'SIGKILL');
+  const repairMs = await repaired;
+  await sleep(300);
+  running = false;
+  await loop;
+  await sleep(100);
+  d.conn.off('data', onData);
+  const before = replies.filter((x) => x <= killedAt).at(-1) ?? killedAt;
+  const after = replies.find((x) => x > killedAt);
+  const outageMs = after === undefined ? undefined : after - before;
+  const lost = sent - replies.length;
+  for (const e of events) print(`  ${e}`);
+  // Which router repaired what: from the routers' own published counters.
+  await sleep(d.lab.topology.statsIntervalMs * 2 + 100);
+  const moved: string[] = [];
+  for (const isp of d.lab.isps) {
+    const store = await openStore(isp.store, { isp: isp.name });
+    try {
+      for (const s of await store.listRouterStats())
+        if ((s.failover?.hopsMoved ?? 0) > 0)
+          moved.push(`${s.router} moved ${s.failover!.hopsMoved} circuit hop(s) off ${victim.name}`);
+    } finally {
+      await store.close();
+    }
+  }
+  for (const m of moved) print(`  ${m}`);
+  print(
+    outageMs === undefined
+      ? '  traffic did not recover'
+      : `  outage ${outageMs.toFixed(1)} ms (last reply before the kill to the first after); ${lost} echo(es) lost`,
+  );
+  return {
+    killed: victim.name,
+    outageMs: outageMs === undefined ? null : round(outageMs, 1),
+    repairMs: repairMs === undefined ? null : round(repairMs, 1),
+    recovered: outageMs !== undefined,
+    lost,
+  };
+}
+
+export async function stopDemo(d: Demo): Promise<void> {
+  await d.conn.close();
   await releasePath(d.path);
   await d.endpoint.close();
   await d.lab.stop();
