@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../src/lab/lab.js';
 import { defaultTopology, type Topology } from '../src/lab/topology.js';
 import { Endpoint } from '../src/endpoint/endpoint.js';
-import { Connection, type PathCircuit } from '../src/endpoint/connection.js';
+import { Connection, rebuyFrom, type PathCircuit } from '../src/endpoint/connection.js';
 import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../src/endpoint/path.js';
 import { openStore } from '../src/store/open.js';
 import { authToBytes, newAuthenticator } from '../src/wire/authenticator.js';
@@ -310,4 +310,43 @@ test('a flood of probes from one account is rate-limited and triggers no repair;
   assert.equal(got.length, 20);
   await conn.close();
   await releasePath(path);
+});
+
+test('a whole ISP dead and no standby: the connection re-buys the path avoiding it', async () => {
+  let conn: Connection | undefined;
+  conn = new Connection(
+    endpoint,
+    { timeoutMs: 50, probeIntervalMs: 10, ackTimeoutMs: 40, rebuyAfterMs: 300 },
+    (avoid) =>
+      rebuyFrom(
+        [
+          { segments: via('beta'), target: { kind: 'udp', address: lab.server('echo').address } },
+          { segments: via('delta'), target: { kind: 'udp', address: lab.server('echo').address } },
+        ],
+        () => conn!.replyTo(),
+      )(avoid),
+  );
+  const path = await buy(conn, 'beta');
+  conn.add(path);
+  await ready(conn);
+  const traffic = echoLoop(conn);
+  await sleep(200);
+  const betaIngress = path.forward[1]!.circuit.ingress.map(routerAt);
+  const rebought = once(conn, 'rebuy');
+  const failedAt = performance.now();
+  for (const r of betaIngress) lab.kill(r, 'SIGKILL');
+  const [fresh, avoid] = (await Promise.race([rebought, sleep(8000).then(() => [])])) as [
+    PathCircuit,
+    string[],
+  ];
+  assert.deepEqual(avoid, ['beta'], 'the dead ISP was identified');
+  assert.equal(fresh.isps[1], 'delta', 'the new path avoids it');
+  await sleep(300);
+  const { replies } = await traffic.stop();
+  await conn.close();
+  const outage = outageAround(replies, failedAt);
+  console.log(`# rebuy: outage ${outage.toFixed(1)} ms`);
+  assert.ok(Number.isFinite(outage), 'traffic flows again on the re-bought path');
+  for (const r of betaIngress) await lab.restart(r);
+  for (const c of conn.circuits) await releasePath(c.path);
 });

@@ -1,0 +1,103 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Neighbours } from '../src/router/neighbours.js';
+import { RateLimiter } from '../src/router/ratelimit.js';
+import { ForwardingTable } from '../src/router/table.js';
+import type { Circuit } from '../src/store/circuit.js';
+import { newAuthenticator } from '../src/wire/authenticator.js';
+
+const cfg = { minMs: 10, initialMs: 50, maxMs: 1000 };
+
+test('link timeout: initial before any sample, then SRTT + 4 RTTVAR clamped to the floor', () => {
+  const n = new Neighbours(cfg);
+  assert.equal(n.timeoutMs('b1'), 50);
+  n.expectAck('b1', 0);
+  n.heard('b1', 2);
+  assert.equal(n.rttMs('b1'), 2);
+  assert.equal(n.timeoutMs('b1'), 10, 'clamped to the floor');
+  for (let t = 100; t < 2000; t += 100) {
+    n.expectAck('b1', t);
+    n.heard('b1', t + 40);
+  }
+  assert.ok(Math.abs(n.rttMs('b1')! - 40) < 5, `SRTT follows a 40 ms RTT: ${n.rttMs('b1')}`);
+  const rto = n.timeoutMs('b1');
+  assert.ok(rto > 40 && rto < 70, `timeout above the RTT by a few deviations: ${rto}`);
+});
+
+test('an overdue ack marks a neighbour dead; a late answer revives it without feeding the RTT (Karn)', () => {
+  const n = new Neighbours(cfg);
+  n.expectAck('b1', 0);
+  n.heard('b1', 1);
+  n.measure('b1', 100);
+  n.expectAck('b1', 100);
+  assert.deepEqual(n.overdue(105), []);
+  assert.deepEqual(n.overdue(111), ['b1']);
+  n.markDead('b1', 111);
+  assert.equal(n.isDead('b1'), true);
+  assert.deepEqual(n.overdue(5000), [], 'dead neighbours are not overdue again');
+  assert.equal(n.heard('b1', 900), true, 'revived');
+  assert.equal(n.rttMs('b1'), 1, 'the backlog answer did not become an 800 ms sample');
+});
+
+test('liveness floor: with keepalives on, one late answer is not a death', () => {
+  const n = new Neighbours(cfg, 30);
+  n.expectAck('b1', 0);
+  n.heard('b1', 1);
+  assert.equal(n.timeoutMs('b1'), 30);
+});
+
+test('token buckets: burst then rate, per key', () => {
+  const r = new RateLimiter({ ratePerSec: 10, burst: 5 });
+  let ok = 0;
+  for (let i = 0; i < 100; i++) if (r.allow('c1', 0)) ok++;
+  assert.equal(ok, 5);
+  assert.equal(r.allow('c2', 0), true, 'another circuit has its own bucket');
+  assert.equal(r.allow('c1', 50), false);
+  assert.equal(r.allow('c1', 100), true, 'one token back after 100 ms at 10/s');
+});
+
+function circuit(next: string[]): Circuit {
+  return {
+    auth: newAuthenticator(),
+    owner: 'acme',
+    ingressPop: 'fra',
+    egressPop: 'fra',
+    bandwidthMbps: 1,
+    internalAuth: '',
+    internalRouters: [],
+    action: { kind: 'forward', next: { addresses: next, auth: newAuthenticator() } },
+    createdAt: '',
+    revision: 1,
+  };
+}
+
+test('per-neighbour repair moves every circuit on the dead neighbour at once, skipping dead alternatives', () => {
+  const dead = new Set<string>();
+  const t = new ForwardingTable('fra', (k) => dead.has(k));
+  const onB1 = Array.from({ length: 1000 }, () => circuit(['127.0.0.1:1', '127.0.0.2:1', '127.0.0.3:1']));
+  const elsewhere = circuit(['127.0.0.9:1', '127.0.0.2:1']);
+  for (const c of [...onB1, elsewhere]) t.put(c);
+  assert.equal(t.neighboursInUse().get('127.0.0.1:1'), 1000);
+  dead.add('127.0.0.1:1');
+  dead.add('127.0.0.2:1');
+  const { moved, stranded } = t.repairNeighbour('127.0.0.1:1');
+  assert.equal(moved.length, 1000);
+  assert.equal(stranded, 0);
+  assert.ok(moved.every((m) => m.to === '127.0.0.3:1' && m.active === 2 && m.kind === 'next'));
+  assert.equal(t.neighboursInUse().get('127.0.0.3:1'), 1000);
+  assert.equal(t.neighboursInUse().get('127.0.0.9:1'), 1, 'circuits on other neighbours untouched');
+  // A circuit compiled later (e.g. from the store) never starts on a dead neighbour.
+  const late = circuit(['127.0.0.1:1', '127.0.0.3:1']);
+  t.put(late);
+  assert.equal(t.entriesOf(late.auth)[0]!.kind === 'forward' && t.entriesOf(late.auth)[0]!.kind, 'forward');
+  assert.equal(t.neighboursInUse().get('127.0.0.3:1'), 1001);
+  // The recorded choice from the store is honoured.
+  const recorded = { ...circuit(['127.0.0.5:1', '127.0.0.6:1']), active: { next: 1 } };
+  t.put(recorded);
+  assert.equal(t.neighboursInUse().get('127.0.0.6:1'), 1);
+  // No live alternative: stranded, left where it is.
+  const lonely = circuit(['127.0.0.7:1']);
+  t.put(lonely);
+  dead.add('127.0.0.7:1');
+  assert.deepEqual(t.repairNeighbour('127.0.0.7:1'), { moved: [], stranded: 1 });
+});
