@@ -313,18 +313,14 @@ test('a flood of probes from one account is rate-limited and triggers no repair;
 });
 
 test('a whole ISP dead and no standby: the connection re-buys the path avoiding it', async () => {
-  let conn: Connection | undefined;
-  conn = new Connection(
+  const candidates = [
+    { segments: via('beta'), target: { kind: 'udp' as const, address: lab.server('echo').address } },
+    { segments: via('delta'), target: { kind: 'udp' as const, address: lab.server('echo').address } },
+  ];
+  const conn: Connection = new Connection(
     endpoint,
     { timeoutMs: 50, probeIntervalMs: 10, ackTimeoutMs: 40, rebuyAfterMs: 300 },
-    (avoid) =>
-      rebuyFrom(
-        [
-          { segments: via('beta'), target: { kind: 'udp', address: lab.server('echo').address } },
-          { segments: via('delta'), target: { kind: 'udp', address: lab.server('echo').address } },
-        ],
-        () => conn!.replyTo(),
-      )(avoid),
+    (avoid) => rebuyFrom(candidates, () => conn.replyTo())(avoid),
   );
   const path = await buy(conn, 'beta');
   conn.add(path);
