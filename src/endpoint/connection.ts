@@ -124,6 +124,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       () => this.tick(),
       Math.max(1, Math.min(this.opts.probeIntervalMs, this.opts.timeoutMs) / 2),
     );
+    // The application's own sockets keep the process alive; a detector must not.
+    this.timer.unref();
   }
 
   /** A fresh authenticator for the return path of the next circuit to buy: pass as `replyTo`. */
