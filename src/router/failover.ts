@@ -56,6 +56,18 @@ export class Failover implements Control {
   private readonly perAccount: RateLimiter;
   private checkTimer: NodeJS.Timeout | undefined;
   private checkAt = Infinity;
+  /** Our own address, for the marker that flushes our socket before a verdict. */
+  private self: { host: string; port: number } | undefined;
+  private selfKey = '';
+  private markerSentAt: number | undefined;
+  private markerTimer: NodeJS.Timeout | undefined;
+  private readonly marker = encode({
+    type: PacketType.KeepaliveAck,
+    hopLimit: 1,
+    authenticator: new Uint8Array(16),
+    sequence: 0n,
+    payload: new Uint8Array(0),
+  });
   private readonly timers: NodeJS.Timeout[] = [];
   private keepaliveSeq = 0n;
   private readonly clock = (): number => performance.now();
@@ -76,7 +88,12 @@ export class Failover implements Control {
   /** The table asks this while compiling entries: never start a circuit on a dead neighbour. */
   readonly isDead = (key: string): boolean => this.neighbours?.isDead(key) ?? false;
 
-  start(): void {
+  /** Starts the timers. `self` is the router's own bound address (`host:port`). */
+  start(self?: string): void {
+    if (self) {
+      this.self = mustParseAddress(self);
+      this.selfKey = self;
+    }
     const recheck = setInterval(() => {
       for (const k of this.neighbours.deadNeighbours()) this.keepalive(k);
     }, this.cfg.recheckMs);
@@ -109,6 +126,7 @@ export class Failover implements Control {
   stop(): void {
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.checkTimer);
+    clearTimeout(this.markerTimer);
   }
 
   admitProbe(entry: Entry): boolean {
@@ -120,6 +138,10 @@ export class Failover implements Control {
   }
 
   heard(from: string): void {
+    if (from === this.selfKey) {
+      if (this.markerSentAt !== undefined) this.judge(this.clock());
+      return;
+    }
     if (this.neighbours.heard(from, this.clock())) {
       this.counters.neighboursUp++;
       // Eligible again for future repairs and new circuits; circuits already moved stay put (no flapping).
@@ -148,6 +170,23 @@ export class Failover implements Control {
   private check(): void {
     this.checkAt = Infinity;
     const now = this.clock();
+    if (this.neighbours.overdue(now).length === 0) return;
+    if (!this.self) return this.judge(now);
+    // Before blaming a neighbour, make sure its ack is not sitting unread in our own socket
+    // behind a burst: send ourselves a marker and judge when it comes back. The socket is a
+    // FIFO, so by then everything that arrived before the deadline has been processed.
+    if (this.markerSentAt !== undefined) return;
+    this.markerSentAt = now;
+    this.send(this.marker, this.self.port, this.self.host);
+    // Should the marker be lost, judge anyway.
+    this.markerTimer = setTimeout(() => this.judge(this.clock()), this.cfg.linkTimeout.maxMs);
+    this.markerTimer.unref();
+  }
+
+  /** Our own marker came back through the socket: the backlog before the deadline is processed. */
+  private judge(now: number): void {
+    this.markerSentAt = undefined;
+    clearTimeout(this.markerTimer);
     for (const k of this.neighbours.overdue(now)) this.declareDead(k, now);
   }
 

@@ -100,7 +100,7 @@ export class Router {
       { name: config.name, pop: config.pop, address: this.boundAddress },
       config.registrationTtlMs,
     );
-    this.failover.start();
+    this.failover.start(this.boundAddress);
     this.statsTimer = setInterval(() => void this.publishStats(), config.statsIntervalMs);
     this.statsTimer.unref();
     await this.publishStats();
