@@ -102,7 +102,7 @@ export class Failover implements Control {
     const measure = setInterval(() => {
       const now = this.clock();
       for (const k of this.table.neighboursInUse().keys()) {
-        if (this.neighbours.isDead(k)) continue;
+        if (k === this.selfKey || this.neighbours.isDead(k)) continue;
         this.neighbours.measure(k, now);
         this.keepalive(k);
       }
@@ -113,7 +113,7 @@ export class Failover implements Control {
       const beat = setInterval(() => {
         const now = this.clock();
         for (const k of this.table.neighboursInUse().keys()) {
-          if (this.neighbours.isDead(k)) continue;
+          if (k === this.selfKey || this.neighbours.isDead(k)) continue;
           this.keepalive(k);
           this.schedule(this.neighbours.expectAck(k, now));
         }
@@ -146,12 +146,20 @@ export class Failover implements Control {
       this.counters.neighboursUp++;
       // Eligible again for future repairs and new circuits; circuits already moved stay put (no flapping).
       this.log.info({ neighbour: from }, 'neighbour alive again');
+      // Hops stranded on a dead neighbour (no live alternative when it died) can use this one now.
+      for (const dead of this.neighbours.deadNeighbours()) {
+        const { moved } = this.table.repairNeighbour(dead);
+        this.counters.hopsMoved += moved.length;
+        if (moved.length > 0) void this.record(moved);
+      }
     }
     this.pending.delete(from);
   }
 
   probeForwarded(hop: Hop, probe: Buffer): void {
     const key = hop.keys[hop.active]!;
+    // A hop back into this very router (a return path that starts in our own PoP): we are alive.
+    if (key === this.selfKey) return;
     let waiting = this.pending.get(key);
     if (!waiting) this.pending.set(key, (waiting = []));
     if (waiting.length < MAX_PENDING_PER_NEIGHBOUR) waiting.push({ hop, probe: Buffer.from(probe) });
@@ -160,7 +168,7 @@ export class Failover implements Control {
 
   /** One timer, set for the earliest moment some neighbour's ack becomes overdue. */
   private schedule(at: number): void {
-    if (at >= this.checkAt) return;
+    if (at === Infinity || at >= this.checkAt) return;
     clearTimeout(this.checkTimer);
     this.checkAt = at;
     this.checkTimer = setTimeout(() => this.check(), Math.max(0, at - this.clock()));
@@ -170,7 +178,8 @@ export class Failover implements Control {
   private check(): void {
     this.checkAt = Infinity;
     const now = this.clock();
-    if (this.neighbours.overdue(now).length === 0) return;
+    // Timers may fire a hair early; whatever is not overdue yet gets a fresh check.
+    if (this.neighbours.overdue(now).length === 0) return this.schedule(this.neighbours.nextDeadline());
     if (!this.self) return this.judge(now);
     // Before blaming a neighbour, make sure its ack is not sitting unread in our own socket
     // behind a burst: send ourselves a marker and judge when it comes back. The socket is a
@@ -197,7 +206,12 @@ export class Failover implements Control {
     this.counters.hopsMoved += moved.length;
     this.counters.hopsStranded += stranded;
     this.log.warn(
-      { neighbour: key, moved: moved.length, stranded },
+      {
+        neighbour: key,
+        moved: moved.length,
+        stranded,
+        inUse: Object.fromEntries(this.table.neighboursInUse()),
+      },
       'neighbour dead: circuits moved to alternatives',
     );
     // The probes that found it dead carry on along the repaired hops, so the path heals end to end.

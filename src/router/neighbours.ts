@@ -116,6 +116,14 @@ export class Neighbours {
     return out;
   }
 
+  /** The earliest moment a live neighbour's outstanding ack becomes overdue, or Infinity. */
+  nextDeadline(): number {
+    let t = Infinity;
+    for (const [k, s] of this.states)
+      if (!s.dead && s.awaitingSince !== undefined) t = Math.min(t, s.awaitingSince + this.timeoutMs(k));
+    return t;
+  }
+
   markDead(key: string, now: number): void {
     const s = this.state(key);
     s.dead = true;

@@ -379,26 +379,36 @@ export class EtcdStore implements CircuitStore {
 
   registerRouter(router: RouterRegistration, ttlMs: number): Registration {
     let closed = false;
+    let establishing = false;
     let lease: Lease | undefined;
     const ttlS = Math.max(1, Math.ceil(ttlMs / 1000));
     const value = JSON.stringify(router);
-    // Grant a lease, put our key under it, and start again whenever the lease is lost
-    // (for example after the cluster was unreachable for longer than the TTL).
+    // Grant a lease and put our key under it. One loop at a time: when the live lease is
+    // lost (say the cluster was down for longer than the TTL), start one loop again.
     const establish = async (): Promise<void> => {
-      while (!closed) {
-        const l = this.client.lease(ttlS, { autoKeepAlive: true });
-        l.on('lost', () => {
-          if (lease === l) lease = undefined;
-          if (!closed) void establish();
-        });
-        try {
-          await l.put(this.opts.prefix + K.router(router.name)).value(value);
-          lease = l;
-          return;
-        } catch {
-          l.release();
-          await sleep(500);
+      if (establishing) return;
+      establishing = true;
+      try {
+        while (!closed) {
+          const l = this.client.lease(ttlS, { autoKeepAlive: true });
+          try {
+            await l.put(this.opts.prefix + K.router(router.name)).value(value);
+            lease = l;
+            l.once('lost', () => {
+              if (lease !== l) return;
+              lease = undefined;
+              l.release();
+              if (!closed) void establish();
+            });
+            return;
+          } catch {
+            l.removeAllListeners();
+            l.release();
+            await sleep(500);
+          }
         }
+      } finally {
+        establishing = false;
       }
     };
     void establish();
@@ -406,7 +416,9 @@ export class EtcdStore implements CircuitStore {
       close: async () => {
         closed = true;
         this.registrations.delete(reg);
-        await lease?.revoke().catch(() => {});
+        const l = lease;
+        lease = undefined;
+        await l?.revoke().catch(() => {});
       },
     };
     this.registrations.add(reg);
