@@ -127,6 +127,44 @@ bench
     await runPropagationBenchCommand(o);
   });
 
+bench
+  .command('failover')
+  .description(
+    "failover time vs number of clients: N clients' circuits cross one middle-ISP router, SIGKILL it, per-client outage and repair",
+  )
+  .option('--clients <list>', 'client counts to run, one fresh lab each', '5,20,40,1000')
+  .addOption(
+    new Option('--liveness <mode>', 'router BFD-style liveness: on, off, or both (one run each)')
+      .choices(['on', 'off', 'both'])
+      .default('both'),
+  )
+  .option('--json', 'print JSON')
+  .option('--out <dir>', 'where failover.png (the plot) is written', './bench-out')
+  .option(
+    '--rate <echoes/s>',
+    'aggregate echo budget: above it each client echoes less often than every 10 ms',
+    (v) => positiveInt(v, '--rate'),
+    4000,
+  )
+  .option(
+    '--probe-interval <ms>',
+    "each client's probe interval while failing (default: its echo interval, so probes keep to --rate)",
+    (v) => positiveInt(v, '--probe-interval'),
+  )
+  .action(
+    async (o: {
+      clients: string;
+      liveness: 'on' | 'off' | 'both';
+      json?: boolean;
+      out: string;
+      rate: number;
+      probeInterval?: number;
+    }) => {
+      const { runFailoverBenchCommand } = await import('../bench/failover.js');
+      await runFailoverBenchCommand(o);
+    },
+  );
+
 program
   .command('bench-worker', { hidden: true })
   .description('internal: a sender, sink or plain relay process driven by `arrow bench forward` over IPC')

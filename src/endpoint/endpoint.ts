@@ -196,6 +196,11 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
       this.pendingEchoes.delete(p.sequence);
       return;
     }
+    if (p.type === PacketType.Keepalive) {
+      // A router with liveness on checks the endpoints it delivers to, like any neighbour.
+      this.socket.send(encode({ ...p, type: PacketType.KeepaliveAck }), from.port, from.host);
+      return;
+    }
     if (p.type === PacketType.ProbeAck) {
       this.pendingProbes.get(p.sequence)?.();
       this.pendingProbes.delete(p.sequence);

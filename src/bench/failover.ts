@@ -1,0 +1,783 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_DETECTOR, type DetectorOptions } from '../endpoint/connection.js';
+import { Endpoint } from '../endpoint/endpoint.js';
+import { buyPath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
+import { Lab } from '../lab/lab.js';
+import type { Topology } from '../lab/topology.js';
+import { percentile, round } from '../util/stats.js';
+import { newAuthenticator } from '../wire/authenticator.js';
+import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
+import { ClientFleet, type FleetClient } from './failover-clients.js';
+import { renderFailoverPlot } from './failover-plot.js';
+
+/**
+ * `arrow bench failover`: seed 000's Fig. 2 (failover time against the number of
+ * clients) on our own lab network of real processes.
+ *
+ * Three ISPs in a row, each one PoP with two routers; N clients, each with its own
+ * forward and return circuits through all three, so every circuit crosses the same
+ * middle-ISP router (the first of beta's ingress list). With echoes flowing, that
+ * router is SIGKILLed. Every client detects the failure by its own timeout and probes
+ * as `Connection` does (see failover-clients.ts); the bench records per client:
+ *
+ * - outageMs: the longest gap between echo replies from the last reply before the
+ *   kill to the first reply to an echo sent after it;
+ * - repairMs: from the client's first probe to its probe coming home (or data arriving);
+ * - lost echoes.
+ *
+ * 1000 clients × 100 echoes/s is ~700,000 router packets/s, far beyond 2 cores. So all
+ * clients live in this one process on one socket, and each client's echo interval (and
+ * probe interval) grows once N clients at 10 ms would exceed the lab's budget (--rate):
+ * the interval is reported per run, and it is the resolution of outageMs.
+ *
+ * Every (N, liveness) run gets a fresh lab, so runs are independent.
+ */
+
+export type LivenessMode = 'on' | 'off';
+export const LIVENESS_MODES: readonly LivenessMode[] = ['off', 'on'];
+
+/**
+ * The customer's failure rule, as in the failover tests and `arrow demo`. The probe interval
+ * is set per run: it follows the echo interval (10 ms up to N = 40), so that the probes of N
+ * failing clients keep to the same aggregate budget as their echoes.
+ */
+export const BENCH_DETECTOR: DetectorOptions = {
+  ...DEFAULT_DETECTOR,
+  timeoutMs: 50,
+  probeIntervalMs: 10,
+  ackTimeoutMs: 40,
+};
+
+/** The issue's echo interval, kept while the aggregate rate stays within the budget. */
+export const BASE_ECHO_INTERVAL_MS = 10;
+/**
+ * The aggregate echo budget, echoes/s. The lab (2 cores shared by 6 routers, 3 portals,
+ * the echo server and the bench) carried 8000/s without loss, using ~130% of the 200%;
+ * half that leaves the other half of the machine for the failover itself (probes, repair
+ * records, the store's watch). Above it the per-client interval grows: interval = N / rate.
+ * It keeps 10 ms up to N = 40.
+ */
+export const DEFAULT_ECHO_RATE = 4000;
+
+export const TARGETS = {
+  /** repairMs p99 at the largest N, ms. */
+  repairP99Ms: 50,
+  /** repairMs p99 at the largest N over p99 at the smallest. */
+  flatness: 2,
+  /** outageMs p99 with liveness on, ms. */
+  livenessOutageP99Ms: 200,
+} as const;
+
+const SCHEDULER_TICK_MS = 1;
+const BUY_CONCURRENCY = 48;
+/** Replies every client must have had before the measured phase starts. */
+const WARMUP_REPLIES = 3;
+const WARMUP_TIMEOUT_MS = 30_000;
+/**
+ * Echoes flowing before the kill. Longer than the routers' RTT measurement period
+ * (rttProbeMs, 1 s), so link timeouts follow measured RTTs as in a network that has run
+ * for a while, not the initial 50 ms.
+ */
+const STEADY_MS = 1500;
+const RECOVERY_DEADLINE_MS = 10_000;
+const DRAIN_MS = 300;
+/** An echo sent this long before the kill should have come back: if not, it was lost before the failure. */
+const HEALTHY_RTT_MS = 100;
+const ACCOUNT = 'bench';
+
+export interface Percentiles {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface FailoverRun {
+  clients: number;
+  liveness: LivenessMode;
+  /** Each client's echo interval in this run. */
+  echoIntervalMs: number;
+  /** Each client's probe interval while failing (the detector's probeIntervalMs). */
+  probeIntervalMs: number;
+  /** Over recovered clients. */
+  outageMs: Percentiles;
+  /** Over clients that probed after the kill and were repaired (`probed`); zeros when none probed. */
+  repairMs: Percentiles;
+  /** Echoes lost, all clients, from the start of the measured phase to the end. */
+  lost: number;
+  /**
+   * When the last lost echo (any client) was sent, ms after the kill: from then on every echo of
+   * every client got through. The path's repair as traffic sees it, at the resolution of the
+   * aggregate echo rate (N / echo interval) rather than one client's interval. 0 when none was lost.
+   */
+  lastLossMs: number;
+  /** Clients whose echoes flow again after the kill. */
+  recovered: number;
+  /** Clients whose detector fired after the kill (the rest saw the path repaired before their timeout). */
+  probed: number;
+  /** Detector firings after the kill, all clients: above `probed` when repaired clients failed again. */
+  failures: number;
+  /** Echoes lost before the kill (load, not failover): should be 0. */
+  lostBeforeKill: number;
+  /** Detector firings before the kill (a reply later than timeoutMs): should be 0. */
+  spuriousFailures: number;
+  echoesSent: number;
+  /** Echo round trip before the kill. */
+  rttMs: { p50: number; p99: number };
+  /** How late the bench's shared 1 ms scheduler ran after the kill (the bench's own resolution). */
+  tickLateMs: { p99: number; max: number };
+  /** Time to buy the N paths (6 circuits each). */
+  setupS: number;
+  /** The router killed. */
+  victim: string;
+  /** Routers declared dead before the kill (false verdicts, e.g. under load): should be 0. */
+  falseDeaths: number;
+  /**
+   * Every "neighbour dead" verdict of the run, from the routers' logs: who declared whom dead,
+   * when (negative: before the kill), and how many hops it moved.
+   */
+  verdicts: Verdict[];
+  /** Percent of one core per role during the steady phase (Linux only). */
+  cpu: Record<string, number>;
+}
+
+export interface Verdict {
+  router: string;
+  /** The neighbour declared dead: a lab router's name, `endpoint`, or an address. */
+  neighbour: string;
+  /** ms after the kill (wall clock, ms resolution); negative before it. */
+  atMs: number;
+  moved: number;
+  stranded: number;
+}
+
+export interface TargetCheck {
+  limit: number;
+  met: boolean;
+  results: {
+    liveness: LivenessMode;
+    clients?: number;
+    value: number | null;
+    met: boolean;
+    /** Why there is no value, when there is none. */
+    note?: string;
+  }[];
+}
+
+export interface FailoverReport {
+  runs: FailoverRun[];
+  targets: {
+    /** repairMs p99 at the largest N < 50 ms, per liveness mode. */
+    repairP99: TargetCheck & { clients: number };
+    /** repairMs p99(max N) / p99(min N) <= 2, per liveness mode. */
+    flatness: TargetCheck & { minClients: number; maxClients: number };
+    /** outageMs p99 < 200 ms for every run with liveness on. */
+    livenessOutageP99: TargetCheck;
+  };
+  machine: { cpus: number; node: string };
+}
+
+export interface FailoverBenchOptions {
+  clients: number[];
+  liveness: LivenessMode[];
+  /** Aggregate echo budget, echoes/s (default DEFAULT_ECHO_RATE). */
+  rate?: number;
+  /** Every client's probe interval; default: its echo interval (so probes keep to the same budget). */
+  probeIntervalMs?: number;
+  progress?: (line: string) => void;
+}
+
+export async function runFailoverBenchCommand(o: {
+  clients: string;
+  liveness: 'on' | 'off' | 'both';
+  json?: boolean;
+  out: string;
+  rate: number;
+  probeInterval?: number;
+}): Promise<void> {
+  const clients = parseClients(o.clients);
+  const liveness = o.liveness === 'both' ? [...LIVENESS_MODES] : [o.liveness];
+  const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
+  const report = await runFailoverBench({
+    clients,
+    liveness,
+    rate: o.rate,
+    progress,
+    ...(o.probeInterval === undefined ? {} : { probeIntervalMs: o.probeInterval }),
+  });
+  mkdirSync(o.out, { recursive: true });
+  const png = resolve(o.out, 'failover.png');
+  writeFileSync(png, renderFailoverPlot(report));
+  console.log(o.json ? JSON.stringify(report) : `${formatFailoverReport(report)}\nplot: ${png}`);
+  if (report.runs.some((r) => r.recovered < r.clients)) {
+    console.error('arrow: some clients never recovered within the deadline');
+    process.exitCode = 1;
+  }
+}
+
+/** `--clients 5,20,1000` → [5, 20, 1000], sorted, de-duplicated. */
+export function parseClients(text: string): number[] {
+  const list = text.split(',').map((s) => Number(s.trim()));
+  for (const [i, n] of list.entries())
+    if (!Number.isInteger(n) || n < 1 || n > 10_000)
+      throw new Error(
+        `--clients: ${JSON.stringify(text.split(',')[i])} is not a client count from 1 to 10000`,
+      );
+  return [...new Set(list)].sort((a, b) => a - b);
+}
+
+/** The echo interval for N clients: 10 ms, or longer so that N clients together stay within `rate`. */
+export function echoIntervalFor(clients: number, rate: number): number {
+  return Math.max(BASE_ECHO_INTERVAL_MS, Math.ceil((clients * 1000) / rate));
+}
+
+export async function runFailoverBench(opts: FailoverBenchOptions): Promise<FailoverReport> {
+  const runs: FailoverRun[] = [];
+  let current: { dir: string; lab: Lab | undefined } | undefined;
+  // Ctrl-C: stop the lab's processes (they also exit when our IPC channel closes).
+  const onSigint = (): void => {
+    process.stderr.write('interrupted: stopping the lab\n');
+    const c = current;
+    if (c) process.once('exit', () => rmSync(c.dir, { recursive: true, force: true }));
+    void (c?.lab ? c.lab.stop() : Promise.resolve()).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    for (const clients of opts.clients) {
+      for (const liveness of opts.liveness) {
+        const echoIntervalMs = echoIntervalFor(clients, opts.rate ?? DEFAULT_ECHO_RATE);
+        const probeIntervalMs = opts.probeIntervalMs ?? echoIntervalMs;
+        const dir = mkdtempSync(join(tmpdir(), `arrow-bench-failover-${clients}-${liveness}-`));
+        current = { dir, lab: undefined };
+        opts.progress?.(
+          `N=${clients} liveness ${liveness}: starting the lab (6 routers, 3 portals, echo server); ` +
+            `per client: echo every ${echoIntervalMs} ms, probe every ${probeIntervalMs} ms when failing`,
+        );
+        const lab = await Lab.start(topology(liveness), { dir, keep: true }).catch((err: Error) => {
+          throw new Error(`the lab did not start (logs in ${dir}): ${err.message}`, { cause: err });
+        });
+        current.lab = lab;
+        let ok = false;
+        try {
+          const run = await measure(
+            lab,
+            { clients, liveness, echoIntervalMs, probeIntervalMs },
+            opts.progress,
+          );
+          runs.push(run);
+          opts.progress?.(`  ${runLine(run)}`);
+          ok = true;
+        } catch (err) {
+          throw new Error(`N=${clients} liveness ${liveness}: ${(err as Error).message} (logs in ${dir})`, {
+            cause: err,
+          });
+        } finally {
+          current = undefined;
+          await lab.stop();
+          // Kept for a post-mortem when something failed or some client never recovered.
+          if (ok && runs.at(-1)?.recovered === clients) rmSync(dir, { recursive: true, force: true });
+          else opts.progress?.(`  logs kept in ${dir}`);
+        }
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  return {
+    runs,
+    targets: checkTargets(runs),
+    machine: { cpus: availableParallelism(), node: process.version },
+  };
+}
+
+const ISPS = ['alpha', 'beta', 'gamma'] as const;
+const POP = 'pop';
+
+/**
+ * Three ISPs, each a single PoP with two routers selling circuits from that PoP to itself.
+ * A single-PoP segment is one router hop per ISP instead of two (ingress PoP, then egress
+ * PoP), which halves the routers and the packets per echo, so the 2 cores carry more
+ * clients at 10 ms. The failover is the same: beta's routers are the next hop of alpha's
+ * circuits (forward) and of gamma's (return), and those are the hops that get repaired.
+ */
+function topology(liveness: LivenessMode): Topology {
+  return {
+    name: 'failover-bench',
+    isps: ISPS.map((name) => ({
+      name,
+      accounts: [{ name: ACCOUNT, apiKey: `bench-key-failover-${name}-0000000000` }],
+      pops: [{ name: POP, routers: 2 }],
+      offers: [
+        {
+          from: POP,
+          to: POP,
+          // Admission must never refuse: the bench measures failover, not selling out.
+          capacityMbps: 1e15,
+          latencyMs: { min: 1, max: 5 },
+          maxLossPct: 0.1,
+          uptimePct: 99.99,
+          pricePerMbps: 1,
+        },
+      ],
+      store: { kind: 'sqlite' as const },
+    })),
+    servers: [{ name: 'echo', kind: 'udp-echo' }],
+    statsIntervalMs: 1000,
+    failover: {
+      liveness: { enabled: liveness === 'on', intervalMs: 10, multiplier: 3 },
+      // All N clients share one account. The per-account bucket (default 5000/s, burst 2000) is
+      // there to stop floods, not repairs: raised so it never decides the outcome (with
+      // --probe-interval 10 at N = 1000, the failing clients probe at up to 100,000/s).
+      // The per-circuit limit (20/s, burst 10) stays at its default.
+      probeRate: { perAccount: { ratePerSec: 1_000_000, burst: 100_000 } },
+    },
+  };
+}
+
+function segments(lab: Lab): SegmentSpec[] {
+  return lab.isps.map((i) => ({
+    isp: i.name,
+    portal: i.url,
+    apiKey: i.accounts[0]!.apiKey,
+    ingressPop: POP,
+    egressPop: POP,
+  }));
+}
+
+/** Buys `count` paths, `concurrency` at a time, each with its own return path (reply authenticator). */
+async function buyPaths(
+  lab: Lab,
+  endpoint: Endpoint,
+  count: number,
+  concurrency: number,
+): Promise<BoughtPath[]> {
+  const spec = {
+    segments: segments(lab),
+    target: { kind: 'udp' as const, address: lab.server('echo').address },
+  };
+  const paths: BoughtPath[] = new Array<BoughtPath>(count);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      paths[i] = await buyPath(spec, {
+        replyTo: { addresses: [endpoint.address], auth: newAuthenticator() },
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return paths;
+}
+
+async function measure(
+  lab: Lab,
+  run: { clients: number; liveness: LivenessMode; echoIntervalMs: number; probeIntervalMs: number },
+  progress: ((line: string) => void) | undefined,
+): Promise<FailoverRun> {
+  const endpoint = await Endpoint.open('127.0.0.1:0');
+  let fleet: ClientFleet | undefined;
+  try {
+    const t0 = performance.now();
+    const paths = await buyPaths(lab, endpoint, run.clients, BUY_CONCURRENCY);
+    const setupS = (performance.now() - t0) / 1000;
+    progress?.(`  bought ${run.clients} paths (${run.clients * 6} circuits) in ${setupS.toFixed(1)} s`);
+
+    // Every circuit's next hop in beta, forward and return, must start with the same router.
+    const victimAddress = paths[0]!.forward[1]!.circuit.ingress[0]!;
+    for (const [i, p] of paths.entries()) {
+      const fwd = p.forward[1]!.circuit.ingress[0];
+      const ret = p.reverse[1]!.circuit.ingress[0];
+      if (fwd !== victimAddress || ret !== victimAddress)
+        throw new Error(
+          `client ${i}: beta's first router is ${fwd} (forward) / ${ret} (return), not ${victimAddress}`,
+        );
+    }
+    const victim = lab.routers.find((r) => r.address === victimAddress);
+    if (!victim) throw new Error(`no lab router at ${victimAddress}`);
+
+    const maxRunMs = WARMUP_TIMEOUT_MS + STEADY_MS + RECOVERY_DEADLINE_MS + 10 * run.echoIntervalMs + 10_000;
+    fleet = new ClientFleet(endpoint, paths, {
+      detector: { ...BENCH_DETECTOR, probeIntervalMs: run.probeIntervalMs },
+      echoIntervalMs: run.echoIntervalMs,
+      tickMs: SCHEDULER_TICK_MS,
+      maxRunMs,
+    });
+    fleet.start();
+
+    // Warm-up: routers learn the circuits from their stores within milliseconds; wait until
+    // every client has had echoes answered.
+    const warmDeadline = performance.now() + WARMUP_TIMEOUT_MS;
+    while (fleet.clients.some((c) => c.replies.length < WARMUP_REPLIES)) {
+      if (performance.now() > warmDeadline) {
+        const silent = fleet.clients.filter((c) => c.replies.length < WARMUP_REPLIES).length;
+        throw new Error(
+          `${silent} of ${run.clients} clients had no echo answered within ${WARMUP_TIMEOUT_MS} ms`,
+        );
+      }
+      await sleep(20);
+    }
+    // Detectors run from here on; the steady phase shows they stay quiet while the path is healthy.
+    fleet.arm();
+
+    const measureFrom = performance.now();
+    const pids: Record<string, number[]> = {
+      bench: [process.pid],
+      routers: lab.routers.map((r) => r.managed?.proc.pid ?? -1),
+      portals: lab.isps.map((i) => i.managed.proc.pid ?? -1),
+      echo: lab.servers.map((s) => s.managed.proc.pid ?? -1),
+    };
+    const cpuBefore = sampleCpu(Object.values(pids).flat());
+    await sleep(Math.max(STEADY_MS, 3 * run.echoIntervalMs));
+    const cpuAfter = sampleCpu(Object.values(pids).flat());
+
+    const killAt = performance.now();
+    const killWallMs = Date.now();
+    lab.kill(victim.name, 'SIGKILL');
+    const ticksBefore = fleet.tickLateMs.length;
+    progress?.(`  killed ${victim.name} (${victim.address}) with SIGKILL`);
+
+    const deadline = killAt + RECOVERY_DEADLINE_MS;
+    while (performance.now() < deadline && !fleet.clients.every((c) => recoveredAfter(c, killAt)))
+      await sleep(10);
+    // A little more traffic after the last recovery, then let the last replies come home.
+    await sleep(Math.max(200, 2 * run.echoIntervalMs));
+    fleet.stopSending();
+    await sleep(DRAIN_MS);
+    fleet.close();
+    const verdicts = routerDeaths(lab, endpoint.address)
+      .map(({ at, ...d }) => ({ ...d, atMs: at - killWallMs }))
+      .sort((a, b) => a.atMs - b.atMs);
+    // Verdicts on the endpoint are left out: it is no router, and it does not answer keepalives.
+    const falseDeaths = verdicts.filter((d) => d.atMs < 0 && d.neighbour !== 'endpoint').length;
+
+    const outages: number[] = [];
+    const repairs: number[] = [];
+    let recovered = 0;
+    let probed = 0;
+    let lost = 0;
+    let lostBeforeKill = 0;
+    let spuriousFailures = 0;
+    let failures = 0;
+    let echoesSent = 0;
+    let lastLossAt = killAt;
+    const rtts: number[] = [];
+    for (const c of fleet.clients) {
+      spuriousFailures += c.failures.filter((f) => f.at < killAt).length;
+      failures += c.failures.filter((f) => f.at >= killAt).length;
+      // repairMs is the first repair after the kill: the one the failover protocol did.
+      const f = c.failures.find((x) => x.at >= killAt);
+      if (f) {
+        probed++;
+        if (f.repairMs !== undefined) repairs.push(f.repairMs);
+      }
+      const outage = outageOf(c, killAt);
+      if (outage !== undefined && !c.current) {
+        recovered++;
+        outages.push(outage);
+      }
+      for (const e of c.echoes) {
+        if (e.sentAt < measureFrom) continue;
+        echoesSent++;
+        const missing = Number.isNaN(e.repliedAt);
+        if (missing) {
+          lost++;
+          lastLossAt = Math.max(lastLossAt, e.sentAt);
+        }
+        if (e.sentAt < killAt - HEALTHY_RTT_MS) {
+          if (missing) lostBeforeKill++;
+          else rtts.push(e.repliedAt - e.sentAt);
+        }
+      }
+    }
+    const late = fleet.tickLateMs.slice(ticksBefore);
+
+    const pct = cpuPercent(cpuBefore, cpuAfter);
+    const cpu: Record<string, number> = {};
+    for (const [role, list] of Object.entries(pids)) {
+      const used = list.filter((p) => pct.has(p));
+      if (used.length) cpu[role] = Math.round(used.reduce((t, p) => t + pct.get(p)!, 0));
+    }
+    const machine = machinePercent(cpuBefore, cpuAfter);
+    if (machine) {
+      // The rest of the machine: the kernel's loopback work, and anything else running on the host.
+      const ours = Object.values(cpu).reduce((t, x) => t + x, 0);
+      cpu.other = Math.max(0, Math.round(availableParallelism() * 100 - machine.idle - ours));
+      cpu.idle = Math.round(machine.idle);
+    }
+
+    return {
+      clients: run.clients,
+      liveness: run.liveness,
+      echoIntervalMs: run.echoIntervalMs,
+      probeIntervalMs: run.probeIntervalMs,
+      outageMs: summary(outages),
+      repairMs: summary(repairs),
+      lost,
+      lastLossMs: round(lastLossAt - killAt, 1),
+      recovered,
+      probed,
+      failures,
+      lostBeforeKill,
+      spuriousFailures,
+      echoesSent,
+      rttMs: { p50: round(percentile(rtts, 50), 2), p99: round(percentile(rtts, 99), 2) },
+      tickLateMs: { p99: round(percentile(late, 99), 1), max: round(late.length ? Math.max(...late) : 0, 1) },
+      setupS: round(setupS, 1),
+      victim: victim.name,
+      falseDeaths,
+      verdicts,
+      cpu,
+    };
+  } finally {
+    fleet?.close();
+    await endpoint.close();
+  }
+}
+
+/** Every "neighbour dead" verdict in the lab's router logs, with its wall-clock time. */
+function routerDeaths(lab: Lab, endpointAddress: string): (Omit<Verdict, 'atMs'> & { at: number })[] {
+  const names = new Map(lab.routers.map((r) => [r.address, r.name]));
+  names.set(endpointAddress, 'endpoint');
+  const out: (Omit<Verdict, 'atMs'> & { at: number })[] = [];
+  for (const r of lab.routers) {
+    let text: string;
+    try {
+      text = readFileSync(join(lab.dir, 'logs', `router-${r.name}.log`), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      if (!line.includes('neighbour dead')) continue;
+      try {
+        const e = JSON.parse(line) as { time: number; neighbour: string; moved: number; stranded: number };
+        out.push({
+          router: r.name,
+          neighbour: names.get(e.neighbour) ?? e.neighbour,
+          at: e.time,
+          moved: e.moved,
+          stranded: e.stranded,
+        });
+      } catch {
+        // a line cut short by the kill
+      }
+    }
+  }
+  return out;
+}
+
+/** Echoes flow again: some reply answers an echo sent after the kill, and no failure is open. */
+function recoveredAfter(c: FleetClient, killAt: number): boolean {
+  if (c.current) return false;
+  for (let i = c.replies.length - 1; i >= 0; i--) {
+    const r = c.replies[i]!;
+    if (c.echoes[r.echo]!.sentAt > killAt) return true;
+    if (r.at <= killAt) return false;
+  }
+  return false;
+}
+
+/**
+ * The client's outage: the longest gap between consecutive replies, from the last reply
+ * received before the kill to the first reply to an echo sent after it. (A reply that was
+ * in flight at the kill may land after it; the gap that follows is still the outage.)
+ * Undefined when echoes never flowed again.
+ */
+export function outageOf(c: FleetClient, killAt: number): number | undefined {
+  const { replies, echoes } = c;
+  let start = -1;
+  for (let i = 0; i < replies.length; i++) if (replies[i]!.at <= killAt) start = i;
+  let end = -1;
+  for (let i = Math.max(0, start); i < replies.length; i++)
+    if (echoes[replies[i]!.echo]!.sentAt > killAt) {
+      end = i;
+      break;
+    }
+  if (start < 0 || end < 0) return undefined;
+  let gap = 0;
+  for (let i = start + 1; i <= end; i++) gap = Math.max(gap, replies[i]!.at - replies[i - 1]!.at);
+  return gap;
+}
+
+function summary(samples: number[]): Percentiles {
+  if (samples.length === 0) return { p50: 0, p99: 0, max: 0 };
+  return {
+    p50: round(percentile(samples, 50), 1),
+    p99: round(percentile(samples, 99), 1),
+    max: round(Math.max(...samples), 1),
+  };
+}
+
+export function checkTargets(runs: FailoverRun[]): FailoverReport['targets'] {
+  const ns = runs.map((r) => r.clients);
+  const minN = Math.min(...ns);
+  const maxN = Math.max(...ns);
+  const modes = LIVENESS_MODES.filter((m) => runs.some((r) => r.liveness === m));
+  const at = (n: number, m: LivenessMode): FailoverRun | undefined =>
+    runs.find((r) => r.clients === n && r.liveness === m);
+
+  const repairResults = modes.map((m) => {
+    const r = at(maxN, m)!;
+    const value = r.probed > 0 ? r.repairMs.p99 : null;
+    return {
+      liveness: m,
+      clients: maxN,
+      value,
+      met: r.recovered === r.clients && (value ?? 0) < TARGETS.repairP99Ms,
+      ...(value === null ? { note: 'no client probed: the routers repaired before any detector fired' } : {}),
+    };
+  });
+  const flatResults = modes.map((m) => {
+    const lo = at(minN, m)!;
+    const hi = at(maxN, m)!;
+    // Ratios need a repair measured at both ends; with no client probing there is nothing to compare.
+    const value =
+      lo.probed > 0 && hi.probed > 0 && lo.repairMs.p99 > 0
+        ? round(hi.repairMs.p99 / lo.repairMs.p99, 2)
+        : null;
+    if (value !== null) return { liveness: m, value, met: value <= TARGETS.flatness };
+    return {
+      liveness: m,
+      value,
+      // Nothing to repair at either end is flat; probing at N = max only is not.
+      met: hi.probed === 0,
+      note: `clients that probed: ${lo.probed} at N = ${minN}, ${hi.probed} at N = ${maxN}`,
+    };
+  });
+  const outageResults = runs
+    .filter((r) => r.liveness === 'on')
+    .map((r) => ({
+      liveness: r.liveness,
+      clients: r.clients,
+      value: r.outageMs.p99,
+      met: r.recovered === r.clients && r.outageMs.p99 < TARGETS.livenessOutageP99Ms,
+    }));
+  return {
+    repairP99: {
+      limit: TARGETS.repairP99Ms,
+      clients: maxN,
+      results: repairResults,
+      met: repairResults.every((x) => x.met),
+    },
+    flatness: {
+      limit: TARGETS.flatness,
+      minClients: minN,
+      maxClients: maxN,
+      results: flatResults,
+      met: flatResults.every((x) => x.met),
+    },
+    livenessOutageP99: {
+      limit: TARGETS.livenessOutageP99Ms,
+      results: outageResults,
+      met: outageResults.every((x) => x.met),
+    },
+  };
+}
+
+const f1 = (n: number): string => n.toFixed(1);
+
+function runLine(r: FailoverRun): string {
+  return (
+    `outage p50/p99/max ${f1(r.outageMs.p50)}/${f1(r.outageMs.p99)}/${f1(r.outageMs.max)} ms, ` +
+    `repair ${r.probed ? `${f1(r.repairMs.p50)}/${f1(r.repairMs.p99)}/${f1(r.repairMs.max)} ms` : '- (no client probed)'}, ` +
+    `${r.lost} lost, ${r.recovered}/${r.clients} recovered, ${r.probed} probed`
+  );
+}
+
+export function formatFailoverReport(r: FailoverReport): string {
+  const header = [
+    'clients',
+    'liveness',
+    'echo ms',
+    'probe ms',
+    'outage p50',
+    'p99',
+    'max',
+    'repair p50',
+    'p99',
+    'max',
+    'probed',
+    'lost',
+    'last loss',
+    'lost pre-kill',
+    'recovered',
+    'RTT p99',
+    'CPU % (steady)',
+  ];
+  const rows = r.runs.map((x) => {
+    const rep = (v: number): string => (x.probed ? f1(v) : '-');
+    return [
+      String(x.clients),
+      x.liveness,
+      String(x.echoIntervalMs),
+      String(x.probeIntervalMs),
+      f1(x.outageMs.p50),
+      f1(x.outageMs.p99),
+      f1(x.outageMs.max),
+      rep(x.repairMs.p50),
+      rep(x.repairMs.p99),
+      rep(x.repairMs.max),
+      String(x.probed),
+      String(x.lost),
+      `+${f1(x.lastLossMs)}`,
+      String(x.lostBeforeKill),
+      `${x.recovered}/${x.clients}`,
+      f1(x.rttMs.p99),
+      Object.entries(x.cpu)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', '),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === 1 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  const t = r.targets;
+  const yes = (m: boolean): string => (m ? 'met' : 'MISSED');
+  const v = (x: { value: number | null; note?: string }, unit = ' ms'): string =>
+    x.value === null ? `n/a (${x.note ?? 'no value'})` : `${x.value}${unit}`;
+  const d = BENCH_DETECTOR;
+  return [
+    `ARROW failover vs number of clients: SIGKILL the middle ISP's router that every circuit crosses`,
+    `machine: ${r.machine.cpus} CPU(s), Node ${r.machine.node}; 3 ISPs x 1 PoP x 2 routers, real processes; ` +
+      `detector: timeout ${d.timeoutMs} ms, ack timeout ${d.ackTimeoutMs} ms; echo and probe intervals per run`,
+    'outage = longest reply gap around the kill (resolution: the echo interval); repair = first probe -> probe home,',
+    'over the clients that probed (the others found the path repaired before their timeout); last loss = when the',
+    'last echo that was lost (any client) was sent, after the kill. Times in ms.',
+    '',
+    line(header),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map(line),
+    '',
+    "routers' verdicts (from their logs: router -> neighbour it declared dead, ms after the kill, hops moved):",
+    ...r.runs.map(
+      (x) =>
+        `  N=${x.clients} liveness ${x.liveness}: ` +
+        (x.verdicts.length
+          ? x.verdicts
+              .map(
+                (d) =>
+                  `${d.router} -> ${d.neighbour} ${d.atMs >= 0 ? '+' : ''}${d.atMs} ms, ${d.moved} moved` +
+                  (d.atMs < 0 && d.neighbour !== 'endpoint' ? ' (FALSE: before the kill)' : ''),
+              )
+              .join('; ')
+          : 'none') +
+        (x.spuriousFailures ? `; ${x.spuriousFailures} detector firing(s) BEFORE the kill` : '') +
+        (x.failures > x.probed ? `; ${x.failures - x.probed} repaired client(s) failed again` : ''),
+    ),
+    '',
+    'targets:',
+    `  repairMs p99 < ${t.repairP99.limit} ms at N = ${t.repairP99.clients}: ` +
+      t.repairP99.results.map((x) => `liveness ${x.liveness} ${v(x)} ${yes(x.met)}`).join('; '),
+    `  flat in N, repairMs p99(N=${t.flatness.maxClients}) / p99(N=${t.flatness.minClients}) <= ${t.flatness.limit}: ` +
+      t.flatness.results.map((x) => `liveness ${x.liveness} ${v(x, 'x')} ${yes(x.met)}`).join('; '),
+    `  liveness on, outageMs p99 < ${t.livenessOutageP99.limit} ms: ` +
+      (t.livenessOutageP99.results.length
+        ? t.livenessOutageP99.results.map((x) => `N=${x.clients} ${v(x)} ${yes(x.met)}`).join('; ')
+        : 'not run'),
+  ].join('\n');
+}

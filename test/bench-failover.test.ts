@@ -1,0 +1,145 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { inflateSync } from 'node:zlib';
+import { Canvas, crc32, encodePng } from '../src/bench/plot.js';
+
+const run = promisify(execFile);
+/** The compiled CLI, as a user runs it: this file is compiled to dist/test/, the CLI to dist/src/cli/. */
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function num(v: unknown, what: string): number {
+  assert.equal(typeof v, 'number', `${what} is a number, got ${JSON.stringify(v)}`);
+  assert.ok(Number.isFinite(v), `${what} is finite`);
+  return v as number;
+}
+
+function percentiles(v: unknown, what: string): void {
+  assert.ok(isRecord(v), `${what} is an object`);
+  const p50 = num(v.p50, `${what}.p50`);
+  const p99 = num(v.p99, `${what}.p99`);
+  const max = num(v.max, `${what}.max`);
+  assert.ok(0 <= p50 && p50 <= p99 && p99 <= max, `${what}: 0 <= p50 ${p50} <= p99 ${p99} <= max ${max}`);
+}
+
+test(
+  'bench failover --json: 3 clients, liveness off and on, every client recovers; the plot is a PNG',
+  { timeout: 180_000 },
+  async () => {
+    const out = mkdtempSync(join(tmpdir(), 'arrow-bench-failover-test-'));
+    try {
+      // Two fresh labs of real processes (6 routers, 3 portals, an echo server), a SIGKILL in each.
+      // The command exits 1 when some client never recovered, still printing the report: read it
+      // either way, so the assertions below say which.
+      const stdout = await run(
+        process.execPath,
+        [CLI, 'bench', 'failover', '--clients', '3', '--liveness', 'both', '--json', '--out', out],
+        { timeout: 170_000, maxBuffer: 4 * 1024 * 1024 },
+      ).then(
+        (r) => r.stdout,
+        (err: Error & { code?: unknown; stdout?: string }) => {
+          if (err.code !== 1 || !err.stdout) throw err;
+          return err.stdout;
+        },
+      );
+      const report: unknown = JSON.parse(stdout);
+      assert.ok(isRecord(report));
+      assert.ok(isRecord(report.machine));
+      assert.ok(num(report.machine.cpus, 'machine.cpus') > 0);
+      assert.equal(report.machine.node, process.version);
+      const targets: unknown = report.targets;
+      assert.ok(isRecord(targets), 'targets');
+      for (const k of ['repairP99', 'flatness', 'livenessOutageP99']) {
+        const t: unknown = targets[k];
+        assert.ok(isRecord(t), `targets.${k}`);
+        assert.equal(typeof t.met, 'boolean', `targets.${k}.met`);
+        num(t.limit, `targets.${k}.limit`);
+      }
+
+      assert.ok(Array.isArray(report.runs), 'runs is an array');
+      assert.equal(report.runs.length, 2);
+      const modes = new Set<unknown>();
+      for (const r of report.runs as unknown[]) {
+        assert.ok(isRecord(r));
+        const name = `run liveness ${String(r.liveness)}`;
+        assert.equal(r.clients, 3);
+        assert.ok(r.liveness === 'on' || r.liveness === 'off', name);
+        modes.add(r.liveness);
+        assert.equal(num(r.echoIntervalMs, `${name} echoIntervalMs`), 10, 'three clients echo every 10 ms');
+        percentiles(r.outageMs, `${name} outageMs`);
+        percentiles(r.repairMs, `${name} repairMs`);
+        assert.ok(num(r.lost, `${name} lost`) >= 0);
+        assert.equal(r.recovered, 3, `${name}: every client recovered`);
+        assert.equal(r.lostBeforeKill, 0, `${name}: every echo succeeded before the failure`);
+        assert.ok((r.outageMs as { p50: number }).p50 > 0, `${name}: the kill made an outage`);
+        // The victim carried every circuit: some router declared it dead and moved the hops.
+        assert.ok(Array.isArray(r.verdicts));
+        assert.ok(
+          (r.verdicts as { neighbour: string; atMs: number; moved: number }[]).some(
+            (v) => v.neighbour === r.victim && v.atMs >= 0 && v.moved === 3,
+          ),
+          `${name}: a router moved the 3 circuits off ${String(r.victim)}: ${JSON.stringify(r.verdicts)}`,
+        );
+      }
+      assert.deepEqual(modes, new Set(['on', 'off']));
+
+      const png = readFileSync(join(out, 'failover.png'));
+      assert.ok(png.length > 1000, `PNG of ${png.length} bytes`);
+      assert.deepEqual(png.subarray(0, 8), PNG_SIGNATURE);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  },
+);
+
+test('the PNG encoder writes valid chunks that inflate back to the pixels', () => {
+  assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926, 'the CRC-32 check value');
+  const c = new Canvas(7, 3);
+  c.set(0, 0, [255, 0, 0]);
+  c.line(0, 2, 6, 2, [0, 0, 255]);
+  c.text('1', 1, 0);
+  const png = encodePng(c.width, c.height, c.pixels);
+  assert.deepEqual(png.subarray(0, 8), PNG_SIGNATURE);
+  const chunks: { type: string; data: Buffer }[] = [];
+  for (let at = 8; at < png.length;) {
+    const length = png.readUInt32BE(at);
+    const type = png.toString('latin1', at + 4, at + 8);
+    const data = png.subarray(at + 8, at + 8 + length);
+    assert.equal(
+      png.readUInt32BE(at + 8 + length),
+      crc32(png.subarray(at + 4, at + 8 + length)),
+      `${type} CRC`,
+    );
+    chunks.push({ type, data });
+    at += 12 + length;
+  }
+  assert.deepEqual(
+    chunks.map((x) => x.type),
+    ['IHDR', 'IDAT', 'IEND'],
+  );
+  const ihdr = chunks[0]!.data;
+  assert.equal(ihdr.readUInt32BE(0), 7);
+  assert.equal(ihdr.readUInt32BE(4), 3);
+  assert.deepEqual([...ihdr.subarray(8)], [8, 2, 0, 0, 0], '8-bit RGB, deflate, no interlace');
+  const raw = inflateSync(chunks[1]!.data);
+  assert.equal(raw.length, (7 * 3 + 1) * 3);
+  for (let y = 0; y < 3; y++) {
+    assert.equal(raw[y * 22], 0, 'filter type None');
+    assert.deepEqual(
+      raw.subarray(y * 22 + 1, (y + 1) * 22),
+      Buffer.from(c.pixels.subarray(y * 21, (y + 1) * 21)),
+    );
+  }
+  assert.deepEqual([...raw.subarray(1, 4)], [255, 0, 0]);
+  assert.deepEqual([...raw.subarray(2 * 22 + 1, 2 * 22 + 4)], [0, 0, 255]);
+});
