@@ -10,7 +10,7 @@ import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../src/
 import { openStore } from '../src/store/open.js';
 import { authToBytes, newAuthenticator } from '../src/wire/authenticator.js';
 import { encode, PacketType } from '../src/wire/header.js';
-import { routerStats, sendRaw, statsOf } from './helpers/network.js';
+import { eventually, routerStats, sendRaw, statsOf } from './helpers/network.js';
 
 // Three ISPs in a row (alpha -> beta -> gamma), plus delta beside beta for disjoint standbys.
 // Every router, portal and the echo server is a real process on loopback.
@@ -129,9 +129,12 @@ async function failMiddleRouter(signal: 'SIGKILL' | 'SIGSTOP'): Promise<void> {
   );
   // ...and recorded the choice in the store, where its sibling reads it.
   const store = await openStore(lab.isp('alpha').store, { isp: 'alpha' });
-  const record = await store.get(path.forward[0]!.circuit.auth);
+  const record = await eventually(async () => {
+    const c = await store.get(path.forward[0]!.circuit.auth);
+    return c?.active?.next === 1 ? c : undefined;
+  }, 3000);
   await store.close();
-  assert.equal(record!.active?.next, 1, 'repair recorded in the store');
+  assert.equal(record?.active?.next, 1, 'repair recorded in the store');
   const sibling = lab.router(hopBefore.replace(/-1$/, '-2'));
   const viaSibling = new Promise<boolean>((resolve) => {
     const t = setTimeout(() => resolve(false), 2000);

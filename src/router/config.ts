@@ -47,6 +47,12 @@ export const RouterConfigSchema = Type.Object(
           default: 1000,
           description: 'how often the RTT to each neighbour in use is measured (link timeouts follow it)',
         }),
+        recordDelayMs: Type.Integer({
+          minimum: 0,
+          default: 500,
+          description:
+            'delay before a repair is recorded in the store (keeps big writes out of the failover)',
+        }),
         liveness: Type.Object(
           {
             enabled: Type.Boolean({

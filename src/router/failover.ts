@@ -13,6 +13,8 @@ export interface FailoverConfig {
   recheckMs: number;
   /** How often the RTT to each neighbour in use is measured, so link timeouts follow it. */
   rttProbeMs: number;
+  /** How long after a repair its choices are written to the store. */
+  recordDelayMs: number;
   /** BFD-style keepalives to every neighbour in use. */
   liveness: { enabled: boolean; intervalMs: number; multiplier: number };
   probeRate: { perCircuit: BucketConfig; perAccount: BucketConfig };
@@ -150,7 +152,7 @@ export class Failover implements Control {
       for (const dead of this.neighbours.deadNeighbours()) {
         const { moved } = this.table.repairNeighbour(dead);
         this.counters.hopsMoved += moved.length;
-        if (moved.length > 0) void this.record(moved);
+        if (moved.length > 0) this.recordLater(moved);
       }
     }
     this.pending.delete(from);
@@ -223,7 +225,18 @@ export class Failover implements Control {
       this.send(probe, to.port, to.host);
       this.probeForwarded(hop, probe);
     }
-    if (moved.length > 0) void this.record(moved);
+    if (moved.length > 0) this.recordLater(moved);
+  }
+
+  /**
+   * Records after a short delay. Writing (and every sibling applying) a thousand moved hops
+   * blocks a router for tens of ms; done in the middle of a failover, that stall makes
+   * neighbours misjudge live routers and cascades (docs/performance.md). The local repair is
+   * already in force; the record only has to reach the siblings and survive restarts.
+   */
+  private recordLater(moved: HopMove[]): void {
+    const t = setTimeout(() => void this.record(moved), this.cfg.recordDelayMs);
+    t.unref();
   }
 
   /** Writes the new choices to the store, off the packet path; siblings pick them up by watch. */
