@@ -101,3 +101,33 @@ test('per-neighbour repair moves every circuit on the dead neighbour at once, sk
   dead.add('127.0.0.7:1');
   assert.deepEqual(t.repairNeighbour('127.0.0.7:1'), { moved: [], stranded: 1 });
 });
+
+test('a sibling applies a recorded repair in place; a changed route is recompiled', () => {
+  const dead = new Set<string>();
+  const t = new ForwardingTable('fra', (k) => dead.has(k));
+  const c = circuit(['127.0.0.1:1', '127.0.0.2:1']);
+  t.put(c);
+  const before = t.entriesOf(c.auth)[0]!;
+  assert.equal(t.neighboursInUse().get('127.0.0.1:1'), 1);
+  // The repairing sibling's record: same route, next hop 1 active.
+  t.put({ ...c, active: { next: 1 }, revision: c.revision + 1 });
+  const after = t.entriesOf(c.auth)[0]!;
+  assert.equal(after, before, 'the same entry object: moved in place, not recompiled');
+  assert.equal(after.kind === 'forward' && after.next.active, 1);
+  assert.equal(t.neighboursInUse().get('127.0.0.1:1'), undefined);
+  assert.equal(t.neighboursInUse().get('127.0.0.2:1'), 1);
+  // A record naming an address we hold dead is not followed onto it.
+  dead.add('127.0.0.1:1');
+  t.put({ ...c, active: { next: 0 }, revision: c.revision + 2 });
+  assert.equal(after.kind === 'forward' && after.next.active, 1);
+  // A chain (new next hop) is a new route: recompiled, and the index follows.
+  const chained: Circuit = {
+    ...c,
+    action: { kind: 'forward', next: { addresses: ['127.0.0.8:1'], auth: newAuthenticator() } },
+    revision: c.revision + 3,
+  };
+  t.put(chained);
+  assert.notEqual(t.entriesOf(c.auth)[0], before);
+  assert.equal(t.neighboursInUse().get('127.0.0.8:1'), 1);
+  assert.equal(t.neighboursInUse().get('127.0.0.2:1'), undefined);
+});

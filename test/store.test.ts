@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MemoryStore } from '../src/store/memory.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import type { ChangeEvent, Circuit } from '../src/store/circuit.js';
 import { circuitInput, collect, storeConformance } from './helpers/store-conformance.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'arrow-store-test-'));
@@ -29,6 +30,58 @@ test('sqlite: a second connection (another process would be the same) sees commi
       got.map((e) => e.type),
       ['put', 'delete'],
     );
+  } finally {
+    await writer.close();
+    await reader.close();
+  }
+});
+
+test('sqlite: a repair of 1000 circuits reaches another connection whole and in order, a chunk per turn', async () => {
+  const path = join(dir, 'big-repair.db');
+  const writer = new SqliteStore(path);
+  const reader = new SqliteStore(path, { pollMs: 2 });
+  try {
+    const created: Circuit[] = [];
+    for (let i = 0; i < 1000; i++) created.push(await writer.create(circuitInput()));
+    const snap = await reader.snapshot();
+    // Count turns of the event loop, and note the turn in which each change is delivered.
+    let turn = 0;
+    let spinning = true;
+    const spin = (): void => {
+      turn++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const deliveredAt: number[] = [];
+    const got = await new Promise<ChangeEvent[]>((resolve, reject) => {
+      const events: ChangeEvent[] = [];
+      const timer = setTimeout(() => reject(new Error(`got ${events.length} of 1000`)), 10_000);
+      const w = reader.watch(snap.revision, (e) => {
+        events.push(e);
+        deliveredAt.push(turn);
+        if (events.length === 1000) {
+          clearTimeout(timer);
+          w.close();
+          resolve(events);
+        }
+      });
+      void writer.setActive(created.map((c) => ({ auth: c.auth, kind: 'next' as const, active: 1 })));
+    });
+    spinning = false;
+    const revisions = got.map((e) => e.revision);
+    assert.deepEqual(
+      revisions,
+      [...revisions].sort((a, b) => a - b),
+      'in revision order',
+    );
+    assert.deepEqual(
+      got.map((e) => (e.type === 'put' ? e.circuit.auth : '')),
+      created.map((c) => c.auth),
+    );
+    assert.ok(got.every((e) => e.type === 'put' && e.circuit.active?.next === 1));
+    // Not all in one synchronous burst: the loop ran between chunks (a router's packets get through).
+    const turns = new Set(deliveredAt).size;
+    assert.ok(turns >= 2, `1000 changes were delivered in ${turns} turn(s) of the event loop`);
   } finally {
     await writer.close();
     await reader.close();

@@ -33,8 +33,12 @@ export interface FailoverCounters {
   recordFailures: number;
 }
 
-/** Probes waiting for a neighbour's ack, kept so they can follow the repair onwards. */
-const MAX_PENDING_PER_NEIGHBOUR = 256;
+/**
+ * Moved hops written to the store per transaction. A repair of thousands of circuits is
+ * recorded in chunks, yielding between them, so neither this router nor its siblings (which
+ * apply each chunk as it lands) hold their packet loops for the whole lot.
+ */
+const RECORD_CHUNK = 128;
 
 /**
  * The router's half of the failover protocol (docs/failover.md): it expects an ack
@@ -53,7 +57,12 @@ export class Failover implements Control {
     hopsStranded: 0,
     recordFailures: 0,
   };
-  private readonly pending = new Map<string, { hop: Hop; probe: Buffer }[]>();
+  /**
+   * Probes waiting for each neighbour's ack, kept so they can follow the repair onwards: the
+   * latest per hop, so the set is bounded by the circuits using the neighbour, whatever the
+   * probe rate, and every circuit that probed gets its probe carried through the repair.
+   */
+  private readonly pending = new Map<string, Map<Hop, Buffer>>();
   private readonly perCircuit: RateLimiter;
   private readonly perAccount: RateLimiter;
   private checkTimer: NodeJS.Timeout | undefined;
@@ -163,8 +172,8 @@ export class Failover implements Control {
     // A hop back into this very router (a return path that starts in our own PoP): we are alive.
     if (key === this.selfKey) return;
     let waiting = this.pending.get(key);
-    if (!waiting) this.pending.set(key, (waiting = []));
-    if (waiting.length < MAX_PENDING_PER_NEIGHBOUR) waiting.push({ hop, probe: Buffer.from(probe) });
+    if (!waiting) this.pending.set(key, (waiting = new Map()));
+    waiting.set(hop, Buffer.from(probe));
     this.schedule(this.neighbours.expectAck(key, this.clock()));
   }
 
@@ -217,9 +226,9 @@ export class Failover implements Control {
       'neighbour dead: circuits moved to alternatives',
     );
     // The probes that found it dead carry on along the repaired hops, so the path heals end to end.
-    const waiting = this.pending.get(key) ?? [];
+    const waiting = this.pending.get(key) ?? new Map<Hop, Buffer>();
     this.pending.delete(key);
-    for (const { hop, probe } of waiting) {
+    for (const [hop, probe] of waiting) {
       const to = hop.addresses[hop.active];
       if (!to || hop.keys[hop.active] === key) continue;
       this.send(probe, to.port, to.host);
@@ -243,14 +252,18 @@ export class Failover implements Control {
   private async record(moved: HopMove[]): Promise<void> {
     const store = this.store();
     if (!store) return;
-    try {
-      await store.setActive(moved.map((m) => ({ auth: m.circuit, kind: m.kind, active: m.active })));
-    } catch (err) {
-      this.counters.recordFailures++;
-      this.log.warn(
-        { err: (err as Error).message, circuits: moved.length },
-        'could not record repair in the store',
-      );
+    for (let i = 0; i < moved.length; i += RECORD_CHUNK) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const chunk = moved.slice(i, i + RECORD_CHUNK);
+      try {
+        await store.setActive(chunk.map((m) => ({ auth: m.circuit, kind: m.kind, active: m.active })));
+      } catch (err) {
+        this.counters.recordFailures++;
+        this.log.warn(
+          { err: (err as Error).message, circuits: chunk.length },
+          'could not record repair in the store',
+        );
+      }
     }
   }
 

@@ -78,15 +78,15 @@ export class Neighbours {
     return s.awaitingSince + this.timeoutMs(key);
   }
 
-  /**
-   * The neighbour answered (PROBE_ACK or KEEPALIVE_ACK). Feeds the RTT estimate from the
-   * oldest outstanding send, and returns true when a dead neighbour has come back.
-   */
   /** A background keepalive went out to measure the RTT; a missing answer is not held against it. */
   measure(key: string, now: number): void {
     this.state(key).pingAt ??= now;
   }
 
+  /**
+   * The neighbour answered (PROBE_ACK or KEEPALIVE_ACK). Feeds the RTT estimate from the
+   * oldest outstanding send, and returns true when a dead neighbour has come back.
+   */
   heard(key: string, now: number): boolean {
     const s = this.state(key);
     const since = s.awaitingSince ?? s.pingAt;

@@ -55,18 +55,60 @@ function hop(
     active: 0,
     auth: auth ? authToBytes(auth) : undefined,
   };
-  const recorded = circuit.active?.[kind];
-  if (recorded !== undefined && recorded >= 0 && recorded < parsed.length) h.active = recorded;
-  // The store may not know yet what this router knows: never start on a neighbour we hold dead.
-  if (isDead(keys[h.active]!)) h.active = nextLive(h, isDead) ?? h.active;
+  h.active = activeIndex(keys, circuit.active?.[kind], isDead);
   return h;
+}
+
+/** The address a hop should use: the recorded one if valid, else the first; never one we hold dead if another lives. */
+function activeIndex(keys: string[], recorded: number | undefined, isDead: (key: string) => boolean): number {
+  const i = recorded !== undefined && recorded >= 0 && recorded < keys.length ? recorded : 0;
+  // The store may not know yet what this router knows: never start on a neighbour we hold dead.
+  return isDead(keys[i]!) ? (nextLiveFrom(keys, i, isDead) ?? i) : i;
+}
+
+/** Two records of one circuit that differ at most in which addresses are active (and revision). */
+function sameRoute(a: Circuit, b: Circuit): boolean {
+  return (
+    a.owner === b.owner &&
+    a.ingressPop === b.ingressPop &&
+    a.egressPop === b.egressPop &&
+    a.internalAuth === b.internalAuth &&
+    sameList(a.internalRouters, b.internalRouters) &&
+    sameAction(a.action, b.action)
+  );
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function sameAction(a: Circuit['action'], b: Circuit['action']): boolean {
+  switch (a.kind) {
+    case 'forward':
+      return (
+        b.kind === 'forward' && a.next.auth === b.next.auth && sameList(a.next.addresses, b.next.addresses)
+      );
+    case 'deliver-endpoint':
+      return b.kind === 'deliver-endpoint' && a.auth === b.auth && sameList(a.addresses, b.addresses);
+    case 'deliver-udp':
+      return (
+        b.kind === 'deliver-udp' &&
+        a.target === b.target &&
+        a.reply?.auth === b.reply?.auth &&
+        sameList(a.reply?.addresses ?? [], b.reply?.addresses ?? [])
+      );
+  }
 }
 
 /** The next address after the active one, in list order and wrapping, that is not dead. */
 function nextLive(h: Hop, isDead: (key: string) => boolean): number | undefined {
-  for (let step = 1; step < h.keys.length; step++) {
-    const i = (h.active + step) % h.keys.length;
-    if (!isDead(h.keys[i]!)) return i;
+  return nextLiveFrom(h.keys, h.active, isDead);
+}
+
+function nextLiveFrom(keys: string[], from: number, isDead: (key: string) => boolean): number | undefined {
+  for (let step = 1; step < keys.length; step++) {
+    const i = (from + step) % keys.length;
+    if (!isDead(keys[i]!)) return i;
   }
   return undefined;
 }
@@ -148,6 +190,8 @@ export class ForwardingTable {
   /** circuit auth (hex) → keys it occupies in `entries`. */
   private readonly keysByCircuit = new Map<string, string[]>();
   private readonly counters = new Map<string, CircuitCounters>();
+  /** The store's record each circuit was compiled from, to tell a change of active hop from a new route. */
+  private readonly records = new Map<string, Circuit>();
   /** neighbour `host:port` → hops whose active address it is. */
   private readonly byNeighbour = new Map<string, Set<Hop>>();
   revision = 0;
@@ -188,6 +232,14 @@ export class ForwardingTable {
   }
 
   put(circuit: Circuit): void {
+    // Failover records (and our own repairs coming back by watch) change only which address is
+    // active. A thousand of them arrive at once after a repair: move the hops in place rather than
+    // recompiling every circuit, so the packet loop is not held up.
+    const known = this.records.get(circuit.auth);
+    if (known && sameRoute(known, circuit)) {
+      this.records.set(circuit.auth, circuit);
+      return this.applyActive(circuit);
+    }
     this.remove(circuit.auth, false);
     let counters = this.counters.get(circuit.auth);
     const compiled = compileCircuit(
@@ -198,8 +250,10 @@ export class ForwardingTable {
     );
     if (compiled.length === 0) {
       this.counters.delete(circuit.auth);
+      this.records.delete(circuit.auth);
       return;
     }
+    this.records.set(circuit.auth, circuit);
     counters ??= compiled[0]!.entry.counters;
     this.counters.set(circuit.auth, counters);
     for (const { key, entry } of compiled) {
@@ -222,6 +276,7 @@ export class ForwardingTable {
       }
     this.keysByCircuit.delete(circuitAuth);
     if (forget) {
+      this.records.delete(circuitAuth);
       const had = this.counters.delete(circuitAuth);
       if (had || keys) this.onRemove?.(circuitAuth);
     }
@@ -271,6 +326,21 @@ export class ForwardingTable {
       moved.push({ circuit: h.circuit, kind: h.kind, from: neighbour, to: h.keys[to]!, active: to });
     }
     return { moved, stranded };
+  }
+
+  /** Points each hop of the circuit at the address its record names active (skipping any we hold dead). */
+  private applyActive(circuit: Circuit): void {
+    for (const key of this.keysByCircuit.get(circuit.auth) ?? []) {
+      const entry = this.entries.get(key);
+      if (!entry) continue;
+      for (const h of hopsOf(entry)) {
+        const target = activeIndex(h.keys, circuit.active?.[h.kind], this.isDead);
+        if (target === h.active) continue;
+        this.unindex(h);
+        h.active = target;
+        this.index(h);
+      }
+    }
   }
 
   /** Per-circuit counters for publishing, keyed by customer authenticator. */

@@ -60,6 +60,9 @@ interface ChangeRow {
   data: string | null;
 }
 
+/** Changes a watcher applies per turn of the event loop; the rest follow on the next turns. */
+const WATCH_CHUNK = 256;
+
 /**
  * The embedded default store: one SQLite file per ISP, shared by its portal and
  * routers on one host. WAL mode lets routers read while the portal writes. Every
@@ -111,7 +114,7 @@ export class SqliteStore implements CircuitStore {
       ),
       compacted: this.db.prepare<[], { value: number }>("SELECT value FROM meta WHERE key = 'compacted'"),
       changesAfter: this.db.prepare<[number], ChangeRow>(
-        'SELECT revision, auth, kind, data FROM changes WHERE revision > ? ORDER BY revision LIMIT 10000',
+        `SELECT revision, auth, kind, data FROM changes WHERE revision > ? ORDER BY revision LIMIT ${WATCH_CHUNK}`,
       ),
       prune: this.db.prepare('DELETE FROM changes WHERE revision <= ?'),
       setCompacted: this.db.prepare("UPDATE meta SET value = MAX(value, ?) WHERE key = 'compacted'"),
@@ -200,7 +203,7 @@ export class SqliteStore implements CircuitStore {
   }
 
   async setActive(changes: ActiveChange[]): Promise<void> {
-    // One transaction for the whole repair: siblings see every moved circuit at once.
+    // One transaction per call: siblings see the whole batch at once (Failover.record sends chunks).
     const txn = this.db.transaction(() => {
       for (const c of changes) {
         const row = this.q.get.get(c.auth);
@@ -256,22 +259,24 @@ export class SqliteStore implements CircuitStore {
         if (version === seenVersion && seenLocal === this.localWrites) return;
         seenVersion = version;
         seenLocal = this.localWrites;
-        for (;;) {
-          const compacted = this.q.compacted.get()?.value ?? 0;
-          if (last < compacted) {
-            const snap = this.readSnapshot();
-            last = snap.revision;
-            onEvent({ type: 'resync', revision: snap.revision, circuits: snap.circuits });
-            continue;
-          }
-          const rows = this.q.changesAfter.all(last);
-          for (const row of rows) {
-            last = row.revision;
-            if (row.kind === 'delete') onEvent({ type: 'delete', revision: row.revision, auth: row.auth });
-            else if (row.data !== null)
-              onEvent({ type: 'put', revision: row.revision, circuit: JSON.parse(row.data) as Circuit });
-          }
-          if (rows.length < 10000) break;
+        const compacted = this.q.compacted.get()?.value ?? 0;
+        if (last < compacted) {
+          const snap = this.readSnapshot();
+          last = snap.revision;
+          onEvent({ type: 'resync', revision: snap.revision, circuits: snap.circuits });
+        }
+        const rows = this.q.changesAfter.all(last);
+        for (const row of rows) {
+          last = row.revision;
+          if (row.kind === 'delete') onEvent({ type: 'delete', revision: row.revision, auth: row.auth });
+          else if (row.data !== null)
+            onEvent({ type: 'put', revision: row.revision, circuit: JSON.parse(row.data) as Circuit });
+        }
+        if (rows.length === WATCH_CHUNK) {
+          // More waiting (a big repair or a burst of creates): apply the rest a chunk at a time,
+          // letting the router's packet loop run in between rather than stalling it for the lot.
+          seenVersion = -1;
+          setImmediate(poll);
         }
       } catch {
         // A busy or locked database is transient: the next tick retries. Forwarding never waits on this.
