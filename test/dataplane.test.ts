@@ -71,7 +71,17 @@ test('egress PoP router forwards to the next ISP with the next authenticator', (
   const p = decode(out.sent[0]!.packet);
   assert.ok(p.ok && c.action.kind === 'forward');
   assert.equal(Buffer.from(p.packet.authenticator).toString('hex'), c.action.next.auth);
-  assert.deepEqual(table.snapshotCounters()[c.auth], { packets: 1, bytes: 33, dropped: 0 });
+  // An egress-PoP router: the packet leaves the ISP here (out), it entered elsewhere (no in).
+  assert.deepEqual(table.snapshotCounters()[c.auth], {
+    packets: 1,
+    bytes: 33,
+    dropped: 0,
+    inPackets: 0,
+    inBytes: 0,
+    outPackets: 1,
+    outBytes: 33,
+    drops: {},
+  });
 });
 
 test('deliver-udp hands the bare payload to the delivery socket', () => {

@@ -145,6 +145,8 @@ export class Lab {
       const routers: LabRouter[] = [];
       for (let r = 0; r < pop.routers; r++) {
         const name = `${isp.name}-${pop.name}-${r + 1}`;
+        // A PoP's own impairment replaces its ISP's.
+        const impair = pop.impair ?? isp.impair;
         const config: RouterConfigInput = {
           isp: isp.name,
           pop: pop.name,
@@ -156,6 +158,7 @@ export class Lab {
           socketBufferBytes: 4 * 1024 * 1024,
           registrationTtlMs: 3000,
           announceTable: this.announceTable,
+          ...(impair ? { impair } : {}),
           ...(this.topology.failover
             ? { failover: this.topology.failover as RouterConfigInput['failover'] }
             : {}),

@@ -1,5 +1,13 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { OfferConfigSchema } from '../portal/config.js';
+import { ImpairConfigSchema } from '../router/config.js';
+
+/** Fault injection for a group of routers (lab only): see the router config's `impair`, docs/operations.md. */
+const LabImpairSchema = Type.Partial(ImpairConfigSchema, {
+  additionalProperties: false,
+  description:
+    'drop/delay what these routers carry (not probes or keepalives): {dropPct, delayMs, jitterMs?, seed?, queueLimit?}',
+});
 
 /** A whole emulated network in one YAML file: ISPs, their PoPs and routers, offers, accounts, servers. */
 export const TopologySchema = Type.Object(
@@ -17,10 +25,12 @@ export const TopologySchema = Type.Object(
             Type.Object({
               name: Type.String({ pattern: '^[a-z][a-z0-9-]*$' }),
               routers: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'how many routers' }),
+              impair: Type.Optional(LabImpairSchema),
             }),
             { minItems: 1 },
           ),
           offers: Type.Array(OfferConfigSchema),
+          impair: Type.Optional(LabImpairSchema),
           store: Type.Union(
             [
               Type.Object({ kind: Type.Literal('sqlite') }, { additionalProperties: false }),

@@ -2,6 +2,50 @@ import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
 import { ADDRESS_PATTERN } from '../wire/address.js';
 
+/** Lab fault injection (src/router/impair.ts); also used per ISP or PoP in lab topologies. */
+export const ImpairConfigSchema = Type.Object(
+  {
+    dropPct: Type.Number({
+      minimum: 0,
+      maximum: 100,
+      default: 0,
+      description: 'share of carried packets dropped, in percent',
+    }),
+    delayMs: Type.Number({
+      minimum: 0,
+      maximum: 60_000,
+      default: 0,
+      description: 'delay added to every carried packet (accurate to about 1 ms)',
+    }),
+    jitterMs: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 60_000,
+        description: 'each delay varies uniformly within ±jitterMs; packets are never reordered',
+      }),
+    ),
+    seed: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 0xffffffff,
+        description: 'seed of the drop and jitter draws (default: random)',
+      }),
+    ),
+    queueLimit: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1_000_000,
+        description: 'packets that may wait in the delay line (default 10000); more are dropped',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'LAB/TESTING ONLY: fault injection on the packets this router carries (DATA, ECHO, ...), never on failover probes or keepalives. Off when absent.',
+  },
+);
+
 export const RouterConfigSchema = Type.Object(
   {
     isp: Type.String({ minLength: 1, description: 'ISP this router belongs to' }),
@@ -90,6 +134,7 @@ export const RouterConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    impair: Type.Optional(ImpairConfigSchema),
     announceTable: Type.Boolean({
       default: false,
       description:
@@ -108,7 +153,12 @@ export type RouterConfig = Static<typeof RouterConfigSchema>;
 type Defaulted =
   'statsIntervalMs' | 'storePollMs' | 'socketBufferBytes' | 'registrationTtlMs' | 'announceTable';
 /** A router config as written to a file: fields with defaults may be left out. */
-export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover'> &
-  Partial<Pick<RouterConfig, Defaulted>> & { failover?: DeepPartial<RouterConfig['failover']> };
+export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'impair'> &
+  Partial<Pick<RouterConfig, Defaulted>> & {
+    failover?: DeepPartial<RouterConfig['failover']>;
+    impair?: ImpairConfigInput;
+  };
+/** An `impair` section as written: `dropPct` and `delayMs` default to 0. */
+export type ImpairConfigInput = Partial<Static<typeof ImpairConfigSchema>>;
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };

@@ -11,6 +11,7 @@ import {
 import { authKeyFromPacket } from '../wire/authenticator.js';
 import { formatAddress } from '../wire/address.js';
 import type { Entry, ForwardingTable, Hop } from './table.js';
+import type { CircuitCounters } from '../store/circuit.js';
 
 /** Why a packet was dropped. Each reason has its own counter. */
 export type DropReason =
@@ -21,7 +22,8 @@ export type DropReason =
   | 'no-next-hop'
   | 'no-reply-path'
   | 'probe-rate'
-  | 'send-error';
+  | 'send-error'
+  | 'impair';
 
 export const DROP_REASONS: readonly DropReason[] = [
   'truncated',
@@ -35,6 +37,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'no-reply-path',
   'probe-rate',
   'send-error',
+  'impair',
 ];
 
 /** The I/O the data plane needs, and nothing more: sockets live behind it. */
@@ -137,12 +140,12 @@ export class DataPlane {
     const entry = this.table.lookup(authKeyFromPacket(buf, OFFSET_AUTH));
     if (entry === undefined) return this.drops.add('unknown-auth');
 
+    // DATA entering the ISP: counted before anything can drop it, so in - out is the segment's loss.
+    if (type === PacketType.Data && entry.ingress) countIn(entry.counters, buf.length);
+
     // 4. Hop limit: a looped circuit dies here.
     const hops = buf[OFFSET_HOP_LIMIT]!;
-    if (hops <= 1) {
-      entry.counters.dropped++;
-      return this.drops.add('hop-limit');
-    }
+    if (hops <= 1) return this.dropFor(entry, 'hop-limit');
     buf[OFFSET_HOP_LIMIT] = hops - 1;
     entry.counters.packets++;
     entry.counters.bytes += buf.length;
@@ -154,10 +157,7 @@ export class DataPlane {
       const ack = Buffer.from(buf.subarray(0, headerLength(buf)));
       ack[OFFSET_TYPE] = PacketType.ProbeAck;
       this.send(ack, fromPort, fromHost);
-      if (!this.control.admitProbe(entry)) {
-        entry.counters.dropped++;
-        return this.drops.add('probe-rate');
-      }
+      if (!this.control.admitProbe(entry)) return this.dropFor(entry, 'probe-rate');
       if (entry.kind === 'deliver-udp') {
         // The unmodified server knows nothing of probes. The probe turns around into the
         // circuit's return path instead, so it checks (and repairs) the way back too, and
@@ -171,6 +171,7 @@ export class DataPlane {
 
     // 6. The circuit's action.
     if (entry.kind === 'deliver-udp') {
+      countOut(entry.counters, buf.length);
       return this.out.deliverUdp(entry, buf.subarray(headerLength(buf)));
     }
     this.forward(buf, entry.next, entry, false);
@@ -178,20 +179,62 @@ export class DataPlane {
 
   private forward(buf: Buffer, next: Hop, entry: Entry, probe: boolean): void {
     const to = next.addresses[next.active];
-    if (to === undefined) {
-      entry.counters.dropped++;
-      return this.drops.add('no-next-hop');
-    }
+    if (to === undefined) return this.dropFor(entry, 'no-next-hop');
     if (next.auth !== undefined) next.auth.copy(buf, OFFSET_AUTH, 0, AUTH_LENGTH);
-    this.send(buf, to.port, to.host);
+    const sent = this.sendOk(buf, to.port, to.host);
     if (probe) this.control.probeForwarded(next, buf);
+    else if (buf[OFFSET_TYPE] !== PacketType.Data) return;
+    else if (!sent) countDrop(entry.counters, 'send-error');
+    // Leaving the ISP: an egress-PoP entry hands the packet to the next ISP or the destination.
+    else if (entry.kind !== 'internal') countOut(entry.counters, buf.length);
+  }
+
+  /**
+   * A packet the router decided not to process (impairment, impair.ts): a drop by `reason`,
+   * and against its circuit when it is DATA of one. It did arrive, so an ingress router also
+   * counts it in: the loss shows in the circuit's in vs out like any other.
+   */
+  discard(buf: Buffer, reason: DropReason): void {
+    this.drops.add(reason);
+    if (check(buf) !== null || buf[OFFSET_TYPE] !== PacketType.Data) return;
+    const entry = this.table.lookup(authKeyFromPacket(buf, OFFSET_AUTH));
+    if (entry === undefined) return;
+    if (entry.ingress) countIn(entry.counters, buf.length);
+    countDrop(entry.counters, reason);
+  }
+
+  /** A drop of one of the circuit's packets: per circuit by reason, and in the router's totals. */
+  private dropFor(entry: Entry, reason: DropReason): void {
+    countDrop(entry.counters, reason);
+    this.drops.add(reason);
   }
 
   private send(buf: Buffer, port: number, host: string): void {
+    this.sendOk(buf, port, host);
+  }
+
+  private sendOk(buf: Buffer, port: number, host: string): boolean {
     try {
       this.out.send(buf, port, host);
+      return true;
     } catch {
       this.drops.add('send-error');
+      return false;
     }
   }
+}
+
+function countIn(c: CircuitCounters, bytes: number): void {
+  c.inPackets++;
+  c.inBytes += bytes;
+}
+
+function countOut(c: CircuitCounters, bytes: number): void {
+  c.outPackets++;
+  c.outBytes += bytes;
+}
+
+function countDrop(c: CircuitCounters, reason: DropReason): void {
+  c.dropped++;
+  c.drops[reason] = (c.drops[reason] ?? 0) + 1;
 }

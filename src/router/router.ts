@@ -10,6 +10,7 @@ import { DataPlane } from './dataplane.js';
 import { ForwardingTable } from './table.js';
 import { UdpDelivery } from './udp-delivery.js';
 import { Failover } from './failover.js';
+import { ImpairStage, impairActive } from './impair.js';
 
 /**
  * One ARROW router: a UDP socket, a forwarding table synced from the ISP's store,
@@ -30,6 +31,8 @@ export class Router {
   onTableChange: ((event: ChangeEvent) => void) | undefined;
 
   readonly failover: Failover;
+  /** Lab fault injection in front of the data plane, when the config asks for it. */
+  readonly impair: ImpairStage | undefined;
 
   constructor(
     readonly config: RouterConfig,
@@ -43,6 +46,12 @@ export class Router {
       { send, deliverUdp: (entry, payload) => this.delivery!.deliver(entry, payload) },
       this.failover,
     );
+    if (impairActive(config.impair))
+      this.impair = new ImpairStage(
+        config.impair,
+        (b, port, host) => this.dataplane.process(b, port, host),
+        (b) => this.dataplane.discard(b, 'impair'),
+      );
   }
 
   get address(): string {
@@ -84,7 +93,11 @@ export class Router {
     this.table.onRemove = (circuit) => this.delivery?.release(circuit);
     // An ICMP unreachable from a dead next hop surfaces here; it must not stop the router.
     socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'));
-    socket.on('message', (msg, rinfo) => this.dataplane.process(msg, rinfo.port, rinfo.address));
+    const impair = this.impair;
+    if (impair) {
+      log.warn({ impair: config.impair }, 'impairment on: dropping and delaying carried packets (lab only)');
+      socket.on('message', (msg, rinfo) => impair.accept(msg, rinfo.port, rinfo.address));
+    } else socket.on('message', (msg, rinfo) => this.dataplane.process(msg, rinfo.port, rinfo.address));
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(listen.port, listen.host, () => {
@@ -132,6 +145,7 @@ export class Router {
       failover: { ...this.failover.counters },
       neighbours: this.failover.neighbours.snapshot(),
       circuits: this.table.snapshotCounters(),
+      ...(this.impair ? { impair: { ...this.impair.snapshot() } } : {}),
     };
   }
 
@@ -146,6 +160,7 @@ export class Router {
   async stop(): Promise<void> {
     clearInterval(this.statsTimer);
     this.failover.stop();
+    this.impair?.stop();
     this.watcher?.close();
     await this.registration?.close().catch(() => {});
     await this.publishStats();

@@ -22,6 +22,8 @@ interface EntryBase {
   /** The account that owns the circuit: probes are rate-limited per account too. */
   owner: string;
   counters: CircuitCounters;
+  /** This router is in the circuit's ingress PoP: its DATA enters the ISP here (counted `in`). */
+  ingress: boolean;
 }
 export type Entry =
   | (EntryBase & { kind: 'forward' | 'internal' | 'deliver-endpoint'; next: Hop })
@@ -128,7 +130,7 @@ export function compileCircuit(
 ): Array<{ key: string; entry: Entry }> {
   const out: Array<{ key: string; entry: Entry }> = [];
   const sameCircuit = circuit.ingressPop === circuit.egressPop;
-  const base = { circuit: circuit.auth, owner: circuit.owner, counters };
+  const base = { circuit: circuit.auth, owner: circuit.owner, counters, ingress: pop === circuit.ingressPop };
   if (pop === circuit.ingressPop && !sameCircuit) {
     out.push({
       key: authKeyFromHex(circuit.auth),
@@ -170,6 +172,20 @@ export function compileCircuit(
     out.push({ key, entry });
   }
   return out;
+}
+
+/** Fresh per-circuit counters; they live as long as the circuit is in the table, across re-chains. */
+export function newCircuitCounters(): CircuitCounters {
+  return {
+    packets: 0,
+    bytes: 0,
+    dropped: 0,
+    inPackets: 0,
+    inBytes: 0,
+    outPackets: 0,
+    outBytes: 0,
+    drops: {},
+  };
 }
 
 function hopsOf(entry: Entry): Hop[] {
@@ -242,12 +258,7 @@ export class ForwardingTable {
     }
     this.remove(circuit.auth, false);
     let counters = this.counters.get(circuit.auth);
-    const compiled = compileCircuit(
-      circuit,
-      this.pop,
-      counters ?? { packets: 0, bytes: 0, dropped: 0 },
-      this.isDead,
-    );
+    const compiled = compileCircuit(circuit, this.pop, counters ?? newCircuitCounters(), this.isDead);
     if (compiled.length === 0) {
       this.counters.delete(circuit.auth);
       this.records.delete(circuit.auth);
@@ -344,9 +355,9 @@ export class ForwardingTable {
   }
 
   /** Per-circuit counters for publishing, keyed by customer authenticator. */
-  snapshotCounters(): Record<string, { packets: number; bytes: number; dropped: number }> {
+  snapshotCounters(): Record<string, CircuitCounters> {
     const out: Record<string, CircuitCounters> = {};
-    for (const [auth, c] of this.counters) out[auth] = { ...c };
+    for (const [auth, c] of this.counters) out[auth] = { ...c, drops: { ...c.drops } };
     return out;
   }
 

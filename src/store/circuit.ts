@@ -75,15 +75,35 @@ export interface RouterStats {
   /** Packets handled by type, e.g. echo replies sent. */
   handled: Record<string, number>;
   /** Per-circuit counters, keyed by the customer-facing authenticator (hex). */
-  circuits: Record<string, CircuitCounters>;
+  circuits: Record<string, PublishedCircuitCounters>;
   /** Failover: neighbours declared dead and revived, hops moved. */
   failover?: Record<string, number>;
   /** What the router knows of each neighbour: measured RTT, link timeout, dead or not. */
   neighbours?: Record<string, { rttMs: number | undefined; timeoutMs: number; dead: boolean }>;
+  /** Lab fault injection at this router, when configured (src/router/impair.ts). */
+  impair?: Record<string, number>;
 }
 
+/**
+ * One router's counters for one circuit. `in` counts DATA entering the ISP (at an
+ * ingress-PoP router), `out` DATA leaving it (forwarded to the next ISP or delivered, at an
+ * egress-PoP router); bytes are whole ARROW datagrams as they arrived. The portal derives
+ * the segment's loss from in vs out (docs/api.md).
+ */
 export interface CircuitCounters {
+  /** Packets of the circuit this router handled (DATA and probes), after the hop-limit check. */
   packets: number;
   bytes: number;
+  /** All drops of the circuit's packets at this router; `drops` has them by reason. */
   dropped: number;
+  inPackets: number;
+  inBytes: number;
+  outPackets: number;
+  outBytes: number;
+  /** Drops by reason (`hop-limit`, `no-next-hop`, `probe-rate`, `impair`, `send-error`); absent reasons are 0. */
+  drops: Record<string, number>;
 }
+
+/** Counters as read back from the store: routers older than the in/out accounting publish only the first three. */
+export type PublishedCircuitCounters = Pick<CircuitCounters, 'packets' | 'bytes' | 'dropped'> &
+  Partial<CircuitCounters>;
