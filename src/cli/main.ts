@@ -85,13 +85,138 @@ program
 
 program
   .command('circuits')
-  .description("list your circuits at one ISP's portal")
+  .description(
+    "list your circuits at one ISP's portal: DATA in/out, drops by reason, and whether the SLA held (ok / VIOLATED)",
+  )
   .addOption(new Option('--portal <url>', 'portal base URL').env('ARROW_PORTAL').makeOptionMandatory())
   .addOption(new Option('--key <apiKey>', 'API key').env('ARROW_API_KEY').makeOptionMandatory())
-  .option('--json', 'print JSON')
+  .option('--json', 'print JSON: each circuit with its `stats` (GET /circuits/{auth}/stats)')
   .action(async (o: { portal: string; key: string; json?: boolean }) => {
     const { runCircuits } = await import('./circuits.js');
     await runCircuits(o);
+  });
+
+program
+  .command('atlas')
+  .description('run the atlas: learn offers from portals, measure PoP pairs, answer path queries over HTTP')
+  .requiredOption('-c, --config <file>', 'atlas config (YAML): portals, peerings, targets; see docs/atlas.md')
+  .action(async (o: { config: string }) => {
+    const { runAtlas } = await import('../atlas/main.js');
+    await runAtlas(o.config);
+  });
+
+/** The path-query flags `arrow paths` and `arrow connect` share (docs/atlas.md). */
+function pathQueryOptions(c: Command): Command {
+  const list = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(',').filter(Boolean)];
+  return c
+    .addOption(new Option('--atlas <url>', 'atlas base URL').env('ARROW_ATLAS').makeOptionMandatory())
+    .requiredOption('--from <isp[/pop]>', 'where you enter: an ISP, or one PoP of it')
+    .option('--max-latency <ms>', 'one-way latency bound', (v) => positiveNumber(v, '--max-latency'))
+    .option('--max-loss <pct>', 'path loss bound, percent', (v) => nonNegativeNumber(v, '--max-loss'))
+    .option('--min-bandwidth <mbps>', 'available bandwidth every segment must have', (v) =>
+      positiveNumber(v, '--min-bandwidth'),
+    )
+    .option('--max-price <n>', 'total monthly price bound', (v) => nonNegativeNumber(v, '--max-price'))
+    .option('--avoid <isp...>', 'ISPs the path must not cross (repeat or comma-separate)', list)
+    .option('--require <isp...>', 'ISPs the path must cross', list)
+    .option('--max-isps <n>', 'at most this many ARROW ISPs (segments)', (v) => positiveInt(v, '--max-isps'))
+    .option('--k <n>', 'alternatives, disjoint from each other', (v) => positiveInt(v, '--k'))
+    .addOption(new Option('--disjoint <kind>', 'what alternatives must not share').choices(['isp', 'router']))
+    .addOption(new Option('--sort <order>', 'best first by').choices(['latency', 'price', 'hops']))
+    .addOption(
+      new Option(
+        '--latency <basis>',
+        'measured figures (default; SLA where unmeasured) or SLA bounds only',
+      ).choices(['measured', 'sla']),
+    )
+    .option('--json', 'print JSON');
+}
+
+pathQueryOptions(
+  program
+    .command('paths')
+    .description('ask the atlas for paths under constraints, and print the candidates and near misses')
+    .requiredOption('--to <target>', 'an egress PoP (isp/pop) or a destination address (host or host:port)'),
+).action(async (o: import('./atlas.js').PathFlags) => {
+  const { runPaths } = await import('./atlas.js');
+  await runPaths(o);
+});
+
+pathQueryOptions(
+  program
+    .command('connect')
+    .description(
+      'find the best path with the atlas, buy it (and with --k 2 a disjoint standby), and forward a local UDP port over it with failover',
+    )
+    .requiredOption('--to <host:port>', 'the UDP server to reach; the last ISP delivers to it')
+    .requiredOption('-l, --listen <host:port>', 'local UDP address for unmodified clients to send to')
+    .option('--keys <file>', 'YAML or JSON mapping each ISP name to your API key there')
+    .option('--key <isp=key...>', 'an API key for one ISP (repeatable)', (v: string, prev: string[] = []) => [
+      ...prev,
+      v,
+    ])
+    .option('--bandwidth <mbps>', 'bandwidth to buy on every segment', (v) =>
+      positiveNumber(v, '--bandwidth'),
+    )
+    .option('--save <file>', 'write the bought primary path as JSON, for arrow ping/traceroute --path'),
+).action(async (o: Parameters<typeof import('./atlas.js').runConnect>[0]) => {
+  const { runConnect } = await import('./atlas.js');
+  await runConnect(o);
+});
+
+/** How `arrow ping` and `arrow traceroute` name a circuit (docs/diagnostics.md). */
+function circuitOptions(c: Command): Command {
+  return c
+    .argument('[circuit]', 'AUTH@HOST:PORT: the circuit authenticator at its first ingress router')
+    .option('--via <host:port>', 'the first ingress router (with --auth; with --path, overrides its ingress)')
+    .option('--auth <hex>', "the circuit's customer authenticator, as `arrow circuits` shows it")
+    .option('--path <file>', 'a bought path as JSON (`arrow connect --save`): its first circuit')
+    .option(
+      '--bind <host:port>',
+      'local IPv4 address for the replies (default: the one that reaches the router)',
+    )
+    .option('--json', 'print JSON');
+}
+
+circuitOptions(
+  program
+    .command('ping')
+    .description(
+      'echo through a whole circuit (and its return path), with RTT, loss and statistics like ping; --last-leg pings the server from the egress router',
+    ),
+)
+  .option('-c, --count <n>', 'pings to send', (v) => positiveInt(v, '--count'), 4)
+  .option(
+    '-i, --interval <seconds>',
+    'between pings (at least 0.05: the probe rate limit)',
+    (v) => positiveNumber(v, '--interval'),
+    1,
+  )
+  .option('-W, --timeout <seconds>', 'wait per ping', (v) => positiveNumber(v, '--timeout'), 2)
+  .option('-s, --size <bytes>', 'request size in bytes (at least 16)', (v) => positiveInt(v, '--size'), 56)
+  .option(
+    '--last-leg',
+    "ask the circuit's egress router to ping the circuit's own UDP target and report that RTT",
+  )
+  .option('--payload <text>', 'with --last-leg: the datagram sent to the server (default "arrow ping")')
+  .action(async (circuit: string | undefined, o: import('./diagnostics.js').PingFlags) => {
+    const { runPing } = await import('./diagnostics.js');
+    await runPing(circuit, o);
+  });
+
+circuitOptions(
+  program
+    .command('traceroute')
+    .description(
+      'every router along a circuit (and its return path) answers: ISP, PoP, router, RTT, action and loss',
+    ),
+)
+  .option('-q, --queries <n>', 'traces per run', (v) => positiveInt(v, '--queries'), 3)
+  .option('-w, --wait <seconds>', 'how long to wait for answers', (v) => positiveNumber(v, '--wait'), 2)
+  .option('-m, --max-hops <n>', 'hop limit the traces start with', (v) => positiveInt(v, '--max-hops'), 64)
+  .action(async (circuit: string | undefined, o: import('./diagnostics.js').TracerouteFlags) => {
+    const { runTraceroute } = await import('./diagnostics.js');
+    await runTraceroute(circuit, o);
   });
 
 const bench = program
@@ -192,6 +317,12 @@ function positiveInt(v: string, flag: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0)
     throw new Error(`${flag} must be a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+function nonNegativeNumber(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0)
+    throw new Error(`${flag} must be a number >= 0, got ${JSON.stringify(v)}`);
   return n;
 }
 function positiveNumber(v: string, flag: string): number {

@@ -7,6 +7,8 @@ import type { RouterConfig, RouterConfigInput } from '../router/config.js';
 import type { Topology } from './topology.js';
 import type { StoreConfig } from '../store/config.js';
 import { EtcdCluster } from './etcd-cluster.js';
+import type { AtlasConfig } from '../atlas/config.js';
+import { mustParseAddress } from '../wire/address.js';
 import { startComponent, stopComponent, type Managed } from './process.js';
 
 export interface LabRouter {
@@ -68,6 +70,8 @@ function routerHost(ispIndex: number, popIndex: number, routerIndex: number): st
 export class Lab {
   readonly isps: LabIsp[] = [];
   readonly servers: LabServer[] = [];
+  /** The atlas, when the topology asks for one. */
+  atlas: { url: string; managed: Managed; configPath: string } | undefined;
   private readonly clusters: EtcdCluster[] = [];
   private stopped = false;
 
@@ -129,6 +133,27 @@ export class Lab {
     }
     // Routers first (they pick their ports), then each portal with the addresses they got.
     await Promise.all(t.isps.map((isp, ii) => this.bootIsp(isp, ii)));
+    if (t.atlas) await this.bootAtlas(t.atlas);
+  }
+
+  /** An atlas over the whole lab: every portal, the topology's peerings, servers as targets. */
+  private async bootAtlas(a: NonNullable<Topology['atlas']>): Promise<void> {
+    const config: AtlasConfig = {
+      listen: '127.1.0.2:0',
+      isps: this.isps.map((i) => ({ name: i.name, portal: i.url })),
+      peerings: this.topology.peerings ?? [],
+      targets: this.topology.servers.flatMap((s) =>
+        s.deliveredBy?.length
+          ? [{ prefix: `${mustParseAddress(this.server(s.name).address).host}/32`, pops: s.deliveredBy }]
+          : [],
+      ),
+      refreshMs: 2000,
+      measure: { intervalMs: a.measureIntervalMs, echoes: a.echoes, timeoutMs: 500, history: a.history },
+    };
+    const path = join(this.dir, 'atlas.yaml');
+    writeFileSync(path, stringify(config));
+    const managed = await startComponent(['atlas', '--config', path], join(this.dir, 'logs', 'atlas.log'));
+    this.atlas = { url: managed.ready.url!, managed, configPath: path };
   }
 
   private async bootIsp(isp: Topology['isps'][0], ii: number): Promise<void> {
@@ -240,6 +265,7 @@ export class Lab {
       ...this.isps.filter(Boolean).map((i) => i.managed.proc),
       ...this.routers.flatMap((r) => (r.managed ? [r.managed.proc] : [])),
       ...this.servers.map((s) => s.managed.proc),
+      ...(this.atlas ? [this.atlas.managed.proc] : []),
     ];
     for (const p of procs) p.kill('SIGCONT');
     await Promise.all(procs.map((p) => stopComponent(p)));
@@ -251,5 +277,6 @@ export class Lab {
     for (const r of this.routers) r.managed?.proc.kill('SIGKILL');
     for (const i of this.isps) i?.managed.proc.kill('SIGKILL');
     for (const s of this.servers) s.managed.proc.kill('SIGKILL');
+    this.atlas?.managed.proc.kill('SIGKILL');
   }
 }

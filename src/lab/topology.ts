@@ -51,10 +51,41 @@ export const TopologySchema = Type.Object(
     ),
     servers: Type.Array(
       Type.Object(
-        { name: Type.String({ minLength: 1 }), kind: Type.Literal('udp-echo') },
+        {
+          name: Type.String({ minLength: 1 }),
+          kind: Type.Literal('udp-echo'),
+          deliveredBy: Type.Optional(
+            Type.Array(Type.String({ pattern: '^[a-z][a-z0-9-]*/[a-z][a-z0-9-]*$' }), {
+              description: "PoPs (isp/pop) that can deliver to this server: the atlas's targets",
+            }),
+          ),
+        },
         { additionalProperties: false },
       ),
       { default: [] },
+    ),
+    peerings: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            a: Type.String({ pattern: '^[a-z][a-z0-9-]*/[a-z][a-z0-9-]*$' }),
+            b: Type.String({ pattern: '^[a-z][a-z0-9-]*/[a-z][a-z0-9-]*$' }),
+            latencyMs: Type.Optional(Type.Number({ minimum: 0 })),
+          },
+          { additionalProperties: false },
+        ),
+        { description: 'links between PoPs of different ISPs, for the atlas' },
+      ),
+    ),
+    atlas: Type.Optional(
+      Type.Object(
+        {
+          measureIntervalMs: Type.Integer({ minimum: 50, default: 500 }),
+          echoes: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
+          history: Type.Integer({ minimum: 1, default: 20 }),
+        },
+        { additionalProperties: false, description: 'run an atlas over the lab (arrow atlas)' },
+      ),
     ),
     statsIntervalMs: Type.Integer({ minimum: 50, default: 500 }),
     failover: Type.Optional(
@@ -109,5 +140,26 @@ export function defaultTopology(): Topology {
     ],
     servers: [{ name: 'echo', kind: 'udp-echo' }],
     statsIntervalMs: 200,
+  };
+}
+
+/**
+ * The `arrow demo` network: the three ISPs in a row, plus `flaky`, which sells the direct
+ * ams→lon link cheaper and faster on paper but drops a fifth of what it carries. An atlas
+ * learns the offers, measures every PoP pair, and must find flaky's loss itself.
+ */
+export function demoTopology(): Topology {
+  const t = defaultTopology();
+  const flaky = isp('flaky', ['ams', 'lon'], [1, 5], 0.5);
+  flaky.impair = { dropPct: 20 };
+  return {
+    ...t,
+    isps: [...t.isps, flaky],
+    servers: [{ name: 'echo', kind: 'udp-echo', deliveredBy: ['gamma/lon', 'flaky/lon'] }],
+    peerings: [
+      { a: 'alpha/fra', b: 'beta/fra' },
+      { a: 'beta/par', b: 'gamma/par' },
+    ],
+    atlas: { measureIntervalMs: 250, echoes: 10, history: 20 },
   };
 }

@@ -1,0 +1,144 @@
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { AtlasClient } from '../atlas/client.js';
+import type { PathAnswer, PathCandidate, PathQuery } from '../atlas/query.js';
+import { AtlasConnection } from '../endpoint/connect.js';
+import { ConfigError } from '../util/config.js';
+import { authPrefix } from '../wire/authenticator.js';
+
+/** The flags `arrow paths` and `arrow connect` share: the query, in CLI form. */
+export interface PathFlags {
+  atlas: string;
+  from: string;
+  to: string;
+  maxLatency?: number;
+  maxLoss?: number;
+  minBandwidth?: number;
+  maxPrice?: number;
+  avoid?: string[];
+  require?: string[];
+  maxIsps?: number;
+  k?: number;
+  disjoint?: 'isp' | 'router';
+  sort?: 'latency' | 'price' | 'hops';
+  latency?: 'measured' | 'sla';
+  json?: boolean;
+}
+
+export function queryFromFlags(o: PathFlags): PathQuery {
+  const q: PathQuery = { from: o.from, to: o.to };
+  if (o.maxLatency !== undefined) q.maxLatencyMs = o.maxLatency;
+  if (o.maxLoss !== undefined) q.maxLossPct = o.maxLoss;
+  if (o.minBandwidth !== undefined) q.minBandwidthMbps = o.minBandwidth;
+  if (o.maxPrice !== undefined) q.maxPrice = o.maxPrice;
+  if (o.avoid?.length) q.avoid = o.avoid;
+  if (o.require?.length) q.require = o.require;
+  if (o.maxIsps !== undefined) q.maxIsps = o.maxIsps;
+  if (o.k !== undefined) q.k = o.k;
+  if (o.disjoint) q.disjoint = o.disjoint;
+  if (o.sort) q.sort = o.sort;
+  if (o.latency) q.latency = o.latency;
+  return q;
+}
+
+function describe(p: PathCandidate): string {
+  return p.segments
+    .map((s) => `${s.isp} ${s.ingressPop}→${s.egressPop}${s.measured ? '' : '*'}`)
+    .join('  |  ');
+}
+
+/** The candidate table, readable by a network engineer at a terminal. */
+export function formatAnswer(a: PathAnswer): string[] {
+  const lines: string[] = [];
+  const row = (n: string, p: PathCandidate, note = ''): string =>
+    `${n.padEnd(4)}${`${p.latencyMs.toFixed(1)} ms`.padStart(10)}${`${p.lossPct.toFixed(1)}%`.padStart(8)}${p.price.toFixed(2).padStart(9)}${String(p.bandwidthMbps).padStart(8)}   ${describe(p)}${note}`;
+  lines.push(
+    `${'#'.padEnd(4)}${'latency'.padStart(10)}${'loss'.padStart(8)}${'price'.padStart(9)}${'Mb/s'.padStart(8)}   path (ISP ingress→egress; * = SLA figures, not measured)`,
+  );
+  if (a.paths.length === 0) lines.push('    no path meets the constraints');
+  a.paths.forEach((p, i) => lines.push(row(String(i + 1), p)));
+  if (a.rejected.length) {
+    lines.push('rejected:');
+    for (const r of a.rejected) lines.push(row('-', r.path, `   (${r.reasons.join('; ')})`));
+  }
+  return lines;
+}
+
+export async function runPaths(o: PathFlags): Promise<void> {
+  const answer = await new AtlasClient(o.atlas).paths(queryFromFlags(o));
+  if (o.json) return console.log(JSON.stringify(answer, null, 2));
+  for (const l of formatAnswer(answer)) console.log(l);
+}
+
+/** API keys per ISP, from `--keys FILE` (YAML or JSON: `isp: key`) and `--key ISP=KEY` flags. */
+export function loadKeys(file: string | undefined, pairs: string[] = []): Record<string, string> {
+  const keys: Record<string, string> = {};
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`cannot read keys file ${file}: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new ConfigError(`keys file ${file} must map ISP names to API keys`);
+    for (const [isp, key] of Object.entries(parsed)) {
+      if (typeof key !== 'string')
+        throw new ConfigError(`keys file ${file}: the key for ${isp} is not a string`);
+      keys[isp] = key;
+    }
+  }
+  for (const p of pairs) {
+    const i = p.indexOf('=');
+    if (i <= 0 || i === p.length - 1) throw new ConfigError(`--key ${p}: expected ISP=KEY`);
+    keys[p.slice(0, i)] = p.slice(i + 1);
+  }
+  return keys;
+}
+
+export async function runConnect(
+  o: PathFlags & { listen: string; keys?: string; key?: string[]; bandwidth?: number; save?: string },
+): Promise<void> {
+  const conn = await AtlasConnection.open({
+    atlas: o.atlas,
+    query: queryFromFlags(o),
+    keys: loadKeys(o.keys, o.key),
+    target: o.to,
+    listen: o.listen,
+    ...(o.bandwidth ? { bandwidthMbps: o.bandwidth } : {}),
+  });
+  const paths = conn.paths;
+  if (o.save) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(o.save, JSON.stringify(paths[0], null, 2));
+  }
+  if (o.json) {
+    console.log(JSON.stringify({ listen: conn.listen, candidates: conn.answer, bought: paths }, null, 2));
+  } else {
+    for (const l of formatAnswer(conn.answer)) console.log(l);
+    console.log(`forwarding UDP ${conn.listen} -> ${o.to}`);
+    paths.forEach((p, i) => {
+      console.log(`  ${i === 0 ? 'primary' : 'standby'}:`);
+      for (const b of p.forward)
+        console.log(
+          `    ${b.segment.isp} ${b.circuit.ingressPop}->${b.circuit.egressPop} auth ${authPrefix(b.circuit.auth)} via ${b.circuit.ingress[0]}`,
+        );
+    });
+    if (o.save) console.log(`primary path saved to ${o.save} (for arrow ping/traceroute --path)`);
+  }
+  conn.connection.on('failure', (c) => console.error(`circuit via ${c.isps.join('>')} failing: probing`));
+  conn.connection.on('switch', (_f, t) => console.error(`switched to the circuit via ${t.isps.join('>')}`));
+  conn.connection.on('repaired', (c, ms) =>
+    console.error(`circuit via ${c.isps.join('>')} repaired in ${ms.toFixed(1)} ms`),
+  );
+  conn.connection.on('rebuy', (c, avoid) =>
+    console.error(`re-bought via ${c.isps.join('>')}, avoiding ${avoid.join(', ')}`),
+  );
+  const stop = async (): Promise<void> => {
+    const failures = await conn.stop();
+    for (const f of failures) console.error(`could not relinquish: ${f.message}`);
+    process.exit(failures.length ? 1 : 0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+}

@@ -1,0 +1,148 @@
+import { createSocket, type Socket } from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+import { AtlasClient, type AtlasMapView } from '../atlas/client.js';
+import type { PathAnswer, PathCandidate, PathQuery } from '../atlas/query.js';
+import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
+import { Connection, type DetectorOptions } from './connection.js';
+import { Endpoint } from './endpoint.js';
+import { buyPath, releasePath, type BoughtPath, type PathSpec, type SegmentSpec } from './path.js';
+
+export interface ConnectOptions {
+  atlas: string;
+  query: PathQuery;
+  /** API key per ISP name: the customer's accounts. */
+  keys: Record<string, string>;
+  /** The unmodified UDP server to reach (`host:port`); the last ISP delivers to it. */
+  target: string;
+  /** Local UDP address unmodified clients send to. */
+  listen: string;
+  bandwidthMbps?: number;
+  detector?: Partial<DetectorOptions>;
+}
+
+/** The atlas's answer turned into something a portal can sell: one segment spec per ISP. */
+export function specFromCandidate(
+  path: PathCandidate,
+  map: AtlasMapView,
+  keys: Record<string, string>,
+  target: string,
+  bandwidthMbps?: number,
+): PathSpec {
+  const segments: SegmentSpec[] = path.segments.map((s) => {
+    const portal = map.isps.find((i) => i.name === s.isp)?.portal;
+    if (!portal) throw new Error(`the atlas names ISP ${s.isp} but knows no portal for it`);
+    const apiKey = keys[s.isp];
+    if (!apiKey)
+      throw new Error(`no API key for ISP ${s.isp}: add it with --key ${s.isp}=KEY or --keys FILE`);
+    return {
+      isp: s.isp,
+      portal,
+      apiKey,
+      ingressPop: s.ingressPop,
+      egressPop: s.egressPop,
+      ...(bandwidthMbps ? { bandwidthMbps } : {}),
+    };
+  });
+  return { segments, target: { kind: 'udp', address: target } };
+}
+
+/**
+ * `arrow connect`: asks the atlas for paths, buys the best (and with k ≥ 2 a standby on a disjoint
+ * path), and forwards a local UDP port over them with the endpoint's failover: detection, probes,
+ * switch to the standby, and — when an ISP is dead and no standby is left — a re-buy that asks the
+ * atlas again, avoiding it.
+ */
+export class AtlasConnection {
+  private client: UdpAddress | undefined;
+  readonly counters = { fromClient: 0, toClient: 0 };
+
+  private constructor(
+    private readonly local: Socket,
+    readonly listen: string,
+    readonly endpoint: Endpoint,
+    readonly connection: Connection,
+    readonly answer: PathAnswer,
+  ) {
+    local.on('message', (msg, rinfo) => {
+      this.client = { host: rinfo.address, port: rinfo.port };
+      this.counters.fromClient++;
+      connection.send(msg);
+    });
+    connection.on('data', (payload) => {
+      if (!this.client) return;
+      this.counters.toClient++;
+      local.send(payload, this.client.port, this.client.host);
+    });
+  }
+
+  get paths(): BoughtPath[] {
+    return this.connection.circuits.map((c) => c.path);
+  }
+
+  static async open(o: ConnectOptions): Promise<AtlasConnection> {
+    mustParseAddress(o.target);
+    const atlas = new AtlasClient(o.atlas);
+    const [answer, map] = await Promise.all([atlas.paths(o.query), atlas.map()]);
+    if (answer.paths.length === 0) {
+      const why = answer.rejected.map((r) => `${r.path.isps.join('>')}: ${r.reasons.join(', ')}`);
+      throw new Error(
+        `the atlas found no path that meets the constraints${why.length ? `; rejected: ${why.join('; ')}` : ''}`,
+      );
+    }
+    const specs = answer.paths.map((p) => specFromCandidate(p, map, o.keys, o.target, o.bandwidthMbps));
+    const at = mustParseAddress(o.listen);
+    const local = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      local.once('error', reject);
+      local.bind(at.port, at.host, () => resolve());
+    });
+    const endpoint = await Endpoint.open(`${at.host}:0`);
+    const rebuy = async (avoid: string[]): Promise<BoughtPath> => {
+      const again = await atlas.paths({
+        ...o.query,
+        k: 1,
+        avoid: [...new Set([...(o.query.avoid ?? []), ...avoid])],
+      });
+      const best = again.paths[0];
+      if (!best) throw new Error(`no path avoids ${avoid.join(', ')}`);
+      return buyPath(specFromCandidate(best, map, o.keys, o.target, o.bandwidthMbps), {
+        replyTo: connection.replyTo(),
+      });
+    };
+    const connection = new Connection(endpoint, o.detector, rebuy);
+    const bought: BoughtPath[] = [];
+    try {
+      // Primary first, then standbys; each with its own return path to us.
+      for (const spec of specs) {
+        const path = await buyPath(spec, { replyTo: connection.replyTo() });
+        bought.push(path);
+        connection.add(path);
+      }
+    } catch (err) {
+      // No half-made connection: whatever was bought goes back.
+      for (const p of bought) await releasePath(p);
+      await connection.close();
+      await endpoint.close();
+      local.close();
+      throw err;
+    }
+    const a = local.address() as AddressInfo;
+    return new AtlasConnection(
+      local,
+      formatAddress({ host: a.address, port: a.port }),
+      endpoint,
+      connection,
+      answer,
+    );
+  }
+
+  /** Relinquishes every circuit (including re-bought ones) and closes the sockets. */
+  async stop(): Promise<Error[]> {
+    const failures: Error[] = [];
+    for (const p of this.paths) failures.push(...(await releasePath(p)));
+    await this.connection.close();
+    this.local.close();
+    await this.endpoint.close();
+    return failures;
+  }
+}
