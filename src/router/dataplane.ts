@@ -23,7 +23,10 @@ export type DropReason =
   | 'no-reply-path'
   | 'probe-rate'
   | 'send-error'
-  | 'impair';
+  | 'impair'
+  | 'bad-payload'
+  | 'unsolicited-reply'
+  | 'relay-busy';
 
 export const DROP_REASONS: readonly DropReason[] = [
   'truncated',
@@ -38,6 +41,9 @@ export const DROP_REASONS: readonly DropReason[] = [
   'probe-rate',
   'send-error',
   'impair',
+  'bad-payload',
+  'unsolicited-reply',
+  'relay-busy',
 ];
 
 /** The I/O the data plane needs, and nothing more: sockets live behind it. */
@@ -60,6 +66,30 @@ export interface Control {
   /** Rate limits per circuit and per account: false drops the probe before it can trigger anything. */
   admitProbe(entry: Entry): boolean;
 }
+
+/**
+ * Path diagnostics (docs/diagnostics.md): traceroute answers, the last-leg ping service
+ * and the relayed echo. Each returns the reason it refuses a packet, which the data plane
+ * counts; undefined means handled.
+ */
+export interface Diagnostics {
+  /** A TRACE at this hop, admitted by the probe rate limits; `next` is where it goes on (if anywhere). */
+  trace(buf: Buffer, entry: Entry, hopLimit: number, next: Hop | undefined): DropReason | undefined;
+  /** A LAST_LEG at the circuit's last router: ping the circuit's own UDP target. */
+  lastLeg(buf: Buffer, entry: Entry): DropReason | undefined;
+  /** A RELAY request: echo the router it names and answer the requester. */
+  relay(buf: Buffer, fromPort: number, fromHost: string): DropReason | undefined;
+  /** An ECHO_REPLY: the answer to a relay's echo, or unsolicited. */
+  echoReply(buf: Buffer, fromPort: number, fromHost: string): DropReason | undefined;
+}
+
+/** Without diagnostics (unit tests): traces travel unanswered, the rest is refused as before. */
+export const NO_DIAGNOSTICS: Diagnostics = {
+  trace: () => undefined,
+  lastLeg: () => 'unexpected-type',
+  relay: () => 'unexpected-type',
+  echoReply: () => 'unexpected-type',
+};
 
 /** For routers without failover (and unit tests): probes are forwarded and nothing is tracked. */
 export const NO_CONTROL: Control = { heard: () => {}, probeForwarded: () => {}, admitProbe: () => true };
@@ -86,6 +116,9 @@ export interface HandledCounters {
   echoes: number;
   keepalives: number;
   keepaliveAcks: number;
+  traces: number;
+  lastLegs: number;
+  relays: number;
 }
 
 /**
@@ -103,12 +136,16 @@ export class DataPlane {
     echoes: 0,
     keepalives: 0,
     keepaliveAcks: 0,
+    traces: 0,
+    lastLegs: 0,
+    relays: 0,
   };
 
   constructor(
     private readonly table: ForwardingTable,
     private readonly out: Output,
     private readonly control: Control = NO_CONTROL,
+    private readonly diagnostics: Diagnostics = NO_DIAGNOSTICS,
   ) {}
 
   process(buf: Buffer, fromPort: number, fromHost: string): void {
@@ -134,7 +171,20 @@ export class DataPlane {
       else this.handled.keepaliveAcks++;
       return this.control.heard(formatAddress({ host: fromHost, port: fromPort }));
     }
-    if (type !== PacketType.Data && type !== PacketType.Probe) return this.drops.add('unexpected-type');
+    if (type === PacketType.EchoReply)
+      return this.refused(this.diagnostics.echoReply(buf, fromPort, fromHost));
+    if (type === PacketType.Relay) {
+      const refused = this.diagnostics.relay(buf, fromPort, fromHost);
+      if (refused === undefined) this.handled.relays++;
+      return this.refused(refused);
+    }
+    if (
+      type !== PacketType.Data &&
+      type !== PacketType.Probe &&
+      type !== PacketType.Trace &&
+      type !== PacketType.LastLeg
+    )
+      return this.drops.add('unexpected-type');
 
     // 3. Known authenticator.
     const entry = this.table.lookup(authKeyFromPacket(buf, OFFSET_AUTH));
@@ -167,6 +217,12 @@ export class DataPlane {
       }
       return this.forward(buf, entry.next, entry, true);
     }
+    // Diagnostics travel like probes, under the same rate limits, but are never tracked
+    // for failover: a trace or a ping must not repair anything.
+    if (type === PacketType.Trace || type === PacketType.LastLeg) {
+      if (!this.control.admitProbe(entry)) return this.dropFor(entry, 'probe-rate');
+      return type === PacketType.Trace ? this.trace(buf, entry, hops) : this.lastLeg(buf, entry);
+    }
     this.handled.data++;
 
     // 6. The circuit's action.
@@ -175,6 +231,29 @@ export class DataPlane {
       return this.out.deliverUdp(entry, buf.subarray(headerLength(buf)));
     }
     this.forward(buf, entry.next, entry, false);
+  }
+
+  private trace(buf: Buffer, entry: Entry, hops: number): void {
+    // The same turn into the return path as a probe at a deliver-udp last hop.
+    const next = entry.kind === 'deliver-udp' ? entry.reply : entry.next;
+    const refused = this.diagnostics.trace(buf, entry, hops, next);
+    if (refused !== undefined) return this.dropFor(entry, refused);
+    this.handled.traces++;
+    if (next !== undefined) this.forward(buf, next, entry, false);
+  }
+
+  private lastLeg(buf: Buffer, entry: Entry): void {
+    if (entry.kind !== 'deliver-udp' && entry.kind !== 'deliver-endpoint') {
+      this.handled.lastLegs++;
+      return this.forward(buf, entry.next, entry, false);
+    }
+    const refused = this.diagnostics.lastLeg(buf, entry);
+    if (refused !== undefined) return this.dropFor(entry, refused);
+    this.handled.lastLegs++;
+  }
+
+  private refused(reason: DropReason | undefined): void {
+    if (reason !== undefined) this.drops.add(reason);
   }
 
   private forward(buf: Buffer, next: Hop, entry: Entry, probe: boolean): void {

@@ -10,6 +10,7 @@ import { DataPlane } from './dataplane.js';
 import { ForwardingTable } from './table.js';
 import { UdpDelivery } from './udp-delivery.js';
 import { Failover } from './failover.js';
+import { RouterDiagnostics } from './diagnostics.js';
 import { ImpairStage, impairActive } from './impair.js';
 
 /**
@@ -31,6 +32,8 @@ export class Router {
   onTableChange: ((event: ChangeEvent) => void) | undefined;
 
   readonly failover: Failover;
+  /** Traceroute answers, the last-leg ping service, the relayed echo (docs/diagnostics.md). */
+  readonly diagnostics: RouterDiagnostics;
   /** Lab fault injection in front of the data plane, when the config asks for it. */
   readonly impair: ImpairStage | undefined;
 
@@ -45,6 +48,17 @@ export class Router {
       this.table,
       { send, deliverUdp: (entry, payload) => this.delivery!.deliver(entry, payload) },
       this.failover,
+      (this.diagnostics = new RouterDiagnostics(
+        { isp: config.isp, pop: config.pop, router: config.name },
+        () => this.boundAddress,
+        (b, port, host) => {
+          try {
+            send(b, port, host);
+          } catch {
+            this.dataplane.drops.add('send-error');
+          }
+        },
+      )),
     );
     if (impairActive(config.impair))
       this.impair = new ImpairStage(
@@ -91,6 +105,7 @@ export class Router {
       this.dataplane.drops,
     );
     this.table.onRemove = (circuit) => this.delivery?.release(circuit);
+    this.diagnostics.attach(this.delivery);
     // An ICMP unreachable from a dead next hop surfaces here; it must not stop the router.
     socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'));
     const impair = this.impair;
@@ -160,6 +175,7 @@ export class Router {
   async stop(): Promise<void> {
     clearInterval(this.statsTimer);
     this.failover.stop();
+    this.diagnostics.close();
     this.impair?.stop();
     this.watcher?.close();
     await this.registration?.close().catch(() => {});

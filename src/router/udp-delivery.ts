@@ -14,6 +14,8 @@ type UdpEntry = Entry & { kind: 'deliver-udp' };
 export class UdpDelivery {
   private readonly sockets = new Map<string, { socket: Socket; entry: UdpEntry; sequence: bigint }>();
   private readonly scratch = Buffer.allocUnsafe(MAX_DATAGRAM);
+  /** Sees every datagram a server sends back, before it goes into the return path (the last-leg ping). */
+  onServerReply: ((circuit: string, payload: Buffer) => void) | undefined;
 
   constructor(
     private readonly bindHost: string,
@@ -37,6 +39,7 @@ export class UdpDelivery {
   }
 
   private reply(state: { entry: UdpEntry; sequence: bigint }, payload: Buffer): void {
+    this.onServerReply?.(state.entry.circuit, payload);
     const reply = state.entry.reply;
     const to = reply?.addresses[reply.active];
     if (!reply || !to || !reply.auth || payload.length > MAX_DATAGRAM - HEADER_LENGTH) {

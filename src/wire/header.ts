@@ -42,6 +42,15 @@ export enum PacketType {
   /** Neighbour liveness between adjacent routers (BFD-style), and re-checks of dead neighbours. */
   Keepalive = 6,
   KeepaliveAck = 7,
+  /** Traceroute along a circuit: travels like a PROBE; every router answers the originator (docs/diagnostics.md). */
+  Trace = 8,
+  TraceReply = 9,
+  /** Asks a router to ECHO another router and report the RTT (the atlas's PoP-to-PoP measurement). */
+  Relay = 10,
+  RelayReply = 11,
+  /** Asks the egress router of a UDP-delivering circuit to ping the circuit's own target. */
+  LastLeg = 12,
+  LastLegReply = 13,
 }
 
 const TYPE_NAMES: Record<number, string> = {
@@ -52,6 +61,12 @@ const TYPE_NAMES: Record<number, string> = {
   [PacketType.EchoReply]: 'ECHO_REPLY',
   [PacketType.Keepalive]: 'KEEPALIVE',
   [PacketType.KeepaliveAck]: 'KEEPALIVE_ACK',
+  [PacketType.Trace]: 'TRACE',
+  [PacketType.TraceReply]: 'TRACE_REPLY',
+  [PacketType.Relay]: 'RELAY',
+  [PacketType.RelayReply]: 'RELAY_REPLY',
+  [PacketType.LastLeg]: 'LAST_LEG',
+  [PacketType.LastLegReply]: 'LAST_LEG_REPLY',
 };
 
 export function typeName(type: number): string {
@@ -59,7 +74,7 @@ export function typeName(type: number): string {
 }
 
 export function isKnownType(type: number): type is PacketType {
-  return type >= PacketType.Data && type <= PacketType.KeepaliveAck;
+  return type >= PacketType.Data && type <= PacketType.LastLegReply;
 }
 
 export interface Packet {

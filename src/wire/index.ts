@@ -1,3 +1,4 @@
 export * from './header.js';
 export * from './authenticator.js';
 export * from './address.js';
+export * from './diagnostics.js';
