@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { ConfigError } from '../util/config.js';
+import type { AtlasBenchFlags } from '../bench/atlas.js';
 
 const program = new Command();
 program
@@ -311,6 +312,22 @@ bench
   .action(async (o: { json?: boolean; circuits: number; packets: number; runs: number }) => {
     const { runDataPlaneBenchCommand } = await import('../bench/dataplane.js');
     runDataPlaneBenchCommand(o);
+  });
+
+bench
+  .command('atlas')
+  .description(
+    'path-query latency over a generated atlas, per query shape, vs plain Dijkstra on the same graph (target: p50 < 100 ms at 200 ISPs / 1000 PoPs)',
+  )
+  .option('--json', 'print JSON')
+  .option('--isps <n>', 'ISPs in the generated topology', (v) => positiveInt(v, '--isps'), 200)
+  .option('--pops <n>', 'PoPs in the topology (>= 2 per ISP)', (v) => positiveInt(v, '--pops'), 1000)
+  .option('--queries <n>', 'queries per shape per run', (v) => positiveInt(v, '--queries'), 100)
+  .option('--runs <n>', 'runs; medians of the percentiles are reported', (v) => positiveInt(v, '--runs'), 5)
+  .option('--seed <n>', 'seed of the generated topology and queries', (v) => positiveInt(v, '--seed'), 1)
+  .action(async (o: AtlasBenchFlags) => {
+    const { runAtlasBenchCommand } = await import('../bench/atlas.js');
+    runAtlasBenchCommand(o);
   });
 
 function positiveInt(v: string, flag: string): number {
