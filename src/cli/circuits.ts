@@ -1,26 +1,59 @@
-import { PortalClient } from '../endpoint/portal-client.js';
+import { PortalClient, type CircuitStatsView } from '../endpoint/portal-client.js';
+import type { CircuitView } from '../portal/schemas.js';
 import { authPrefix } from '../wire/authenticator.js';
 
+/** The SLA column: `ok`, or what was violated over the portal's window. */
+export function slaText(s: CircuitStatsView): string {
+  if (!s.sla) return '-';
+  if (s.sla.ok) return 'ok';
+  return `VIOLATED: ${s.sla.violations.map((v) => v.message).join(', ')}`;
+}
+
+/** Drops with their reasons, e.g. `12 (impair 11, hop-limit 1)`. */
+function dropsText(s: CircuitStatsView): string {
+  const reasons = Object.entries(s.drops)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([r, n]) => `${r} ${n}`);
+  return reasons.length ? `${s.dropped} (${reasons.join(', ')})` : String(s.dropped);
+}
+
+function nextText(c: CircuitView): string {
+  if (c.next) return `${c.next.addresses[0]} auth ${authPrefix(c.next.auth)}`;
+  return c.deliver?.kind === 'udp' ? `udp ${c.deliver.target}` : `endpoint ${c.deliver?.addresses[0]}`;
+}
+
+/** `arrow circuits`: the caller's circuits at one portal, with traffic in/out/dropped and the SLA verdict. */
 export async function runCircuits(o: { portal: string; key: string; json?: boolean }): Promise<void> {
   const client = new PortalClient(o.portal, o.key);
   const { circuits } = await client.circuits();
+  const rows = await Promise.all(
+    circuits.map(async (c) => ({ circuit: c, stats: await client.stats(c.auth) })),
+  );
   if (o.json) {
-    console.log(JSON.stringify({ circuits }, null, 2));
+    console.log(JSON.stringify({ circuits: rows.map((r) => ({ ...r.circuit, stats: r.stats })) }, null, 2));
     return;
   }
-  if (circuits.length === 0) return console.log('no circuits');
-  console.log(
-    `${'auth'.padEnd(10)}${'from->to'.padEnd(14)}${'Mb/s'.padEnd(8)}${'packets'.padEnd(10)}${'bytes'.padEnd(12)}next`,
-  );
-  for (const c of circuits) {
-    const s = await client.stats(c.auth);
-    const next = c.next
-      ? `${c.next.addresses[0]} auth ${authPrefix(c.next.auth)}`
-      : c.deliver?.kind === 'udp'
-        ? `udp ${c.deliver.target}`
-        : `endpoint ${c.deliver?.addresses[0]}`;
+  if (rows.length === 0) return console.log('no circuits');
+  const table = [
+    ['auth', 'from->to', 'Mb/s', 'in', 'out', 'dropped', 'SLA', 'next'],
+    ...rows.map(({ circuit: c, stats: s }) => [
+      authPrefix(c.auth),
+      `${c.ingressPop}->${c.egressPop}`,
+      String(c.bandwidthMbps),
+      String(s.in.packets),
+      String(s.out.packets),
+      dropsText(s),
+      slaText(s),
+      nextText(c),
+    ]),
+  ];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  for (const r of table)
     console.log(
-      `${authPrefix(c.auth).padEnd(10)}${(c.ingressPop + '->' + c.egressPop).padEnd(14)}${String(c.bandwidthMbps).padEnd(8)}${String(s.packets).padEnd(10)}${String(s.bytes).padEnd(12)}${next}`,
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
     );
-  }
 }

@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { Circuit, CircuitInput, EgressAction } from '../store/circuit.js';
+import type { Circuit, CircuitInput, EgressAction, PublishedCircuitCounters } from '../store/circuit.js';
 import type { CircuitStore } from '../store/store.js';
 import { CapacityError, ConflictError, NotFoundError, UnavailableError } from '../store/store.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { PortalConfig } from './config.js';
+import { SlaMonitor, SlaSampler } from './sla.js';
 import type { RouterDirectory } from './routers.js';
 import {
   AuthParams,
@@ -89,6 +90,16 @@ export async function circuitRoutes(
   const accountsByKey = new Map(config.accounts.map((a) => [a.apiKey, a.name]));
   const pops = new Set(config.pops.map((p) => p.name));
   const offers = new Map(config.offers.map((o) => [`${o.from}->${o.to}`, o]));
+  const sla = {
+    windowMs: (config.sla?.windowS ?? 30) * 1000,
+    minPackets: config.sla?.minPackets ?? 100,
+    staleMs: config.sla?.staleMs ?? 5000,
+  };
+  // History a little longer than the window, so the window's start can be interpolated.
+  const monitor = new SlaMonitor(sla.windowMs + 2 * sla.staleMs);
+  const sampler = new SlaSampler(store, monitor, config.sla?.sampleMs ?? 1000, app.log);
+  sampler.start();
+  app.addHook('onClose', async () => sampler.stop());
 
   app.decorateRequest('account', '');
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
@@ -252,7 +263,9 @@ export async function circuitRoutes(
     '/circuits/:auth/stats',
     {
       schema: {
-        summary: "Traffic counters for a circuit, summed over the ISP's routers",
+        summary: "Traffic counters and SLA verdict for a circuit, summed over the ISP's routers",
+        description:
+          "`in`: DATA entering the ISP at the ingress PoP; `out`: DATA leaving at the egress PoP (forwarded or delivered); `drops` by reason. `sla` judges the offer's loss and latency bounds over the recent window (docs/api.md).",
         tags: ['circuits'],
         security: [{ bearer: [] }],
         params: AuthParams,
@@ -262,6 +275,8 @@ export async function circuitRoutes(
     async (req) => {
       const c = await owned(req.params.auth, req.account);
       const all = await store.listRouterStats().catch(storeErrorToHttp);
+      // The freshest publish goes into the history first, so the verdict is as recent as the counters.
+      monitor.ingest(all);
       const routers = all
         .filter((s) => s.circuits[c.auth])
         .map((s) => ({
@@ -269,10 +284,47 @@ export async function circuitRoutes(
           pop: s.pop,
           address: s.address,
           updatedAt: s.updatedAt,
-          ...s.circuits[c.auth]!,
+          ...counterView(s.circuits[c.auth]!),
         }));
-      const sum = (k: 'packets' | 'bytes' | 'dropped'): number => routers.reduce((t, x) => t + x[k], 0);
-      return { auth: c.auth, packets: sum('packets'), bytes: sum('bytes'), dropped: sum('dropped'), routers };
+      const sum = (f: (x: (typeof routers)[0]) => number): number => routers.reduce((t, x) => t + f(x), 0);
+      const drops: Record<string, number> = {};
+      for (const x of routers) for (const [k, n] of Object.entries(x.drops)) drops[k] = (drops[k] ?? 0) + n;
+      const offer = offers.get(`${c.ingressPop}->${c.egressPop}`);
+      return {
+        auth: c.auth,
+        packets: sum((x) => x.packets),
+        bytes: sum((x) => x.bytes),
+        dropped: sum((x) => x.dropped),
+        in: { packets: sum((x) => x.in.packets), bytes: sum((x) => x.in.bytes) },
+        out: { packets: sum((x) => x.out.packets), bytes: sum((x) => x.out.bytes) },
+        drops,
+        // An offer withdrawn from the config since the sale leaves no bounds to judge.
+        ...(offer
+          ? {
+              sla: monitor.report(c, { latencyMs: offer.latencyMs.max, lossPct: offer.maxLossPct }, sla),
+            }
+          : {}),
+        routers,
+      };
     },
   );
+}
+
+/** One router's counters for the API; routers from before in/out accounting publish only the first three. */
+function counterView(c: PublishedCircuitCounters): {
+  packets: number;
+  bytes: number;
+  dropped: number;
+  in: { packets: number; bytes: number };
+  out: { packets: number; bytes: number };
+  drops: Record<string, number>;
+} {
+  return {
+    packets: c.packets,
+    bytes: c.bytes,
+    dropped: c.dropped,
+    in: { packets: c.inPackets ?? 0, bytes: c.inBytes ?? 0 },
+    out: { packets: c.outPackets ?? 0, bytes: c.outBytes ?? 0 },
+    drops: { ...c.drops },
+  };
 }

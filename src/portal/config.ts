@@ -20,6 +20,35 @@ export const OfferConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** SLA monitoring of circuits (src/portal/sla.ts, docs/api.md). */
+export const SlaConfigSchema = Type.Object(
+  {
+    windowS: Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 86_400,
+      default: 30,
+      description: 'window over which loss and latency bounds are judged',
+    }),
+    sampleMs: Type.Integer({
+      minimum: 0,
+      default: 1000,
+      description: "how often routers' published counters are read into the history (0: only on requests)",
+    }),
+    minPackets: Type.Integer({
+      minimum: 1,
+      default: 100,
+      description: 'fewer packets entering in the window: loss is not judged',
+    }),
+    staleMs: Type.Integer({
+      minimum: 1,
+      default: 5000,
+      description: 'a router whose counters are this much older than the freshest is not waited for',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+export type SlaConfig = Static<typeof SlaConfigSchema>;
+
 export const PortalConfigSchema = Type.Object(
   {
     isp: Type.String({ minLength: 1 }),
@@ -46,6 +75,7 @@ export const PortalConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    sla: Type.Optional(SlaConfigSchema),
   },
   { additionalProperties: false },
 );

@@ -97,11 +97,64 @@ export const Counters = Type.Object({
   dropped: Type.Integer(),
 });
 
+const Traffic = Type.Object(
+  { packets: Type.Integer(), bytes: Type.Integer() },
+  { description: 'DATA packets and bytes (whole ARROW datagrams)' },
+);
+const DropsByReason = Type.Record(Type.String(), Type.Integer(), {
+  description:
+    "drops of the circuit's packets by reason (hop-limit, no-next-hop, probe-rate, impair, send-error, …); reasons never seen are absent",
+});
+
+export const SlaViolation = Type.Object({
+  kind: Type.Union([Type.Literal('loss'), Type.Literal('latency')]),
+  measured: Type.Number(),
+  bound: Type.Number(),
+  message: Type.String({ description: 'e.g. "loss 23% > 0.1%"' }),
+});
+
+export const SlaReport = Type.Object(
+  {
+    ok: Type.Boolean({ description: 'both bounds held over the window' }),
+    lossOk: Type.Boolean(),
+    latencyOk: Type.Boolean(),
+    windowS: Type.Number({ description: 'span judged, in seconds (shorter while history builds up)' }),
+    from: Type.Optional(Type.String()),
+    to: Type.Optional(Type.String()),
+    inPackets: Type.Integer({ description: 'DATA entering the ISP in the span' }),
+    outPackets: Type.Integer({ description: 'DATA leaving the ISP in the span' }),
+    inFlightPackets: Type.Integer({
+      description:
+        "deficit put down to packets in flight at the span's end (rate × (latency + 2 ms)), not loss",
+    }),
+    lostPackets: Type.Integer({ description: 'in - out - inFlight, never negative' }),
+    lossPct: Type.Union([Type.Number(), Type.Null()], {
+      description: 'loss over the span; null with too few packets to judge',
+    }),
+    latencyMs: Type.Union([Type.Number(), Type.Null()], {
+      description: 'latest one-way latency estimate across the segment (RTT/2); null when not measured',
+    }),
+    latencyMaxMs: Type.Union([Type.Number(), Type.Null()], {
+      description: 'highest estimate in the span: the figure judged against the bound',
+    }),
+    bounds: Type.Object({
+      latencyMs: Type.Number({ description: "the offer's latencyMs.max" }),
+      lossPct: Type.Number({ description: "the offer's maxLossPct" }),
+    }),
+    violations: Type.Array(SlaViolation),
+  },
+  { description: "whether the offer's latency and loss bounds held over the recent window" },
+);
+
 export const CircuitStats = Type.Object({
   auth: Authenticator,
-  packets: Type.Integer(),
+  packets: Type.Integer({ description: 'circuit packets handled by all routers (DATA and probes)' }),
   bytes: Type.Integer(),
-  dropped: Type.Integer(),
+  dropped: Type.Integer({ description: "all drops of the circuit's packets; `drops` by reason" }),
+  in: Traffic,
+  out: Traffic,
+  drops: DropsByReason,
+  sla: Type.Optional(SlaReport),
   routers: Type.Array(
     Type.Object({
       router: Type.String(),
@@ -111,6 +164,9 @@ export const CircuitStats = Type.Object({
       packets: Type.Integer(),
       bytes: Type.Integer(),
       dropped: Type.Integer(),
+      in: Traffic,
+      out: Traffic,
+      drops: DropsByReason,
     }),
   ),
 });

@@ -129,8 +129,7 @@ export class Router {
       config.registrationTtlMs,
     );
     this.failover.start(this.boundAddress);
-    this.statsTimer = setInterval(() => void this.publishStats(), config.statsIntervalMs);
-    this.statsTimer.unref();
+    this.scheduleStats();
     await this.publishStats();
     log.info({ address: this.boundAddress, router: config.name, pop: config.pop }, 'router up');
   }
@@ -164,6 +163,25 @@ export class Router {
     };
   }
 
+  /**
+   * Publishes on wall-clock multiples of the interval, so all routers of an ISP snapshot their
+   * counters at nearly the same instants: the portal balances one router's `in` against
+   * another's `out` (SLA loss), and aligned snapshots leave little to interpolate.
+   */
+  private scheduleStats(): void {
+    const every = this.config.statsIntervalMs;
+    const wait = every - (Date.now() % every);
+    // A timer that fired a little early must not publish twice around the same instant.
+    this.statsTimer = setTimeout(
+      () => {
+        void this.publishStats();
+        this.scheduleStats();
+      },
+      wait < every / 4 ? wait + every : wait,
+    );
+    this.statsTimer.unref();
+  }
+
   private async publishStats(): Promise<void> {
     try {
       await this.store?.putRouterStats(this.stats());
@@ -173,7 +191,8 @@ export class Router {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.statsTimer);
+    clearTimeout(this.statsTimer);
+    this.statsTimer = undefined;
     this.failover.stop();
     this.diagnostics.close();
     this.impair?.stop();

@@ -1,0 +1,426 @@
+import type { RouterStats } from '../store/circuit.js';
+import type { CircuitStore } from '../store/store.js';
+
+/**
+ * SLA monitoring per circuit (docs/api.md, "SLA"). Routers publish cumulative per-circuit
+ * counters every stats interval; the portal keeps a short history of them here and judges,
+ * over a recent window, whether the segment met its offer's loss and latency bounds.
+ *
+ * Everything but `SlaSampler` is pure: samples in, verdicts out, no clocks or sockets, so
+ * the window logic is unit-tested with made-up samples (test/sla.test.ts).
+ */
+
+export interface SlaOptions {
+  /** The window the verdict covers. */
+  windowMs: number;
+  /** Fewer packets entering in the window than this: loss is not judged (too little evidence). */
+  minPackets: number;
+  /** A router whose latest counters are this much older than the freshest is not waited for. */
+  staleMs: number;
+}
+
+export interface SlaBounds {
+  /** The offer's `latencyMs.max`: bound on the segment's one-way latency. */
+  latencyMs: number;
+  /** The offer's `maxLossPct`. */
+  lossPct: number;
+}
+
+export interface SlaViolation {
+  kind: 'loss' | 'latency';
+  measured: number;
+  bound: number;
+  message: string;
+}
+
+export interface SlaReport {
+  /** Both bounds held over the window (a bound without evidence counts as held). */
+  ok: boolean;
+  lossOk: boolean;
+  latencyOk: boolean;
+  /** The span actually judged, in seconds: the window, or less while history builds up. */
+  windowS: number;
+  /** Start and end of that span (ISO); absent when there is no history yet. */
+  from?: string;
+  to?: string;
+  /** DATA that entered the ISP in the span, and the part of it that left. */
+  inPackets: number;
+  outPackets: number;
+  /** Deficit attributed to packets still in flight at the window's end, not to loss. */
+  inFlightPackets: number;
+  /** in - out - inFlight, never negative. */
+  lostPackets: number;
+  /** Loss over the span in percent; null with fewer than `minPackets` entering. */
+  lossPct: number | null;
+  /** Latest one-way latency estimate across the segment (ms); null when not measured. */
+  latencyMs: number | null;
+  /** Highest estimate in the span: the figure judged against the bound. */
+  latencyMaxMs: number | null;
+  bounds: SlaBounds;
+  violations: SlaViolation[];
+}
+
+/**
+ * One router's counters for one circuit over time. Values are made monotonic: a router
+ * that restarts counts from 0 again, and that fall is absorbed (what it counted between
+ * its last publish and its death is lost to accounting, which shows as no loss, never as
+ * false loss). Between samples, values are interpolated linearly; after the last one
+ * they hold.
+ */
+export class CounterSeries {
+  readonly t: number[] = [];
+  readonly in: number[] = [];
+  readonly out: number[] = [];
+  /** Counting began at 0 in the first sample: before it, the value is known to be 0. */
+  private startsAtZero = false;
+  private rawIn = 0;
+  private rawOut = 0;
+
+  constructor(
+    readonly router: string,
+    readonly pop: string,
+    readonly address: string,
+  ) {}
+
+  get firstT(): number {
+    return this.t[0] ?? Infinity;
+  }
+  get lastT(): number {
+    return this.t[this.t.length - 1] ?? -Infinity;
+  }
+  /** Earliest time `at` can answer. */
+  get knownFrom(): number {
+    return this.startsAtZero ? -Infinity : this.firstT;
+  }
+
+  /** Adds a sample; repeats and samples older than the last (a re-read of the same publish) are ignored. */
+  add(t: number, rawIn: number, rawOut: number): void {
+    const n = this.t.length;
+    if (n === 0) {
+      this.startsAtZero = rawIn === 0 && rawOut === 0;
+      this.push(t, rawIn, rawOut);
+    } else {
+      if (t <= this.t[n - 1]!) return;
+      const dIn = rawIn >= this.rawIn ? rawIn - this.rawIn : rawIn;
+      const dOut = rawOut >= this.rawOut ? rawOut - this.rawOut : rawOut;
+      this.push(t, this.in[n - 1]! + dIn, this.out[n - 1]! + dOut);
+    }
+    this.rawIn = rawIn;
+    this.rawOut = rawOut;
+  }
+
+  private push(t: number, vin: number, vout: number): void {
+    this.t.push(t);
+    this.in.push(vin);
+    this.out.push(vout);
+  }
+
+  /** The cumulative counters at time `t`, or undefined before anything is known. */
+  at(t: number): { in: number; out: number } | undefined {
+    const n = this.t.length;
+    if (n === 0) return undefined;
+    if (t < this.t[0]!) return this.startsAtZero ? { in: 0, out: 0 } : undefined;
+    if (t >= this.t[n - 1]!) return { in: this.in[n - 1]!, out: this.out[n - 1]! };
+    // Binary search for the last sample at or before t.
+    let lo = 0;
+    let hi = n - 1;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (this.t[mid]! <= t) lo = mid;
+      else hi = mid;
+    }
+    const f = (t - this.t[lo]!) / (this.t[hi]! - this.t[lo]!);
+    return {
+      in: this.in[lo]! + f * (this.in[hi]! - this.in[lo]!),
+      out: this.out[lo]! + f * (this.out[hi]! - this.out[lo]!),
+    };
+  }
+
+  /** Forgets samples before `t`, keeping the last one before it so `at(t)` still interpolates. */
+  prune(t: number): void {
+    let drop = 0;
+    while (drop + 1 < this.t.length && this.t[drop + 1]! <= t) drop++;
+    if (drop === 0) return;
+    this.t.splice(0, drop);
+    this.in.splice(0, drop);
+    this.out.splice(0, drop);
+    this.startsAtZero = false;
+  }
+}
+
+/** What one router measured of its neighbours at one moment: RTT (ms) by neighbour address. */
+interface RttSample {
+  t: number;
+  rtt: Map<string, number>;
+}
+
+interface RouterHistory {
+  pop: string;
+  address: string;
+  lastT: number;
+  rtts: RttSample[];
+}
+
+/** The circuit as the monitor needs it. */
+export interface MonitoredCircuit {
+  auth: string;
+  ingressPop: string;
+  egressPop: string;
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** Routers snapshot counters on aligned instants, give or take this much (timer and loop jitter). */
+const IN_FLIGHT_SLACK_MS = 2;
+
+/**
+ * The portal's memory of router counters: per circuit and router a `CounterSeries`, per
+ * router its RTTs to neighbours. `ingest` takes what the store holds; `report` judges.
+ */
+export class SlaMonitor {
+  private readonly circuits = new Map<string, Map<string, CounterSeries>>();
+  private readonly routers = new Map<string, RouterHistory>();
+  private newest = -Infinity;
+
+  constructor(private readonly historyMs: number) {}
+
+  /** Takes every router's latest published stats (repeats are harmless). */
+  ingest(stats: RouterStats[]): void {
+    for (const s of stats) {
+      const t = Date.parse(s.updatedAt);
+      if (!Number.isFinite(t)) continue;
+      if (t > this.newest) this.newest = t;
+      let r = this.routers.get(s.router);
+      if (!r)
+        this.routers.set(s.router, (r = { pop: s.pop, address: s.address, lastT: -Infinity, rtts: [] }));
+      if (t <= r.lastT) continue;
+      r.lastT = t;
+      r.pop = s.pop;
+      r.address = s.address;
+      const rtt = new Map<string, number>();
+      for (const [k, n] of Object.entries(s.neighbours ?? {}))
+        if (n.rttMs !== undefined && n.rttMs !== null && !n.dead) rtt.set(k, n.rttMs);
+      r.rtts.push({ t, rtt });
+      for (const [auth, c] of Object.entries(s.circuits)) {
+        let rows = this.circuits.get(auth);
+        if (!rows) this.circuits.set(auth, (rows = new Map()));
+        let series = rows.get(s.router);
+        if (!series) rows.set(s.router, (series = new CounterSeries(s.router, s.pop, s.address)));
+        series.add(t, c.inPackets ?? 0, c.outPackets ?? 0);
+      }
+    }
+    this.prune();
+  }
+
+  /** Circuits with history (for tests and operators). */
+  get size(): number {
+    return this.circuits.size;
+  }
+
+  private prune(): void {
+    const cutoff = this.newest - this.historyMs;
+    for (const [auth, rows] of this.circuits) {
+      for (const [router, series] of rows) {
+        if (series.lastT < cutoff) rows.delete(router);
+        else series.prune(cutoff);
+      }
+      if (rows.size === 0) this.circuits.delete(auth);
+    }
+    for (const [name, r] of this.routers) {
+      if (r.lastT < cutoff) {
+        this.routers.delete(name);
+        continue;
+      }
+      let drop = 0;
+      while (drop + 1 < r.rtts.length && r.rtts[drop + 1]!.t <= cutoff) drop++;
+      if (drop > 0) r.rtts.splice(0, drop);
+    }
+  }
+
+  /**
+   * The verdict over the last `windowMs` of history.
+   *
+   * Loss: DATA in at the ingress PoP vs out at the egress PoP. Each router's counters are
+   * interpolated to common instants, so routers publishing at different moments do not
+   * skew the balance; the egress side is read one segment latency later than the ingress
+   * side, so packets in flight at the window's edges are not taken for lost. The window
+   * ends where every live router has published (no extrapolation).
+   *
+   * Latency: one-way ≈ RTT/2 between the ingress routers that carried the circuit and the
+   * egress routers it left by, from the RTTs the ingress routers measure for failover.
+   */
+  report(circuit: MonitoredCircuit, bounds: SlaBounds, opts: SlaOptions): SlaReport {
+    const rows = [...(this.circuits.get(circuit.auth)?.values() ?? [])];
+    const ingress = rows.filter((r) => r.pop === circuit.ingressPop);
+    const egress = rows.filter((r) => r.pop === circuit.egressPop);
+    const newest = Math.max(...rows.map((r) => r.lastT));
+    const fresh = (r: CounterSeries): boolean => r.lastT >= newest - opts.staleMs;
+
+    // The shift for packets in flight: the segment's latency now (bounded: it is an estimate).
+    const latestLatency = this.latency(circuit, ingress, egress, -Infinity, Infinity, true);
+    const shift = Math.min(1000, Math.max(0, latestLatency ?? 0));
+
+    const freshIn = ingress.filter(fresh);
+    const freshOut = egress.filter(fresh);
+    let t1 = Math.min(...freshIn.map((r) => r.lastT), ...freshOut.map((r) => r.lastT - shift));
+    let t0 = Math.max(
+      t1 - opts.windowMs,
+      ...ingress.map((r) => r.knownFrom),
+      ...egress.map((r) => r.knownFrom - shift),
+    );
+    let inPackets = 0;
+    let outPackets = 0;
+    const carriedIn: CounterSeries[] = [];
+    const carriedOut: CounterSeries[] = [];
+    if (freshIn.length > 0 && freshOut.length > 0 && Number.isFinite(t1) && t1 > t0) {
+      for (const r of ingress) {
+        const d = r.at(t1)!.in - r.at(t0)!.in;
+        inPackets += d;
+        if (d > 0) carriedIn.push(r);
+      }
+      for (const r of egress) {
+        const d = r.at(t1 + shift)!.out - r.at(t0 + shift)!.out;
+        outPackets += d;
+        if (d > 0) carriedOut.push(r);
+      }
+    } else {
+      t0 = t1 = NaN;
+    }
+    // What entered in the last moments before the window's end may still be on its way (transit,
+    // and routers' snapshots a millisecond or two apart): that much of a deficit is not loss.
+    let inFlightPackets = 0;
+    if (Number.isFinite(t1)) {
+      const from = Math.max(t0, t1 - 1000);
+      let recent = 0;
+      for (const r of ingress) recent += r.at(t1)!.in - r.at(from)!.in;
+      if (t1 > from) inFlightPackets = Math.ceil((recent / (t1 - from)) * (shift + IN_FLIGHT_SLACK_MS));
+    }
+    inPackets = Math.round(inPackets);
+    outPackets = Math.round(outPackets);
+    const lostPackets = Math.max(0, inPackets - outPackets - inFlightPackets);
+    const lossPct =
+      inPackets >= Math.max(1, opts.minPackets) ? round3((100 * lostPackets) / inPackets) : null;
+
+    const from = carriedIn.length > 0 ? carriedIn : ingress;
+    const to = carriedOut.length > 0 ? carriedOut : egress;
+    const latencyMs = this.latency(circuit, from, to, -Infinity, Infinity, true);
+    const inWindow = Number.isFinite(t0) ? this.latency(circuit, from, to, t0, t1, false) : undefined;
+    const latencyMaxMs =
+      latencyMs === undefined && inWindow === undefined ? null : Math.max(latencyMs ?? 0, inWindow ?? 0);
+
+    const lossOk = lossPct === null || lossPct <= bounds.lossPct;
+    const latencyOk = latencyMaxMs === null || latencyMaxMs <= bounds.latencyMs;
+    const violations: SlaViolation[] = [];
+    if (!lossOk)
+      violations.push({
+        kind: 'loss',
+        measured: lossPct!,
+        bound: bounds.lossPct,
+        message: `loss ${formatPct(lossPct!)} > ${formatPct(bounds.lossPct)}`,
+      });
+    if (!latencyOk)
+      violations.push({
+        kind: 'latency',
+        measured: latencyMaxMs!,
+        bound: bounds.latencyMs,
+        message: `latency ${formatMs(latencyMaxMs!)} > ${formatMs(bounds.latencyMs)}`,
+      });
+    const spanned = Number.isFinite(t0) && Number.isFinite(t1);
+    return {
+      ok: lossOk && latencyOk,
+      lossOk,
+      latencyOk,
+      windowS: spanned ? round3((t1 - t0) / 1000) : 0,
+      ...(spanned ? { from: new Date(t0).toISOString(), to: new Date(t1).toISOString() } : {}),
+      inPackets,
+      outPackets,
+      inFlightPackets,
+      lostPackets,
+      lossPct,
+      latencyMs: latencyMs === undefined ? null : round3(latencyMs),
+      latencyMaxMs: latencyMaxMs === null ? null : round3(latencyMaxMs),
+      bounds,
+      violations,
+    };
+  }
+
+  /**
+   * One-way latency estimate (RTT/2, ms) from `from` routers to `to` routers: the highest
+   * over the pairs, either at each router's latest sample or the highest within [t0, t1].
+   * Undefined when the segment has no internal hop (ingress PoP = egress PoP) or nothing
+   * was measured.
+   */
+  private latency(
+    circuit: MonitoredCircuit,
+    from: CounterSeries[],
+    to: CounterSeries[],
+    t0: number,
+    t1: number,
+    latestOnly: boolean,
+  ): number | undefined {
+    if (circuit.ingressPop === circuit.egressPop) return undefined;
+    let worst: number | undefined;
+    for (const f of from) {
+      const h = this.routers.get(f.router);
+      if (!h || h.rtts.length === 0) continue;
+      const samples = latestOnly
+        ? [h.rtts[h.rtts.length - 1]!]
+        : h.rtts.filter((s) => s.t >= t0 && s.t <= t1);
+      for (const s of samples)
+        for (const e of to) {
+          const rtt = s.rtt.get(this.routers.get(e.router)?.address ?? e.address);
+          if (rtt !== undefined && (worst === undefined || rtt / 2 > worst)) worst = rtt / 2;
+        }
+    }
+    return worst;
+  }
+}
+
+export function formatPct(pct: number): string {
+  return `${Number(pct.toPrecision(pct >= 1 ? 3 : 2))}%`;
+}
+
+function formatMs(ms: number): string {
+  return `${Number(ms.toPrecision(3))} ms`;
+}
+
+/**
+ * Feeds the monitor: reads every router's published stats from the store every
+ * `intervalMs`, off any request path. A failed read is skipped; the next one catches up.
+ */
+export class SlaSampler {
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+
+  constructor(
+    private readonly store: CircuitStore,
+    readonly monitor: SlaMonitor,
+    private readonly intervalMs: number,
+    private readonly log?: { debug(obj: object, msg: string): void },
+  ) {}
+
+  start(): void {
+    if (this.intervalMs <= 0 || this.timer) return;
+    this.timer = setInterval(() => void this.sample(), this.intervalMs);
+    this.timer.unref();
+    void this.sample();
+  }
+
+  /** One read, now. */
+  async sample(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      this.monitor.ingest(await this.store.listRouterStats());
+    } catch (err) {
+      this.log?.debug({ err: (err as Error).message }, 'SLA sample skipped');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
