@@ -238,6 +238,82 @@ test('ISP-simple paths: a detour back through an ISP already used is never retur
   assert.equal(queryPaths(map, { from: 'A/a1', to: 'C/c2', avoid: ['D'] }, NOW).paths.length, 0);
 });
 
+test('ISP-simple paths: reaching a PoP without an ISP is kept, because the path may need that ISP later', () => {
+  // The fastest walk is A B C B E. Once B is tracked, the fast label at C (B used) must not
+  // shadow the slow one (via D, B unused): only the slow one can continue through B to E.
+  const popsOf: Record<string, string[]> = {
+    A: ['a1', 'a2'],
+    B: ['b1', 'b2', 'b3', 'b4'],
+    C: ['c1', 'c2'],
+    D: ['d1', 'd2'],
+    E: ['e1', 'e2'],
+  };
+  const one = { latencyMs: { min: 1, max: 1 } };
+  const map: AtlasMap = {
+    pops: Object.entries(popsOf).flatMap(([isp, ps]) => ps.map((pop) => ({ isp, pop, routers: [] }))),
+    offers: [
+      offer('A', 'a1', 'a2', one),
+      offer('B', 'b1', 'b2', one),
+      offer('D', 'd1', 'd2', { latencyMs: { min: 10, max: 10 } }),
+      offer('C', 'c1', 'c2', one),
+      offer('B', 'b3', 'b4', one),
+      offer('E', 'e1', 'e2', one),
+    ],
+    peerings: [
+      { a: 'A/a2', b: 'B/b1' },
+      { a: 'A/a2', b: 'D/d1' },
+      { a: 'B/b2', b: 'C/c1' },
+      { a: 'D/d2', b: 'C/c1' },
+      { a: 'C/c2', b: 'B/b3' },
+      { a: 'B/b4', b: 'E/e1' },
+    ],
+    targets: [],
+    measured: { segments: new Map(), links: new Map() },
+  };
+  const a = queryPaths(map, { from: 'A/a1', to: 'E/e2' }, NOW);
+  assert.deepEqual(a.paths[0]?.isps, ['A', 'D', 'C', 'B', 'E']);
+  assert.equal(a.paths[0]!.latencyMs, 14);
+});
+
+test('a bounded measure keeps a slower partial path alive: the faster one breaks the bound later', () => {
+  // At M/m1 the path via X is faster (11 ms) but has used 0.8% of a 1% loss budget; via Y is
+  // slower (13 ms) and clean. Only the clean one can finish on M's fast, 0.5%-loss segment.
+  const popsOf: Record<string, string[]> = {
+    S: ['s1', 's2'],
+    X: ['x1', 'x2'],
+    Y: ['y1', 'y2'],
+    M: ['m1', 'm2', 'm3'],
+  };
+  const sla = (max: number, maxLossPct: number): Partial<AtlasOffer> => ({
+    latencyMs: { min: 0, max },
+    maxLossPct,
+  });
+  const map: AtlasMap = {
+    pops: Object.entries(popsOf).flatMap(([isp, ps]) => ps.map((pop) => ({ isp, pop, routers: [] }))),
+    offers: [
+      offer('S', 's1', 's2', sla(1, 0)),
+      offer('X', 'x1', 'x2', sla(10, 0.8)),
+      offer('Y', 'y1', 'y2', sla(12, 0)),
+      offer('M', 'm1', 'm2', sla(1, 0.5)),
+      offer('M', 'm1', 'm3', sla(20, 0)),
+    ],
+    peerings: [
+      { a: 'S/s2', b: 'X/x1' },
+      { a: 'S/s2', b: 'Y/y1' },
+      { a: 'X/x2', b: 'M/m1' },
+      { a: 'Y/y2', b: 'M/m1' },
+    ],
+    targets: [{ prefix: '127.0.0.0/8', pops: ['M/m2', 'M/m3'] }],
+    measured: { segments: new Map(), links: new Map() },
+  };
+  const a = queryPaths(map, { from: 'S/s1', to: '127.0.0.1', maxLossPct: 1 }, NOW);
+  assert.deepEqual(a.paths[0]?.isps, ['S', 'Y', 'M']);
+  assert.equal(a.paths[0]!.latencyMs, 14);
+  assert.equal(a.paths[0]!.segments.at(-1)!.egressPop, 'm2');
+  assert.deepEqual(a.rejected[0]?.path.isps, ['S', 'X', 'M']);
+  assert.deepEqual(a.rejected[0]!.reasons, ['loss 1.3% > 1%']);
+});
+
 // ---- properties over generated maps, against brute force ---------------------------------------
 
 interface BrutePath {
@@ -343,20 +419,38 @@ function asBrute(c: PathCandidate): { latency: number; price: number; segments: 
 }
 
 const smallMap = fc
-  .integer({ min: 1, max: 1_000_000 })
-  .map((seed) => generateAtlas({ isps: 5, pops: 12, cities: 6, seed, now: NOW }));
+  .record({
+    seed: fc.integer({ min: 1, max: 1_000_000 }),
+    isps: fc.integer({ min: 3, max: 6 }),
+    extra: fc.integer({ min: 0, max: 6 }),
+    cities: fc.integer({ min: 3, max: 7 }),
+  })
+  .map(({ seed, isps, extra, cities }) =>
+    generateAtlas({ isps, pops: Math.min(2 * isps + extra, isps * cities), cities, seed, now: NOW }),
+  );
 
-/** A random query over `map`: source, destination PoP and some constraints. */
+/** The q-quantile of `xs` (q in [0, 1]). */
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+}
+
+/**
+ * A random query over `map`: source, destination PoP and some constraints. Soft bounds are set at
+ * quantiles of the candidate paths' own latency, loss and price, so that they bind (some paths meet
+ * them and some do not) instead of being trivially loose or impossible.
+ */
 function queryArb(map: AtlasMap): fc.Arbitrary<PathQuery> {
   const pops = map.pops.map((p) => `${p.isp}/${p.pop}`);
   const isps = [...new Set(map.pops.map((p) => p.isp))];
+  const q01 = fc.option(fc.double({ min: 0, max: 1, noNaN: true }), { nil: undefined });
   return fc
     .record({
       from: fc.constantFrom(...pops, ...isps),
       to: fc.constantFrom(...pops),
-      maxLatencyMs: fc.option(fc.integer({ min: 5, max: 300 }), { nil: undefined }),
-      maxLossPct: fc.option(fc.constantFrom(0.5, 1, 3, 10), { nil: undefined }),
-      maxPrice: fc.option(fc.integer({ min: 1, max: 40 }), { nil: undefined }),
+      latencyQ: q01,
+      lossQ: q01,
+      priceQ: q01,
       minBandwidthMbps: fc.option(fc.constantFrom(100, 5000, 30_000), { nil: undefined }),
       avoid: fc.option(fc.subarray(isps, { maxLength: 2 }), { nil: undefined }),
       require: fc.option(fc.subarray(isps, { maxLength: 2 }), { nil: undefined }),
@@ -364,21 +458,33 @@ function queryArb(map: AtlasMap): fc.Arbitrary<PathQuery> {
       latency: fc.constantFrom('measured' as const, 'sla' as const),
       sort: fc.constantFrom('latency' as const, 'price' as const, 'hops' as const),
     })
-    .map((q) => {
-      const src = q.from.split('/')[0]!;
-      const avoid = q.avoid?.filter((i) => i !== src && !(q.require ?? []).includes(i));
-      const clean: PathQuery = { from: q.from, to: q.to, latency: q.latency, sort: q.sort };
-      for (const k of [
-        'maxLatencyMs',
-        'maxLossPct',
-        'maxPrice',
-        'minBandwidthMbps',
-        'require',
-        'maxIsps',
-      ] as const)
-        if (q[k] !== undefined) (clean as Record<string, unknown>)[k] = q[k];
-      if (avoid && avoid.length > 0) clean.avoid = avoid;
-      return clean;
+    .map((r) => {
+      const src = r.from.split('/')[0]!;
+      const avoid = r.avoid?.filter((i) => i !== src && !(r.require ?? []).includes(i));
+      const q: PathQuery = { from: r.from, to: r.to, latency: r.latency, sort: r.sort };
+      if (r.minBandwidthMbps !== undefined) q.minBandwidthMbps = r.minBandwidthMbps;
+      if (r.require !== undefined) q.require = r.require;
+      if (r.maxIsps !== undefined) q.maxIsps = r.maxIsps;
+      if (avoid && avoid.length > 0) q.avoid = avoid;
+      const candidates = allPaths(map, q, NOW);
+      if (candidates.length > 0) {
+        if (r.latencyQ !== undefined)
+          q.maxLatencyMs = quantile(
+            candidates.map((p) => p.latency),
+            r.latencyQ,
+          );
+        if (r.lossQ !== undefined)
+          q.maxLossPct = quantile(
+            candidates.map((p) => p.loss),
+            r.lossQ,
+          );
+        if (r.priceQ !== undefined)
+          q.maxPrice = quantile(
+            candidates.map((p) => p.price),
+            r.priceQ,
+          );
+      }
+      return q;
     });
 }
 
