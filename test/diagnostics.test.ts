@@ -436,6 +436,9 @@ test('relayed echo measures R1→R2; an ECHO_REPLY R1 did not ask for is dropped
   assert.equal(m.direct.received, 5);
   assert.equal(m.linkLossPct, 0);
   for (const [i, x] of m.relayed.rttMs.entries()) assert.ok(x > 0 && x <= m.relayed.totalMs[i]!);
+  // The atlas's prober interface: the socket itself.
+  assert.ok(((await sock.relay(r1.address, r2.address, 1000)) ?? 0) > 0);
+  assert.ok(((await sock.echo(r2.address, 1000)) ?? 0) > 0);
   // A silent R2 (nothing listens there): the relay is lost, not invented.
   const silent = await measureRelay(sock, r1.address, '127.1.9.9:9', { timeoutMs: 300 });
   assert.equal(silent.rttMs, undefined);

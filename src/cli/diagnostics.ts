@@ -106,7 +106,7 @@ function hopLine(h: TraceHopResult, width: number): string {
   const rtts = h.rttMs.map((x) => (x === undefined ? '*' : `${ms(x)} ms`)).join('  ');
   if (h.router === undefined) return `${n}  ${rtts}`;
   let action: string = h.action ?? '';
-  if (h.action === 'return') action = `return (server ${h.next})`;
+  if (h.action === 'return') action = `return -> ${h.next} (turns into the return path)`;
   else if (h.action === 'deliver-udp') action = `deliver-udp ${h.next} (no return path)`;
   else if (h.action === 'deliver-endpoint') action = `deliver-endpoint ${h.next}`;
   else if (h.action === 'forward') action = `forward -> ${h.next}`;

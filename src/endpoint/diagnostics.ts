@@ -109,6 +109,52 @@ export class DiagnosticSocket {
     this.listeners.delete(sequence);
   }
 
+  /**
+   * Sends one request and resolves with the first reply `accept` makes a value of
+   * (`accept` gets the reply, its arrival and our send time), or undefined after `timeoutMs`.
+   */
+  request<T>(
+    to: string,
+    type: PacketType,
+    payload: Uint8Array,
+    timeoutMs: number,
+    accept: (packet: Packet, arrivedAt: number, sentAt: number, size: number) => T | undefined,
+    opts: { auth?: string; hopLimit?: number } = {},
+  ): Promise<T | undefined> {
+    return new Promise((resolve) => {
+      const state: { sequence?: bigint; sentAt: number } = { sentAt: 0 };
+      const timer = setTimeout(() => {
+        if (state.sequence !== undefined) this.forget(state.sequence);
+        resolve(undefined);
+      }, timeoutMs);
+      const sent = this.send(
+        to,
+        type,
+        payload,
+        (p, at, size) => {
+          const v = accept(p, at, state.sentAt, size);
+          if (v === undefined) return;
+          clearTimeout(timer);
+          this.forget(sent.sequence);
+          resolve(v);
+        },
+        opts,
+      );
+      state.sequence = sent.sequence;
+      state.sentAt = sent.sentAt;
+    });
+  }
+
+  /** ECHO to `router`: its RTT in ms, or undefined on timeout (see echoRouter). */
+  echo(router: string, timeoutMs: number): Promise<number | undefined> {
+    return echoRouter(this, router, { timeoutMs });
+  }
+
+  /** Asks `via` to echo `to`: the via↔to RTT as `via` timed it, or undefined when lost (see measureRelay). */
+  async relay(via: string, to: string, timeoutMs: number): Promise<number | undefined> {
+    return (await measureRelay(this, via, to, { timeoutMs })).rttMs;
+  }
+
   private receive(msg: Buffer, arrivedAt: number): void {
     const r = decode(msg);
     if (!r.ok) {
@@ -179,25 +225,14 @@ export function echoRouter(
   router: string,
   opts: { timeoutMs?: number } = {},
 ): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    let timer: NodeJS.Timeout | undefined;
-    const { sequence, sentAt } = sock.send(
-      router,
-      PacketType.Echo,
-      new Uint8Array(0),
-      (p, at) => {
-        if (p.type !== PacketType.EchoReply) return;
-        clearTimeout(timer);
-        sock.forget(sequence);
-        resolve(at - sentAt);
-      },
-      { hopLimit: 1 },
-    );
-    timer = setTimeout(() => {
-      sock.forget(sequence);
-      resolve(undefined);
-    }, opts.timeoutMs ?? 1000);
-  });
+  return sock.request(
+    router,
+    PacketType.Echo,
+    new Uint8Array(0),
+    opts.timeoutMs ?? 1000,
+    (p, at, sentAt) => (p.type === PacketType.EchoReply ? at - sentAt : undefined),
+    { hopLimit: 1 },
+  );
 }
 
 export interface RelaySample {
@@ -208,28 +243,24 @@ export interface RelaySample {
 }
 
 /** Asks router `r1` to echo router `r2` and report the R1↔R2 round trip. */
-export function measureRelay(
+export async function measureRelay(
   sock: DiagnosticSocket,
   r1: string,
   r2: string,
   opts: { timeoutMs?: number } = {},
 ): Promise<RelaySample> {
   const payload = encodeRelayRequest(mustParseAddress(r2));
-  return new Promise((resolve) => {
-    let timer: NodeJS.Timeout | undefined;
-    const { sequence, sentAt } = sock.send(r1, PacketType.Relay, payload, (p, at) => {
-      if (p.type !== PacketType.RelayReply) return;
-      const r = decodeRelayReply(p.payload);
-      if (!r) return;
-      clearTimeout(timer);
-      sock.forget(sequence);
-      resolve({ rttMs: r.rttMs, totalMs: at - sentAt });
-    });
-    timer = setTimeout(() => {
-      sock.forget(sequence);
-      resolve({ rttMs: undefined, totalMs: undefined });
-    }, opts.timeoutMs ?? 1000);
-  });
+  const sample = await sock.request(
+    r1,
+    PacketType.Relay,
+    payload,
+    opts.timeoutMs ?? 1000,
+    (p, at, sentAt) => {
+      const r = p.type === PacketType.RelayReply ? decodeRelayReply(p.payload) : undefined;
+      return r ? { rttMs: r.rttMs, totalMs: at - sentAt } : undefined;
+    },
+  );
+  return sample ?? { rttMs: undefined, totalMs: undefined };
 }
 
 export interface LinkMeasurement {
@@ -476,33 +507,25 @@ export async function ping(
     { everyHop: false, initialHopLimit: DEFAULT_HOP_LIMIT, timeoutMs: 0, originator: sock.originator },
     new Uint8Array(Math.max(0, (opts.size ?? 56) - PROBE_REQUEST_LENGTH)),
   );
-  return pingLoop(count, opts, (seq) => {
-    return new Promise<PingReply | undefined>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const { sequence, sentAt } = sock.send(
-        circuit.ingress,
-        PacketType.Trace,
-        payload,
-        (p, at, size) => {
-          let from: PingReply['from'];
-          if (p.type === PacketType.Trace) from = 'home';
-          else if (p.type === PacketType.TraceReply) {
-            const hop = decodeTraceReply(p.payload);
-            if (!hop?.end) return;
-            from = { isp: hop.isp, pop: hop.pop, router: hop.router, address: hop.address };
-          } else return;
-          clearTimeout(timer);
-          sock.forget(sequence);
-          resolve({ seq, rttMs: at - sentAt, bytes: size, from });
-        },
-        { auth: circuit.auth },
-      );
-      timer = setTimeout(() => {
-        sock.forget(sequence);
-        resolve(undefined);
-      }, opts.timeoutMs ?? 2000);
-    });
-  });
+  return pingLoop(count, opts, (seq) =>
+    sock.request(
+      circuit.ingress,
+      PacketType.Trace,
+      payload,
+      opts.timeoutMs ?? 2000,
+      (p, at, sentAt, size): PingReply | undefined => {
+        let from: PingReply['from'];
+        if (p.type === PacketType.Trace) from = 'home';
+        else if (p.type === PacketType.TraceReply) {
+          const hop = decodeTraceReply(p.payload);
+          if (!hop?.end) return undefined;
+          from = { isp: hop.isp, pop: hop.pop, router: hop.router, address: hop.address };
+        } else return undefined;
+        return { seq, rttMs: at - sentAt, bytes: size, from };
+      },
+      { auth: circuit.auth },
+    ),
+  );
 }
 
 async function pingLoop<R extends { seq: number; rttMs: number }>(
@@ -603,44 +626,27 @@ export async function lastLegPing(
   );
   const failures: Partial<Record<LastLegStatus, number>> = {};
   let target: string | undefined;
-  const r = await pingLoop<LastLegReply>(opts.count ?? 4, opts, (seq) => {
-    return new Promise<LastLegReply | undefined>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const { sequence, sentAt } = sock.send(
-        circuit.ingress,
-        PacketType.LastLeg,
-        payload,
-        (p, at) => {
-          if (p.type !== PacketType.LastLegReply) return;
-          const a = decodeLastLegReply(p.payload);
-          if (!a) return;
-          clearTimeout(timer);
-          sock.forget(sequence);
-          if (a.target) target = a.target;
-          if (a.status !== 'reply') {
-            failures[a.status] = (failures[a.status] ?? 0) + 1;
-            return resolve(undefined);
-          }
-          resolve({
-            seq,
-            rttMs: a.rttMs,
-            roundTripMs: at - sentAt,
-            target: a.target,
-            replyLength: a.replyLength,
-            reply: a.reply,
-          });
-        },
-        { auth: circuit.auth },
-      );
-      // Our wait covers the router's wait for the server, plus the way there and back.
-      timer = setTimeout(
-        () => {
-          sock.forget(sequence);
-          resolve(undefined);
-        },
-        (opts.timeoutMs ?? 2000) + serverTimeoutMs,
-      );
-    });
+  const r = await pingLoop<LastLegReply>(opts.count ?? 4, opts, async (seq) => {
+    // Our wait covers the router's wait for the server, plus the way there and back.
+    const a = await sock.request(
+      circuit.ingress,
+      PacketType.LastLeg,
+      payload,
+      (opts.timeoutMs ?? 2000) + serverTimeoutMs,
+      (p, at, sentAt) => {
+        const d = p.type === PacketType.LastLegReply ? decodeLastLegReply(p.payload) : undefined;
+        return d ? { ...d, roundTripMs: at - sentAt } : undefined;
+      },
+      { auth: circuit.auth },
+    );
+    if (!a) return undefined;
+    if (a.target) target = a.target;
+    if (a.status !== 'reply') {
+      failures[a.status] = (failures[a.status] ?? 0) + 1;
+      return undefined;
+    }
+    const { target: t, rttMs, roundTripMs, replyLength, reply } = a;
+    return { seq, rttMs, roundTripMs, target: t, replyLength, reply };
   });
   return { ...r, failures, target };
 }
