@@ -25,6 +25,12 @@ const packetArb: fc.Arbitrary<Packet> = fc.record(
       PacketType.EchoReply,
       PacketType.Keepalive,
       PacketType.KeepaliveAck,
+      PacketType.Trace,
+      PacketType.TraceReply,
+      PacketType.Relay,
+      PacketType.RelayReply,
+      PacketType.LastLeg,
+      PacketType.LastLegReply,
     ),
     hopLimit: fc.integer({ min: 0, max: 255 }),
     authenticator: fc.uint8Array({ minLength: 16, maxLength: 16 }),
@@ -83,7 +89,8 @@ test('garbage that looks almost like a header is classified precisely (property)
         bytes[at] = value;
         const r = decode(bytes);
         if (at === 0 && value !== VERSION) assert.equal(!r.ok && r.error.code, 'bad-version');
-        if (at === 1 && (value < 1 || value > 7)) assert.equal(!r.ok && r.error.code, 'unknown-type');
+        if (at === 1 && (value < 1 || value > PacketType.LastLegReply))
+          assert.equal(!r.ok && r.error.code, 'unknown-type');
         if (at === 2 && (value & ~FLAG_TAG) !== 0) assert.equal(!r.ok && r.error.code, 'reserved-flags');
         if (at === 3) assert.ok(r.ok && r.packet.hopLimit === value);
       },
