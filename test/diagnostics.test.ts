@@ -2,7 +2,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { Lab } from '../src/lab/lab.js';
@@ -374,6 +377,15 @@ test('arrow ping and arrow traceroute print the familiar formats', async () => {
     /^\s+1 {2}alpha\/ams\/alpha-ams-\d \(127\.1\.1\.\d+:\d+\)( {2}[\d.]+ ms){3} {2}internal/,
   );
   assert.match(t.out, /-- return path --/);
+
+  // A bought path as `arrow connect --save` writes it names the same circuit.
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-diag-'));
+  const file = join(dir, 'path.json');
+  writeFileSync(file, JSON.stringify(path));
+  const viaPath = await run(['ping', '--path', file, '-c', '1', '-W', '1']);
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(viaPath.code, 0, viaPath.err);
+  assert.match(viaPath.out, new RegExp(`^PING circuit ${circuit.auth.slice(0, 8)} via ${circuit.ingress}:`));
 
   const bad = await run(['ping', '--auth', circuit.auth]);
   assert.equal(bad.code, 1);

@@ -14,7 +14,10 @@ import {
 } from '../endpoint/diagnostics.js';
 import { ADDRESS_PATTERN, parseAddress } from '../wire/address.js';
 import { authPrefix, isAuthenticatorHex } from '../wire/authenticator.js';
-import { MAX_LAST_LEG_TIMEOUT_MS } from '../wire/diagnostics.js';
+import { MAX_LAST_LEG_TIMEOUT_MS, PROBE_REQUEST_LENGTH } from '../wire/diagnostics.js';
+
+/** The largest request that is not fragmented on a 1500-byte path (docs/wire.md). */
+const MAX_PING_SIZE = 1444;
 
 /** How a command names its circuit: `AUTH@HOST:PORT`, or --via and --auth, or --path. */
 export interface CircuitFlags {
@@ -168,6 +171,8 @@ export async function runPing(arg: string | undefined, o: PingFlags): Promise<vo
   if (o.lastLeg && o.timeout * 1000 > MAX_LAST_LEG_TIMEOUT_MS)
     throw new Error(`-W/--timeout is at most ${MAX_LAST_LEG_TIMEOUT_MS / 1000} s with --last-leg`);
   if (o.payload !== undefined && !o.lastLeg) throw new Error('--payload needs --last-leg');
+  if (o.size < PROBE_REQUEST_LENGTH || o.size > MAX_PING_SIZE)
+    throw new Error(`-s/--size must be ${PROBE_REQUEST_LENGTH}..${MAX_PING_SIZE} bytes`);
   const sock = await DiagnosticSocket.open(o.bind ? { bind: o.bind } : { toward: circuit.ingress });
   const abort = new AbortController();
   const onSigint = (): void => abort.abort();
