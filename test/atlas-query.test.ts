@@ -176,6 +176,22 @@ test('target addresses map to PoPs by longest prefix; host:port works', () => {
   assert.equal(viaPar.paths[0]!.segments.at(-1)!.egressPop, 'par');
 });
 
+test('from */POP starts at that place in any ISP; isp-disjoint alternatives then share no source ISP', () => {
+  const map = demoMap();
+  const a = queryPaths(map, { from: '*/fra', to: DST, k: 4 }, NOW);
+  assert.deepEqual(
+    a.paths.map((p) => p.isps.join(',')),
+    ['flaky,gamma', 'beta,gamma', 'gamma', 'slow,gamma'],
+  );
+  const clean = queryPaths(map, { from: '*/fra', to: DST, maxLossPct: 1, avoid: ['beta'] }, NOW);
+  assert.deepEqual(clean.paths[0]!.isps, ['gamma']);
+  assert.deepEqual(clean.rejected[0]!.path.isps, ['flaky', 'gamma']);
+  assert.throws(
+    () => queryPaths(map, { from: '*/nowhere', to: DST }, NOW),
+    /no ISP has a PoP named "nowhere"/,
+  );
+});
+
 test('unknown ISP, unknown PoP, unmappable target and bad queries are clear QueryErrors', () => {
   const map = demoMap();
   const expect = (q: PathQuery, code: string, re: RegExp): void =>
@@ -575,6 +591,9 @@ function checkDisjoint(a: PathAnswer, q: PathQuery): void {
     for (let j = i + 1; j < a.paths.length; j++) {
       const p = a.paths[i]!;
       const o = a.paths[j]!;
+      const seq = (c: PathCandidate): string =>
+        c.segments.map((s) => `${s.isp}:${s.ingressPop}>${s.egressPop}`).join();
+      assert.notEqual(seq(p), seq(o), `paths ${i} and ${j} are the same path`);
       if (q.disjoint === 'router') {
         for (const v of interior(p)) assert.ok(!allPops(o).includes(v), `PoP ${v} shared by ${i} and ${j}`);
         for (const v of interior(o)) assert.ok(!allPops(p).includes(v), `PoP ${v} shared by ${j} and ${i}`);

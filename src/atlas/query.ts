@@ -36,8 +36,9 @@ export const PathQuerySchema = Type.Object(
     from: Type.String({
       minLength: 1,
       maxLength: 201,
-      pattern: '^[^/\\s]+(/[^/\\s]+)?$',
-      description: 'source: an ingress ISP (`ISP`, any of its PoPs) or one PoP (`ISP/POP`)',
+      pattern: '^(\\*/[^/\\s]+|[^*/\\s][^/\\s]*(/[^/\\s]+)?)$',
+      description:
+        'source: an ingress ISP (`ISP`, any of its PoPs), one PoP (`ISP/POP`), or a place (`*/POP`: the PoP named POP of every ISP that has one)',
     }),
     to: Type.String({
       minLength: 1,
@@ -214,8 +215,6 @@ export function queryPaths(map: AtlasMap, q: PathQuery, now: number = Date.now()
   const disjoint = q.disjoint ?? 'isp';
   const n = g.popIds.length;
 
-  const sources = resolveSource(g, q.from);
-  const sourceIsp = g.popIsp[sources[0]!]!;
   const dests = resolveDestination(g, q.to);
   const isDest = new Uint8Array(n);
   for (const d of dests) isDest[d] = 1;
@@ -225,8 +224,8 @@ export function queryPaths(map: AtlasMap, q: PathQuery, now: number = Date.now()
     const i = g.ispIndex.get(name);
     if (i !== undefined) avoided[i] = 1;
   }
-  if (avoided[sourceIsp])
-    throw new QueryError('bad-query', `source ISP ${g.isps[sourceIsp]} is also in avoid`);
+  const sources = resolveSource(g, q.from, avoided);
+  const sourceIsps = new Set(sources.map((s) => g.popIsp[s]!));
   const requiredBit = new Int32Array(g.isps.length);
   let fullMask = 0;
   (q.require ?? []).forEach((name, i) => {
@@ -277,14 +276,25 @@ export function queryPaths(map: AtlasMap, q: PathQuery, now: number = Date.now()
     pop: new Uint8Array(n),
     endpointOnly: new Uint8Array(n),
   };
-  // ISPs every alternative may share under isp-disjointness: the source's, and the destination's
-  // when all destination PoPs belong to one ISP.
+  // ISPs every alternative may share under isp-disjointness: the source's and the destination's,
+  // each when it is fixed (all source, or all destination, PoPs belong to one ISP).
   const destIsps = new Set(dests.map((d) => g.popIsp[d]!));
-  const sharedIsps = new Set([sourceIsp, ...(destIsps.size === 1 ? destIsps : [])]);
+  const sharedIsps = new Set([
+    ...(sourceIsps.size === 1 ? sourceIsps : []),
+    ...(destIsps.size === 1 ? destIsps : []),
+  ]);
 
   const found: FoundPath[] = [];
   for (let i = 0; i < k; i++) {
-    const p = bestPath(problem, critical, exclusions, notes);
+    // Disjointness lets a path made only of shared ISPs (or with no interior PoP) come back
+    // unchanged; the earlier paths are therefore forbidden outright.
+    const p = bestPath(
+      problem,
+      critical,
+      exclusions,
+      found.map((f) => f.segments),
+      notes,
+    );
     if (!p) break;
     found.push(p);
     if (disjoint === 'isp') {
@@ -337,12 +347,13 @@ function bestPath(
   problem: SearchProblem,
   critical: CriticalIsps,
   exclusions: Exclusions,
+  forbidden: number[][],
   notes: string[],
 ): FoundPath | undefined {
   let skipRepeats = false;
   // Each round adds at least one ISP to the critical set, which is bounded.
   for (let round = 0; round <= problem.g.isps.length + 1; round++) {
-    const r = search(problem, { critical, exclusions, maxPaths: 1, skipRepeats });
+    const r = search(problem, { critical, exclusions, maxPaths: 1, skipRepeats, forbidden });
     if (r.exhausted) {
       notes.push(`the search stopped after ${r.labels} labels; a path may have been missed`);
       return r.paths[0];
@@ -361,11 +372,28 @@ function bestPath(
   return undefined;
 }
 
-function resolveSource(g: CompiledAtlas, from: string): number[] {
+/** Source PoPs. An avoided ISP cannot be a fixed source; in a place (star-slash-POP) it drops out. */
+function resolveSource(g: CompiledAtlas, from: string, avoided: Uint8Array): number[] {
   const slash = from.indexOf('/');
   const ispName = slash < 0 ? from : from.slice(0, slash);
+  if (ispName === '*') {
+    const name = from.slice(slash + 1);
+    const here = g.popIds
+      .map((id, i) => (id.slice(id.indexOf('/') + 1) === name ? i : -1))
+      .filter((i) => i >= 0);
+    if (here.length === 0)
+      throw new QueryError('unknown-pop', `from: no ISP has a PoP named ${JSON.stringify(name)}`);
+    const usable = here.filter((i) => !avoided[g.popIsp[i]!]);
+    if (usable.length === 0)
+      throw new QueryError(
+        'bad-query',
+        `from: every ISP with a PoP named ${JSON.stringify(name)} is in avoid`,
+      );
+    return usable;
+  }
   const isp = g.ispIndex.get(ispName);
   if (isp === undefined) throw new QueryError('unknown-isp', `from: unknown ISP ${JSON.stringify(ispName)}`);
+  if (avoided[isp]) throw new QueryError('bad-query', `source ISP ${ispName} is also in avoid`);
   if (slash < 0) return g.ispPops[isp]!;
   const pop = g.popIndex.get(from);
   if (pop === undefined)

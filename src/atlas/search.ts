@@ -162,6 +162,8 @@ class Labels {
   mask: Int32Array = new Int32Array(0);
   critLo: Int32Array = new Int32Array(0);
   critHi: Int32Array = new Int32Array(0);
+  /** Bit i: the segments so far are a prefix of forbidden path i (see SearchOptions.forbidden). */
+  dup: Int32Array = new Int32Array(0);
   dead: Uint8Array = new Uint8Array(0);
 
   constructor(initial: number) {
@@ -186,6 +188,7 @@ class Labels {
     this.mask = copyI(this.mask);
     this.critLo = copyI(this.critLo);
     this.critHi = copyI(this.critHi);
+    this.dup = copyI(this.dup);
     const d = new Uint8Array(cap);
     d.set(this.dead);
     this.dead = d;
@@ -225,6 +228,12 @@ export interface SearchOptions {
   accept?: (p: FoundPath) => boolean;
   /** When true, an ISP-repeating complete path is skipped instead of reported (critical set full). */
   skipRepeats: boolean;
+  /**
+   * Segment sequences that must not be returned again (earlier alternatives; at most 30). A label
+   * tracks which of them its segments are still a prefix of, and dominance respects that, so the
+   * search stays exact: it finds the best path that is none of these.
+   */
+  forbidden?: number[][];
 }
 
 /** Runs the label-setting search once. */
@@ -243,6 +252,17 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
   const boundedRes = RESOURCES.filter((r) => bounds[r]! < Infinity);
   const result: SearchResult = { paths: [], exhausted: false, labels: 0 };
   const scratch = new Float64Array(4);
+  const forbidden = o.forbidden ?? [];
+  if (forbidden.length > 30) throw new RangeError('at most 30 forbidden paths');
+  const allForbidden = (1 << forbidden.length) - 1;
+  const isForbidden = (id: number): boolean => {
+    const dup = L.dup[id]!;
+    if (dup === 0) return false;
+    const count = L.res[R_SEGMENTS][id]!;
+    for (let i = 0; i < forbidden.length; i++)
+      if (dup & (1 << i) && forbidden[i]!.length === count) return true;
+    return false;
+  };
 
   const dominates = (a: number, b: number): boolean => {
     const pa = L.res[prim][a]!;
@@ -250,6 +270,7 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
     if (pa > pb || (pa === pb && L.res[sec][a]! > L.res[sec][b]!)) return false;
     for (const r of tracked) if (L.res[r][a]! > L.res[r][b]!) return false;
     if ((L.mask[a]! & L.mask[b]!) !== L.mask[b]) return false;
+    if ((L.dup[a]! & ~L.dup[b]!) !== 0) return false;
     return (L.critLo[a]! & ~L.critLo[b]!) === 0 && (L.critHi[a]! & ~L.critHi[b]!) === 0;
   };
 
@@ -292,6 +313,12 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
       const lbr = lb[r]![state]!;
       if (vals[r]! + lbr > bounds[r]! + EPS) return;
     }
+    let dup = L.dup[from]!;
+    if (seg && dup !== 0) {
+      const at = L.res[R_SEGMENTS][from]!;
+      for (let i = 0; i < forbidden.length; i++)
+        if (dup & (1 << i) && forbidden[i]![at] !== edge) dup &= ~(1 << i);
+    }
     let lo = L.critLo[from]!;
     let hi = L.critHi[from]!;
     if (seg) {
@@ -317,6 +344,7 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
     L.mask[id] = seg ? L.mask[from]! | requiredBit[isp]! : L.mask[from]!;
     L.critLo[id] = lo;
     L.critHi[id] = hi;
+    L.dup[id] = dup;
     L.dead[id] = 0;
     let list = atState[state];
     if (!list) atState[state] = list = [];
@@ -337,6 +365,7 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
     L.mask[id] = 0;
     L.critLo[id] = 0;
     L.critHi[id] = 0;
+    L.dup[id] = allForbidden;
     let list = atState[2 * s + IN];
     if (!list) atState[2 * s + IN] = list = [];
     if (admit(list, id)) heap.push(id, lbP[2 * s + IN]!, lbS[2 * s + IN]!);
@@ -352,7 +381,7 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
     const state = L.state[id]!;
     const v = state >> 1;
     if ((state & 1) === OUT) {
-      if (isDest[v] && L.mask[id] === fullMask) {
+      if (isDest[v] && L.mask[id] === fullMask && !isForbidden(id)) {
         let sinkOk = true;
         for (const other of sinkLabels)
           if (dominates(other, id)) {
