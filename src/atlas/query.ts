@@ -6,6 +6,7 @@ import { compileAtlas, maskTo, parseIpv4, type CompiledAtlas } from './graph.js'
 import {
   CriticalIsps,
   lowerBounds,
+  lowerBoundsVia,
   R_LATENCY,
   R_LOSS,
   R_PRICE,
@@ -195,9 +196,13 @@ export interface PathAnswer {
   notes: string[];
 }
 
-/** Labels a single search may create before it gives up (about 60 bytes each). */
-const ANSWER_BUDGET = 2_000_000;
-const REJECTED_BUDGET = 200_000;
+/**
+ * What one search may spend before it gives up and says so in `notes`: labels (about 60 bytes
+ * each) and wall-clock time. Ordinary queries use a few thousand labels and a few ms; only
+ * combinatorial ones (many required ISPs far apart) come near these.
+ */
+const ANSWER_BUDGET = { labels: 1_000_000, ms: 1000 };
+const REJECTED_BUDGET = { labels: 200_000, ms: 250 };
 
 /**
  * Answers a path query. Throws QueryError for an invalid query or one naming an ISP, PoP or target
@@ -267,7 +272,12 @@ export function queryPaths(map: AtlasMap, q: PathQuery, now: number = Date.now()
     requiredBit,
     fullMask,
     lb: lbCache,
-    budget: ANSWER_BUDGET,
+    budget: ANSWER_BUDGET.labels,
+    timeBudgetMs: ANSWER_BUDGET.ms,
+    via: [...new Set((q.require ?? []).map((name) => g.ispIndex.get(name)!))].map((isp) => ({
+      bits: requiredBit[isp]!,
+      lb: lowerBoundsVia(g, costs, objective[0], isp, lb(objective[0])),
+    })),
   };
   const critical = new CriticalIsps(g.isps.length);
   const notes: string[] = [];
@@ -320,7 +330,8 @@ export function queryPaths(map: AtlasMap, q: PathQuery, now: number = Date.now()
       ...problem,
       bounds: hardBounds,
       tracked: [...soft, ...(hardBounds[R_SEGMENTS]! < Infinity ? [R_SEGMENTS as Resource] : [])],
-      budget: REJECTED_BUDGET,
+      budget: REJECTED_BUDGET.labels,
+      timeBudgetMs: REJECTED_BUDGET.ms,
     };
     const r = search(relaxed, {
       critical,
@@ -334,7 +345,9 @@ export function queryPaths(map: AtlasMap, q: PathQuery, now: number = Date.now()
       accept: (path) => violations(path, q, bounds).length > 0,
     });
     if (r.exhausted)
-      notes.push(`the search for rejected paths stopped after ${r.labels} labels; the list may be short`);
+      notes.push(
+        `the search for rejected paths stopped at its budget (${r.labels} labels); the list may be short`,
+      );
     for (const path of r.paths)
       rejected.push({ path: describe(g, costs, path), reasons: violations(path, q, bounds) });
   }
@@ -355,7 +368,7 @@ function bestPath(
   for (let round = 0; round <= problem.g.isps.length + 1; round++) {
     const r = search(problem, { critical, exclusions, maxPaths: 1, skipRepeats, forbidden });
     if (r.exhausted) {
-      notes.push(`the search stopped after ${r.labels} labels; a path may have been missed`);
+      notes.push(`the search stopped at its budget (${r.labels} labels); a better path may have been missed`);
       return r.paths[0];
     }
     if (!r.repeated) return r.paths[0];

@@ -63,6 +63,13 @@ export interface SearchProblem {
   lb: (Float64Array | undefined)[];
   /** Label budget: the search stops (exhausted = true) after creating this many labels. */
   budget: number;
+  /** Time budget (ms of wall clock from the start of the search), checked every few thousand labels. */
+  timeBudgetMs: number;
+  /**
+   * Per required ISP: its bits in the required mask and lowerBoundsVia() of the primary objective.
+   * A label missing those bits must still detour through that ISP, so its bound is the larger one.
+   */
+  via: { bits: number; lb: Float64Array }[];
 }
 
 /** Per-search exclusions: k-alternatives remove ISPs or PoPs used by earlier paths. */
@@ -102,13 +109,33 @@ export function lowerBounds(
   r: Resource,
 ): Float64Array {
   const n = g.popIds.length;
-  const dist = new Float64Array(2 * n).fill(Infinity);
+  const init = new Float64Array(2 * n).fill(Infinity);
+  for (let v = 0; v < n; v++) if (isDest[v]) init[2 * v + OUT] = 0;
+  return reverseDistances(g, costs, r, init);
+}
+
+/**
+ * Lower bounds to the destinations *through* one ISP: from each state, the least cost to reach a
+ * PoP of `isp` (to take its segment) plus the least cost from there on (`toDest`). With required
+ * ISPs, a label that has not yet visited `isp` needs at least this much more.
+ */
+export function lowerBoundsVia(
+  g: CompiledAtlas,
+  costs: EdgeCosts,
+  r: Resource,
+  isp: number,
+  toDest: Float64Array,
+): Float64Array {
+  const init = new Float64Array(2 * g.popIds.length).fill(Infinity);
+  for (const v of g.ispPops[isp]!) init[2 * v + IN] = toDest[2 * v + IN]!;
+  return reverseDistances(g, costs, r, init);
+}
+
+/** Multi-source reverse Dijkstra over the state graph from initial distances (Infinity = none). */
+function reverseDistances(g: CompiledAtlas, costs: EdgeCosts, r: Resource, init: Float64Array): Float64Array {
+  const dist = init;
   const heap = new MinHeap();
-  for (let v = 0; v < n; v++)
-    if (isDest[v]) {
-      dist[2 * v + OUT] = 0;
-      heap.push(2 * v + OUT, 0, 0);
-    }
+  for (let s = 0; s < dist.length; s++) if (dist[s]! < Infinity) heap.push(s, dist[s]!, 0);
   const segCost = costs.seg[r];
   const linkCost = costs.link[r];
   while (heap.size > 0) {
@@ -239,6 +266,7 @@ export interface SearchOptions {
 /** Runs the label-setting search once. */
 export function search(p: SearchProblem, o: SearchOptions): SearchResult {
   const { g, costs, isDest, bounds, tracked, requiredBit, fullMask, lb } = p;
+  const throughIsps = p.via;
   const [prim, sec] = p.objective;
   const lbP = lb[prim]!;
   const lbS = lb[sec]!;
@@ -297,7 +325,14 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
     edge: number,
     isp: number,
   ): void => {
-    const lbPs = lbP[state]!;
+    let lbPs = lbP[state]!;
+    if (lbPs === Infinity) return;
+    const mask = seg ? L.mask[from]! | requiredBit[isp]! : L.mask[from]!;
+    for (const v of throughIsps) {
+      if ((mask & v.bits) === v.bits) continue;
+      const h = v.lb[state]!;
+      if (h > lbPs) lbPs = h;
+    }
     if (lbPs === Infinity) return;
     const c = seg ? costs.seg : costs.link;
     const r0 = L.res[0][from]! + c[0][edge]!;
@@ -310,7 +345,7 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
     vals[2] = r2;
     vals[3] = r3;
     for (const r of boundedRes) {
-      const lbr = lb[r]![state]!;
+      const lbr = r === prim ? lbPs : lb[r]![state]!;
       if (vals[r]! + lbr > bounds[r]! + EPS) return;
     }
     let dup = L.dup[from]!;
@@ -341,7 +376,7 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
     L.res[1][id] = r1;
     L.res[2][id] = r2;
     L.res[3][id] = r3;
-    L.mask[id] = seg ? L.mask[from]! | requiredBit[isp]! : L.mask[from]!;
+    L.mask[id] = mask;
     L.critLo[id] = lo;
     L.critHi[id] = hi;
     L.dup[id] = dup;
@@ -371,7 +406,16 @@ export function search(p: SearchProblem, o: SearchOptions): SearchResult {
     if (admit(list, id)) heap.push(id, lbP[2 * s + IN]!, lbS[2 * s + IN]!);
   }
 
+  const started = performance.now();
+  let nextClockCheck = 4096;
   while (heap.size > 0) {
+    if (L.count > nextClockCheck) {
+      nextClockCheck = L.count + 4096;
+      if (performance.now() - started > p.timeBudgetMs) {
+        result.exhausted = true;
+        break;
+      }
+    }
     if (L.count > p.budget) {
       result.exhausted = true;
       break;
