@@ -13,7 +13,7 @@ import { throughSegments } from '../src/lab/demo.js';
 import { PortalClient } from '../src/endpoint/portal-client.js';
 import { mustParseAddress } from '../src/wire/address.js';
 
-test('arrow demo --once --json: echoes cross 3 ISPs with received == sent', () => {
+test('arrow demo --once --json: the atlas avoids flaky, echoes cross 3 ISPs, traceroute and failover', () => {
   const r = spawnSync(process.execPath, [CLI_PATH, 'demo', '--once', '--json', '--count', '50'], {
     encoding: 'utf8',
     timeout: 120_000,
@@ -22,9 +22,25 @@ test('arrow demo --once --json: echoes cross 3 ISPs with received == sent', () =
   const report = JSON.parse(r.stdout);
   assert.deepEqual(
     report.isps.map((i: { name: string }) => i.name),
-    ['alpha', 'beta', 'gamma'],
+    ['alpha', 'beta', 'gamma', 'flaky'],
   );
-  assert.equal(report.routers.length, 12);
+  assert.equal(report.routers.length, 16);
+  // The atlas act: the direct path through flaky was a candidate, rejected for the loss the atlas
+  // measured (flaky's config says nothing about loss; its routers just drop 20%).
+  assert.deepEqual(report.atlas.chosen, ['alpha', 'beta', 'gamma']);
+  assert.ok(!report.atlas.chosen.includes('flaky'));
+  assert.deepEqual(report.atlas.avoided, ['flaky']);
+  const direct = report.atlas.candidates.find((c: { isps: string[] }) => c.isps.join() === 'flaky');
+  assert.ok(direct, JSON.stringify(report.atlas.candidates));
+  assert.ok(
+    direct.lossPct > 1 && direct.rejected.some((r: string) => /^loss/.test(r)),
+    JSON.stringify(direct),
+  );
+  // Traceroute named every router of the path in order, forward then return.
+  const traced = report.traceroute.map((h: { router: string }) => h.router);
+  const forward = report.path.map((h: { router: string }) => h.router);
+  assert.deepEqual(traced.slice(0, forward.length), forward);
+  assert.deepEqual(traced.slice(forward.length), [...forward].reverse());
   assert.equal(report.echo.sent, 50);
   assert.equal(report.echo.received, report.echo.sent);
   assert.ok(report.echo.rttMs.p50 > 0 && report.echo.rttMs.p99 >= report.echo.rttMs.p50);

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../util/config.js';
 import { runDemo, runEchoes, stopDemo } from '../lab/demo.js';
-import { defaultTopology, TopologySchema } from '../lab/topology.js';
+import { demoTopology, TopologySchema } from '../lab/topology.js';
 
 export async function runDemoCommand(o: {
   once?: boolean;
@@ -9,7 +9,7 @@ export async function runDemoCommand(o: {
   count: number;
   topology?: string;
 }): Promise<void> {
-  const topology = o.topology ? loadConfig(TopologySchema, o.topology) : defaultTopology();
+  const topology = o.topology ? loadConfig(TopologySchema, o.topology) : demoTopology();
   const once = o.once || o.json;
   const demo = await runDemo(topology, { count: o.count, print: o.json ? undefined : (l) => console.log(l) });
   if (o.json) console.log(JSON.stringify(demo.report, null, 2));

@@ -8,6 +8,12 @@ import { PortalClient } from '../endpoint/portal-client.js';
 import { authPrefix } from '../wire/authenticator.js';
 import { percentile, round } from '../util/stats.js';
 import { Lab } from './lab.js';
+import { AtlasClient } from '../atlas/client.js';
+import type { PathCandidate, PathQuery } from '../atlas/query.js';
+import { formatAnswer } from '../cli/atlas.js';
+import { formatTraceroute } from '../cli/diagnostics.js';
+import { specFromCandidate } from '../endpoint/connect.js';
+import { DiagnosticSocket, traceroute } from '../endpoint/diagnostics.js';
 import type { Topology } from './topology.js';
 
 export interface DemoHop {
@@ -35,6 +41,30 @@ export interface DemoReport {
     packets: number;
     bytes: number;
     dropped: number;
+  }[];
+  /** The atlas act: the candidates it found, the path bought, and the ISPs its measurements ruled out. */
+  atlas?: {
+    url: string;
+    query: PathQuery;
+    candidates: {
+      isps: string[];
+      latencyMs: number;
+      lossPct: number;
+      price: number;
+      /** Why it was rejected; null for the paths that met every constraint. */
+      rejected: string[] | null;
+    }[];
+    chosen: string[];
+    avoided: string[];
+  };
+  /** Traceroute along the bought path after the echoes: every hop, in order, with its RTT. */
+  traceroute?: {
+    index: number;
+    isp: string | null;
+    pop: string | null;
+    router: string | null;
+    rttMs: number | null;
+    direction: string;
   }[];
   /** The failover act: the router killed, the outage and repair seen by the customer. */
   failover?: {
@@ -170,7 +200,8 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
     const endpoint = await Endpoint.open('127.0.0.1:0');
     // The customer's failure rule: no reply within 50 ms means the circuit is failing.
     const conn = new Connection(endpoint, { timeoutMs: 50, probeIntervalMs: 10, ackTimeoutMs: 40 });
-    const segments = throughSegments(lab);
+    const chosen = lab.atlas ? await askAtlas(lab, lab.atlas.url, server.address, print) : undefined;
+    const segments = chosen?.segments ?? throughSegments(lab);
     print(
       `\nBuying ${segments.length} forward and ${segments.length} return circuits, last segment first...`,
     );
@@ -226,6 +257,7 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
         },
       },
       circuits,
+      ...(chosen ? { atlas: chosen.report } : {}),
     };
 
     print('\nPath, hop by hop:');
@@ -248,12 +280,109 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
       print(
         `  ${c.direction.padEnd(8)}${c.isp.padEnd(7)}${(c.from + '->' + c.to).padEnd(10)}${authPrefix(c.auth)}  packets ${c.packets}  bytes ${c.bytes}  dropped ${c.dropped}`,
       );
+    report.traceroute = await demoTraceroute(path, print);
     const demo: Demo = { lab, endpoint, conn, path, report };
     if (opts.failover ?? true) report.failover = await demoFailover(demo, print);
     return demo;
   } catch (err) {
     await lab.stop();
     throw err;
+  }
+}
+
+/** Where the demo customer sits: every ISP with a PoP here is a way in. */
+const CUSTOMER_POP = 'ams';
+/** The customer's loss bound: anything lossier is not worth buying. */
+const MAX_LOSS_PCT = 1;
+
+/**
+ * The atlas act: wait until the atlas has measured every PoP pair, ask it for a path from the
+ * customer's PoP to the server that loses under 1%, show the candidates and the rejected ones.
+ */
+async function askAtlas(
+  lab: Lab,
+  url: string,
+  server: string,
+  print: (line: string) => void,
+): Promise<{ segments: SegmentSpec[]; report: NonNullable<DemoReport['atlas']> }> {
+  const atlas = new AtlasClient(url);
+  print(`\nAtlas ${url}: learning offers from ${lab.isps.length} portals and measuring every PoP pair...`);
+  const enough = 10;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const m = (await fetch(`${url}/measurements`).then((r) => r.json())) as {
+      pairs: { key: string; samples: number; latencyMs: number | null; lossPct: number | null }[];
+    };
+    if (m.pairs.length > 0 && m.pairs.every((p) => p.samples >= enough)) {
+      for (const p of m.pairs)
+        print(
+          `  ${p.key.padEnd(24)} ${`${p.latencyMs?.toFixed(2)} ms`.padStart(10)}  loss ${p.lossPct?.toFixed(1)}%`,
+        );
+      break;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`the atlas measured too little within 20 s: ${JSON.stringify(m.pairs)}`);
+    await sleep(200);
+  }
+  const query: PathQuery = { from: `*/${CUSTOMER_POP}`, to: server, maxLossPct: MAX_LOSS_PCT };
+  print(`\nPaths from ${CUSTOMER_POP} to ${server} losing at most ${MAX_LOSS_PCT}% (arrow paths):`);
+  const answer = await atlas.paths(query);
+  for (const l of formatAnswer(answer)) print(`  ${l}`);
+  const best = answer.paths[0];
+  if (!best) throw new Error('the atlas found no path that meets the constraints');
+  const map = await atlas.map();
+  const keys = Object.fromEntries(lab.isps.map((i) => [i.name, i.accounts[0]!.apiKey]));
+  const avoided = [...new Set(answer.rejected.flatMap((r) => r.path.isps))].filter(
+    (i) => !best.isps.includes(i),
+  );
+  print(`Chosen: ${best.isps.join(' > ')}. Avoided: ${avoided.join(', ') || 'none'}.`);
+  return {
+    segments: specFromCandidate(best, map, keys, server).segments,
+    report: {
+      url,
+      query,
+      candidates: [
+        ...answer.paths.map((p) => ({ ...summary(p), rejected: null })),
+        ...answer.rejected.map((r) => ({ ...summary(r.path), rejected: r.reasons })),
+      ],
+      chosen: best.isps,
+      avoided,
+    },
+  };
+}
+
+function summary(p: PathCandidate): { isps: string[]; latencyMs: number; lossPct: number; price: number } {
+  return { isps: p.isps, latencyMs: round(p.latencyMs, 2), lossPct: round(p.lossPct, 2), price: p.price };
+}
+
+/** A traceroute along the bought path: each router answers, so the slow or lossy hop stands out. */
+async function demoTraceroute(
+  path: BoughtPath,
+  print: (line: string) => void,
+): Promise<NonNullable<DemoReport['traceroute']>> {
+  const first = path.forward[0]!.circuit;
+  const sock = await DiagnosticSocket.open({ toward: first.ingress[0]! });
+  try {
+    const t = await traceroute(
+      sock,
+      { ingress: first.ingress[0]!, auth: first.auth },
+      { queries: 3, timeoutMs: 500 },
+    );
+    print(`\nTraceroute along the circuit (arrow traceroute):`);
+    for (const l of formatTraceroute(t, 64)) print(`  ${l}`);
+    return t.hops.map((h) => {
+      const ok = h.rttMs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+      return {
+        index: h.index,
+        isp: h.isp ?? null,
+        pop: h.pop ?? null,
+        router: h.router ?? null,
+        rttMs: ok.length ? round(ok[ok.length >> 1]!, 3) : null,
+        direction: h.direction,
+      };
+    });
+  } finally {
+    await sock.close();
   }
 }
 
