@@ -123,11 +123,11 @@ export const SlaReport = Type.Object(
     to: Type.Optional(Type.String()),
     inPackets: Type.Integer({ description: 'DATA entering the ISP in the span' }),
     outPackets: Type.Integer({ description: 'DATA leaving the ISP in the span' }),
-    inFlightPackets: Type.Integer({
+    slackPackets: Type.Integer({
       description:
-        "deficit put down to packets in flight at the span's end (rate × (latency + 2 ms)), not loss",
+        "deficit within the routers' snapshot timing slack (recent rate × 2 ms), not counted as loss",
     }),
-    lostPackets: Type.Integer({ description: 'in - out - inFlight, never negative' }),
+    lostPackets: Type.Integer({ description: 'in - out - slack, never negative' }),
     lossPct: Type.Union([Type.Number(), Type.Null()], {
       description: 'loss over the span; null with too few packets to judge',
     }),

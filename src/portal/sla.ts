@@ -46,9 +46,9 @@ export interface SlaReport {
   /** DATA that entered the ISP in the span, and the part of it that left. */
   inPackets: number;
   outPackets: number;
-  /** Deficit attributed to packets still in flight at the window's end, not to loss. */
-  inFlightPackets: number;
-  /** in - out - inFlight, never negative. */
+  /** Deficit within the routers' snapshot timing slack (recent rate × 2 ms), not counted as loss. */
+  slackPackets: number;
+  /** in - out - slack, never negative. */
   lostPackets: number;
   /** Loss over the span in percent; null with fewer than `minPackets` entering. */
   lossPct: number | null;
@@ -172,6 +172,12 @@ const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 /** Routers snapshot counters on aligned instants, give or take this much (timer and loop jitter). */
 const IN_FLIGHT_SLACK_MS = 2;
+/**
+ * Extra time, beyond the latency estimate, that a packet may take through the segment (a
+ * router busy for a moment). Readings this much later must land past the stall and past the
+ * egress router's next publish, hence up to a second; the window ends that much earlier.
+ */
+const IN_FLIGHT_EXTRA_MS = [0, 5, 20, 100, 300, 1000] as const;
 
 /**
  * The portal's memory of router counters: per circuit and router a `CounterSeries`, per
@@ -242,9 +248,13 @@ export class SlaMonitor {
    *
    * Loss: DATA in at the ingress PoP vs out at the egress PoP. Each router's counters are
    * interpolated to common instants, so routers publishing at different moments do not
-   * skew the balance; the egress side is read one segment latency later than the ingress
-   * side, so packets in flight at the window's edges are not taken for lost. The window
-   * ends where every live router has published (no extrapolation).
+   * skew the balance. The egress side is read one segment latency later than the ingress side,
+   * and then again up to IN_FLIGHT_EXTRA_MS later still, crediting as in flight what leaves in
+   * that extra time minus what entered in it (the newcomers): a packet delayed by a router busy
+   * for a moment is not taken for lost, and traffic that grows at the window's end does not
+   * hide loss. The reading with the least deficit counts, so a violation is only declared when
+   * every reading shows it. The window ends where every live router has published, with room
+   * for the extra reading (no extrapolation).
    *
    * Latency: one-way ≈ RTT/2 between the ingress routers that carried the circuit and the
    * egress routers it left by, from the RTTs the ingress routers measure for failover.
@@ -256,13 +266,15 @@ export class SlaMonitor {
     const newest = Math.max(...rows.map((r) => r.lastT));
     const fresh = (r: CounterSeries): boolean => r.lastT >= newest - opts.staleMs;
 
-    // The shift for packets in flight: the segment's latency now (bounded: it is an estimate).
+    // How much later the egress side is read: the segment's latency now (bounded: an estimate).
     const latestLatency = this.latency(circuit, ingress, egress, -Infinity, Infinity, true);
     const shift = Math.min(1000, Math.max(0, latestLatency ?? 0));
+    const longest = shift + IN_FLIGHT_EXTRA_MS[IN_FLIGHT_EXTRA_MS.length - 1]!;
 
     const freshIn = ingress.filter(fresh);
     const freshOut = egress.filter(fresh);
-    let t1 = Math.min(...freshIn.map((r) => r.lastT), ...freshOut.map((r) => r.lastT - shift));
+    const extraMax = longest - shift;
+    let t1 = Math.min(...freshIn.map((r) => r.lastT - extraMax), ...freshOut.map((r) => r.lastT - longest));
     let t0 = Math.max(
       t1 - opts.windowMs,
       ...ingress.map((r) => r.knownFrom),
@@ -278,26 +290,29 @@ export class SlaMonitor {
         inPackets += d;
         if (d > 0) carriedIn.push(r);
       }
-      for (const r of egress) {
-        const d = r.at(t1 + shift)!.out - r.at(t0 + shift)!.out;
-        outPackets += d;
-        if (d > 0) carriedOut.push(r);
+      for (const extra of IN_FLIGHT_EXTRA_MS) {
+        let out = 0;
+        for (const r of egress) out += r.at(t1 + shift + extra)!.out - r.at(t0 + shift)!.out;
+        // What entered after the window's end could have left in the extra time: not ours.
+        for (const r of ingress) out -= r.at(t1 + extra)!.in - r.at(t1)!.in;
+        outPackets = Math.max(outPackets, out);
       }
+      for (const r of egress) if (r.at(t1 + longest)!.out - r.at(t0 + shift)!.out > 0) carriedOut.push(r);
     } else {
       t0 = t1 = NaN;
     }
-    // What entered in the last moments before the window's end may still be on its way (transit,
-    // and routers' snapshots a millisecond or two apart): that much of a deficit is not loss.
-    let inFlightPackets = 0;
+    // Routers' snapshots are a millisecond or two apart and timestamped to the ms: a deficit
+    // of that much traffic is measurement slack, not loss.
+    let slackPackets = 0;
     if (Number.isFinite(t1)) {
       const from = Math.max(t0, t1 - 1000);
       let recent = 0;
       for (const r of ingress) recent += r.at(t1)!.in - r.at(from)!.in;
-      if (t1 > from) inFlightPackets = Math.ceil((recent / (t1 - from)) * (shift + IN_FLIGHT_SLACK_MS));
+      if (t1 > from) slackPackets = Math.ceil((recent / (t1 - from)) * IN_FLIGHT_SLACK_MS);
     }
     inPackets = Math.round(inPackets);
     outPackets = Math.round(outPackets);
-    const lostPackets = Math.max(0, inPackets - outPackets - inFlightPackets);
+    const lostPackets = Math.max(0, inPackets - outPackets - slackPackets);
     const lossPct =
       inPackets >= Math.max(1, opts.minPackets) ? round3((100 * lostPackets) / inPackets) : null;
 
@@ -334,7 +349,7 @@ export class SlaMonitor {
       ...(spanned ? { from: new Date(t0).toISOString(), to: new Date(t1).toISOString() } : {}),
       inPackets,
       outPackets,
-      inFlightPackets,
+      slackPackets,
       lostPackets,
       lossPct,
       latencyMs: latencyMs === undefined ? null : round3(latencyMs),
