@@ -1,20 +1,11 @@
-import { DiagnosticSocket, echoRouter, measureRelay } from '../endpoint/diagnostics.js';
+import { DiagnosticSocket } from '../endpoint/diagnostics.js';
 import { announceReady } from '../lab/process.js';
 import { ConfigError, loadConfig } from '../util/config.js';
 import { createLogger } from '../util/log.js';
 import { mustParseAddress } from '../wire/address.js';
 import { Atlas } from './atlas.js';
 import { AtlasConfigSchema, checkAtlasConfig } from './config.js';
-import type { EchoProber } from './measure.js';
 import { buildAtlasServer } from './server.js';
-
-/** Echoes from one UDP socket of the atlas's own: direct to a router, or relayed by it to another. */
-export function socketProber(sock: DiagnosticSocket): EchoProber {
-  return {
-    echo: (router, timeoutMs) => echoRouter(sock, router, { timeoutMs }),
-    relay: async (via, to, timeoutMs) => (await measureRelay(sock, via, to, { timeoutMs })).rttMs,
-  };
-}
 
 /** `arrow atlas --config FILE`: learn, measure and answer path queries until SIGINT/SIGTERM. */
 export async function runAtlas(configPath: string): Promise<void> {
@@ -25,7 +16,8 @@ export async function runAtlas(configPath: string): Promise<void> {
   const listen = mustParseAddress(config.listen);
   // Measure from the address we serve on: routers answer the address a request names.
   const sock = await DiagnosticSocket.open({ bind: `${listen.host}:0` });
-  const atlas = new Atlas(config, socketProber(sock), log);
+  // The socket is the prober: direct echoes, and echoes relayed by one PoP's router to another's.
+  const atlas = new Atlas(config, sock, log);
   await atlas.start();
   const app = await buildAtlasServer(atlas, log);
   await app.listen({ host: listen.host, port: listen.port });
