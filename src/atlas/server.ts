@@ -1,5 +1,5 @@
-import Fastify, { type FastifyInstance } from 'fastify';
-import swagger from '@fastify/swagger';
+import type { FastifyInstance } from 'fastify';
+import { createHttpApp } from '../util/http.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../util/log.js';
 import type { Atlas } from './atlas.js';
@@ -14,45 +14,13 @@ export async function buildAtlasServer(
   atlas: Atlas,
   logger: Logger | false = false,
 ): Promise<FastifyInstance> {
-  const app = Fastify({
-    loggerInstance: logger || undefined,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  const app = await createHttpApp({
+    title: 'Arrow atlas',
+    description: 'ISPs, PoPs, offers, measured latency and loss, and path queries. See docs/atlas.md.',
+    logger,
     bodyLimit: 16 * 1024,
-    disableRequestLogging: true,
-  }) as unknown as FastifyInstance;
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'Arrow atlas',
-        version: '1',
-        description: 'ISPs, PoPs, offers, measured latency and loss, and path queries. See docs/atlas.md.',
-      },
-    },
+    clientError: (err) => (err instanceof QueryError ? { statusCode: 400, message: err.message } : undefined),
   });
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
-    if (err instanceof QueryError)
-      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: err.message });
-    const code = err.validation
-      ? 400
-      : err.statusCode && err.statusCode >= 400 && err.statusCode < 500
-        ? err.statusCode
-        : 500;
-    if (code === 500) req.log.error({ err }, 'unhandled atlas error');
-    return reply.code(code).send({
-      statusCode: code,
-      error: code === 500 ? 'Internal Server Error' : 'Bad Request',
-      message: code === 500 ? 'internal error; see atlas log' : err.message,
-    });
-  });
-  app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({
-      statusCode: 404,
-      error: 'Not Found',
-      message: `no route ${req.method} ${req.url}; see /openapi.json`,
-    }),
-  );
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
 
   const api = app.withTypeProvider<TypeBoxTypeProvider>();

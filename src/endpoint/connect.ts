@@ -1,8 +1,7 @@
-import { createSocket, type Socket } from 'node:dgram';
-import type { AddressInfo } from 'node:net';
 import { AtlasClient, type AtlasMapView } from '../atlas/client.js';
 import type { PathAnswer, PathCandidate, PathQuery } from '../atlas/query.js';
-import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
+import { mustParseAddress } from '../wire/address.js';
+import { LocalPort } from './local-port.js';
 import { Connection, type DetectorOptions } from './connection.js';
 import { Endpoint } from './endpoint.js';
 import { buyPath, releasePath, type BoughtPath, type PathSpec, type SegmentSpec } from './path.js';
@@ -53,26 +52,21 @@ export function specFromCandidate(
  * atlas again, avoiding it.
  */
 export class AtlasConnection {
-  private client: UdpAddress | undefined;
-  readonly counters = { fromClient: 0, toClient: 0 };
-
   private constructor(
-    private readonly local: Socket,
-    readonly listen: string,
+    private readonly local: LocalPort,
     readonly endpoint: Endpoint,
     readonly connection: Connection,
     readonly answer: PathAnswer,
   ) {
-    local.on('message', (msg, rinfo) => {
-      this.client = { host: rinfo.address, port: rinfo.port };
-      this.counters.fromClient++;
-      connection.send(msg);
-    });
-    connection.on('data', (payload) => {
-      if (!this.client) return;
-      this.counters.toClient++;
-      local.send(payload, this.client.port, this.client.host);
-    });
+    local.attach(connection);
+  }
+
+  get listen(): string {
+    return this.local.address;
+  }
+
+  get counters(): LocalPort['counters'] {
+    return this.local.counters;
   }
 
   get paths(): BoughtPath[] {
@@ -90,13 +84,8 @@ export class AtlasConnection {
       );
     }
     const specs = answer.paths.map((p) => specFromCandidate(p, map, o.keys, o.target, o.bandwidthMbps));
-    const at = mustParseAddress(o.listen);
-    const local = createSocket('udp4');
-    await new Promise<void>((resolve, reject) => {
-      local.once('error', reject);
-      local.bind(at.port, at.host, () => resolve());
-    });
-    const endpoint = await Endpoint.open(`${at.host}:0`);
+    const local = await LocalPort.bind(o.listen);
+    const endpoint = await Endpoint.open(`${mustParseAddress(o.listen).host}:0`);
     const rebuy = async (avoid: string[]): Promise<BoughtPath> => {
       const again = await atlas.paths({
         ...o.query,
@@ -126,14 +115,7 @@ export class AtlasConnection {
       local.close();
       throw err;
     }
-    const a = local.address() as AddressInfo;
-    return new AtlasConnection(
-      local,
-      formatAddress({ host: a.address, port: a.port }),
-      endpoint,
-      connection,
-      answer,
-    );
+    return new AtlasConnection(local, endpoint, connection, answer);
   }
 
   /** Relinquishes every circuit (including re-bought ones) and closes the sockets. */

@@ -1,9 +1,9 @@
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { newAuthenticator, authToBytes } from '../wire/authenticator.js';
-import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
+import { mustParseAddress, type UdpAddress } from '../wire/address.js';
 import { decode, DEFAULT_HOP_LIMIT, encode, PacketType, type Packet } from '../wire/header.js';
+import { bindUdp } from './local-port.js';
 import type { BoughtPath } from './path.js';
 
 export interface EndpointEvents {
@@ -44,17 +44,8 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
   }
 
   static async open(bind = '127.0.0.1:0'): Promise<Endpoint> {
-    const at = mustParseAddress(bind);
-    const socket = createSocket('udp4');
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(at.port, at.host, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
-    const a = socket.address() as AddressInfo;
-    return new Endpoint(socket, formatAddress({ host: a.address, port: a.port }));
+    const { socket, address } = await bindUdp(bind);
+    return new Endpoint(socket, address);
   }
 
   /** Where the return path should deliver: pass this to buyPath as `replyTo`. */
