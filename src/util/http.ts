@@ -60,13 +60,11 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
       return reply.code(code).send({ statusCode: code, error: statusText(code), message: err.message });
     }
     req.log.error({ err }, 'unhandled error');
-    return reply
-      .code(500)
-      .send({
-        statusCode: 500,
-        error: 'Internal Server Error',
-        message: 'internal error; see the service log',
-      });
+    return reply.code(500).send({
+      statusCode: 500,
+      error: 'Internal Server Error',
+      message: 'internal error; see the service log',
+    });
   });
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({
