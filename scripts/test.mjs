@@ -10,6 +10,9 @@ const files = readdirSync('dist/test')
   .filter((f) => f.endsWith('.test.js'))
   .sort()
   .map((f) => `dist/test/${f}`);
-const args = ['--test', '--test-concurrency=2', '--test-timeout=300000', ...process.argv.slice(2), ...files];
+// One test file at a time: the network tests each run a lab of 10-30 real processes and assert
+// protocol timing at the millisecond scale (15 ms link timeouts). Two such labs on a 2-core machine
+// test the scheduler, not Arrow: a neighbour descheduled for 20 ms is, correctly, declared dead.
+const args = ['--test', '--test-concurrency=1', '--test-timeout=300000', ...process.argv.slice(2), ...files];
 const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
 process.exit(r.status ?? 1);
