@@ -69,9 +69,48 @@ lab
       "override every ISP's store: sqlite, or etcd (a 3-member cluster per ISP)",
     ).choices(['sqlite', 'etcd']),
   )
-  .action(async (file: string, o: { dir?: string; store?: 'sqlite' | 'etcd' }) => {
+  .option(
+    '--netns',
+    'every router, portal, server and the atlas in its own network namespace on 10.77.0.0/16 (root; see docs/lab.md)',
+  )
+  .action(async (file: string, o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean }) => {
     const { runLabUp } = await import('./lab.js');
     await runLabUp(file, o);
+  });
+lab
+  .command('down')
+  .description(
+    'stop a running lab, or clean up a crashed one: its processes, namespaces and links, and state file',
+  )
+  .argument('[name]', "the topology's name (default: every lab with a state file)")
+  .action(async (name: string | undefined) => {
+    const { runLabDown } = await import('./lab.js');
+    await runLabDown(name);
+  });
+lab
+  .command('fail')
+  .description('inject a failure into a router of a running `arrow lab up` (undo with `arrow lab heal`)')
+  .argument('<router>', 'router name, e.g. beta-fra-1')
+  .addOption(
+    new Option('--kind <kind>', 'kill: SIGKILL; hang: SIGSTOP; link-down: its interface down (--netns labs)')
+      .choices(['kill', 'hang', 'link-down'])
+      .makeOptionMandatory(),
+  )
+  .option('--lab <name>', 'which lab (default: the only one up)')
+  .action(async (router: string, o: { kind: 'kill' | 'hang' | 'link-down'; lab?: string }) => {
+    const { runLabFail } = await import('./lab.js');
+    await runLabFail(router, o);
+  });
+lab
+  .command('heal')
+  .description(
+    'undo `arrow lab fail`: restart a killed router on its address, SIGCONT a hung one, or bring its link up',
+  )
+  .argument('<router>', 'router name')
+  .option('--lab <name>', 'which lab (default: the only one up)')
+  .action(async (router: string, o: { lab?: string }) => {
+    const { runLabHeal } = await import('./lab.js');
+    await runLabHeal(router, o);
   });
 
 program

@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,9 @@ import type { StoreConfig } from '../store/config.js';
 import { EtcdCluster } from './etcd-cluster.js';
 import type { AtlasConfig } from '../atlas/config.js';
 import { mustParseAddress } from '../wire/address.js';
-import { startComponent, stopComponent, type Managed } from './process.js';
+import { CLI_PATH, startComponent, stopComponent, type Managed } from './process.js';
+import { LAB_NET, LabNetwork } from './netns.js';
+import { removeState, writeState, type FailKind, type LabState } from './control.js';
 
 export interface LabRouter {
   isp: string;
@@ -18,6 +21,8 @@ export interface LabRouter {
   address: string;
   configPath: string;
   managed: Managed | undefined;
+  /** Its network namespace, in a netns lab. */
+  ns: string | undefined;
 }
 
 export interface LabIsp {
@@ -31,6 +36,8 @@ export interface LabIsp {
   portalConfigPath: string;
   pops: { name: string; routers: LabRouter[] }[];
   managed: Managed;
+  /** The portal's network namespace, in a netns lab. */
+  ns: string | undefined;
 }
 
 /** What a router started with `announceTable` reports per applied change. */
@@ -47,6 +54,30 @@ export interface LabServer {
   name: string;
   address: string;
   managed: Managed;
+  ns: string | undefined;
+}
+
+/**
+ * An extra namespace in a netns lab for programs that know nothing of the lab (curl,
+ * iperf3, ping, an HTTP server, `arrow endpoint --tun`): one veth into the lab network.
+ */
+export interface LabHost {
+  name: string;
+  /** Its namespace: `ip netns exec <ns> …` runs a program there. */
+  ns: string;
+  /** Its interface inside `ns` (for TUN routes or link-down). */
+  link: string;
+  /** Its IPv4 address on the lab network (a /16), e.g. 10.77.250.1. */
+  address: string;
+  /** Starts `command` inside the namespace (`ip netns exec`); the lab kills it on stop. */
+  exec(command: string[], opts?: SpawnOptions): ChildProcess;
+  /** Runs `command` inside the namespace to the end, killed after `timeoutMs` (default 60 s). */
+  run(
+    command: string[],
+    opts?: { timeoutMs?: number },
+  ): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** Starts `arrow <args>` (this build's CLI) inside the namespace. */
+  arrow(args: string[], opts?: SpawnOptions): ChildProcess;
 }
 
 export interface LabOptions {
@@ -56,11 +87,27 @@ export interface LabOptions {
   keep?: boolean;
   /** Routers report every table change to the lab over IPC (see Lab.onTable). */
   announceTable?: boolean;
+  /**
+   * Every router, portal, server and the atlas in its own network namespace on 10.77.0.0/16
+   * (docs/lab.md, "--netns"). Needs root; SQLite stores only. The topology's name names the
+   * namespaces (1-16 lowercase letters and digits), so two labs up at once need two names.
+   */
+  netns?: boolean;
+  /** Keep a state file for `arrow lab down|fail|heal` (always with `netns`). */
+  state?: boolean;
 }
 
-/** Loopback addresses that read like a plan: 127.1.<isp>.<pop><router>, e.g. 127.1.2.12. */
-function routerHost(ispIndex: number, popIndex: number, routerIndex: number): string {
-  return `127.1.${ispIndex + 1}.${(popIndex + 1) * 10 + routerIndex + 1}`;
+/** Where each kind of node sits in the address plan: loopback 127.1.x.y, or 10.77.x.y in a netns lab. */
+function planHost(netns: boolean, third: number, fourth: number): string {
+  return `${netns ? LAB_NET : '127.1'}.${third}.${fourth}`;
+}
+
+/** Hosts added with `addHost` are at 10.77.250.1 and up. */
+const HOST_SUBNET = 250;
+
+/** Addresses that read like a plan: 127.1.<isp>.<pop><router>, e.g. 127.1.2.12 (10.77.2.12 with netns). */
+function routerHost(netns: boolean, ispIndex: number, popIndex: number, routerIndex: number): string {
+  return planHost(netns, ispIndex + 1, (popIndex + 1) * 10 + routerIndex + 1);
 }
 
 /**
@@ -71,16 +118,31 @@ export class Lab {
   readonly isps: LabIsp[] = [];
   readonly servers: LabServer[] = [];
   /** The atlas, when the topology asks for one. */
-  atlas: { url: string; managed: Managed; configPath: string } | undefined;
+  atlas: { url: string; managed: Managed; configPath: string; ns: string | undefined } | undefined;
+  /** Extra namespaces made with `addHost` (netns labs). */
+  readonly hosts: LabHost[] = [];
   private readonly clusters: EtcdCluster[] = [];
+  private readonly hostProcs = new Set<ChildProcess>();
+  /** What `fail` did to each node, so `heal` can undo it. */
+  private readonly failed = new Map<string, FailKind>();
   private stopped = false;
+  private net: LabNetwork | undefined;
+  private onExit: (() => void) | undefined;
+  /** The control socket of `arrow lab up`, recorded in the state file. */
+  control: string | undefined;
 
   private constructor(
     readonly topology: Topology,
     readonly dir: string,
     private readonly keep: boolean,
     private readonly announceTable: boolean,
+    private readonly stateful: boolean,
   ) {}
+
+  /** True when every node runs in its own network namespace. */
+  get netns(): boolean {
+    return this.net !== undefined;
+  }
 
   /** Called for every table change a router reports, when started with `announceTable`. */
   onTable: ((router: string, msg: TableMessage) => void) | undefined;
@@ -88,11 +150,28 @@ export class Lab {
   static async start(topology: Topology, opts: LabOptions = {}): Promise<Lab> {
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'arrow-lab-'));
     mkdirSync(join(dir, 'logs'), { recursive: true });
-    const lab = new Lab(topology, dir, opts.keep ?? opts.dir !== undefined, opts.announceTable ?? false);
-    const onExit = (): void => lab.killAllSync();
-    process.once('exit', onExit);
+    const lab = new Lab(
+      topology,
+      dir,
+      opts.keep ?? opts.dir !== undefined,
+      opts.announceTable ?? false,
+      (opts.state ?? false) || (opts.netns ?? false),
+    );
+    lab.onExit = (): void => lab.killAllSync();
+    process.once('exit', lab.onExit);
     try {
+      if (opts.netns) {
+        const etcd = topology.isps.find((i) => i.store.kind === 'etcd');
+        if (etcd)
+          throw new Error(
+            `--netns runs SQLite stores only (ISP ${etcd.name} asks for etcd, which listens on loopback)`,
+          );
+        lab.net = await LabNetwork.create(topology.name);
+      }
+      lab.saveState();
       await lab.boot();
+      if (lab.net) for (const h of topology.hosts ?? []) await lab.addHost(h);
+      lab.saveState();
     } catch (err) {
       await lab.stop();
       throw err;
@@ -122,14 +201,25 @@ export class Lab {
     return s;
   }
 
+  /** In a netns lab, makes the node's namespace (address `host`) and returns its name. */
+  private async place(node: string, host: string): Promise<string | undefined> {
+    if (!this.net) return undefined;
+    return (await this.net.addNode(node, host)).ns;
+  }
+
   private async boot(): Promise<void> {
     const t = this.topology;
+    const netns = this.netns;
     for (const [si, s] of t.servers.entries()) {
+      const host = planHost(netns, 0, 100 + si);
+      const ns = await this.place(`server-${s.name}`, host);
       const managed = await startComponent(
-        ['echo-server', '--listen', `127.1.0.${100 + si}:0`],
+        ['echo-server', '--listen', `${host}:0`],
         join(this.dir, 'logs', `server-${s.name}.log`),
+        undefined,
+        { netns: ns },
       );
-      this.servers.push({ name: s.name, address: managed.ready.address!, managed });
+      this.servers.push({ name: s.name, address: managed.ready.address!, managed, ns });
     }
     // Routers first (they pick their ports), then each portal with the addresses they got.
     await Promise.all(t.isps.map((isp, ii) => this.bootIsp(isp, ii)));
@@ -138,8 +228,10 @@ export class Lab {
 
   /** An atlas over the whole lab: every portal, the topology's peerings, servers as targets. */
   private async bootAtlas(a: NonNullable<Topology['atlas']>): Promise<void> {
+    const host = planHost(this.netns, 0, 2);
+    const ns = await this.place('atlas', host);
     const config: AtlasConfig = {
-      listen: '127.1.0.2:0',
+      listen: `${host}:0`,
       isps: this.isps.map((i) => ({ name: i.name, portal: i.url })),
       peerings: this.topology.peerings ?? [],
       targets: this.topology.servers.flatMap((s) =>
@@ -152,8 +244,15 @@ export class Lab {
     };
     const path = join(this.dir, 'atlas.yaml');
     writeFileSync(path, stringify(config));
-    const managed = await startComponent(['atlas', '--config', path], join(this.dir, 'logs', 'atlas.log'));
-    this.atlas = { url: managed.ready.url!, managed, configPath: path };
+    const managed = await startComponent(
+      ['atlas', '--config', path],
+      join(this.dir, 'logs', 'atlas.log'),
+      undefined,
+      {
+        netns: ns,
+      },
+    );
+    this.atlas = { url: managed.ready.url!, managed, configPath: path, ns };
   }
 
   private async bootIsp(isp: Topology['isps'][0], ii: number): Promise<void> {
@@ -170,13 +269,13 @@ export class Lab {
       const routers: LabRouter[] = [];
       for (let r = 0; r < pop.routers; r++) {
         const name = `${isp.name}-${pop.name}-${r + 1}`;
-        // A PoP's own impairment replaces its ISP's.
-        const impair = pop.impair ?? isp.impair;
+        const impair = routerImpair(isp, pop);
+        const host = routerHost(this.netns, ii, pi, r);
         const config: RouterConfigInput = {
           isp: isp.name,
           pop: pop.name,
           name,
-          listen: `${routerHost(ii, pi, r)}:0`,
+          listen: `${host}:0`,
           store,
           statsIntervalMs: this.topology.statsIntervalMs,
           storePollMs: 5,
@@ -190,7 +289,8 @@ export class Lab {
         };
         const configPath = join(this.dir, `router-${name}.yaml`);
         writeFileSync(configPath, stringify(config));
-        routers.push({ isp: isp.name, pop: pop.name, name, address: '', configPath, managed: undefined });
+        const ns = await this.place(name, host);
+        routers.push({ isp: isp.name, pop: pop.name, name, address: '', configPath, managed: undefined, ns });
       }
       pops.push({ name: pop.name, routers });
     }
@@ -199,9 +299,11 @@ export class Lab {
     await this.startRouter(all[0]!);
     await Promise.all(all.slice(1).map((r) => this.startRouter(r)));
 
+    const portalHost = planHost(this.netns, ii + 1, 1);
+    const portalNs = await this.place(`portal-${isp.name}`, portalHost);
     const portalConfig: PortalConfig = {
       isp: isp.name,
-      listen: `127.1.${ii + 1}.1:0`,
+      listen: `${portalHost}:0`,
       store,
       pops: pops.map((p) => ({ name: p.name, routers: p.routers.map((r) => r.address) })),
       offers: isp.offers,
@@ -212,6 +314,8 @@ export class Lab {
     const managed = await startComponent(
       ['portal', '--config', portalConfigPath],
       join(this.dir, 'logs', `portal-${isp.name}.log`),
+      undefined,
+      { netns: portalNs },
     );
     this.isps[ii] = {
       name: isp.name,
@@ -223,6 +327,7 @@ export class Lab {
       portalConfigPath,
       pops,
       managed,
+      ns: portalNs,
     };
   }
 
@@ -230,6 +335,8 @@ export class Lab {
     r.managed = await startComponent(
       ['router', '--config', r.configPath],
       join(this.dir, 'logs', `router-${r.name}.log`),
+      undefined,
+      { netns: r.ns },
     );
     r.managed.proc.on('message', (m: TableMessage) => {
       if (m?.event === 'table') this.onTable?.(r.name, m);
@@ -242,8 +349,8 @@ export class Lab {
     }
   }
 
-  /** Fault injection: SIGKILL (crash) or SIGSTOP (hang) a router. */
-  kill(name: string, signal: 'SIGKILL' | 'SIGSTOP' | 'SIGTERM' = 'SIGKILL'): void {
+  /** Fault injection: SIGKILL (crash) or SIGSTOP (hang) a router; SIGCONT resumes it. */
+  kill(name: string, signal: 'SIGKILL' | 'SIGSTOP' | 'SIGCONT' | 'SIGTERM' = 'SIGKILL'): void {
     const r = this.router(name);
     r.managed?.proc.kill(signal);
   }
@@ -256,11 +363,119 @@ export class Lab {
       await stopComponent(r.managed.proc, 1000);
     }
     await this.startRouter(r);
+    this.saveState();
+  }
+
+  /**
+   * Failure injection on a router: `kill` (SIGKILL), `hang` (SIGSTOP) or `link-down` (its
+   * interface down; netns labs only). `heal` undoes it.
+   */
+  async fail(name: string, kind: FailKind): Promise<void> {
+    this.router(name);
+    const already = this.failed.get(name);
+    if (already) throw new Error(`${name} is already failed (${already}); heal it first`);
+    if (kind === 'link-down') {
+      if (!this.net) throw new Error('link-down needs a netns lab (arrow lab up --netns)');
+      await this.net.setLink(name, false);
+    } else if (kind === 'kill') this.kill(name, 'SIGKILL');
+    else if (kind === 'hang') this.kill(name, 'SIGSTOP');
+    else throw new Error(`unknown failure kind ${String(kind)}: kill, hang or link-down`);
+    this.failed.set(name, kind);
+  }
+
+  /** Undoes `fail`: a killed router restarts on the same address, a hung one continues, a link comes up. */
+  async heal(name: string): Promise<void> {
+    this.router(name);
+    const kind = this.failed.get(name);
+    if (!kind) throw new Error(`${name} is not failed (nothing to heal)`);
+    if (kind === 'link-down') await this.net!.setLink(name, true);
+    else if (kind === 'hang') this.kill(name, 'SIGCONT');
+    else await this.restart(name);
+    this.failed.delete(name);
+  }
+
+  /** The failures injected with `fail` and not healed yet. */
+  get failures(): Record<string, FailKind> {
+    return Object.fromEntries(this.failed);
+  }
+
+  /**
+   * An extra namespace on the lab network (netns labs), for unmodified programs and TUN
+   * endpoints. Its namespace is `arrow-<lab>-host-<name>`, its address 10.77.250.N.
+   */
+  async addHost(name: string): Promise<LabHost> {
+    if (!this.net) throw new Error('addHost needs a netns lab (Lab.start(topology, { netns: true }))');
+    if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`host name "${name}": use a-z, 0-9 and "-"`);
+    if (this.hosts.some((h) => h.name === name)) throw new Error(`host ${name} exists`);
+    if (this.hosts.length >= 254) throw new Error('at most 254 hosts');
+    const node = await this.net.addNode(`host-${name}`, planHost(true, HOST_SUBNET, this.hosts.length + 1));
+    const exec = (command: string[], opts: SpawnOptions = {}): ChildProcess => {
+      const proc = spawn('ip', ['netns', 'exec', node.ns, ...command], { stdio: 'pipe', ...opts });
+      this.hostProcs.add(proc);
+      proc.once('exit', () => this.hostProcs.delete(proc));
+      return proc;
+    };
+    const host: LabHost = {
+      name,
+      ns: node.ns,
+      link: node.link,
+      address: node.address,
+      exec,
+      arrow: (args, opts) => exec([process.execPath, CLI_PATH, ...args], opts),
+      run: (command, opts = {}) =>
+        new Promise((resolve, reject) => {
+          const proc = exec(command, { stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+          proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+          const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+          proc.once('error', (err) => {
+            clearTimeout(timer);
+            reject(err);
+          });
+          proc.once('close', (code) => {
+            clearTimeout(timer);
+            resolve({ code, stdout, stderr });
+          });
+        }),
+    };
+    this.hosts.push(host);
+    this.saveState();
+    return host;
+  }
+
+  host(name: string): LabHost {
+    const h = this.hosts.find((x) => x.name === name);
+    if (!h) throw new Error(`no host ${name}`);
+    return h;
+  }
+
+  /** Writes the state file `arrow lab down|fail|heal` read (when the lab keeps one). */
+  saveState(): void {
+    if (!this.stateful || this.stopped) return;
+    const processes: Record<string, number> = {};
+    for (const r of this.routers) if (r.managed?.proc.pid) processes[r.name] = r.managed.proc.pid;
+    for (const i of this.isps) if (i?.managed.proc.pid) processes[`portal-${i.name}`] = i.managed.proc.pid;
+    for (const s of this.servers) if (s.managed.proc.pid) processes[`server-${s.name}`] = s.managed.proc.pid;
+    if (this.atlas?.managed.proc.pid) processes.atlas = this.atlas.managed.proc.pid;
+    const state: LabState = {
+      name: this.topology.name,
+      pid: process.pid,
+      dir: this.dir,
+      netns: this.netns,
+      namespaces: this.net?.namespaces ?? [],
+      processes,
+      ...(this.control ? { control: this.control } : {}),
+    };
+    writeState(state);
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.onExit) process.removeListener('exit', this.onExit);
+    for (const p of this.hostProcs) p.kill('SIGKILL');
     const procs = [
       ...this.isps.filter(Boolean).map((i) => i.managed.proc),
       ...this.routers.flatMap((r) => (r.managed ? [r.managed.proc] : [])),
@@ -270,6 +485,8 @@ export class Lab {
     for (const p of procs) p.kill('SIGCONT');
     await Promise.all(procs.map((p) => stopComponent(p)));
     await Promise.all(this.clusters.map((c) => c.stop()));
+    this.net?.destroySync();
+    if (this.stateful) removeState(this.topology.name);
     if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -278,5 +495,22 @@ export class Lab {
     for (const i of this.isps) i?.managed.proc.kill('SIGKILL');
     for (const s of this.servers) s.managed.proc.kill('SIGKILL');
     this.atlas?.managed.proc.kill('SIGKILL');
+    for (const p of this.hostProcs) p.kill('SIGKILL');
+    this.net?.destroySync();
+    if (this.stateful && !this.stopped) removeState(this.topology.name);
   }
+}
+
+/**
+ * A router's impairment: its PoP's own `impair` replaces its ISP's, and the ISP's
+ * `transitDelayMs` adds half at every router (a crossing passes an ingress and an egress PoP).
+ */
+function routerImpair(
+  isp: Topology['isps'][0],
+  pop: Topology['isps'][0]['pops'][0],
+): RouterConfigInput['impair'] | undefined {
+  const impair = pop.impair ?? isp.impair;
+  const transit = (isp.transitDelayMs ?? 0) / 2;
+  if (!transit) return impair;
+  return { ...impair, delayMs: (impair?.delayMs ?? 0) + transit };
 }

@@ -23,9 +23,18 @@ export interface Managed {
  * waits for its ready message. The child exits on its own if the parent dies (IPC
  * disconnect), so a crashed lab leaves no orphans.
  */
-export async function startComponent(args: string[], logPath: string, timeoutMs = 20_000): Promise<Managed> {
+export async function startComponent(
+  args: string[],
+  logPath: string,
+  timeoutMs = 20_000,
+  opts: { netns?: string } = {},
+): Promise<Managed> {
   const fd = openSync(logPath, 'a');
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], {
+  // In a network namespace: `ip netns exec` execs node in place (same PID) and keeps the IPC fd.
+  const [cmd, ...argv] = opts.netns
+    ? ['ip', 'netns', 'exec', opts.netns, process.execPath, CLI_PATH, ...args]
+    : [process.execPath, CLI_PATH, ...args];
+  const proc = spawn(cmd!, argv, {
     stdio: ['ignore', fd, fd, 'ipc'],
     env: { ...process.env },
   });

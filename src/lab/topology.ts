@@ -31,6 +31,14 @@ export const TopologySchema = Type.Object(
           ),
           offers: Type.Array(OfferConfigSchema),
           impair: Type.Optional(LabImpairSchema),
+          transitDelayMs: Type.Optional(
+            Type.Number({
+              minimum: 0,
+              maximum: 10_000,
+              description:
+                "one-way delay of crossing this ISP (WAN latency), added by the routers' delay stage: half at each router a packet passes (ingress PoP and egress PoP)",
+            }),
+          ),
           store: Type.Union(
             [
               Type.Object({ kind: Type.Literal('sqlite') }, { additionalProperties: false }),
@@ -86,6 +94,13 @@ export const TopologySchema = Type.Object(
         },
         { additionalProperties: false, description: 'run an atlas over the lab (arrow atlas)' },
       ),
+    ),
+    hosts: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[a-z][a-z0-9-]*$' }), {
+        maxItems: 254,
+        description:
+          'extra namespaces for unmodified programs (netns labs only): arrow-<lab>-host-<name> at 10.77.250.1 and up',
+      }),
     ),
     statsIntervalMs: Type.Integer({ minimum: 50, default: 500 }),
     failover: Type.Optional(
