@@ -11,7 +11,49 @@ function haveEtcd() {
   );
 }
 
+/**
+ * Makes `binary` available: if it is not on PATH, installs Debian's `debianPackage` with apt-get
+ * (as root; `apt-get update` once if the first try fails). Anything else is a clear failure, never a
+ * skip. For the programs the tests run unmodified: ping, curl, iperf3, an HTTP server.
+ */
+export function ensurePackage(binary, debianPackage) {
+  const have = () => spawnSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' }).status === 0;
+  if (have()) return;
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!root) {
+    console.error(
+      `npm test needs ${binary}.\n` +
+        `Install it (Debian/Ubuntu: sudo apt-get install ${debianPackage}) and run npm test again.`,
+    );
+    process.exit(1);
+  }
+  console.error(`${binary} not found: installing Debian package ${debianPackage} with apt-get ...`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () =>
+    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', debianPackage], {
+      stdio: 'inherit',
+      env,
+    });
+  if (install().status !== 0) {
+    execSync('apt-get update', { stdio: 'inherit', env });
+    if (install().status !== 0) {
+      console.error(`apt-get could not install ${debianPackage}; see the output above.`);
+      process.exit(1);
+    }
+  }
+  if (!have()) {
+    console.error(`${debianPackage} installed but no ${binary} on PATH`);
+    process.exit(1);
+  }
+}
+
 export function provision() {
+  // The TUN tests ping across a circuit (test/tun.test.ts).
+  ensurePackage('ping', 'iputils-ping');
+  provisionEtcd();
+}
+
+function provisionEtcd() {
   if (haveEtcd()) return;
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!root) {
