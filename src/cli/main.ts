@@ -124,6 +124,60 @@ program
   });
 
 program
+  .command('endpoint')
+  .description(
+    'TUN mode (root): carry every IP packet routed into a TUN interface through bought circuits to a peer endpoint, with failover; see docs/endpoint.md',
+  )
+  .requiredOption('--tun <name>', 'TUN interface to create (at most 15 characters)')
+  .requiredOption('--address <cidr>', 'address of the TUN, e.g. 10.200.0.1/24 (repeatable)', collect)
+  .option('--route <cidr>', 'more destinations to route into the TUN (repeatable)', collect)
+  .option('--netns <name>', 'move the TUN into this existing network namespace (the ARROW socket stays here)')
+  .option(
+    '--underlay-mtu <bytes>',
+    'MTU towards the routers; TUN MTU = this - 56 (IPv4 20 + UDP 8 + ARROW 28)',
+    (v) => positiveInt(v, '--underlay-mtu'),
+    1500,
+  )
+  .option(
+    '-l, --listen <host:port>',
+    'UDP address of the ARROW socket (default 127.0.0.1:0; with --peer-file, the address in it)',
+  )
+  .option(
+    '-p, --path <file>',
+    'buyer: path file(s) to buy, primary first, then standbys; each bought with its return path',
+    collect,
+  )
+  .option(
+    '--peer <host:port>',
+    "buyer: the other endpoint's ARROW address (overrides the path files' target)",
+  )
+  .option('--write-peer <file>', 'buyer: write the circuits the other side needs here (JSON)')
+  .option('--peer-file <file>', 'answerer: the file the buyer wrote; use its circuits instead of buying')
+  .option(
+    '--wait <seconds>',
+    'answerer: how long to wait for --peer-file to appear',
+    (v) => positiveNumber(v, '--wait'),
+    30,
+  )
+  .option(
+    '--detect-timeout <ms>',
+    'failure detector: silence after sending that means failing (default 100)',
+    (v) => positiveInt(v, '--detect-timeout'),
+  )
+  .option('--probe-interval <ms>', 'failure detector: probe interval while failing (default 20)', (v) =>
+    positiveInt(v, '--probe-interval'),
+  )
+  .option(
+    '--stats <seconds>',
+    'print counters as a JSON line this often (also on SIGUSR1 and at exit)',
+    (v) => positiveNumber(v, '--stats'),
+  )
+  .action(async (o: import('./endpoint.js').EndpointFlags) => {
+    const { runEndpoint } = await import('./endpoint.js');
+    await runEndpoint(o);
+  });
+
+program
   .command('circuits')
   .description(
     "list your circuits at one ISP's portal: DATA in/out, drops by reason, and whether the SLA held (ok / VIOLATED)",
@@ -369,6 +423,10 @@ bench
     runAtlasBenchCommand(o);
   });
 
+/** A repeatable flag: every occurrence appended. */
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
 function positiveInt(v: string, flag: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0)

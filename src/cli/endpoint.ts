@@ -1,0 +1,124 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PathFileSchema } from '../endpoint/spec.js';
+import { parsePeer, TunEndpoint, writePeerFile, type TunEndpointOptions } from '../endpoint/tun.js';
+import { parseCidr, tunMtuFor, MIN_IPV4_MTU } from '../endpoint/tun-packet.js';
+import { assertTunPossible } from '../endpoint/tun-device.js';
+import { announceReady } from '../lab/process.js';
+import { ConfigError, loadConfig } from '../util/config.js';
+import { parseAddress } from '../wire/address.js';
+import { authPrefix } from '../wire/authenticator.js';
+
+export interface EndpointFlags {
+  tun: string;
+  address: string[];
+  route?: string[];
+  netns?: string;
+  underlayMtu: number;
+  listen?: string;
+  path?: string[];
+  peer?: string;
+  writePeer?: string;
+  peerFile?: string;
+  wait: number;
+  detectTimeout?: number;
+  probeInterval?: number;
+  stats?: number;
+}
+
+function fail(msg: string): never {
+  throw new ConfigError(msg);
+}
+
+/** Checks the flags together, naming the bad one; the library checks again for its own callers. */
+function check(o: EndpointFlags): void {
+  for (const a of o.address)
+    if (!parseCidr(a)) fail(`--address ${JSON.stringify(a)}: expected CIDR, e.g. 10.200.0.1/24`);
+  for (const r of o.route ?? [])
+    if (!parseCidr(r)) fail(`--route ${JSON.stringify(r)}: expected CIDR, e.g. 10.201.0.0/16`);
+  if (tunMtuFor(o.underlayMtu) < MIN_IPV4_MTU || o.underlayMtu > 65535)
+    fail(`--underlay-mtu ${o.underlayMtu}: must be from ${MIN_IPV4_MTU + 56} to 65535`);
+  for (const [flag, v] of [
+    ['--listen', o.listen],
+    ['--peer', o.peer],
+  ] as const)
+    if (v !== undefined && !parseAddress(v).ok) fail(`${flag} ${JSON.stringify(v)}: expected HOST:PORT`);
+  const buyer = (o.path?.length ?? 0) > 0;
+  if (buyer === (o.peerFile !== undefined))
+    fail(
+      'give --path FILE (this side buys both directions) or --peer-file FILE (the other side bought them)',
+    );
+  if (!buyer && (o.peer || o.writePeer)) fail('--peer and --write-peer go with --path, not --peer-file');
+}
+
+/** Waits for the buyer's peer file: the two sides may start in either order. */
+async function readPeerFile(path: string, waitS: number): Promise<unknown> {
+  const deadline = Date.now() + waitS * 1000;
+  while (!existsSync(path)) {
+    if (Date.now() > deadline) fail(`--peer-file ${path}: not there after ${waitS} s (see --wait)`);
+    await sleep(100);
+  }
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    return fail(`--peer-file ${path}: ${(err as Error).message}`);
+  }
+}
+
+export async function runEndpoint(o: EndpointFlags): Promise<void> {
+  check(o);
+  assertTunPossible(o.tun);
+  const opts: TunEndpointOptions = {
+    name: o.tun,
+    addresses: o.address,
+    underlayMtu: o.underlayMtu,
+    ...(o.route ? { routes: o.route } : {}),
+    ...(o.netns ? { netns: o.netns } : {}),
+    ...(o.listen ? { listen: o.listen } : {}),
+    detector: {
+      ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
+      ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),
+    },
+  };
+  if (o.path?.length) {
+    opts.paths = o.path.map((f) => loadConfig(PathFileSchema, f));
+    if (o.peer) opts.peerAddress = o.peer;
+  } else {
+    opts.peer = parsePeer(await readPeerFile(o.peerFile!, o.wait), o.peerFile!);
+  }
+  const tun = await TunEndpoint.start(opts);
+  if (tun.peer && o.writePeer) writePeerFile(o.writePeer, tun.peer);
+  const netns = o.netns ? ` in netns ${o.netns}` : '';
+  console.log(
+    `tun ${tun.name}${netns} up: ${o.address.join(', ')} mtu ${tun.mtu}; ARROW socket ${tun.address}`,
+  );
+  for (const c of tun.connection.circuits)
+    console.log(
+      `  ${c === tun.connection.active ? 'primary' : 'standby'} via ${c.isps.join(' > ')}: send to ${c.ingress.map((a) => `${a.host}:${a.port}`).join(', ')} auth ${authPrefix(c.auth.toString('hex'))}`,
+    );
+  if (tun.peer && o.writePeer) console.log(`peer file for the other side: ${o.writePeer}`);
+
+  const printStats = (): void => console.log(JSON.stringify({ event: 'stats', ...tun.stats() }));
+  const timer = o.stats ? setInterval(printStats, o.stats * 1000) : undefined;
+  process.on('SIGUSR1', printStats);
+  tun.connection.on('failure', (c) => console.log(`circuit via ${c.isps.join(' > ')} failing: probing`));
+  tun.connection.on('repaired', (c, ms) =>
+    console.log(`circuit via ${c.isps.join(' > ')} repaired after ${ms.toFixed(1)} ms`),
+  );
+  tun.connection.on('switch', (_f, t) => console.log(`sending via ${t.isps.join(' > ')}`));
+  tun.on('error', (err) => console.error(`arrow endpoint: ${err.message}`));
+
+  let stopping = false;
+  const shutdown = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    if (timer) clearInterval(timer);
+    printStats();
+    const failures = await tun.stop();
+    for (const f of failures) console.error(`could not relinquish: ${f.message}`);
+    process.exit(failures.length ? 1 : 0);
+  };
+  process.once('SIGINT', () => void shutdown());
+  process.once('SIGTERM', () => void shutdown());
+  announceReady({ address: tun.address }, shutdown);
+}

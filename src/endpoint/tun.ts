@@ -1,0 +1,361 @@
+// TUN mode (`arrow endpoint --tun`): every IP packet the kernel routes into a TUN interface travels
+// as the payload of an ARROW DATA packet through a bought circuit, and what the circuit delivers is
+// written back into the TUN. One side (the buyer) buys both directions; the other (the answerer)
+// learns them from a peer file. Both drive their half through a Connection, so failover works for
+// TUN traffic exactly as for UDP forwarding.
+import { EventEmitter } from 'node:events';
+import { renameSync, writeFileSync } from 'node:fs';
+import { Type, type Static } from '@sinclair/typebox';
+import { validateConfig } from '../util/config.js';
+import { ADDRESS_PATTERN } from '../wire/address.js';
+import { newAuthenticator } from '../wire/authenticator.js';
+import type { CircuitView } from '../portal/schemas.js';
+import { Connection, type DetectorOptions } from './connection.js';
+import { Endpoint } from './endpoint.js';
+import { buyPath, releasePath, type BoughtCircuit, type BoughtPath, type PathSpec } from './path.js';
+import { TunDevice, TunError, type TunConfig } from './tun-device.js';
+import {
+  checkIpPacket,
+  DEFAULT_UNDERLAY_MTU,
+  isInterfaceName,
+  MIN_IPV4_MTU,
+  parseCidr,
+  TOO_BIG_SCRATCH,
+  tooBigReply,
+  tunMtuFor,
+} from './tun-packet.js';
+
+export { TunError } from './tun-device.js';
+
+const Auth = Type.String({ pattern: '^[0-9a-f]{32}$' });
+const PeerCircuit = Type.Object(
+  {
+    isp: Type.Optional(Type.String()),
+    ingressPop: Type.String(),
+    egressPop: Type.String(),
+    ingress: Type.Array(Type.String({ pattern: ADDRESS_PATTERN }), { minItems: 1 }),
+    auth: Auth,
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * What the buyer tells the answerer (`--write-peer` / `--peer-file`): the circuits of every bought
+ * path as the answerer sees them. The answerer sends on `forward` (the buyer's return circuits) and
+ * recognises traffic for a path by `replyAuth` (the authenticator the buyer's forward path writes
+ * when it delivers). No API key: the buyer owns and relinquishes the circuits.
+ */
+export const TunPeerSchema = Type.Object(
+  {
+    kind: Type.Literal('arrow-tun-peer'),
+    version: Type.Literal(1),
+    /** Where the answerer must listen: the address the buyer's forward paths deliver to. */
+    listen: Type.String({ pattern: ADDRESS_PATTERN }),
+    /** The buyer's endpoint address, where the return paths deliver (informational). */
+    buyer: Type.String({ pattern: ADDRESS_PATTERN }),
+    /** Primary first, then standbys. */
+    paths: Type.Array(
+      Type.Object(
+        {
+          forward: Type.Array(PeerCircuit, { minItems: 1 }),
+          reverse: Type.Array(PeerCircuit, { minItems: 1 }),
+          replyAuth: Auth,
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type TunPeer = Static<typeof TunPeerSchema>;
+
+export interface TunEndpointOptions {
+  /** TUN interface name (at most 15 characters). */
+  name: string;
+  /** Addresses of the TUN interface in CIDR notation, e.g. `10.200.0.1/24`; the prefix is routed into it. */
+  addresses: string[];
+  /** More destinations (CIDR) to route into the TUN. */
+  routes?: string[];
+  /** Move the TUN into this existing network namespace; the endpoint's UDP socket stays where the process is. */
+  netns?: string;
+  /** MTU of the underlay (the path between the endpoint and the routers). TUN MTU = this − 56. Default 1500. */
+  underlayMtu?: number;
+  /** UDP address of this endpoint's ARROW socket. Buyer default 127.0.0.1:0; answerer default `peer.listen`. */
+  listen?: string;
+  /**
+   * Buyer: the paths to buy, primary first, then standbys. Each path's target is the peer endpoint:
+   * `peerAddress` when given, else the path's own `{kind: 'endpoint'}` target.
+   */
+  paths?: PathSpec[];
+  /** Buyer: the answerer's ARROW address (`host:port`), overriding each path's target. */
+  peerAddress?: string;
+  /** Answerer: what the buyer wrote (`TunEndpoint.peer`). */
+  peer?: TunPeer;
+  detector?: Partial<DetectorOptions>;
+}
+
+/** What the endpoint counted. Every packet not carried is counted under one drop reason. */
+export interface TunCounters {
+  /** IP packets read from the TUN and sent into the circuit, and their bytes. */
+  fromTun: number;
+  fromTunBytes: number;
+  /** IP packets the circuit delivered and the endpoint wrote into the TUN, and their bytes. */
+  toTun: number;
+  toTunBytes: number;
+  /** ICMP "fragmentation needed" / ICMPv6 "packet too big" answers written into the TUN. */
+  icmpTooBig: number;
+  drops: {
+    /** Read from the TUN but larger than the circuit carries (each DF/IPv6 one also got an ICMP answer). */
+    tooBig: number;
+    /** Read from the TUN but not an IPv4/IPv6 packet. */
+    notIpFromTun: number;
+    /** Delivered by the circuit but not one whole IP packet (bad version, or its length field disagrees). */
+    notIpFromCircuit: number;
+    /** The kernel refused to take a packet written into the TUN. */
+    tunWrite: number;
+  };
+}
+
+export interface TunEndpointEvents {
+  /** The TUN device failed; the endpoint stops reading it. */
+  error: [error: Error];
+}
+
+/** Validates what a caller or a CLI passed, with messages naming the field. */
+function checkOptions(o: TunEndpointOptions): void {
+  if (!isInterfaceName(o.name))
+    throw new TunError(`tun name ${JSON.stringify(o.name)}: 1-15 letters, digits, '_', '-' or '.'`);
+  if (o.addresses.length === 0) throw new TunError('the TUN needs at least one address (CIDR)');
+  for (const a of [...o.addresses, ...(o.routes ?? [])])
+    if (!parseCidr(a)) throw new TunError(`${JSON.stringify(a)} is not an address in CIDR notation`);
+  const u = o.underlayMtu ?? DEFAULT_UNDERLAY_MTU;
+  if (!Number.isInteger(u) || tunMtuFor(u) < MIN_IPV4_MTU || u > 65535)
+    throw new TunError(`underlay MTU ${u}: must be an integer from ${MIN_IPV4_MTU + 56} to 65535`);
+  if (!!o.paths === !!o.peer)
+    throw new TunError(
+      'give either paths to buy (the buyer) or the peer file the buyer wrote (the answerer)',
+    );
+  if (o.paths && o.paths.length === 0) throw new TunError('paths: at least one path to buy');
+}
+
+function toPeerCircuit(b: BoughtCircuit): TunPeer['paths'][0]['forward'][0] {
+  const c = b.circuit;
+  return {
+    ...(b.segment.isp ? { isp: b.segment.isp } : {}),
+    ingressPop: c.ingressPop,
+    egressPop: c.egressPop,
+    ingress: c.ingress,
+    auth: c.auth,
+  };
+}
+
+/** The answerer's view of one path as a BoughtPath for its Connection; it owns nothing it could relinquish. */
+function fromPeerCircuit(c: TunPeer['paths'][0]['forward'][0]): BoughtCircuit {
+  const circuit: CircuitView = {
+    auth: c.auth,
+    ingressPop: c.ingressPop,
+    egressPop: c.egressPop,
+    bandwidthMbps: 0,
+    ingress: c.ingress,
+    createdAt: '',
+    revision: 0,
+  };
+  return {
+    segment: { isp: c.isp, portal: '', apiKey: '', ingressPop: c.ingressPop, egressPop: c.egressPop },
+    circuit,
+  };
+}
+
+/**
+ * An Arrow endpoint in TUN mode. `start` opens and configures the TUN, binds the ARROW socket,
+ * buys the paths (buyer) or adopts the peer's (answerer), and carries packets both ways until `stop`.
+ */
+export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
+  readonly counters: TunCounters = {
+    fromTun: 0,
+    fromTunBytes: 0,
+    toTun: 0,
+    toTunBytes: 0,
+    icmpTooBig: 0,
+    drops: { tooBig: 0, notIpFromTun: 0, notIpFromCircuit: 0, tunWrite: 0 },
+  };
+  /** Buyer only: what the answerer needs (write it with `writePeerFile`). */
+  readonly peer: TunPeer | undefined;
+  private readonly scratch = Buffer.alloc(TOO_BIG_SCRATCH);
+  private stopped = false;
+
+  private constructor(
+    readonly device: TunDevice,
+    readonly endpoint: Endpoint,
+    readonly connection: Connection,
+    /** The largest IP packet carried: the TUN MTU. */
+    readonly mtu: number,
+    /** Paths this side bought and relinquishes on stop (empty on the answerer). */
+    readonly bought: BoughtPath[],
+    peer: TunPeer | undefined,
+  ) {
+    super();
+    this.peer = peer;
+    connection.on('data', (payload) => this.fromCircuit(payload));
+    device.start(
+      (p) => this.fromTun(p),
+      (errno) => this.emit('error', new TunError(`reading TUN ${device.name} failed (errno ${errno})`)),
+    );
+  }
+
+  get name(): string {
+    return this.device.name;
+  }
+
+  /** This endpoint's ARROW socket address. */
+  get address(): string {
+    return this.endpoint.address;
+  }
+
+  static async start(o: TunEndpointOptions): Promise<TunEndpoint> {
+    checkOptions(o);
+    const mtu = tunMtuFor(o.underlayMtu ?? DEFAULT_UNDERLAY_MTU);
+    const listen = o.listen ?? o.peer?.listen ?? '127.0.0.1:0';
+    const device = TunDevice.open(o.name);
+    let endpoint: Endpoint | undefined;
+    let connection: Connection | undefined;
+    const bought: BoughtPath[] = [];
+    try {
+      const config: TunConfig = { addresses: o.addresses, mtu, routes: o.routes ?? [] };
+      if (o.netns) config.netns = o.netns;
+      await device.configure(config);
+      endpoint = await Endpoint.open(listen);
+      // No re-buy: the answerer could not learn a replacement path. Standbys (more paths) cover a dead ISP.
+      connection = new Connection(endpoint, o.detector);
+      let peer: TunPeer | undefined;
+      if (o.paths) {
+        const paths: TunPeer['paths'] = [];
+        let peerListen: string | undefined;
+        for (const spec of o.paths) {
+          const targetAuth = newAuthenticator();
+          const target = o.peerAddress
+            ? { kind: 'endpoint' as const, addresses: [o.peerAddress], auth: targetAuth }
+            : spec.target.kind === 'endpoint'
+              ? { ...spec.target, auth: spec.target.auth ?? targetAuth }
+              : undefined;
+          if (!target)
+            throw new TunError(
+              'a TUN path delivers to the peer endpoint: give peerAddress (--peer) or a target of kind endpoint',
+            );
+          peerListen ??= target.addresses[0];
+          const path = await buyPath({ ...spec, target }, { replyTo: connection.replyTo() });
+          bought.push(path);
+          connection.add(path);
+          paths.push({
+            forward: path.reverse.map(toPeerCircuit),
+            reverse: path.forward.map(toPeerCircuit),
+            replyAuth: target.auth,
+          });
+        }
+        peer = { kind: 'arrow-tun-peer', version: 1, listen: peerListen!, buyer: endpoint.address, paths };
+      } else {
+        for (const p of o.peer!.paths)
+          connection.add({
+            forward: p.forward.map(fromPeerCircuit),
+            reverse: p.reverse.map(fromPeerCircuit),
+            replyAuth: p.replyAuth,
+          });
+      }
+      // Not fatal when it times out: the circuit may still come up, and the detector repairs.
+      const first = connection.active.path.forward[0]!.circuit;
+      endpoint.useCircuit(first.ingress, first.auth);
+      await endpoint.waitReady(3000).catch(() => {});
+      return new TunEndpoint(device, endpoint, connection, mtu, bought, peer);
+    } catch (err) {
+      device.close();
+      await connection?.close();
+      for (const p of bought) await releasePath(p);
+      await endpoint?.close();
+      throw err;
+    }
+  }
+
+  /** One packet the kernel routed into the TUN: into the circuit, or answered and dropped when too big. */
+  private fromTun(p: Buffer): void {
+    const c = this.counters;
+    const version = p[0]! >> 4;
+    if (version !== 4 && version !== 6) {
+      c.drops.notIpFromTun++;
+      return;
+    }
+    if (p.length > this.mtu) {
+      c.drops.tooBig++;
+      const n = tooBigReply(p, this.mtu, this.scratch);
+      if (n > 0 && this.device.write(this.scratch.subarray(0, n)) === n) c.icmpTooBig++;
+      return;
+    }
+    this.connection.send(p);
+    c.fromTun++;
+    c.fromTunBytes += p.length;
+  }
+
+  /** One payload the circuit delivered: into the TUN if it is one whole IP packet. */
+  private fromCircuit(p: Buffer): void {
+    const c = this.counters;
+    if (checkIpPacket(p) !== 'ok') {
+      c.drops.notIpFromCircuit++;
+      return;
+    }
+    if (this.device.write(p) !== p.length) {
+      c.drops.tunWrite++;
+      return;
+    }
+    c.toTun++;
+    c.toTunBytes += p.length;
+  }
+
+  /** A snapshot for `--stats`, SIGUSR1 and experiments: counters, the circuit in use, the ARROW socket's counters. */
+  stats(): {
+    tun: string;
+    mtu: number;
+    address: string;
+    counters: TunCounters;
+    endpoint: Endpoint['counters'];
+    circuits: { isps: string[]; state: string; ingress: string; active: boolean }[];
+  } {
+    const active = this.connection.active;
+    return {
+      tun: this.name,
+      mtu: this.mtu,
+      address: this.address,
+      counters: structuredClone(this.counters),
+      endpoint: { ...this.endpoint.counters },
+      circuits: this.connection.circuits.map((c) => ({
+        isps: c.isps,
+        state: c.state,
+        ingress: `${c.ingress[c.activeIngress]!.host}:${c.ingress[c.activeIngress]!.port}`,
+        active: c === active,
+      })),
+    };
+  }
+
+  /** Removes the TUN, and on the buyer relinquishes every circuit. Returns what could not be relinquished. */
+  async stop(): Promise<Error[]> {
+    if (this.stopped) return [];
+    this.stopped = true;
+    this.device.close();
+    await this.connection.close();
+    const failures: Error[] = [];
+    for (const p of this.bought) failures.push(...(await releasePath(p)));
+    await this.endpoint.close();
+    return failures;
+  }
+}
+
+/** Writes the peer file atomically, so an answerer waiting for it never reads half of it. */
+export function writePeerFile(path: string, peer: TunPeer): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(peer, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+/** Validates a parsed peer file. */
+export function parsePeer(raw: unknown, source: string): TunPeer {
+  return validateConfig(TunPeerSchema, raw, source);
+}
