@@ -162,6 +162,18 @@ test('TUN mode (needs root): the TUN MTU is 1444 and an oversized DF packet gets
   }
 });
 
+test('TUN mode (needs root): one-way traffic is not a dead circuit: the peer sends probes back', async () => {
+  let repairs = 0;
+  const onRepaired = (): void => void repairs++;
+  answerer!.connection.on('repaired', onRepaired);
+  // 10.200.0.3 is nobody: the buyer's kernel drops what arrives for it, so nothing comes back, the
+  // detector declares the circuit failing and probes; only the buyer's reflection brings a probe home.
+  const r = await inNs(ns.b, ['ping', '-c', '40', '-i', '0.025', '-W', '1', '10.200.0.3']);
+  answerer!.connection.off('repaired', onRepaired);
+  assert.equal(received(r.out), 0, r.out);
+  assert.ok(repairs >= 1, 'the failing circuit came back up by its probe alone');
+});
+
 test('TUN mode (needs root): ping keeps working when the middle ISP’s router on the path is killed', async (t) => {
   // Forward: alpha-ams -> alpha-fra -> beta-fra-1 (primary) -> beta-par -> answerer. Kill beta-fra-1.
   const victim = lab!.router('beta-fra-1');

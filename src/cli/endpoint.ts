@@ -1,11 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PathFileSchema } from '../endpoint/spec.js';
+import { parse as parseYaml } from 'yaml';
+import { PathFileSchema, type PathFile } from '../endpoint/spec.js';
 import { parsePeer, TunEndpoint, writePeerFile, type TunEndpointOptions } from '../endpoint/tun.js';
 import { parseCidr, tunMtuFor, MIN_IPV4_MTU } from '../endpoint/tun-packet.js';
 import { assertTunPossible } from '../endpoint/tun-device.js';
 import { announceReady } from '../lab/process.js';
-import { ConfigError, loadConfig } from '../util/config.js';
+import { ConfigError, validateConfig } from '../util/config.js';
 import { parseAddress } from '../wire/address.js';
 import { authPrefix } from '../wire/authenticator.js';
 
@@ -51,6 +52,19 @@ function check(o: EndpointFlags): void {
   if (!buyer && (o.peer || o.writePeer)) fail('--peer and --write-peer go with --path, not --peer-file');
 }
 
+/** A path file; with --peer its target may be left out (it is the peer endpoint either way). */
+function loadPathFile(file: string, peer: string | undefined): PathFile {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    return fail(`--path ${file}: ${(err as Error).message}`);
+  }
+  if (peer && raw && typeof raw === 'object' && !('target' in raw))
+    raw = { ...raw, target: { kind: 'endpoint', addresses: [peer] } };
+  return validateConfig(PathFileSchema, raw, file);
+}
+
 /** Waits for the buyer's peer file: the two sides may start in either order. */
 async function readPeerFile(path: string, waitS: number): Promise<unknown> {
   const deadline = Date.now() + waitS * 1000;
@@ -81,7 +95,7 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
     },
   };
   if (o.path?.length) {
-    opts.paths = o.path.map((f) => loadConfig(PathFileSchema, f));
+    opts.paths = o.path.map((f) => loadPathFile(f, o.peer));
     if (o.peer) opts.peerAddress = o.peer;
   } else {
     opts.peer = parsePeer(await readPeerFile(o.peerFile!, o.wait), o.peerFile!);

@@ -10,7 +10,8 @@ import { validateConfig } from '../util/config.js';
 import { ADDRESS_PATTERN } from '../wire/address.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { CircuitView } from '../portal/schemas.js';
-import { Connection, type DetectorOptions } from './connection.js';
+import { Connection, type DetectorOptions, type PathCircuit } from './connection.js';
+import { PacketType, type Packet } from '../wire/header.js';
 import { Endpoint } from './endpoint.js';
 import { buyPath, releasePath, type BoughtCircuit, type BoughtPath, type PathSpec } from './path.js';
 import { TunDevice, TunError, type TunConfig } from './tun-device.js';
@@ -26,6 +27,9 @@ import {
 } from './tun-packet.js';
 
 export { TunError } from './tun-device.js';
+
+/** The payload of a probe sent back to the peer: never reflected again. */
+const REFLECTED = new Uint8Array([0x52]);
 
 const Auth = Type.String({ pattern: '^[0-9a-f]{32}$' });
 const PeerCircuit = Type.Object(
@@ -183,6 +187,8 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
   /** Buyer only: what the answerer needs (write it with `writePeerFile`). */
   readonly peer: TunPeer | undefined;
   private readonly scratch = Buffer.alloc(TOO_BIG_SCRATCH);
+  /** Our circuits by the authenticator the peer's traffic arrives with: the two directions of one path. */
+  private readonly pairs = new Map<string, PathCircuit>();
   private stopped = false;
 
   private constructor(
@@ -198,6 +204,8 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
     super();
     this.peer = peer;
     connection.on('data', (payload) => this.fromCircuit(payload));
+    for (const c of connection.circuits) this.pairs.set(c.replyAuth, c);
+    endpoint.on('probe', (packet) => this.reflect(packet));
     device.start(
       (p) => this.fromTun(p),
       (errno) => this.emit('error', new TunError(`reading TUN ${device.name} failed (errno ${errno})`)),
@@ -274,6 +282,19 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
       await endpoint?.close();
       throw err;
     }
+  }
+
+  /**
+   * A probe from the peer reached us. For a plain UDP server the egress router turns probes into the
+   * return path; an endpoint must do it itself, or the peer's probe never comes home and one-way
+   * traffic looks like a dead circuit. We send it back along the paired direction with its sequence,
+   * marked so the peer does not send it back again.
+   */
+  private reflect(packet: Packet): void {
+    if (packet.payload.length !== 0) return; // already a reflection
+    const c = this.pairs.get(Buffer.from(packet.authenticator).toString('hex'));
+    if (!c) return;
+    this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, REFLECTED, packet.sequence);
   }
 
   /** One packet the kernel routed into the TUN: into the circuit, or answered and dropped when too big. */
