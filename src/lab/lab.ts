@@ -128,6 +128,8 @@ export class Lab {
   private stopped = false;
   private net: LabNetwork | undefined;
   private onExit: (() => void) | undefined;
+  /** Set once this lab wrote its state file: only then is the file (named after the lab) ours to remove. */
+  private stateSaved = false;
   /** The control socket of `arrow lab up`, recorded in the state file. */
   control: string | undefined;
 
@@ -469,6 +471,7 @@ export class Lab {
       ...(this.control ? { control: this.control } : {}),
     };
     writeState(state);
+    this.stateSaved = true;
   }
 
   async stop(): Promise<void> {
@@ -486,7 +489,7 @@ export class Lab {
     await Promise.all(procs.map((p) => stopComponent(p)));
     await Promise.all(this.clusters.map((c) => c.stop()));
     this.net?.destroySync();
-    if (this.stateful) removeState(this.topology.name);
+    if (this.stateSaved) removeState(this.topology.name);
     if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -497,7 +500,7 @@ export class Lab {
     this.atlas?.managed.proc.kill('SIGKILL');
     for (const p of this.hostProcs) p.kill('SIGKILL');
     this.net?.destroySync();
-    if (this.stateful && !this.stopped) removeState(this.topology.name);
+    if (this.stateSaved && !this.stopped) removeState(this.topology.name);
   }
 }
 
