@@ -50,6 +50,10 @@ export function ensurePackage(binary, debianPackage) {
 export function provision() {
   // The TUN tests ping across a circuit (test/tun.test.ts).
   ensurePackage('ping', 'iputils-ping');
+  // The experiments (test/experiments.test.ts) run unmodified programs across the lab.
+  ensurePackage('iperf3', 'iperf3');
+  ensurePackage('curl', 'curl');
+  ensurePackage('busybox', 'busybox');
   provisionEtcd();
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander';
+import { Argument, Command, Option } from 'commander';
 import { ConfigError } from '../util/config.js';
 import type { AtlasBenchFlags } from '../bench/atlas.js';
 
@@ -32,16 +32,45 @@ program
   .command('echo-server')
   .description('run a plain UDP echo server (knows nothing about ARROW)')
   .requiredOption('-l, --listen <host:port>', 'UDP address to listen on')
-  .action(async (o: { listen: string }) => {
+  .option(
+    '--count <n>',
+    'serve this many consecutive ports from the one given',
+    (v) => positiveInt(v, '--count'),
+    1,
+  )
+  .action(async (o: { listen: string; count: number }) => {
     const { startEchoServer } = await import('../lab/echo-server.js');
     const { announceReady } = await import('../lab/process.js');
-    const s = await startEchoServer(o.listen);
+    const { mustParseAddress } = await import('../wire/address.js');
+    const at = mustParseAddress(o.listen);
+    if (o.count > 1 && at.port === 0) throw new Error('--count needs a fixed --listen port');
+    const servers = [];
+    for (let i = 0; i < o.count; i++)
+      servers.push(await startEchoServer(`${at.host}:${at.port === 0 ? 0 : at.port + i}`));
     const shutdown = async (): Promise<void> => process.exit(0);
     process.once('SIGTERM', () => void shutdown());
     process.once('SIGINT', () => void shutdown());
-    announceReady({ address: s.address }, shutdown);
-    if (!process.send) console.log(`udp echo server on ${s.address}`);
+    announceReady({ address: servers[0]!.address }, shutdown);
+    if (!process.send) console.log(`udp echo server on ${servers.map((s) => s.address).join(' ')}`);
   });
+
+program
+  .command('udp-clients', { hidden: true })
+  .description(
+    'internal: N plain UDP clients echoing through ports base..base+N-1 (arrow lab experiment clients)',
+  )
+  .requiredOption('--target <host>', 'server address')
+  .requiredOption('--base-port <port>', 'first server port', (v) => positiveInt(v, '--base-port'))
+  .requiredOption('--count <n>', 'clients', (v) => positiveInt(v, '--count'))
+  .option('--interval <ms>', 'between datagrams', (v) => positiveInt(v, '--interval'), 10)
+  .option('--duration <ms>', 'how long to send', (v) => positiveInt(v, '--duration'), 4000)
+  .action(
+    async (o: { target: string; basePort: number; count: number; interval: number; duration: number }) => {
+      const { runUdpClients } = await import('../lab/udp-clients.js');
+      const r = await runUdpClients({ ...o, intervalMs: o.interval, durationMs: o.duration });
+      console.log(JSON.stringify(r));
+    },
+  );
 
 program
   .command('demo')
@@ -100,6 +129,34 @@ lab
   .action(async (router: string, o: { kind: 'kill' | 'hang' | 'link-down'; lab?: string }) => {
     const { runLabFail } = await import('./lab.js');
     await runLabFail(router, o);
+  });
+lab
+  .command('experiment')
+  .description(
+    "reproduce a seed's experiment on a netns lab with unmodified programs (root): hops, download, icmp-loss, clients",
+  )
+  .addArgument(
+    new Argument(
+      '<name>',
+      'hops (paper Table 1), download (thesis 5.2), icmp-loss (thesis 5.1), clients (seed 000)',
+    ).choices(['hops', 'download', 'icmp-loss', 'clients']),
+  )
+  .option('--out <dir>', 'where the Markdown report, PNG plot and JSON go', './experiments')
+  .option('--json', 'print the result as JSON (progress goes to stderr)')
+  .option(
+    '--runs <n>',
+    'hops: iperf3 runs per path (5); download: runs with and without failure per size (10)',
+    (v) => positiveInt(v, '--runs'),
+  )
+  .option('--seconds <s>', 'hops: seconds per iperf3 run', (v) => positiveInt(v, '--seconds'), 10)
+  .option('--pings <n>', 'hops: pings per path', (v) => positiveInt(v, '--pings'), 100)
+  .option('--sizes <list>', 'download: file sizes in MB', '63,625')
+  .option('--trials <n>', 'icmp-loss: kill trials', (v) => positiveInt(v, '--trials'), 20)
+  .option('--pps <n>', 'icmp-loss: pings per second', (v) => positiveInt(v, '--pps'), 100)
+  .option('--counts <list>', 'clients: client counts', '5,20,40')
+  .action(async (name: string, o: import('./experiment.js').ExperimentFlags) => {
+    const { runExperimentCommand } = await import('./experiment.js');
+    await runExperimentCommand(name, o);
   });
 lab
   .command('heal')

@@ -1,0 +1,56 @@
+import { resolve } from 'node:path';
+
+export interface ExperimentFlags {
+  out: string;
+  json?: boolean;
+  runs?: number;
+  seconds: number;
+  pings: number;
+  sizes: string;
+  trials: number;
+  pps: number;
+  counts: string;
+}
+
+function list(v: string, flag: string): number[] {
+  const xs = v.split(',').map((x) => Number(x.trim()));
+  if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x <= 0))
+    throw new Error(`${flag} must be a comma-separated list of positive integers, got ${JSON.stringify(v)}`);
+  return xs;
+}
+
+/** `arrow lab experiment NAME`: runs it, writes NAME.md / NAME.png / NAME.json to --out, prints a summary or JSON. */
+export async function runExperimentCommand(name: string, o: ExperimentFlags): Promise<void> {
+  const out = resolve(o.out);
+  const progress = (l: string): void => void process.stderr.write(`${l}\n`);
+  let result: unknown;
+  switch (name) {
+    case 'hops': {
+      const { runHops } = await import('../lab/experiments/hops.js');
+      result = await runHops({ runs: o.runs ?? 5, seconds: o.seconds, pings: o.pings, out, progress });
+      break;
+    }
+    case 'download': {
+      const { runDownload } = await import('../lab/experiments/download.js');
+      result = await runDownload({ sizesMB: list(o.sizes, '--sizes'), runs: o.runs ?? 10, out, progress });
+      break;
+    }
+    case 'icmp-loss': {
+      const { runIcmpLoss } = await import('../lab/experiments/icmp-loss.js');
+      const r = await runIcmpLoss({ trials: o.trials, pps: o.pps, out, progress });
+      result = { pps: r.pps, trials: r.trials, lost: r.lost };
+      break;
+    }
+    case 'clients': {
+      const { runClients } = await import('../lab/experiments/clients.js');
+      result = await runClients({ counts: list(o.counts, '--counts'), out, progress });
+      break;
+    }
+    default:
+      throw new Error(`unknown experiment ${name}: hops, download, icmp-loss or clients`);
+  }
+  if (o.json) console.log(JSON.stringify(result, null, 2));
+  else console.log(`${name}: report, plot and JSON in ${out}/${name}.{md,png,json}`);
+  // The lab's processes are gone; nothing else should keep us.
+  process.exit(0);
+}

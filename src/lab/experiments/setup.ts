@@ -1,0 +1,181 @@
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Lab, type LabHost } from '../lab.js';
+import { defaultTopology, type Topology } from '../topology.js';
+
+/**
+ * The experiments' network: the demo's ISPs in a row (alpha ams→fra, beta fra→par, gamma
+ * par→lon), two routers per PoP, every router and portal in its own network namespace
+ * (`arrow lab up --netns`), and two hosts, `client` and `server`, for unmodified programs.
+ */
+export interface ExperimentLab {
+  lab: Lab;
+  client: LabHost;
+  server: LabHost;
+}
+
+export async function startExperimentLab(
+  name: string,
+  o: { transitDelayMs?: number } = {},
+): Promise<ExperimentLab> {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0)
+    throw new Error('the experiments need root: they make network namespaces, veth links and TUN interfaces');
+  const t: Topology = defaultTopology();
+  t.name = name;
+  t.servers = [];
+  t.statsIntervalMs = 500;
+  if (o.transitDelayMs) for (const isp of t.isps) isp.transitDelayMs = o.transitDelayMs;
+  // ARROW_EXPERIMENT_KEEP=1 keeps the lab's configs and logs for a post-mortem.
+  const lab = await Lab.start(t, { netns: true, keep: process.env.ARROW_EXPERIMENT_KEEP === '1' });
+  if (lab.dir && process.env.ARROW_EXPERIMENT_KEEP === '1') process.stderr.write(`lab dir: ${lab.dir}\n`);
+  try {
+    const client = await lab.addHost('client');
+    const server = await lab.addHost('server');
+    return { lab, client, server };
+  } catch (err) {
+    await lab.stop();
+    throw err;
+  }
+}
+
+/** A segment of the experiments' paths: [isp, ingress PoP, egress PoP]. */
+export type Hop = [isp: string, ingressPop: string, egressPop: string];
+export const ONE_ISP: Hop[] = [['alpha', 'ams', 'fra']];
+export const TWO_ISPS: Hop[] = [...ONE_ISP, ['beta', 'fra', 'par']];
+export const THREE_ISPS: Hop[] = [...TWO_ISPS, ['gamma', 'par', 'lon']];
+
+/**
+ * Two `arrow endpoint --tun` processes, one in each host, joined by circuits bought through
+ * `hops` (both directions): the client's TUN is 10.99.<subnet>.1, the server's 10.99.<subnet>.2.
+ */
+export interface TunPair {
+  clientIp: string;
+  serverIp: string;
+  /** The router every forward circuit enters the middle ISP by (the one to fail), when there is one. */
+  middle: string | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startTunPair(
+  x: ExperimentLab,
+  o: { subnet: number; hops: Hop[]; detectTimeoutMs?: number; probeIntervalMs?: number },
+): Promise<TunPair> {
+  const { lab, client, server } = x;
+  const dir = lab.dir;
+  const tag = `${o.subnet}`;
+  const port = 7000 + o.subnet;
+  const pathFile = join(dir, `tun-${tag}-path.json`);
+  const peerFile = join(dir, `tun-${tag}-peer.json`);
+  writeFileSync(
+    pathFile,
+    JSON.stringify({
+      segments: o.hops.map(([isp, ingressPop, egressPop]) => ({
+        isp,
+        portal: lab.isp(isp).url,
+        apiKey: lab.isp(isp).accounts[0]!.apiKey,
+        ingressPop,
+        egressPop,
+      })),
+      target: { kind: 'endpoint', addresses: [`${server.address}:${port}`] },
+    }),
+  );
+  const detector = [
+    '--detect-timeout',
+    String(o.detectTimeoutMs ?? 50),
+    '--probe-interval',
+    String(o.probeIntervalMs ?? 10),
+  ];
+  const log = (who: string): number => openSync(join(dir, 'logs', `tun-${tag}-${who}.log`), 'a');
+  const spawnLogged = (host: LabHost, who: string, args: string[]): ChildProcess => {
+    const fd = log(who);
+    const p = host.arrow(args, { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    return p;
+  };
+  // A peer file left by an earlier pair would name relinquished circuits.
+  rmSync(peerFile, { force: true });
+  const buyer = spawnLogged(client, 'client', [
+    'endpoint',
+    '--tun',
+    `arrc${tag}`,
+    '--address',
+    `10.99.${o.subnet}.1/24`,
+    '--listen',
+    `${client.address}:0`,
+    '--path',
+    pathFile,
+    '--peer',
+    `${server.address}:${port}`,
+    '--write-peer',
+    peerFile,
+    ...detector,
+  ]);
+  const procs: ChildProcess[] = [buyer];
+  const stop = async (): Promise<void> => {
+    // The answerer first: the buyer relinquishes the circuits on SIGTERM.
+    for (const p of [...procs].reverse()) {
+      if (p.exitCode !== null || p.signalCode !== null) continue;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, sleep(5000).then(() => p.kill('SIGKILL'))]);
+    }
+  };
+  try {
+    for (let waited = 0; !existsSync(peerFile); waited += 50) {
+      if (buyer.exitCode !== null || waited > 20_000)
+        throw new Error(
+          `the client's TUN endpoint did not buy its paths:\n${tail(join(dir, 'logs', `tun-${tag}-client.log`))}`,
+        );
+      await sleep(50);
+    }
+    procs.push(
+      spawnLogged(server, 'server', [
+        'endpoint',
+        '--tun',
+        `arrs${tag}`,
+        '--address',
+        `10.99.${o.subnet}.2/24`,
+        '--peer-file',
+        peerFile,
+        ...detector,
+      ]),
+    );
+    const serverIp = `10.99.${o.subnet}.2`;
+    let up = false;
+    for (let i = 0; i < 40 && !up; i++)
+      up = (await client.run(['ping', '-c', '1', '-W', '1', serverIp])).code === 0;
+    if (!up) throw new Error(`no ping across the TUN pair ${tag} within 40 tries`);
+    const peer = JSON.parse(readFileSync(peerFile, 'utf8')) as {
+      paths: { reverse: { ingress: string[] }[] }[];
+    };
+    // The buyer's forward circuits are the peer's `reverse`; the second one's first ingress is the middle router.
+    const middleAddress = o.hops.length >= 2 ? peer.paths[0]!.reverse[1]!.ingress[0] : undefined;
+    const middle = middleAddress ? lab.routers.find((r) => r.address === middleAddress)?.name : undefined;
+    return { clientIp: `10.99.${o.subnet}.1`, serverIp, middle, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+function tail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').split('\n').slice(-15).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** `rtt min/avg/max/mdev = a/b/c/d ms` from ping's summary, in µs. */
+export function parsePingRtt(out: string): { min: number; avg: number; max: number } | undefined {
+  const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\/[\d.]+ ms/.exec(out);
+  if (!m) return undefined;
+  return { min: Number(m[1]) * 1000, avg: Number(m[2]) * 1000, max: Number(m[3]) * 1000 };
+}
+
+export function pingCounts(out: string): { sent: number; received: number } {
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+  return { sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) };
+}
