@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
 import { authToBytes } from '../wire/authenticator.js';
+import { bindUdp } from './local-port.js';
 import {
   decodeLastLegReply,
   decodeRelayReply,
@@ -66,16 +67,8 @@ export class DiagnosticSocket {
         };
     if (!isIpv4Address({ host: at.host, port: 1 }))
       throw new Error(`bind address must be a specific IPv4 address, got ${formatAddress(at)}`);
-    const socket = createSocket('udp4');
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(at.port, at.host, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
-    const a = socket.address() as AddressInfo;
-    return new DiagnosticSocket(socket, formatAddress({ host: a.address, port: a.port }));
+    const { socket, address } = await bindUdp(formatAddress(at));
+    return new DiagnosticSocket(socket, address);
   }
 
   get originator(): UdpAddress {
