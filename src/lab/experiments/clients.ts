@@ -113,7 +113,8 @@ function gapAround(times: number[], at: number): number | undefined {
   return gap;
 }
 
-function report(o: ClientsOptions, runs: ClientsRun[]): void {
+/** Writes the report, plot and JSON from a result (also to re-render a saved one). */
+export function report(o: ClientsOptions, runs: ClientsRun[]): void {
   const md = `# Experiment \`clients\`: failover time against the number of clients (seed 000's evaluation)
 
 \`arrow lab experiment clients --counts ${o.counts.join(',')}\`. ${machineLine()}

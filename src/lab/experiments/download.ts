@@ -172,7 +172,8 @@ function r3(v: number): number {
   return Math.round(v * 1000) / 1000;
 }
 
-function report(o: DownloadOptions, r: DownloadResult): void {
+/** Writes the report, plot and JSON from a result (also to re-render a saved one). */
+export function report(o: DownloadOptions, r: DownloadResult): void {
   const rows = r.runs.flatMap((run) => {
     const thesis = THESIS[run.fileMB] ?? [];
     return [

@@ -94,7 +94,8 @@ function round(f: { min: number; avg: number; max: number }): { min: number; avg
   return { min: r(f.min), avg: r(f.avg), max: r(f.max) };
 }
 
-function report(o: HopsOptions, r: HopsResult): void {
+/** Writes the report, plot and JSON from a result (also to re-render a saved one). */
+export function report(o: HopsOptions, r: HopsResult): void {
   const names = ['direct', 'hop1', 'hop2'] as const;
   const label = { direct: 'direct', hop1: '1 ARROW ISP', hop2: '2 ARROW ISPs' };
   const fmt = (f: { min: number; avg: number; max: number }, d = 0): string =>
@@ -138,27 +139,27 @@ Node routers and TUN endpoints (see \`arrow bench forward\` in docs/performance.
       {
         title: 'RTT of 64-byte pings',
         xLabel: 'ARROW ISPs (0 = direct)',
-        yLabel: 'RTT µs (log scale)',
+        yLabel: 'RTT us (log scale)',
         xLog: false,
         yLog: true,
         xTicks: [0, 1, 2],
         series: [
           {
-            label: 'ours, avg',
+            label: 'RTT, ours, avg',
             color: [200, 40, 40],
             marker: 'circle',
             width: 3,
             points: x((n) => r[n].rttUs.avg),
           },
           {
-            label: 'ours, max',
+            label: 'RTT, ours, max',
             color: [200, 40, 40],
             dash: [6, 4],
             marker: 'triangle',
             points: x((n) => r[n].rttUs.max),
           },
           {
-            label: 'paper, avg',
+            label: 'RTT, paper, avg',
             color: [120, 120, 120],
             dash: [3, 3],
             marker: 'diamond',
@@ -175,21 +176,21 @@ Node routers and TUN endpoints (see \`arrow bench forward\` in docs/performance.
         xTicks: [0, 1, 2],
         series: [
           {
-            label: 'ours, avg',
+            label: 'TCP, ours, avg',
             color: [30, 90, 200],
             marker: 'square',
             width: 3,
             points: x((n) => r[n].mbps.avg),
           },
           {
-            label: 'ours, min',
+            label: 'TCP, ours, min',
             color: [30, 90, 200],
             dash: [6, 4],
             marker: 'triangle',
             points: x((n) => r[n].mbps.min),
           },
           {
-            label: 'paper, avg',
+            label: 'TCP, paper, avg',
             color: [120, 120, 120],
             dash: [3, 3],
             marker: 'diamond',

@@ -69,7 +69,8 @@ export async function runIcmpLoss(o: IcmpLossOptions): Promise<IcmpLossResult> {
   return result;
 }
 
-function report(o: IcmpLossOptions, r: IcmpLossResult): void {
+/** Writes the report, plot and JSON from a result (also to re-render a saved one). */
+export function report(o: IcmpLossOptions, r: IcmpLossResult): void {
   const ms = (n: number): string => `${((n * 1000) / r.pps).toFixed(0)} ms`;
   const md = `# Experiment \`icmp-loss\`: pings lost across a router failure (the thesis seed's §5.1)
 
@@ -99,7 +100,7 @@ ${r.pps} pings/s, each lost ping is ${ms(1)} of outage.
 `;
   const png = chartPng({
     title: `icmp-loss: pings lost at ${r.pps}/s when the middle ISP's router is killed`,
-    subtitle: `${r.trials} trials; thesis: 20-110 lost (grey band); target: median <= 5`,
+    subtitle: `${r.trials} trials; thesis: 20-110 lost (grey lines); target: median <= 5 (green)`,
     panels: [
       {
         title: '',
