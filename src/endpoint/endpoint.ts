@@ -1,4 +1,5 @@
 import type { Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { newAuthenticator, authToBytes } from '../wire/authenticator.js';
 import { mustParseAddress, type UdpAddress } from '../wire/address.js';
@@ -25,7 +26,11 @@ export interface EndpointEvents {
 export class Endpoint extends EventEmitter<EndpointEvents> {
   /** Authenticator the return path writes on packets it delivers here. */
   readonly replyAuth = newAuthenticator();
-  private sequence = 0n;
+  /**
+   * Sequence numbers start at a random point, so two endpoints of one path (which both probe it)
+   * never number their probes alike and mistake the other's for their own.
+   */
+  private sequence = BigInt(`0x${randomBytes(6).toString('hex')}`);
   private ingress: UdpAddress[] = [];
   private activeIngress = 0;
   private auth: Buffer | undefined;
