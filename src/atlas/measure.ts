@@ -1,3 +1,4 @@
+import { midMedian, round } from '../util/stats.js';
 import type { Measurement } from './model.js';
 
 /**
@@ -58,8 +59,8 @@ export class PairHistory {
     if (relayedOk.length === 0)
       return { latencyMs: Infinity, lossPct: 100, samples: relayed.length, at: this.last };
     return {
-      latencyMs: round3(median(relayedOk) / 2),
-      lossPct: round3(lossPct),
+      latencyMs: round(midMedian(relayedOk) / 2),
+      lossPct: round(lossPct),
       samples: relayed.length,
       at: this.last,
     };
@@ -68,16 +69,6 @@ export class PairHistory {
   private get last(): number {
     return this.rounds[this.rounds.length - 1]!.at;
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
 
 /** One round for a pair: the echoes go out together, so a burst of loss hits both kinds alike. */

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
 import { authToBytes } from '../wire/authenticator.js';
+import { midMedian } from '../util/stats.js';
 import { bindUdp } from './local-port.js';
 import {
   decodeLastLegReply,
@@ -365,11 +366,9 @@ export interface TraceResult {
   complete: boolean;
 }
 
+/** The median, or undefined when nothing answered. */
 function median(xs: number[]): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return xs.length === 0 ? undefined : midMedian(xs);
 }
 
 /**

@@ -260,7 +260,7 @@ export class DataPlane {
     const to = next.addresses[next.active];
     if (to === undefined) return this.dropFor(entry, 'no-next-hop');
     if (next.auth !== undefined) next.auth.copy(buf, OFFSET_AUTH, 0, AUTH_LENGTH);
-    const sent = this.sendOk(buf, to.port, to.host);
+    const sent = this.trySend(buf, to.port, to.host);
     if (probe) this.control.probeForwarded(next, buf);
     else if (buf[OFFSET_TYPE] !== PacketType.Data) return;
     else if (!sent) countDrop(entry.counters, 'send-error');
@@ -289,10 +289,11 @@ export class DataPlane {
   }
 
   private send(buf: Buffer, port: number, host: string): void {
-    this.sendOk(buf, port, host);
+    this.trySend(buf, port, host);
   }
 
-  private sendOk(buf: Buffer, port: number, host: string): boolean {
+  /** Sends, counting a failure as a `send-error` drop; false when it failed. Also for the router's own replies. */
+  trySend(buf: Buffer, port: number, host: string): boolean {
     try {
       this.out.send(buf, port, host);
       return true;

@@ -51,13 +51,7 @@ export class Router {
       (this.diagnostics = new RouterDiagnostics(
         { isp: config.isp, pop: config.pop, router: config.name },
         () => this.boundAddress,
-        (b, port, host) => {
-          try {
-            send(b, port, host);
-          } catch {
-            this.dataplane.drops.add('send-error');
-          }
-        },
+        (b, port, host) => void this.dataplane.trySend(b, port, host),
       )),
     );
     if (impairActive(config.impair))

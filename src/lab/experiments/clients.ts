@@ -2,7 +2,8 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { UdpClientsResult } from '../udp-clients.js';
 import { THREE_ISPS, startExperimentLab, startTunPair } from './setup.js';
-import { chartPng, machineLine, median, writeReport } from './report.js';
+import { chartPng, machineLine, writeReport } from './report.js';
+import { midMedian } from '../../util/stats.js';
 
 export interface ClientsOptions {
   counts: number[];
@@ -82,11 +83,11 @@ export async function runClients(o: ClientsOptions): Promise<{ runs: ClientsRun[
         runs.push({
           clients: n,
           allEchoesBefore: before,
-          failoverMs: { median: Math.round(median(ok)), max: Math.round(Math.max(...ok)) },
+          failoverMs: { median: Math.round(midMedian(ok)), max: Math.round(Math.max(...ok)) },
           recovered: ok.length,
         });
         say(
-          `${n} clients: failover median ${Math.round(median(ok))} ms, max ${Math.round(Math.max(...ok))} ms; ${ok.length}/${n} recovered`,
+          `${n} clients: failover median ${Math.round(midMedian(ok))} ms, max ${Math.round(Math.max(...ok))} ms; ${ok.length}/${n} recovered`,
         );
       } finally {
         servers.kill('SIGTERM');

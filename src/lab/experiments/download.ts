@@ -2,7 +2,8 @@ import { statSync, rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TWO_ISPS, startExperimentLab, startTunPair, type ExperimentLab } from './setup.js';
-import { chartPng, machineLine, mean, median, writeReport } from './report.js';
+import { chartPng, machineLine, writeReport } from './report.js';
+import { mean, midMedian, round } from '../../util/stats.js';
 
 export interface DownloadOptions {
   /** File sizes in MB (the thesis: 63 and 625). */
@@ -85,11 +86,11 @@ export async function runDownload(o: DownloadOptions): Promise<DownloadResult> {
       rmSync(join(www, name), { force: true });
       runs.push({
         fileMB: mb,
-        baselineS: { mean: r3(mean(baseline)), median: r3(median(baseline)) },
-        failoverS: { mean: r3(mean(failover)), median: r3(median(failover)) },
-        addedS: r3(median(failover) - median(baseline)),
-        baseline: baseline.map(r3),
-        failover: failover.map(r3),
+        baselineS: { mean: round(mean(baseline)), median: round(midMedian(baseline)) },
+        failoverS: { mean: round(mean(failover)), median: round(midMedian(failover)) },
+        addedS: round(midMedian(failover) - midMedian(baseline)),
+        baseline: baseline.map((v) => round(v)),
+        failover: failover.map((v) => round(v)),
       });
     }
   } finally {
@@ -166,10 +167,6 @@ async function oneDownload(
     await pair.stop();
     await sleep(600);
   }
-}
-
-function r3(v: number): number {
-  return Math.round(v * 1000) / 1000;
 }
 
 /** Writes the report, plot and JSON from a result (also to re-render a saved one). */

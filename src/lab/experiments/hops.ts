@@ -6,7 +6,12 @@ import {
   startTunPair,
   type ExperimentLab,
 } from './setup.js';
-import { chartPng, machineLine, minAvgMax, writeReport } from './report.js';
+import type { ChartSpec, MarkerShape, Rgb } from '../../bench/plot.js';
+import { chartPng, machineLine, writeReport } from './report.js';
+import { minAvgMax, round } from '../../util/stats.js';
+
+/** The paper's figures, in every panel. */
+const GREY_LINE: Rgb = [120, 120, 120];
 
 export interface HopsOptions {
   /** iperf3 runs per path (the paper: 5). */
@@ -75,7 +80,7 @@ export async function runHops(o: HopsOptions): Promise<HopsResult> {
           if (bps === undefined) throw new Error(`iperf3 to ${ip} failed: ${j.error ?? run.stderr}`);
           mbps.push(bps / 1e6);
         }
-        result[name] = { rttUs: round(rttUs), mbps: round(minAvgMax(mbps)) };
+        result[name] = { rttUs: round1(rttUs), mbps: round1(minAvgMax(mbps)) };
       }
       report(o, result);
       return result;
@@ -89,9 +94,8 @@ export async function runHops(o: HopsOptions): Promise<HopsResult> {
   }
 }
 
-function round(f: { min: number; avg: number; max: number }): { min: number; avg: number; max: number } {
-  const r = (v: number): number => Math.round(v * 10) / 10;
-  return { min: r(f.min), avg: r(f.avg), max: r(f.max) };
+function round1(f: { min: number; avg: number; max: number }): { min: number; avg: number; max: number } {
+  return { min: round(f.min, 1), avg: round(f.avg, 1), max: round(f.max, 1) };
 }
 
 /** Writes the report, plot and JSON from a result (also to re-render a saved one). */
@@ -130,74 +134,55 @@ user-space crossings at each end. The paper's shape holds: each ARROW ISP adds a
 RTT and the direct path is fastest. Absolute throughput is bounded by the per-packet cost of the
 Node routers and TUN endpoints (see \`arrow bench forward\` in docs/performance.md), not by the link.
 `;
-  const x = (f: (n: (typeof names)[number]) => number): { x: number; y: number }[] =>
-    names.map((n, i) => ({ x: i, y: f(n) }));
+  type Name = (typeof names)[number];
+  const x = (f: (n: Name) => number): { x: number; y: number }[] => names.map((n, i) => ({ x: i, y: f(n) }));
+  /** One panel: our average (solid) and our worst (dashed) in `color`, the paper's average in grey. */
+  const panel = (
+    title: string,
+    metric: string,
+    yLabel: string,
+    color: Rgb,
+    marker: MarkerShape,
+    avg: (n: Name) => number,
+    worst: [label: string, pick: (n: Name) => number],
+    paper: (n: Name) => number,
+  ): ChartSpec => ({
+    title,
+    xLabel: 'ARROW ISPs (0 = direct)',
+    yLabel,
+    xLog: false,
+    yLog: true,
+    xTicks: [0, 1, 2],
+    series: [
+      { label: `${metric}, ours, avg`, color, marker, width: 3, points: x(avg) },
+      { label: `${metric}, ours, ${worst[0]}`, color, dash: [6, 4], marker: 'triangle', points: x(worst[1]) },
+      { label: `${metric}, paper, avg`, color: GREY_LINE, dash: [3, 3], marker: 'diamond', points: x(paper) },
+    ],
+  });
   const png = chartPng({
     title: 'hops: RTT and TCP throughput by number of ARROW ISPs on the path',
     subtitle: 'ours (Node routers, TUN endpoints, 2 cores) against the paper (kernel, 10 GbE)',
     panels: [
-      {
-        title: 'RTT of 64-byte pings',
-        xLabel: 'ARROW ISPs (0 = direct)',
-        yLabel: 'RTT us (log scale)',
-        xLog: false,
-        yLog: true,
-        xTicks: [0, 1, 2],
-        series: [
-          {
-            label: 'RTT, ours, avg',
-            color: [200, 40, 40],
-            marker: 'circle',
-            width: 3,
-            points: x((n) => r[n].rttUs.avg),
-          },
-          {
-            label: 'RTT, ours, max',
-            color: [200, 40, 40],
-            dash: [6, 4],
-            marker: 'triangle',
-            points: x((n) => r[n].rttUs.max),
-          },
-          {
-            label: 'RTT, paper, avg',
-            color: [120, 120, 120],
-            dash: [3, 3],
-            marker: 'diamond',
-            points: x((n) => PAPER[n].rttUs[1]),
-          },
-        ],
-      },
-      {
-        title: 'TCP throughput (iperf3)',
-        xLabel: 'ARROW ISPs (0 = direct)',
-        yLabel: 'Mb/s (log scale)',
-        xLog: false,
-        yLog: true,
-        xTicks: [0, 1, 2],
-        series: [
-          {
-            label: 'TCP, ours, avg',
-            color: [30, 90, 200],
-            marker: 'square',
-            width: 3,
-            points: x((n) => r[n].mbps.avg),
-          },
-          {
-            label: 'TCP, ours, min',
-            color: [30, 90, 200],
-            dash: [6, 4],
-            marker: 'triangle',
-            points: x((n) => r[n].mbps.min),
-          },
-          {
-            label: 'TCP, paper, avg',
-            color: [120, 120, 120],
-            dash: [3, 3],
-            marker: 'diamond',
-            points: x((n) => PAPER[n].gbps[1] * 1000),
-          },
-        ],
-      },
+      panel(
+        'RTT of 64-byte pings',
+        'RTT',
+        'RTT us (log scale)',
+        [200, 40, 40],
+        'circle',
+        (n) => r[n].rttUs.avg,
+        ['max', (n) => r[n].rttUs.max],
+        (n) => PAPER[n].rttUs[1],
+      ),
+      panel(
+        'TCP throughput (iperf3)',
+        'TCP',
+        'Mb/s (log scale)',
+        [30, 90, 200],
+        'square',
+        (n) => r[n].mbps.avg,
+        ['min', (n) => r[n].mbps.min],
+        (n) => PAPER[n].gbps[1] * 1000,
+      ),
     ],
   });
   writeReport(o.out, 'hops', md, png, r);

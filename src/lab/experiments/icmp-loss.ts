@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TWO_ISPS, pingCounts, startExperimentLab, startTunPair } from './setup.js';
-import { chartPng, machineLine, median, writeReport } from './report.js';
+import { chartPng, machineLine, writeReport } from './report.js';
+import { midMedian } from '../../util/stats.js';
 
 export interface IcmpLossOptions {
   /** Kill trials (the issue: at least 20). */
@@ -62,7 +63,7 @@ export async function runIcmpLoss(o: IcmpLossOptions): Promise<IcmpLossResult> {
   const result: IcmpLossResult = {
     pps: o.pps,
     trials: o.trials,
-    lost: { min: Math.min(...perTrial), median: median(perTrial), max: Math.max(...perTrial) },
+    lost: { min: Math.min(...perTrial), median: midMedian(perTrial), max: Math.max(...perTrial) },
     perTrial,
   };
   report(o, result);

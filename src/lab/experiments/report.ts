@@ -35,31 +35,6 @@ export function writeReport(
   return files;
 }
 
-/** min / avg / max, as the seeds' tables give them. */
-export function minAvgMax(xs: readonly number[]): { min: number; avg: number; max: number } {
-  if (xs.length === 0) return { min: NaN, avg: NaN, max: NaN };
-  let min = Infinity;
-  let max = -Infinity;
-  let sum = 0;
-  for (const x of xs) {
-    min = Math.min(min, x);
-    max = Math.max(max, x);
-    sum += x;
-  }
-  return { min, avg: sum / xs.length, max };
-}
-
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-export function mean(xs: readonly number[]): number {
-  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
-}
-
 /** The machine line every report carries: results on 2 shared cores are not results on a router. */
 export function machineLine(): string {
   return `Measured on ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${availableParallelism()} CPUs.`;
