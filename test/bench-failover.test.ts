@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { inflateSync } from 'node:zlib';
-import { Canvas, crc32, encodePng } from '../src/bench/plot.js';
+import { Canvas, crc32, encodePng } from '../src/plot/png.js';
 
 const run = promisify(execFile);
 /** The compiled CLI, as a user runs it: this file is compiled to dist/test/, the CLI to dist/src/cli/. */

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../src/lab/lab.js';
 import type { Topology } from '../src/lab/topology.js';
 import { PortalClient, type CircuitStatsView } from '../src/endpoint/portal-client.js';
-import type { CircuitView } from '../src/portal/schemas.js';
+import type { CircuitView } from '../src/api/portal.js';
 import { SlaMonitor, CounterSeries, type SlaOptions } from '../src/portal/sla.js';
 import { ImpairStage, Prng } from '../src/router/impair.js';
 import { slaText } from '../src/cli/circuits.js';

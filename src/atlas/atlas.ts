@@ -1,5 +1,5 @@
 import { Value } from '@sinclair/typebox/value';
-import { OffersResponse } from '../portal/schemas.js';
+import { OffersResponse } from '../api/portal.js';
 import type { Logger } from '../util/log.js';
 import type { AtlasConfig } from './config.js';
 import { measureRound, PairHistory, type EchoProber } from './measure.js';

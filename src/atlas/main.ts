@@ -1,5 +1,5 @@
 import { DiagnosticSocket } from '../endpoint/diagnostics.js';
-import { announceReady } from '../lab/process.js';
+import { announceReady } from '../util/ready.js';
 import { ConfigError, loadConfig } from '../util/config.js';
 import { createLogger } from '../util/log.js';
 import { mustParseAddress } from '../wire/address.js';

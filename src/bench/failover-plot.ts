@@ -1,5 +1,5 @@
 import type { FailoverReport, FailoverRun, LivenessMode, Percentiles } from './failover.js';
-import { BLACK, Canvas, drawChart, drawLegend, GREY, type Rgb, type Series } from './plot.js';
+import { BLACK, Canvas, drawChart, drawLegend, GREY, type Rgb, type Series } from '../plot/png.js';
 
 const COLORS: Record<LivenessMode, Rgb> = { off: [200, 40, 40], on: [30, 90, 200] };
 const TARGET_COLOR: Rgb = [20, 140, 60];

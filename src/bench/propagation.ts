@@ -4,7 +4,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CreateCircuitBody } from '../portal/schemas.js';
+import type { CreateCircuitBody } from '../api/portal.js';
 import { Lab, type TableMessage } from '../lab/lab.js';
 import type { Topology } from '../lab/topology.js';
 import { percentile, round } from '../util/stats.js';

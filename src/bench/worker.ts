@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { announceReady } from '../lab/process.js';
+import { announceReady } from '../util/ready.js';
 import { authToBytes } from '../wire/authenticator.js';
 import { formatAddress, mustParseAddress } from '../wire/address.js';
 import { DEFAULT_HOP_LIMIT, HEADER_LENGTH, PacketType, encodeInto } from '../wire/header.js';

@@ -1,5 +1,5 @@
 import { PortalClient, type CircuitStatsView } from '../endpoint/portal-client.js';
-import type { CircuitView } from '../portal/schemas.js';
+import type { CircuitView } from '../api/portal.js';
 import { authPrefix } from '../wire/authenticator.js';
 
 /** The SLA column: `ok`, or what was violated over the portal's window. */

@@ -5,7 +5,7 @@ import { PathFileSchema, type PathFile } from '../endpoint/spec.js';
 import { parsePeer, TunEndpoint, writePeerFile, type TunEndpointOptions } from '../endpoint/tun.js';
 import { parseCidr, tunMtuFor, MIN_IPV4_MTU } from '../endpoint/tun-packet.js';
 import { assertTunPossible } from '../endpoint/tun-device.js';
-import { announceReady } from '../lab/process.js';
+import { announceReady } from '../util/ready.js';
 import { ConfigError, validateConfig } from '../util/config.js';
 import { parseAddress } from '../wire/address.js';
 import { authPrefix } from '../wire/authenticator.js';

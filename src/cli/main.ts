@@ -40,7 +40,7 @@ program
   )
   .action(async (o: { listen: string; count: number }) => {
     const { startEchoServer } = await import('../lab/echo-server.js');
-    const { announceReady } = await import('../lab/process.js');
+    const { announceReady } = await import('../util/ready.js');
     const { mustParseAddress } = await import('../wire/address.js');
     const at = mustParseAddress(o.listen);
     if (o.count > 1 && at.port === 0) throw new Error('--count needs a fixed --listen port');

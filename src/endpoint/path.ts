@@ -1,4 +1,4 @@
-import type { CircuitView } from '../portal/schemas.js';
+import type { CircuitView } from '../api/portal.js';
 import { PortalClient } from './portal-client.js';
 
 /** One segment to buy: an ISP's portal, and the PoPs to enter and leave that ISP by. */

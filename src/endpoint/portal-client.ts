@@ -5,7 +5,7 @@ import type {
   CreateCircuitBody,
   NextHop,
   OffersResponse,
-} from '../portal/schemas.js';
+} from '../api/portal.js';
 
 export type Offers = Static<typeof OffersResponse>;
 export type CircuitStatsView = Static<typeof CircuitStats>;

@@ -9,7 +9,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { validateConfig } from '../util/config.js';
 import { ADDRESS_PATTERN } from '../wire/address.js';
 import { newAuthenticator } from '../wire/authenticator.js';
-import type { CircuitView } from '../portal/schemas.js';
+import type { CircuitView } from '../api/portal.js';
 import { Connection, type DetectorOptions, type PathCircuit } from './connection.js';
 import { PacketType, type Packet } from '../wire/header.js';
 import { Endpoint } from './endpoint.js';

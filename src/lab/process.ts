@@ -1,16 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { ReadyMessage } from '../util/ready.js';
+
+export type { ReadyMessage };
 
 /** The compiled CLI entry point, so every component runs as its own OS process. */
 export const CLI_PATH = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-
-/** What a component tells its parent over IPC once it is serving. */
-export interface ReadyMessage {
-  event: 'ready';
-  address?: string;
-  url?: string;
-}
 
 export interface Managed {
   proc: ChildProcess;
@@ -83,11 +79,4 @@ function tail(path: string, lines = 15): string {
   } catch {
     return '(no log)';
   }
-}
-
-/** In a component process: tell the parent we are serving, and exit when the parent goes away. */
-export function announceReady(msg: Omit<ReadyMessage, 'event'>, shutdown: () => Promise<void>): void {
-  if (!process.send) return;
-  process.send({ event: 'ready', ...msg });
-  process.once('disconnect', () => void shutdown());
 }

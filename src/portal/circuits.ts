@@ -16,7 +16,7 @@ import {
   ErrorResponse,
   NextHop,
   type CircuitView as CircuitViewT,
-} from './schemas.js';
+} from '../api/portal.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

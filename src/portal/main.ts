@@ -2,7 +2,7 @@ import { loadConfig, ConfigError } from '../util/config.js';
 import { createLogger } from '../util/log.js';
 import { openStore } from '../store/open.js';
 import { mustParseAddress } from '../wire/address.js';
-import { announceReady } from '../lab/process.js';
+import { announceReady } from '../util/ready.js';
 import { checkPortalConfig, PortalConfigSchema } from './config.js';
 import { buildPortal } from './server.js';
 

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { CircuitStore } from '../store/store.js';
 import type { PortalConfig } from './config.js';
 import type { RouterDirectory } from './routers.js';
-import { OffersResponse } from './schemas.js';
+import { OffersResponse } from '../api/portal.js';
 import { storeErrorToHttp } from './circuits.js';
 
 /** The public catalogue: what this ISP sells between its PoPs, and where to send. No API key needed. */

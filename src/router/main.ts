@@ -1,6 +1,6 @@
 import { loadConfig } from '../util/config.js';
 import { createLogger } from '../util/log.js';
-import { announceReady } from '../lab/process.js';
+import { announceReady } from '../util/ready.js';
 import { RouterConfigSchema } from './config.js';
 import { Router } from './router.js';
 

@@ -6,7 +6,7 @@ import {
   startTunPair,
   type ExperimentLab,
 } from './setup.js';
-import type { ChartSpec, MarkerShape, Rgb } from '../../bench/plot.js';
+import type { ChartSpec, MarkerShape, Rgb } from '../../plot/png.js';
 import { chartPng, machineLine, writeReport } from './report.js';
 import { minAvgMax, round } from '../../util/stats.js';
 

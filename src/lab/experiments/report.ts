@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { BLACK, Canvas, drawChart, drawLegend, GREY, type ChartSpec, type Series } from '../../bench/plot.js';
+import { BLACK, Canvas, drawChart, drawLegend, GREY, type ChartSpec, type Series } from '../../plot/png.js';
 
 const SCALE = 2;
 
