@@ -1,10 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ADDRESS_PATTERN } from '../wire/address.js';
+
 /**
  * The portal API's JSON schemas, shared by the server (validated at the edge, so handlers receive
  * typed, checked data) and its clients (which check what the server answers).
  */
-/** The API's JSON schemas: validated at the edge, so handlers receive typed, checked data. */
 
 export const Authenticator = Type.String({
   pattern: '^[0-9a-f]{32}$',

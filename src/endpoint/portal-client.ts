@@ -1,11 +1,5 @@
 import type { Static } from '@sinclair/typebox';
-import type {
-  CircuitStats,
-  CircuitView,
-  CreateCircuitBody,
-  NextHop,
-  OffersResponse,
-} from '../api/portal.js';
+import type { CircuitStats, CircuitView, CreateCircuitBody, NextHop, OffersResponse } from '../api/portal.js';
 
 export type Offers = Static<typeof OffersResponse>;
 export type CircuitStatsView = Static<typeof CircuitStats>;
