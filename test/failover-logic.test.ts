@@ -39,11 +39,48 @@ test('an overdue ack marks a neighbour dead; a late answer revives it without fe
   assert.equal(n.rttMs('b1'), 1, 'the backlog answer did not become an 800 ms sample');
 });
 
-test('liveness floor: with keepalives on, one late answer is not a death', () => {
-  const n = new Neighbours(cfg, 30);
+test('liveness: keepalives are judged by the window, probes keep the RTT-derived link timeout', () => {
+  const n = new Neighbours(cfg, 600); // 200 ms x 3
   n.expectAck('b1', 0);
   n.heard('b1', 1);
-  assert.equal(n.timeoutMs('b1'), 30);
+  assert.equal(n.timeoutMs('b1'), 10, 'a probe ack is still expected within the link timeout');
+  assert.equal(n.detectionMs('b1'), 600);
+  // Keepalives every 200 ms, each answered: never overdue, and no keepalive feeds the RTT.
+  for (let t = 200; t <= 2000; t += 200) {
+    n.expectKeepalive('b1', t);
+    assert.equal(n.keepaliveWaitMs('b1', t + 3), 3);
+    n.heard('b1', t + 3);
+  }
+  assert.deepEqual(n.overdue(5000), []);
+  assert.equal(n.rttMs('b1'), 1, 'keepalive answers are not RTT samples');
+  // Two keepalives lost, the third answered: still alive.
+  n.expectKeepalive('b1', 2200);
+  n.expectKeepalive('b1', 2400);
+  assert.equal(n.expectKeepalive('b1', 2600), 2800, 'deadline from the oldest unanswered keepalive');
+  assert.deepEqual(n.overdue(2799), []);
+  n.heard('b1', 2650);
+  // Then silence: dead one window after the first unanswered keepalive, and said to be liveness's verdict.
+  n.expectKeepalive('b1', 3000);
+  n.expectKeepalive('b1', 3200);
+  n.expectKeepalive('b1', 3400);
+  assert.deepEqual(n.overdue(3599), []);
+  assert.deepEqual(n.overdue(3600), ['b1']);
+  assert.equal(n.keepaliveOverdue('b1', 3600), true);
+  // A probe forwarded meanwhile is judged by its own, shorter timeout, not the liveness window.
+  const m = new Neighbours(cfg, 600);
+  m.expectKeepalive('b2', 0);
+  assert.equal(m.expectAck('b2', 100), 150, 'initial link timeout');
+  assert.deepEqual(m.overdue(150), ['b2']);
+  assert.equal(m.keepaliveOverdue('b2', 150), false, 'a probe verdict, not a liveness one');
+});
+
+test('liveness: the window stretches to the link timeout of a neighbour with a long RTT', () => {
+  const n = new Neighbours({ minMs: 10, initialMs: 50, maxMs: 5000 }, 600);
+  for (let t = 0; t < 20_000; t += 1000) {
+    n.measure('far', t);
+    n.heard('far', t + 700);
+  }
+  assert.ok(n.detectionMs('far') > 700, `window above the 700 ms RTT: ${n.detectionMs('far')}`);
 });
 
 test('token buckets: burst then rate, per key', () => {

@@ -100,14 +100,20 @@ export const RouterConfigSchema = Type.Object(
         liveness: Type.Object(
           {
             enabled: Type.Boolean({
-              default: false,
-              description: 'BFD-style keepalives to every neighbour in use',
+              default: true,
+              description:
+                'BFD-style keepalives to every neighbour in use, so routers repair without customer traffic (docs/failover.md)',
             }),
-            intervalMs: Type.Integer({ minimum: 1, default: 10 }),
+            intervalMs: Type.Integer({
+              minimum: 1,
+              default: 200,
+              description: 'keepalive interval per neighbour (200 ms, as SCION runs BFD on inter-AS links)',
+            }),
             multiplier: Type.Integer({
               minimum: 2,
               default: 3,
-              description: 'missed keepalives before a neighbour is dead',
+              description:
+                'intervals without an answer before a neighbour is dead (detection: intervalMs × multiplier, at least the link timeout)',
             }),
           },
           { default: {}, additionalProperties: false },

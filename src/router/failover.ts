@@ -1,6 +1,7 @@
 import type { CircuitStore } from '../store/store.js';
 import { mustParseAddress } from '../wire/address.js';
 import { encode, PacketType } from '../wire/header.js';
+import { Histogram } from '../util/histogram.js';
 import type { Logger } from '../util/log.js';
 import type { Control } from './dataplane.js';
 import { Neighbours, type LinkTimeoutConfig } from './neighbours.js';
@@ -15,14 +16,18 @@ export interface FailoverConfig {
   rttProbeMs: number;
   /** How long after a repair its choices are written to the store. */
   recordDelayMs: number;
-  /** BFD-style keepalives to every neighbour in use. */
+  /** BFD-style keepalives to every neighbour in use (on by default: docs/failover.md). */
   liveness: { enabled: boolean; intervalMs: number; multiplier: number };
   probeRate: { perCircuit: BucketConfig; perAccount: BucketConfig };
 }
 
 export interface FailoverCounters {
-  /** Neighbours declared dead. */
+  /** Neighbours declared dead (for any reason). */
   neighboursDown: number;
+  /** Of those, verdicts from unanswered liveness keepalives (the rest: a forwarded probe's ack overdue). */
+  livenessDown: number;
+  /** Liveness keepalives sent to neighbours in use. */
+  keepalivesSent: number;
   /** Dead neighbours heard from again. */
   neighboursUp: number;
   /** Hops moved to an alternative by repair. */
@@ -46,12 +51,15 @@ const RECORD_CHUNK = 128;
  * moves every circuit using that neighbour to its next live alternative in one
  * step, sends the waiting probes on, and records the new choices in the store so the
  * sibling routers of the PoP agree and a restart keeps them. Dead neighbours are
- * re-checked in the background; optional keepalives find deaths before any probe.
+ * re-checked in the background; BFD-style keepalives (on by default) find deaths
+ * without any customer traffic.
  */
 export class Failover implements Control {
   readonly neighbours: Neighbours;
   readonly counters: FailoverCounters = {
     neighboursDown: 0,
+    livenessDown: 0,
+    keepalivesSent: 0,
     neighboursUp: 0,
     hopsMoved: 0,
     hopsStranded: 0,
@@ -79,6 +87,8 @@ export class Failover implements Control {
     sequence: 0n,
     payload: new Uint8Array(0),
   });
+  /** How long each answered liveness keepalive had waited (normally the RTT): the margin to a verdict. */
+  readonly keepaliveWait = new Histogram();
   private readonly timers: NodeJS.Timeout[] = [];
   private keepaliveSeq = 0n;
   private readonly clock = (): number => performance.now();
@@ -126,7 +136,8 @@ export class Failover implements Control {
         for (const k of this.table.neighboursInUse().keys()) {
           if (k === this.selfKey || this.neighbours.isDead(k)) continue;
           this.keepalive(k);
-          this.schedule(this.neighbours.expectAck(k, now));
+          this.counters.keepalivesSent++;
+          this.schedule(this.neighbours.expectKeepalive(k, now));
         }
       }, this.cfg.liveness.intervalMs);
       beat.unref();
@@ -153,7 +164,10 @@ export class Failover implements Control {
       if (this.markerSentAt !== undefined) this.judge(this.clock());
       return;
     }
-    if (this.neighbours.heard(from, this.clock())) {
+    const now = this.clock();
+    const waited = this.neighbours.keepaliveWaitMs(from, now);
+    if (waited !== undefined) this.keepaliveWait.add(waited);
+    if (this.neighbours.heard(from, now)) {
       this.counters.neighboursUp++;
       // Eligible again for future repairs and new circuits; circuits already moved stay put (no flapping).
       this.log.info({ neighbour: from }, 'neighbour alive again');
@@ -211,14 +225,17 @@ export class Failover implements Control {
   }
 
   private declareDead(key: string, now: number): void {
+    const byLiveness = this.neighbours.keepaliveOverdue(key, now);
     this.neighbours.markDead(key, now);
     this.counters.neighboursDown++;
+    if (byLiveness) this.counters.livenessDown++;
     const { moved, stranded } = this.table.repairNeighbour(key);
     this.counters.hopsMoved += moved.length;
     this.counters.hopsStranded += stranded;
     this.log.warn(
       {
         neighbour: key,
+        by: byLiveness ? 'liveness' : 'probe',
         moved: moved.length,
         stranded,
         inUse: Object.fromEntries(this.table.neighboursInUse()),

@@ -17,8 +17,10 @@ export interface LinkTimeoutConfig {
 interface State {
   srtt: number | undefined;
   rttvar: number;
-  /** Time the oldest unacked probe or keepalive was sent to it; undefined when nothing is outstanding. */
+  /** Time the oldest unacked probe was sent to it; undefined when no probe is outstanding. */
   awaitingSince: number | undefined;
+  /** Time the oldest unanswered liveness keepalive was sent to it; undefined when none is outstanding. */
+  keepaliveSince: number | undefined;
   dead: boolean;
   deadSince: number;
   lastHeard: number;
@@ -31,8 +33,12 @@ export class Neighbours {
 
   constructor(
     private readonly cfg: LinkTimeoutConfig,
-    /** Extra patience when keepalives run: one missed keepalive must not kill a link. */
-    private readonly livenessFloorMs = 0,
+    /**
+     * The liveness detection window (keepalive interval × multiplier), 0 when keepalives are
+     * off. It judges keepalives only: a probe's ack keeps the RTT-derived link timeout, so
+     * liveness never slows down a repair a customer asked for.
+     */
+    private readonly detectMs = 0,
   ) {}
 
   private state(key: string): State {
@@ -42,6 +48,7 @@ export class Neighbours {
         srtt: undefined,
         rttvar: 0,
         awaitingSince: undefined,
+        keepaliveSince: undefined,
         dead: false,
         deadSince: 0,
         lastHeard: 0,
@@ -68,7 +75,15 @@ export class Neighbours {
   timeoutMs(key: string): number {
     const s = this.states.get(key);
     const rto = s?.srtt === undefined ? this.cfg.initialMs : s.srtt + 4 * s.rttvar;
-    return Math.max(this.livenessFloorMs, Math.min(this.cfg.maxMs, Math.max(this.cfg.minMs, rto)));
+    return Math.min(this.cfg.maxMs, Math.max(this.cfg.minMs, rto));
+  }
+
+  /**
+   * How long a keepalive may go unanswered: the liveness window, but never less than the
+   * link timeout, so a neighbour whose RTT is longer than the window is not judged by it.
+   */
+  detectionMs(key: string): number {
+    return Math.max(this.detectMs, this.timeoutMs(key));
   }
 
   /** We sent something that the neighbour must ack. Returns when it becomes overdue. */
@@ -78,6 +93,22 @@ export class Neighbours {
     return s.awaitingSince + this.timeoutMs(key);
   }
 
+  /** A liveness keepalive went out. Returns when the neighbour is overdue if nothing answers. */
+  expectKeepalive(key: string, now: number): number {
+    const s = this.state(key);
+    s.keepaliveSince ??= now;
+    return s.keepaliveSince + this.detectionMs(key);
+  }
+
+  /**
+   * How long the oldest unanswered keepalive had waited when an answer came, if one was
+   * outstanding. Normally the RTT; its worst case is how close the link came to a verdict.
+   */
+  keepaliveWaitMs(key: string, now: number): number | undefined {
+    const since = this.states.get(key)?.keepaliveSince;
+    return since === undefined ? undefined : now - since;
+  }
+
   /** A background keepalive went out to measure the RTT; a missing answer is not held against it. */
   measure(key: string, now: number): void {
     this.state(key).pingAt ??= now;
@@ -85,7 +116,9 @@ export class Neighbours {
 
   /**
    * The neighbour answered (PROBE_ACK or KEEPALIVE_ACK). Feeds the RTT estimate from the
-   * oldest outstanding send, and returns true when a dead neighbour has come back.
+   * oldest outstanding probe or RTT measurement, and returns true when a dead neighbour has
+   * come back. Liveness keepalives are not used as samples: after a lost one, the next answer
+   * would count a whole interval as RTT and inflate the link timeout of every probe.
    */
   heard(key: string, now: number): boolean {
     const s = this.state(key);
@@ -102,25 +135,38 @@ export class Neighbours {
       }
     }
     s.awaitingSince = undefined;
+    s.keepaliveSince = undefined;
     s.lastHeard = now;
     if (!s.dead) return false;
     s.dead = false;
     return true;
   }
 
+  /** When a live neighbour becomes overdue: its probe's ack or its keepalive's answer, whichever is first. */
+  private deadline(key: string, s: State): number {
+    if (s.dead) return Infinity;
+    const probe = s.awaitingSince === undefined ? Infinity : s.awaitingSince + this.timeoutMs(key);
+    const keepalive = s.keepaliveSince === undefined ? Infinity : s.keepaliveSince + this.detectionMs(key);
+    return Math.min(probe, keepalive);
+  }
+
   /** Live neighbours whose ack is overdue at `now`: they are to be declared dead. */
   overdue(now: number): string[] {
     const out: string[] = [];
-    for (const [k, s] of this.states)
-      if (!s.dead && s.awaitingSince !== undefined && now >= s.awaitingSince + this.timeoutMs(k)) out.push(k);
+    for (const [k, s] of this.states) if (now >= this.deadline(k, s)) out.push(k);
     return out;
+  }
+
+  /** Whether the neighbour is overdue because its keepalives went unanswered (not a probe's ack). */
+  keepaliveOverdue(key: string, now: number): boolean {
+    const s = this.states.get(key);
+    return s?.keepaliveSince !== undefined && !s.dead && now >= s.keepaliveSince + this.detectionMs(key);
   }
 
   /** The earliest moment a live neighbour's outstanding ack becomes overdue, or Infinity. */
   nextDeadline(): number {
     let t = Infinity;
-    for (const [k, s] of this.states)
-      if (!s.dead && s.awaitingSince !== undefined) t = Math.min(t, s.awaitingSince + this.timeoutMs(k));
+    for (const [k, s] of this.states) t = Math.min(t, this.deadline(k, s));
     return t;
   }
 
@@ -131,6 +177,7 @@ export class Neighbours {
     // Karn's rule: an answer to anything sent before the death says nothing about the RTT
     // (a hung router answers its backlog seconds later), so it must not feed the estimate.
     s.awaitingSince = undefined;
+    s.keepaliveSince = undefined;
     s.pingAt = undefined;
   }
 

@@ -152,6 +152,7 @@ export class Router {
       handled: { ...this.dataplane.handled },
       failover: { ...this.failover.counters },
       neighbours: this.failover.neighbours.snapshot(),
+      liveness: { keepaliveWaitMs: this.failover.keepaliveWait.snapshot() },
       circuits: this.table.snapshotCounters(),
       ...(this.impair ? { impair: { ...this.impair.snapshot() } } : {}),
     };

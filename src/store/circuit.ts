@@ -1,3 +1,5 @@
+import type { HistogramSnapshot } from '../util/histogram.js';
+
 /**
  * The circuit record: what the ISP's store holds for one sold circuit, and what
  * every router of the ISP compiles its forwarding table from.
@@ -82,6 +84,8 @@ export interface RouterStats {
   neighbours?: Record<string, { rttMs: number | undefined; timeoutMs: number; dead: boolean }>;
   /** Lab fault injection at this router, when configured (src/router/impair.ts). */
   impair?: Record<string, number>;
+  /** Liveness: how long each answered keepalive had waited (normally the RTT), ms, as a histogram. */
+  liveness?: { keepaliveWaitMs: HistogramSnapshot };
 }
 
 /**
