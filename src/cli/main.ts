@@ -441,6 +441,56 @@ bench
     },
   );
 
+bench
+  .command('liveness')
+  .description(
+    "soak of the routers' BFD-style neighbour liveness on a quiet lab: nothing fails, so every dead verdict is false; counts them, revivals and keepalive waits from the routers' published counters",
+  )
+  .option('--minutes <n>', 'soak length', (v) => positiveNumber(v, '--minutes'), 10)
+  .option('--seconds <n>', 'soak length in seconds (short runs, tests); overrides --minutes', (v) =>
+    positiveNumber(v, '--seconds'),
+  )
+  .option('--json', 'print JSON')
+  .option(
+    '--paths <n>',
+    'paths bought through every ISP (neighbours in use)',
+    (v) => positiveInt(v, '--paths'),
+    4,
+  )
+  .option(
+    '--fraction <f>',
+    'echo load as a share of the capacity measured first on this machine',
+    (v) => positiveNumber(v, '--fraction'),
+    0.1,
+  )
+  .option('--interval <ms>', 'keepalive interval (default: the router default)', (v) =>
+    positiveInt(v, '--interval'),
+  )
+  .option('--multiplier <n>', 'missed intervals before a verdict (default: the router default)', (v) =>
+    positiveInt(v, '--multiplier'),
+  )
+  .addOption(
+    new Option('--liveness <mode>', 'liveness on or off (default: the router default)').choices([
+      'on',
+      'off',
+    ]),
+  )
+  .action(
+    async (o: {
+      minutes: number;
+      seconds?: number;
+      json?: boolean;
+      paths: number;
+      fraction: number;
+      interval?: number;
+      multiplier?: number;
+      liveness?: 'on' | 'off';
+    }) => {
+      const { runLivenessBenchCommand } = await import('../bench/liveness.js');
+      await runLivenessBenchCommand(o);
+    },
+  );
+
 program
   .command('bench-worker', { hidden: true })
   .description('internal: a sender, sink or plain relay process driven by `arrow bench forward` over IPC')
