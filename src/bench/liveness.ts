@@ -9,6 +9,9 @@ import { throughSegments } from '../lab/demo.js';
 import { Lab } from '../lab/lab.js';
 import { defaultTopology, type Topology } from '../lab/topology.js';
 import { RouterConfigSchema } from '../router/config.js';
+import { mustParseAddress, type UdpAddress } from '../wire/address.js';
+import { authToBytes } from '../wire/authenticator.js';
+import { PacketType } from '../wire/header.js';
 import type { RouterStats } from '../store/circuit.js';
 import { openStore } from '../store/open.js';
 import {
@@ -133,7 +136,19 @@ export function livenessSettings(over: Partial<LivenessSettings> = {}): Liveness
   return { ...defaults.liveness, ...over };
 }
 
-/** Echoes spread over several endpoints at a steady rate; loss and RTT are counted per window. */
+/** One bought path and the endpoint its replies come back to. */
+interface EchoPath {
+  endpoint: Endpoint;
+  /** The first ISP's ingress router and the path's first authenticator. */
+  to: UdpAddress;
+  auth: Buffer;
+}
+
+/**
+ * Echoes spread over several paths at a steady rate; loss and RTT are counted per window.
+ * Sent bare on each circuit (no failover driver): the soak is about the routers' own liveness,
+ * and a customer's probes would add verdicts of another kind.
+ */
 class EchoLoad {
   private readonly pending = new Map<number, number>();
   private seq = 0;
@@ -141,12 +156,15 @@ class EchoLoad {
   sent = 0;
   lost = 0;
   rtts: number[] = [];
+  /** Paths that have answered at least once. */
+  readonly answered = new Set<EchoPath>();
 
-  constructor(private readonly endpoints: Endpoint[]) {
-    for (const e of endpoints)
-      e.on('data', (p: Buffer) => {
-        if (p.length < 8 || p.readUInt32BE(0) !== ECHO_MAGIC) return;
-        const s = p.readUInt32BE(4);
+  constructor(private readonly paths: EchoPath[]) {
+    for (const p of paths)
+      p.endpoint.on('data', (payload: Buffer) => {
+        if (payload.length < 8 || payload.readUInt32BE(0) !== ECHO_MAGIC) return;
+        this.answered.add(p);
+        const s = payload.readUInt32BE(4);
         const at = this.pending.get(s);
         if (at === undefined) return;
         this.pending.delete(s);
@@ -172,7 +190,8 @@ class EchoLoad {
     payload.writeUInt32BE(ECHO_MAGIC, 0);
     payload.writeUInt32BE(s, 4);
     this.pending.set(s, performance.now());
-    this.endpoints[this.next++ % this.endpoints.length]!.send(payload);
+    const p = this.paths[this.next++ % this.paths.length]!;
+    p.endpoint.sendOn(p.to, p.auth, PacketType.Data, payload);
     this.sent++;
   }
 
@@ -207,6 +226,14 @@ class EchoLoad {
       }
       await sleep(10);
     }
+  }
+
+  /** Echoes on every path until each has answered once (the routers have the circuits), bounded. */
+  async waitAllAnswer(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.answered.size < this.paths.length && performance.now() < deadline)
+      await this.sendCount(this.paths.length, 10);
+    return this.answered.size === this.paths.length;
   }
 
   /** Sends `count` echoes `gapMs` apart (a health check). */
@@ -298,6 +325,7 @@ export async function runLivenessBench(opts: LivenessBenchOptions): Promise<Live
   let lab: Lab | undefined;
   const endpoints: Endpoint[] = [];
   const paths: BoughtPath[] = [];
+  const echoPaths: EchoPath[] = [];
   let invalid: string | null = null;
   const markInvalid = (why: string): void => {
     invalid ??= why;
@@ -314,10 +342,12 @@ export async function runLivenessBench(opts: LivenessBenchOptions): Promise<Live
       endpoints.push(e);
       const p = await buyPath({ segments: throughSegments(lab), target }, { replyTo: e.replyTo });
       paths.push(p);
-      e.use(p);
-      await e.waitReady();
+      const first = p.forward[0]!.circuit;
+      echoPaths.push({ endpoint: e, to: mustParseAddress(first.ingress[0]!), auth: authToBytes(first.auth) });
     }
-    const load = new EchoLoad(endpoints);
+    const load = new EchoLoad(echoPaths);
+    if (!(await load.waitAllAnswer(10_000)))
+      markInvalid(`only ${load.answered.size} of ${echoPaths.length} paths answered an echo within 10 s`);
 
     // Calibration: what this machine carries, failure-free, in steps of doubling rate.
     const steps: CalibrationStep[] = [];

@@ -14,6 +14,7 @@ import {
 } from '../lab/control.js';
 import { ConfigError, loadConfig } from '../util/config.js';
 import { join } from 'node:path';
+import { hasCode, noteUnexpected } from '../util/errors.js';
 
 export async function runLabUp(
   file: string,
@@ -86,7 +87,10 @@ function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
-  } catch {
+  } catch (err) {
+    if (hasCode(err, 'ESRCH')) return false;
+    if (hasCode(err, 'EPERM')) return true; // exists, owned by someone else
+    noteUnexpected(`checking pid ${pid}`, err);
     return false;
   }
 }

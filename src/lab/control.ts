@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { listNamespaces, NETNS_PREFIX, removeNamespacesSync } from './netns.js';
+import { hasCode, noteUnexpected } from '../util/errors.js';
 
 /**
  * A running lab seen from other shells: a state file (`RUN_DIR/NAME.json`) naming its
@@ -46,9 +47,18 @@ export function writeState(state: LabState): void {
 }
 
 export function readState(name: string): LabState | undefined {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(statePath(name), 'utf8')) as LabState;
-  } catch {
+    text = readFileSync(statePath(name), 'utf8');
+  } catch (err) {
+    if (!hasCode(err, 'ENOENT')) noteUnexpected(`reading lab state ${statePath(name)}`, err); // ENOENT: no such lab
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as LabState;
+  } catch (err) {
+    // A torn or hand-edited state file: treated as no state, as before, but said.
+    noteUnexpected(`reading lab state ${statePath(name)}`, err);
     return undefined;
   }
 }
@@ -69,7 +79,10 @@ function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
-  } catch {
+  } catch (err) {
+    if (hasCode(err, 'ESRCH')) return false;
+    if (hasCode(err, 'EPERM')) return true; // exists, owned by someone else
+    noteUnexpected(`checking pid ${pid}`, err);
     return false;
   }
 }
@@ -78,7 +91,8 @@ function alive(pid: number): boolean {
 function isArrow(pid: number): boolean {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('main.js');
-  } catch {
+  } catch (err) {
+    if (!hasCode(err, 'ENOENT', 'ESRCH')) noteUnexpected(`reading /proc/${pid}/cmdline`, err); // ENOENT: exited
     return false;
   }
 }
@@ -167,8 +181,9 @@ export async function sendControl(
       clearTimeout(timer);
       try {
         resolve(JSON.parse(buf) as ControlReply);
-      } catch {
-        reject(new Error(`lab ${labName} answered nonsense: ${buf.slice(0, 200)}`));
+      } catch (err) {
+        if (!(err instanceof SyntaxError)) throw err;
+        reject(new Error(`lab ${labName} answered nonsense (${err.message}): ${buf.slice(0, 200)}`));
       }
     });
     conn.on('error', (err) => {
@@ -235,7 +250,9 @@ export async function labDown(name?: string): Promise<DownReport[]> {
 function listNamespacesSafe(prefix: string): string[] {
   try {
     return listNamespaces(prefix);
-  } catch {
-    return []; // no `ip` (not a netns host): nothing to remove
+  } catch (err) {
+    if (hasCode(err, 'ENOENT')) return []; // no `ip` (not a netns host): nothing to remove
+    noteUnexpected('listing network namespaces', err);
+    return [];
   }
 }

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { hasCode, noteUnexpected } from '../util/errors.js';
 
 export interface EtcdMember {
   name: string;
@@ -145,8 +146,10 @@ export class EtcdCluster {
           const res = await fetch(`${m.clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
           const body = (await res.json()) as { health?: string };
           if (body.health === 'true') break;
-        } catch {
-          // not up yet
+        } catch (err) {
+          // Refused, reset or slow: not up yet. Anything else is noted, and the wait goes on.
+          if (!hasCode(err, 'ECONNREFUSED', 'ECONNRESET', 'TimeoutError', 'UND_ERR_SOCKET'))
+            noteUnexpected(`etcd member ${m.name} health check`, err);
         }
         if (m.proc.exitCode !== null)
           throw new Error(`etcd member ${m.name} exited (${m.proc.exitCode}); see ${m.logPath}`);
@@ -168,8 +171,10 @@ export class EtcdCluster {
         });
         const s = (await res.json()) as { header?: { member_id?: string }; leader?: string };
         if (s.leader && s.header?.member_id === s.leader) return m;
-      } catch {
-        // down or busy
+      } catch (err) {
+        // Refused, reset or slow: down or busy, ask the next. Anything else is noted.
+        if (!hasCode(err, 'ECONNREFUSED', 'ECONNRESET', 'TimeoutError', 'UND_ERR_SOCKET'))
+          noteUnexpected(`etcd member ${m.name} status`, err);
       }
     }
     return undefined;

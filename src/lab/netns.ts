@@ -1,5 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
+import { hasCode, isExitStatus, noteUnexpected } from '../util/errors.js';
 
 /**
  * The lab's network of namespaces (`arrow lab up --netns`): one namespace per node, each
@@ -93,20 +94,22 @@ export function removeNamespacesSync(names: string[]): void {
         .split('\n')
         .filter(Boolean)
         .map(Number);
-    } catch {
-      continue; // already gone
+    } catch (err) {
+      // `ip` exiting non-zero: the namespace is already gone. Anything else is noted.
+      if (!isExitStatus(err)) noteUnexpected(`listing the processes of namespace ${ns}`, err);
+      continue;
     }
     for (const pid of pids) {
       try {
         process.kill(pid, 'SIGKILL');
-      } catch {
-        // exited meanwhile
+      } catch (err) {
+        if (!hasCode(err, 'ESRCH')) noteUnexpected(`killing pid ${pid} in namespace ${ns}`, err); // ESRCH: exited meanwhile
       }
     }
     try {
       execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-    } catch {
-      // gone meanwhile
+    } catch (err) {
+      if (!isExitStatus(err)) noteUnexpected(`deleting namespace ${ns}`, err); // exit status: gone meanwhile
     }
   }
 }

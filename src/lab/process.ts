@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ReadyMessage } from '../util/ready.js';
+import { hasCode } from '../util/errors.js';
 
 export type { ReadyMessage };
 
@@ -76,7 +77,9 @@ export async function stopComponent(proc: ChildProcess, graceMs = 3000): Promise
 function tail(path: string, lines = 15): string {
   try {
     return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
+  } catch (err) {
+    // Only for an error message: say why there is no log rather than fail the report.
+    if (hasCode(err, 'ENOENT')) return '(no log)';
+    return `(log unreadable: ${(err as Error).message})`;
   }
 }

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TWO_ISPS, startExperimentLab, startTunPair, type ExperimentLab } from './setup.js';
 import { chartPng, machineLine, writeReport } from './report.js';
 import { mean, midMedian, round } from '../../util/stats.js';
+import { hasCode } from '../../util/errors.js';
 
 export interface DownloadOptions {
   /** File sizes in MB (the thesis: 63 and 625). */
@@ -141,8 +142,8 @@ async function oneDownload(
         let got = 0;
         try {
           got = statSync(dest).size;
-        } catch {
-          // not created yet
+        } catch (err) {
+          if (!hasCode(err, 'ENOENT')) throw err; // ENOENT: curl has not created it yet
         }
         if (got >= KILL_AT * bytes) break;
         await sleep(5);

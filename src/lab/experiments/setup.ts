@@ -4,6 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab, type LabHost } from '../lab.js';
 import { defaultTopology, type Topology } from '../topology.js';
+import { hasCode } from '../../util/errors.js';
 
 /**
  * The experiments' network: the demo's ISPs in a row (alpha ams→fra, beta fra→par, gamma
@@ -163,8 +164,10 @@ export async function startTunPair(
 function tail(path: string): string {
   try {
     return readFileSync(path, 'utf8').split('\n').slice(-15).join('\n');
-  } catch {
-    return '(no log)';
+  } catch (err) {
+    // Only for an error message: say why there is no log rather than fail the report.
+    if (hasCode(err, 'ENOENT')) return '(no log)';
+    return `(log unreadable: ${(err as Error).message})`;
   }
 }
 

@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { errorCode, hasCode, isExitStatus, unexpectedErrors } from '../src/util/errors.js';
+import { readState, statePath } from '../src/lab/control.js';
+
+test('errorCode names errno codes, timeouts, and codes wrapped in a cause (as fetch does)', () => {
+  const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+  assert.equal(errorCode(refused), 'ECONNREFUSED');
+  assert.equal(errorCode(new TypeError('fetch failed', { cause: refused })), 'ECONNREFUSED');
+  assert.equal(errorCode(new DOMException('timed out', 'TimeoutError')), 'TimeoutError');
+  assert.equal(errorCode(new Error('plain')), undefined);
+  assert.equal(errorCode('not an error'), undefined);
+  assert.ok(hasCode(refused, 'ENOENT', 'ECONNREFUSED'));
+  assert.ok(!hasCode(refused, 'ENOENT'));
+});
+
+test('isExitStatus tells a command that failed from one that could not start', () => {
+  let failed: unknown;
+  try {
+    execFileSync(process.execPath, ['-e', 'process.exit(3)'], { stdio: 'ignore' });
+  } catch (err) {
+    failed = err;
+  }
+  assert.ok(isExitStatus(failed));
+  let missing: unknown;
+  try {
+    execFileSync('/nonexistent/arrow-no-such-program', { stdio: 'ignore' });
+  } catch (err) {
+    missing = err;
+  }
+  assert.ok(!isExitStatus(missing));
+  assert.equal(errorCode(missing), 'ENOENT');
+});
+
+test('lab state: a missing file is no lab; a torn one is no lab too, but logged and counted', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-errors-test-'));
+  const before = process.env.ARROW_LAB_RUN_DIR;
+  process.env.ARROW_LAB_RUN_DIR = dir;
+  try {
+    assert.equal(readState('nosuchlab'), undefined);
+    assert.deepEqual(unexpectedErrors(), {}, 'a missing state file is expected, not counted');
+    writeFileSync(statePath('torn'), '{"name": "torn", "pid": ');
+    assert.equal(readState('torn'), undefined);
+    assert.equal(unexpectedErrors()[`reading lab state ${statePath('torn')}`], 1);
+  } finally {
+    if (before === undefined) delete process.env.ARROW_LAB_RUN_DIR;
+    else process.env.ARROW_LAB_RUN_DIR = before;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
