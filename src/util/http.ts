@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from './log.js';
+import { addressFormatMessage, addressFormats } from './address-schema.js';
 
 export interface HttpAppOptions {
   title: string;
@@ -24,6 +25,33 @@ const STATUS_TEXT: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+interface AjvLike {
+  addFormat(name: string, format: { type: 'string'; validate: (text: string) => boolean }): unknown;
+}
+
+/** The address formats of src/util/address-schema.ts, checked by the one parser. */
+function registerAddressFormats<A extends AjvLike>(ajv: A): A {
+  for (const [name, validate] of Object.entries(addressFormats)) ajv.addFormat(name, { type: 'string', validate });
+  return ajv;
+}
+
+interface ValidationIssue {
+  keyword?: string;
+  instancePath?: string;
+  params?: { format?: string };
+  data?: unknown;
+}
+
+/** Fastify's message, or for an address format the parser's own explanation, prefixed by where it was. */
+function validationMessage(validation: unknown, context: string | undefined, fallback: string): string {
+  const first = Array.isArray(validation) ? (validation[0] as ValidationIssue | undefined) : undefined;
+  if (first?.keyword !== 'format' || !first.params?.format) return fallback;
+  const why = addressFormatMessage(first.params.format, first.data);
+  if (!why) return fallback;
+  const where = [context, ...(first.instancePath ?? '').split('/').filter(Boolean)].filter(Boolean).join('.');
+  return where ? `${where}: ${why}` : why;
+}
+
 export function statusText(code: number): string {
   return STATUS_TEXT[code] ?? 'Error';
 }
@@ -37,7 +65,11 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
   const app = Fastify({
     loggerInstance: o.logger || undefined,
     // Reject what we do not understand rather than silently dropping or coercing it.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    ajv: {
+      // `verbose` keeps the offending value in each error, so a bad address is explained in the parser's words.
+      customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, verbose: true },
+      plugins: [registerAddressFormats],
+    },
     bodyLimit: o.bodyLimit,
     // Three synchronous log lines per request cost ~15% of a create; services log what matters themselves.
     disableRequestLogging: true,
@@ -49,13 +81,18 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
       ...(o.securitySchemes ? { components: { securitySchemes: o.securitySchemes } } : {}),
     },
   });
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
+  app.setErrorHandler(
+    (err: Error & { statusCode?: number; validation?: unknown; validationContext?: string }, req, reply) => {
     const known = o.clientError?.(err);
     if (known)
       return reply
         .code(known.statusCode)
         .send({ statusCode: known.statusCode, error: statusText(known.statusCode), message: known.message });
-    if (err.validation || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) {
+    if (err.validation) {
+      const message = validationMessage(err.validation, err.validationContext, err.message);
+      return reply.code(400).send({ statusCode: 400, error: statusText(400), message });
+    }
+    if ((err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) {
       const code = err.statusCode ?? 400;
       return reply.code(code).send({ statusCode: code, error: statusText(code), message: err.message });
     }
