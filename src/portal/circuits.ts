@@ -122,7 +122,7 @@ export async function circuitRoutes(
     const parsed = hops.map((h) =>
       h.addresses.map((text, i) => {
         const r = parseAddress(text);
-        if (!r.ok) throw new HttpError(400, `${h.field}[${i}]: ${r.message}`);
+        if (!r.ok) throw new HttpError(400, `${label(h, i)}: ${r.message}`);
         return r.address;
       }),
     );
@@ -138,7 +138,7 @@ export async function circuitRoutes(
         if (refused)
           throw new HttpError(
             403,
-            `${h.field}[${i}] ${h.addresses[i]} refused by this ISP's egress target policy (rule ${refused.rule}): ${refused.message}`,
+            `${label(h, i)} ${h.addresses[i]} refused by this ISP's egress target policy (rule ${refused.rule}): ${refused.message}`,
           );
       }),
     );
@@ -157,7 +157,7 @@ export async function circuitRoutes(
         if (pop !== undefined)
           throw new HttpError(
             409,
-            `${h.field}[${i}] ${h.addresses[i]} is a router of this ISP (${config.isp}/${pop}): a circuit pointed back into its own ISP loops (every packet circles until its hop limit) or bypasses the ingress PoP; point it at the next ISP's ingress routers or at your own endpoint`,
+            `${label(h, i)} ${h.addresses[i]} is a router of this ISP (${config.isp}/${pop}): a circuit pointed back into its own ISP loops (every packet circles until its hop limit) or bypasses the ingress PoP; point it at the next ISP's ingress routers or at your own endpoint`,
           );
       });
     });
@@ -384,6 +384,12 @@ interface HopToCheck {
    * which may rightly enter this ISP's own return circuit.
    */
   intoArrow: boolean;
+  /** A single address field (`deliver.target`), named without an index. */
+  single?: boolean;
+}
+
+function label(h: HopToCheck, i: number): string {
+  return h.single ? h.field : `${h.field}[${i}]`;
 }
 
 function hopsOf(action: EgressAction): HopToCheck[] {
@@ -394,7 +400,7 @@ function hopsOf(action: EgressAction): HopToCheck[] {
       return [{ field: 'deliver.addresses', addresses: action.addresses, intoArrow: true }];
     case 'deliver-udp':
       return [
-        { field: 'deliver.target', addresses: [action.target], intoArrow: false },
+        { field: 'deliver.target', addresses: [action.target], intoArrow: false, single: true },
         ...(action.reply
           ? [{ field: 'deliver.reply.addresses', addresses: action.reply.addresses, intoArrow: false }]
           : []),

@@ -25,7 +25,8 @@ export class RouterDirectory {
   /** Every router of the ISP the portal knows of, live or configured, with its PoP. */
   async everyRouter(): Promise<Array<{ pop: string; address: string }>> {
     const all: Array<{ pop: string; address: string }> = [];
-    for (const [pop, addresses] of await this.live()) for (const address of addresses) all.push({ pop, address });
+    for (const [pop, addresses] of await this.live())
+      for (const address of addresses) all.push({ pop, address });
     for (const p of this.config.pops) for (const address of p.routers) all.push({ pop: p.name, address });
     return all;
   }

@@ -137,7 +137,10 @@ export class TargetPolicy {
       return { rule: 'loopback', message: `${host} is a loopback address, ${allowHint}` };
     for (const i of this.internal)
       if (i.list.check(host, family))
-        return { rule: 'internal', message: `${host} is in the ISP's internal prefix ${i.prefix}, ${allowHint}` };
+        return {
+          rule: 'internal',
+          message: `${host} is in the ISP's internal prefix ${i.prefix}, ${allowHint}`,
+        };
     const own: Array<[keyof Infrastructure, string]> = [
       ['routers', 'one of its routers'],
       ['portal', 'its portal'],
@@ -145,7 +148,10 @@ export class TargetPolicy {
     ];
     for (const [kind, what] of own)
       if (hostsOf(infra[kind]).includes(host))
-        return { rule: 'infrastructure', message: `${host} is ${what}: the ISP's own infrastructure is ${allowHint}` };
+        return {
+          rule: 'infrastructure',
+          message: `${host} is ${what}: the ISP's own infrastructure is ${allowHint}`,
+        };
     return undefined;
   }
 }

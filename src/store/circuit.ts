@@ -117,7 +117,9 @@ export type PublishedCircuitCounters = Pick<CircuitCounters, 'packets' | 'bytes'
  * the same rules at its edge), so no record that a router would refuse is ever written.
  * Pure: the one address parser (src/wire/address.ts) decides addresses.
  */
-export function circuitRecordProblems(c: Pick<CircuitInput, 'auth' | 'internalAuth' | 'internalRouters' | 'action'>): string[] {
+export function circuitRecordProblems(
+  c: Pick<CircuitInput, 'auth' | 'internalAuth' | 'internalRouters' | 'action'>,
+): string[] {
   const problems: string[] = [];
   const auth = (field: string, value: unknown, optional = false): void => {
     if (optional && (value === undefined || value === '')) return;

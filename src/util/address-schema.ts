@@ -1,5 +1,11 @@
 import { FormatRegistry, Type, type TString } from '@sinclair/typebox';
-import { isValidAddress, isValidBindAddress, isValidPrefix, parseAddress, parsePrefix } from '../wire/address.js';
+import {
+  isValidAddress,
+  isValidBindAddress,
+  isValidPrefix,
+  parseAddress,
+  parsePrefix,
+} from '../wire/address.js';
 
 /**
  * JSON-schema formats for addresses, checked by the same functions as the code path
@@ -37,7 +43,9 @@ export function AddressString(description = 'UDP address IPv4:PORT or [IPv6]:POR
 }
 
 /** A bind/listen address: as a destination, but port 0 (the OS picks one) is allowed. */
-export function BindAddressString(description = 'address to bind, IP:PORT; port 0 picks a free one'): TString {
+export function BindAddressString(
+  description = 'address to bind, IP:PORT; port 0 picks a free one',
+): TString {
   return Type.String({ format: BIND_ADDRESS_FORMAT, maxLength: 64, description });
 }
 

@@ -31,7 +31,8 @@ interface AjvLike {
 
 /** The address formats of src/util/address-schema.ts, checked by the one parser. */
 function registerAddressFormats<A extends AjvLike>(ajv: A): A {
-  for (const [name, validate] of Object.entries(addressFormats)) ajv.addFormat(name, { type: 'string', validate });
+  for (const [name, validate] of Object.entries(addressFormats))
+    ajv.addFormat(name, { type: 'string', validate });
   return ajv;
 }
 
@@ -42,14 +43,23 @@ interface ValidationIssue {
   data?: unknown;
 }
 
-/** Fastify's message, or for an address format the parser's own explanation, prefixed by where it was. */
+/**
+ * Fastify's message, or when an address failed its format, the parser's own explanation
+ * prefixed by where it was. Inside a union (`deliver`), the branch that failed on an
+ * address is the one the client meant, so that error wins over the other branches'.
+ */
 function validationMessage(validation: unknown, context: string | undefined, fallback: string): string {
-  const first = Array.isArray(validation) ? (validation[0] as ValidationIssue | undefined) : undefined;
-  if (first?.keyword !== 'format' || !first.params?.format) return fallback;
-  const why = addressFormatMessage(first.params.format, first.data);
-  if (!why) return fallback;
-  const where = [context, ...(first.instancePath ?? '').split('/').filter(Boolean)].filter(Boolean).join('.');
-  return where ? `${where}: ${why}` : why;
+  const issues = Array.isArray(validation) ? (validation as ValidationIssue[]) : [];
+  for (const issue of issues) {
+    if (issue.keyword !== 'format' || !issue.params?.format) continue;
+    const why = addressFormatMessage(issue.params.format, issue.data);
+    if (!why) continue;
+    const where = [context, ...(issue.instancePath ?? '').split('/').filter(Boolean)]
+      .filter(Boolean)
+      .join('.');
+    return where ? `${where}: ${why}` : why;
+  }
+  return fallback;
 }
 
 export function statusText(code: number): string {
@@ -83,26 +93,31 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
   });
   app.setErrorHandler(
     (err: Error & { statusCode?: number; validation?: unknown; validationContext?: string }, req, reply) => {
-    const known = o.clientError?.(err);
-    if (known)
-      return reply
-        .code(known.statusCode)
-        .send({ statusCode: known.statusCode, error: statusText(known.statusCode), message: known.message });
-    if (err.validation) {
-      const message = validationMessage(err.validation, err.validationContext, err.message);
-      return reply.code(400).send({ statusCode: 400, error: statusText(400), message });
-    }
-    if ((err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) {
-      const code = err.statusCode ?? 400;
-      return reply.code(code).send({ statusCode: code, error: statusText(code), message: err.message });
-    }
-    req.log.error({ err }, 'unhandled error');
-    return reply.code(500).send({
-      statusCode: 500,
-      error: 'Internal Server Error',
-      message: 'internal error; see the service log',
-    });
-  });
+      const known = o.clientError?.(err);
+      if (known)
+        return reply
+          .code(known.statusCode)
+          .send({
+            statusCode: known.statusCode,
+            error: statusText(known.statusCode),
+            message: known.message,
+          });
+      if (err.validation) {
+        const message = validationMessage(err.validation, err.validationContext, err.message);
+        return reply.code(400).send({ statusCode: 400, error: statusText(400), message });
+      }
+      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+        const code = err.statusCode ?? 400;
+        return reply.code(code).send({ statusCode: code, error: statusText(code), message: err.message });
+      }
+      req.log.error({ err }, 'unhandled error');
+      return reply.code(500).send({
+        statusCode: 500,
+        error: 'Internal Server Error',
+        message: 'internal error; see the service log',
+      });
+    },
+  );
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({
       statusCode: 404,

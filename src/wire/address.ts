@@ -27,7 +27,8 @@ function quote(text: string): string {
 
 /** Parses `IPv4:PORT` or `[IPv6]:PORT`; pure, no resolution. Messages say what is wrong and what is expected. */
 export function parseAddress(text: unknown, opts: AddressOptions = {}): AddressResult {
-  if (typeof text !== 'string') return { ok: false, message: `expected an address string, got ${typeof text}` };
+  if (typeof text !== 'string')
+    return { ok: false, message: `expected an address string, got ${typeof text}` };
   const fail = (why: string): AddressResult => ({ ok: false, message: `address ${quote(text)}: ${why}` });
   if (text.length > MAX_ADDRESS_LENGTH) return fail(`too long (at most ${MAX_ADDRESS_LENGTH} characters)`);
   const m = /^\[([^\]]*)\]:([^:]*)$/.exec(text) ?? /^([^:[\]]*):([^:]*)$/.exec(text);
@@ -101,7 +102,8 @@ export type PrefixResult = { ok: true; prefix: IpPrefix } | { ok: false; message
 
 /** Parses `IP/LENGTH` (a bare IP is a host prefix: /32 or /128). */
 export function parsePrefix(text: unknown): PrefixResult {
-  if (typeof text !== 'string') return { ok: false, message: `expected a CIDR prefix string, got ${typeof text}` };
+  if (typeof text !== 'string')
+    return { ok: false, message: `expected a CIDR prefix string, got ${typeof text}` };
   const fail = (why: string): PrefixResult => ({ ok: false, message: `prefix ${quote(text)}: ${why}` });
   if (text.length > MAX_ADDRESS_LENGTH) return fail('too long');
   const [network = '', lengthText, extra] = text.split('/');
