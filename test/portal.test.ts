@@ -34,6 +34,8 @@ const config: PortalConfig = {
     { name: 'acme', apiKey: 'acme-key-0000000000' },
     { name: 'zeta', apiKey: 'zeta-key-0000000000' },
   ],
+  // Targets on loopback (127.0.0.9) are refused by default: this test network opens it.
+  targetPolicy: { allow: ['127.0.0.0/8'], deny: [], internal: [] },
 };
 const app = await buildPortal({ config, store });
 after(async () => {

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ADDRESS_PATTERN } from '../wire/address.js';
+import { AddressString } from '../util/address-schema.js';
 
 /**
  * The portal API's JSON schemas, shared by the server (validated at the edge, so handlers receive
@@ -10,7 +10,7 @@ export const Authenticator = Type.String({
   pattern: '^[0-9a-f]{32}$',
   description: '128-bit circuit authenticator, 32 lowercase hex digits',
 });
-export const Address = Type.String({ pattern: ADDRESS_PATTERN, description: 'UDP address HOST:PORT' });
+export const Address = AddressString();
 const Addresses = Type.Array(Address, {
   minItems: 1,
   maxItems: 16,

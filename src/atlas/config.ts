@@ -1,12 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ADDRESS_PATTERN } from '../wire/address.js';
+import { BindAddressString } from '../util/address-schema.js';
 
 const PopId = Type.String({ pattern: '^[^/\\s]+/[^/\\s]+$', description: 'a PoP id, `isp/pop`' });
 
 /** `arrow atlas --config FILE`: which portals to learn from, how ISPs connect, and how often to measure. */
 export const AtlasConfigSchema = Type.Object(
   {
-    listen: Type.String({ pattern: ADDRESS_PATTERN, description: 'HTTP address; port 0 picks one' }),
+    listen: BindAddressString('HTTP address, IP:PORT; port 0 picks one'),
     isps: Type.Array(
       Type.Object(
         {

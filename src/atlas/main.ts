@@ -13,7 +13,7 @@ export async function runAtlas(configPath: string): Promise<void> {
   const problems = checkAtlasConfig(config);
   if (problems.length) throw new ConfigError(`invalid config ${configPath}:\n  ${problems.join('\n  ')}`);
   const log = createLogger('atlas');
-  const listen = mustParseAddress(config.listen);
+  const listen = mustParseAddress(config.listen, { bind: true });
   // Measure from the address we serve on: routers answer the address a request names.
   const sock = await DiagnosticSocket.open({ bind: `${listen.host}:0` });
   // The socket is the prober: direct echoes, and echoes relayed by one PoP's router to another's.

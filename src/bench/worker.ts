@@ -82,7 +82,7 @@ function reply(r: Reply): void {
 }
 
 async function bindSocket(listen: string): Promise<Socket> {
-  const at = mustParseAddress(listen);
+  const at = mustParseAddress(listen, { bind: true });
   const socket = createSocket({
     type: 'udp4',
     recvBufferSize: SOCKET_BUFFER_BYTES,

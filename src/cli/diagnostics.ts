@@ -8,7 +8,8 @@ import {
   type CircuitRef,
   type LastLegReply,
 } from '../endpoint/diagnostics.js';
-import { ADDRESS_PATTERN, parseAddress } from '../wire/address.js';
+import { parseAddress } from '../wire/address.js';
+import { AddressString } from '../util/address-schema.js';
 import { authPrefix, isAuthenticatorHex } from '../wire/authenticator.js';
 import { MAX_LAST_LEG_TIMEOUT_MS, PROBE_REQUEST_LENGTH } from '../wire/diagnostics.js';
 import {
@@ -34,7 +35,7 @@ const BoughtPathFile = Type.Object({
     Type.Object({
       circuit: Type.Object({
         auth: Type.String({ pattern: '^[0-9a-f]{32}$' }),
-        ingress: Type.Array(Type.String({ pattern: ADDRESS_PATTERN }), { minItems: 1 }),
+        ingress: Type.Array(AddressString(), { minItems: 1 }),
       }),
     }),
     { minItems: 1 },

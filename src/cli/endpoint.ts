@@ -39,11 +39,13 @@ function check(o: EndpointFlags): void {
     if (!parseCidr(r)) fail(`--route ${JSON.stringify(r)}: expected CIDR, e.g. 10.201.0.0/16`);
   if (tunMtuFor(o.underlayMtu) < MIN_IPV4_MTU || o.underlayMtu > 65535)
     fail(`--underlay-mtu ${o.underlayMtu}: must be from ${MIN_IPV4_MTU + 56} to 65535`);
-  for (const [flag, v] of [
-    ['--listen', o.listen],
-    ['--peer', o.peer],
-  ] as const)
-    if (v !== undefined && !parseAddress(v).ok) fail(`${flag} ${JSON.stringify(v)}: expected HOST:PORT`);
+  for (const [flag, v, bind] of [
+    ['--listen', o.listen, true],
+    ['--peer', o.peer, false],
+  ] as const) {
+    const parsed = v === undefined ? undefined : parseAddress(v, { bind });
+    if (parsed && !parsed.ok) fail(`${flag}: ${parsed.message}`);
+  }
   const buyer = (o.path?.length ?? 0) > 0;
   if (buyer === (o.peerFile !== undefined))
     fail(

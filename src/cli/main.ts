@@ -42,7 +42,7 @@ program
     const { startEchoServer } = await import('../lab/echo-server.js');
     const { announceReady } = await import('../util/ready.js');
     const { mustParseAddress } = await import('../wire/address.js');
-    const at = mustParseAddress(o.listen);
+    const at = mustParseAddress(o.listen, { bind: true });
     if (o.count > 1 && at.port === 0) throw new Error('--count needs a fixed --listen port');
     const servers = [];
     for (let i = 0; i < o.count; i++)

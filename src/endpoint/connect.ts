@@ -85,7 +85,7 @@ export class AtlasConnection {
     }
     const specs = answer.paths.map((p) => specFromCandidate(p, map, o.keys, o.target, o.bandwidthMbps));
     const local = await LocalPort.bind(o.listen);
-    const endpoint = await Endpoint.open(`${mustParseAddress(o.listen).host}:0`);
+    const endpoint = await Endpoint.open(`${mustParseAddress(o.listen, { bind: true }).host}:0`);
     const rebuy = async (avoid: string[]): Promise<BoughtPath> => {
       const again = await atlas.paths({
         ...o.query,

@@ -53,7 +53,7 @@ export class PathCircuit {
     readonly replyAuth: string,
   ) {
     const first = path.forward[0]!.circuit;
-    this.ingress = first.ingress.map(mustParseAddress);
+    this.ingress = first.ingress.map((a) => mustParseAddress(a));
     this.auth = authToBytes(first.auth);
   }
 

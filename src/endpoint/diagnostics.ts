@@ -61,7 +61,7 @@ export class DiagnosticSocket {
    */
   static async open(opts: { bind?: string; toward?: string } = {}): Promise<DiagnosticSocket> {
     const at = opts.bind
-      ? mustParseAddress(opts.bind)
+      ? mustParseAddress(opts.bind, { bind: true })
       : {
           host: opts.toward ? await localAddressToward(mustParseAddress(opts.toward)) : '127.0.0.1',
           port: 0,

@@ -66,7 +66,7 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
   }
 
   useCircuit(ingress: string[], auth: string): void {
-    this.ingress = ingress.map(mustParseAddress);
+    this.ingress = ingress.map((a) => mustParseAddress(a));
     this.activeIngress = 0;
     this.auth = authToBytes(auth);
   }

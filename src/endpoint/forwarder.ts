@@ -26,7 +26,7 @@ export class Forwarder {
 
   static async start(listen: string, spec: PathSpec, opts: { bind?: string } = {}): Promise<Forwarder> {
     const local = await LocalPort.bind(listen);
-    const endpoint = await Endpoint.open(opts.bind ?? `${mustParseAddress(listen).host}:0`);
+    const endpoint = await Endpoint.open(opts.bind ?? `${mustParseAddress(listen, { bind: true }).host}:0`);
     let path: BoughtPath;
     try {
       path = await buyPath(spec, { replyTo: endpoint.replyTo });

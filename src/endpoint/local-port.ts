@@ -4,7 +4,7 @@ import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/addres
 
 /** Binds a UDP socket to `host:port` (port 0 picks one) and returns it with the address it got. */
 export async function bindUdp(listen: string): Promise<{ socket: Socket; address: string }> {
-  const at = mustParseAddress(listen);
+  const at = mustParseAddress(listen, { bind: true });
   const socket = createSocket('udp4');
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);

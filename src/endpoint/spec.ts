@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { ADDRESS_PATTERN } from '../wire/address.js';
+import { AddressString } from '../util/address-schema.js';
 
 const Segment = Type.Object(
   {
@@ -19,10 +19,10 @@ export const PathFileSchema = Type.Object(
     segments: Type.Array(Segment, { minItems: 1 }),
     returnSegments: Type.Optional(Type.Array(Segment, { minItems: 1 })),
     target: Type.Union([
-      Type.Object({ kind: Type.Literal('udp'), address: Type.String({ pattern: ADDRESS_PATTERN }) }),
+      Type.Object({ kind: Type.Literal('udp'), address: AddressString() }),
       Type.Object({
         kind: Type.Literal('endpoint'),
-        addresses: Type.Array(Type.String({ pattern: ADDRESS_PATTERN }), { minItems: 1 }),
+        addresses: Type.Array(AddressString(), { minItems: 1 }),
         auth: Type.Optional(Type.String({ pattern: '^[0-9a-f]{32}$' })),
       }),
     ]),

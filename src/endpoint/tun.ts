@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { renameSync, writeFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { validateConfig } from '../util/config.js';
-import { ADDRESS_PATTERN } from '../wire/address.js';
+import { AddressString } from '../util/address-schema.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { CircuitView } from '../api/portal.js';
 import { Connection, type DetectorOptions, type PathCircuit } from './connection.js';
@@ -37,7 +37,7 @@ const PeerCircuit = Type.Object(
     isp: Type.Optional(Type.String()),
     ingressPop: Type.String(),
     egressPop: Type.String(),
-    ingress: Type.Array(Type.String({ pattern: ADDRESS_PATTERN }), { minItems: 1 }),
+    ingress: Type.Array(AddressString(), { minItems: 1 }),
     auth: Auth,
   },
   { additionalProperties: false },
@@ -54,9 +54,9 @@ export const TunPeerSchema = Type.Object(
     kind: Type.Literal('arrow-tun-peer'),
     version: Type.Literal(1),
     /** Where the answerer must listen: the address the buyer's forward paths deliver to. */
-    listen: Type.String({ pattern: ADDRESS_PATTERN }),
+    listen: AddressString(),
     /** The buyer's endpoint address, where the return paths deliver (informational). */
-    buyer: Type.String({ pattern: ADDRESS_PATTERN }),
+    buyer: AddressString(),
     /** Primary first, then standbys. */
     paths: Type.Array(
       Type.Object(

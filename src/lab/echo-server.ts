@@ -7,7 +7,7 @@ import { formatAddress, mustParseAddress } from '../wire/address.js';
  * unmodified application server at the far end of a circuit.
  */
 export async function startEchoServer(listen: string): Promise<{ address: string; socket: Socket }> {
-  const at = mustParseAddress(listen);
+  const at = mustParseAddress(listen, { bind: true });
   const socket = createSocket('udp4');
   socket.on('message', (msg, rinfo) => socket.send(msg, rinfo.port, rinfo.address));
   socket.on('error', () => {});

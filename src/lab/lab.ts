@@ -310,6 +310,9 @@ export class Lab {
       pops: pops.map((p) => ({ name: p.name, routers: p.routers.map((r) => r.address) })),
       offers: isp.offers,
       accounts: isp.accounts,
+      // The whole lab lives on one address plan that a production policy refuses (loopback, or
+      // the netns lab's private net): open it explicitly. Production ISPs keep the default.
+      targetPolicy: { allow: [this.netns ? `${LAB_NET}.0.0/16` : '127.0.0.0/8'], deny: [], internal: [] },
     };
     const portalConfigPath = join(this.dir, `portal-${isp.name}.yaml`);
     writeFileSync(portalConfigPath, stringify(portalConfig));

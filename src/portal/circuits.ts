@@ -3,11 +3,19 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Circuit, CircuitInput, EgressAction, PublishedCircuitCounters } from '../store/circuit.js';
 import type { CircuitStore } from '../store/store.js';
-import { CapacityError, ConflictError, NotFoundError, UnavailableError } from '../store/store.js';
+import {
+  CapacityError,
+  ConflictError,
+  InvalidRecordError,
+  NotFoundError,
+  UnavailableError,
+} from '../store/store.js';
+import { addressKey, parseAddress } from '../wire/address.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { PortalConfig } from './config.js';
 import { SlaMonitor, SlaSampler } from './sla.js';
 import type { RouterDirectory } from './routers.js';
+import { TargetPolicy, type Infrastructure } from './target-policy.js';
 import {
   AuthParams,
   CircuitStats,
@@ -27,6 +35,7 @@ declare module 'fastify' {
 const errors = {
   400: ErrorResponse,
   401: ErrorResponse,
+  403: ErrorResponse,
   404: ErrorResponse,
   409: ErrorResponse,
   503: ErrorResponse,
@@ -70,6 +79,7 @@ export function storeErrorToHttp(err: unknown): never {
   if (err instanceof CapacityError) throw new HttpError(409, err.message);
   if (err instanceof ConflictError) throw new HttpError(409, err.message);
   if (err instanceof NotFoundError) throw new HttpError(404, err.message);
+  if (err instanceof InvalidRecordError) throw new HttpError(400, err.message);
   if (err instanceof UnavailableError)
     throw new HttpError(503, `circuit store unavailable, nothing was changed: ${err.message}`);
   throw err;
@@ -100,6 +110,58 @@ export async function circuitRoutes(
   const sampler = new SlaSampler(store, monitor, config.sla?.sampleMs ?? 1000, app.log);
   sampler.start();
   app.addHook('onClose', async () => sampler.stop());
+
+  const policy = new TargetPolicy(config.targetPolicy);
+  const storeMembers = config.store.kind === 'etcd' ? config.store.endpoints : [];
+
+  /**
+   * Every address a customer asks this ISP to send to, checked in order: the address parser
+   * (400), the egress target policy (403), and loops back into this ISP's own routers (409).
+   */
+  async function checkHops(hops: HopToCheck[]): Promise<void> {
+    const parsed = hops.map((h) =>
+      h.addresses.map((text, i) => {
+        const r = parseAddress(text);
+        if (!r.ok) throw new HttpError(400, `${label(h, i)}: ${r.message}`);
+        return r.address;
+      }),
+    );
+    const own = await routers.everyRouter().catch(storeErrorToHttp);
+    const infra: Infrastructure = {
+      routers: own.map((r) => r.address),
+      portal: [config.listen],
+      store: storeMembers,
+    };
+    hops.forEach((h, hi) =>
+      parsed[hi]!.forEach((a, i) => {
+        const refused = policy.check(a, infra);
+        if (refused)
+          throw new HttpError(
+            403,
+            `${label(h, i)} ${h.addresses[i]} refused by this ISP's egress target policy (rule ${refused.rule}): ${refused.message}`,
+          );
+      }),
+    );
+    const ownByKey = new Map<string, string>();
+    for (const r of own) {
+      const p = parseAddress(r.address);
+      if (p.ok) ownByKey.set(addressKey(p.address), r.pop);
+    }
+    hops.forEach((h, hi) => {
+      if (!h.intoArrow) return;
+      parsed[hi]!.forEach((a, i) => {
+        const pop = ownByKey.get(addressKey(a));
+        // Whatever the authenticator: one this ISP issued makes a loop (or skips the ingress PoP
+        // and its accounting), any other is dropped there. Not looking it up also means the
+        // answer never tells a caller whether someone else's authenticator exists.
+        if (pop !== undefined)
+          throw new HttpError(
+            409,
+            `${label(h, i)} ${h.addresses[i]} is a router of this ISP (${config.isp}/${pop}): a circuit pointed back into its own ISP loops (every packet circles until its hop limit) or bypasses the ingress PoP; point it at the next ISP's ingress routers or at your own endpoint`,
+          );
+      });
+    });
+  }
 
   app.decorateRequest('account', '');
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
@@ -160,6 +222,7 @@ export async function circuitRoutes(
           target: b.deliver!.target,
           ...(b.deliver!.reply ? { reply: b.deliver!.reply } : {}),
         };
+      await checkHops(hopsOf(action));
       if ((await routers.addresses(b.ingressPop).catch(storeErrorToHttp)).length === 0)
         throw new HttpError(503, `no live router in ingress PoP ${b.ingressPop}; try again later`);
       const internalRouters =
@@ -228,6 +291,7 @@ export async function circuitRoutes(
     },
     async (req) => {
       const cur = await owned(req.params.auth, req.account);
+      await checkHops([{ field: 'addresses', addresses: req.body.addresses, intoArrow: true }]);
       // Compare-and-swap on the revision we read: a concurrent chain cannot be silently overwritten.
       const next = await store
         .update(
@@ -308,6 +372,40 @@ export async function circuitRoutes(
       };
     },
   );
+}
+
+/** A list of addresses from a request, where it came from, and whether ARROW packets go there. */
+interface HopToCheck {
+  field: string;
+  addresses: string[];
+  /**
+   * ARROW packets with an authenticator are sent here (next hops, Arrow endpoints), so this
+   * ISP's own routers would take them back in. Not so for raw UDP targets, nor for reply hops,
+   * which may rightly enter this ISP's own return circuit.
+   */
+  intoArrow: boolean;
+  /** A single address field (`deliver.target`), named without an index. */
+  single?: boolean;
+}
+
+function label(h: HopToCheck, i: number): string {
+  return h.single ? h.field : `${h.field}[${i}]`;
+}
+
+function hopsOf(action: EgressAction): HopToCheck[] {
+  switch (action.kind) {
+    case 'forward':
+      return [{ field: 'next.addresses', addresses: action.next.addresses, intoArrow: true }];
+    case 'deliver-endpoint':
+      return [{ field: 'deliver.addresses', addresses: action.addresses, intoArrow: true }];
+    case 'deliver-udp':
+      return [
+        { field: 'deliver.target', addresses: [action.target], intoArrow: false, single: true },
+        ...(action.reply
+          ? [{ field: 'deliver.reply.addresses', addresses: action.reply.addresses, intoArrow: false }]
+          : []),
+      ];
+  }
 }
 
 /** One router's counters for the API; routers from before in/out accounting publish only the first three. */

@@ -1,8 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
-import { ADDRESS_PATTERN } from '../wire/address.js';
+import { AddressString, BindAddressString } from '../util/address-schema.js';
+import { TargetPolicySchema } from './target-policy.js';
 
-const Address = Type.String({ pattern: ADDRESS_PATTERN });
+const Address = AddressString();
 
 export const OfferConfigSchema = Type.Object(
   {
@@ -52,7 +53,7 @@ export type SlaConfig = Static<typeof SlaConfigSchema>;
 export const PortalConfigSchema = Type.Object(
   {
     isp: Type.String({ minLength: 1 }),
-    listen: Type.String({ pattern: ADDRESS_PATTERN, description: 'HTTP address; port 0 picks one' }),
+    listen: BindAddressString('HTTP address, IP:PORT; port 0 picks one'),
     store: StoreConfigSchema,
     pops: Type.Array(
       Type.Object(
@@ -76,6 +77,8 @@ export const PortalConfigSchema = Type.Object(
       ),
     ),
     sla: Type.Optional(SlaConfigSchema),
+    /** Where customers may make this ISP send: absent means the production default (src/portal/target-policy.ts). */
+    targetPolicy: Type.Optional(TargetPolicySchema),
   },
   { additionalProperties: false },
 );

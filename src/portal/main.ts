@@ -14,7 +14,7 @@ export async function runPortal(configPath: string): Promise<void> {
   const log = createLogger(`portal-${config.isp}`);
   const store = await openStore(config.store, { isp: config.isp });
   const app = await buildPortal({ config, store, logger: log });
-  const at = mustParseAddress(config.listen);
+  const at = mustParseAddress(config.listen, { bind: true });
   await app.listen({ host: at.host, port: at.port });
   const addr = app.server.address();
   const url = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : String(addr);

@@ -22,6 +22,15 @@ export class RouterDirectory {
     return this.config.pops.find((p) => p.name === pop)?.routers ?? [];
   }
 
+  /** Every router of the ISP the portal knows of, live or configured, with its PoP. */
+  async everyRouter(): Promise<Array<{ pop: string; address: string }>> {
+    const all: Array<{ pop: string; address: string }> = [];
+    for (const [pop, addresses] of await this.live())
+      for (const address of addresses) all.push({ pop, address });
+    for (const p of this.config.pops) for (const address of p.routers) all.push({ pop: p.name, address });
+    return all;
+  }
+
   private async live(): Promise<Map<string, string[]>> {
     if (this.cache && Date.now() - this.cache.at < this.cacheMs) return this.cache.byPop;
     this.pending ??= this.store

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
-import { ADDRESS_PATTERN } from '../wire/address.js';
+import { BindAddressString } from '../util/address-schema.js';
 
 /** Lab fault injection (src/router/impair.ts); also used per ISP or PoP in lab topologies. */
 export const ImpairConfigSchema = Type.Object(
@@ -51,10 +51,7 @@ export const RouterConfigSchema = Type.Object(
     isp: Type.String({ minLength: 1, description: 'ISP this router belongs to' }),
     pop: Type.String({ minLength: 1, description: 'PoP this router sits in' }),
     name: Type.String({ minLength: 1, description: 'router name, unique within the ISP' }),
-    listen: Type.String({
-      pattern: ADDRESS_PATTERN,
-      description: 'UDP address for ARROW packets; port 0 picks one',
-    }),
+    listen: BindAddressString('UDP address for ARROW packets, IP:PORT; port 0 picks one'),
     store: StoreConfigSchema,
     statsIntervalMs: Type.Integer({
       minimum: 50,

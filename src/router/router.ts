@@ -68,7 +68,7 @@ export class Router {
 
   async start(): Promise<void> {
     const { config, log } = this;
-    const listen = mustParseAddress(config.listen);
+    const listen = mustParseAddress(config.listen, { bind: true });
     // Routers never block their loop waiting for a write lock (busy_timeout 0): a skipped stats flush is retried.
     this.store = await openStore(config.store, {
       busyTimeoutMs: 0,

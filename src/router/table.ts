@@ -47,7 +47,7 @@ function hop(
   auth: string | undefined,
   isDead: (key: string) => boolean,
 ): Hop {
-  const parsed = addresses.map(mustParseAddress);
+  const parsed = addresses.map((a) => mustParseAddress(a));
   const keys = parsed.map(formatAddress);
   const h: Hop = {
     circuit: circuit.auth,

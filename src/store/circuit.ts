@@ -1,4 +1,6 @@
 import type { HistogramSnapshot } from '../util/histogram.js';
+import { parseAddress } from '../wire/address.js';
+import { isAuthenticatorHex } from '../wire/authenticator.js';
 
 /**
  * The circuit record: what the ISP's store holds for one sold circuit, and what
@@ -111,3 +113,57 @@ export interface CircuitCounters {
 /** Counters as read back from the store: routers older than the in/out accounting publish only the first three. */
 export type PublishedCircuitCounters = Pick<CircuitCounters, 'packets' | 'bytes' | 'dropped'> &
   Partial<CircuitCounters>;
+
+/**
+ * What is wrong with a circuit record, in words; empty when every router can compile it.
+ * Every store checks this before a create or update is committed (and the portal checks
+ * the same rules at its edge), so no record that a router would refuse is ever written.
+ * Pure: the one address parser (src/wire/address.ts) decides addresses.
+ */
+export function circuitRecordProblems(
+  c: Pick<CircuitInput, 'auth' | 'internalAuth' | 'internalRouters' | 'action'>,
+): string[] {
+  const problems: string[] = [];
+  const auth = (field: string, value: unknown, optional = false): void => {
+    if (optional && (value === undefined || value === '')) return;
+    if (typeof value !== 'string' || !isAuthenticatorHex(value))
+      problems.push(`${field}: not a 128-bit hex authenticator`);
+  };
+  const addresses = (field: string, list: unknown): void => {
+    if (!Array.isArray(list) || list.length === 0) {
+      problems.push(`${field}: expected a non-empty list of addresses`);
+      return;
+    }
+    list.forEach((a, i) => {
+      const r = parseAddress(a);
+      if (!r.ok) problems.push(`${field}[${i}]: ${r.message}`);
+    });
+  };
+  auth('auth', c.auth);
+  auth('internalAuth', c.internalAuth, true);
+  if (!Array.isArray(c.internalRouters)) problems.push('internalRouters: expected a list of addresses');
+  else if (c.internalRouters.length > 0) addresses('internalRouters', c.internalRouters);
+  const a = c.action as EgressAction | undefined;
+  switch (a?.kind) {
+    case 'forward':
+      addresses('action.next.addresses', a.next?.addresses);
+      auth('action.next.auth', a.next?.auth);
+      break;
+    case 'deliver-endpoint':
+      addresses('action.addresses', a.addresses);
+      auth('action.auth', a.auth, true);
+      break;
+    case 'deliver-udp': {
+      const r = parseAddress(a.target);
+      if (!r.ok) problems.push(`action.target: ${r.message}`);
+      if (a.reply) {
+        addresses('action.reply.addresses', a.reply.addresses);
+        auth('action.reply.auth', a.reply.auth);
+      }
+      break;
+    }
+    default:
+      problems.push('action: expected kind forward, deliver-endpoint or deliver-udp');
+  }
+  return problems;
+}

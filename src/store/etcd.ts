@@ -12,6 +12,7 @@ import {
   type ActiveChange,
   type Admission,
   CapacityError,
+  assertValidRecord,
   type CircuitStore,
   ConflictError,
   NotFoundError,
@@ -131,6 +132,11 @@ export class EtcdStore implements CircuitStore {
    * load therefore does one etcd round trip per batch, not several per circuit.
    */
   create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
+    try {
+      assertValidRecord(input);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const soldKey = K.sold(input.ingressPop, input.egressPop);
     let pair = this.pairs.get(soldKey);
     if (!pair) {
@@ -239,6 +245,7 @@ export class EtcdStore implements CircuitStore {
         throw new ConflictError(
           `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
         );
+      if (patch.action || patch.internalRouters) assertValidRecord({ ...cur, ...patch });
       const { revision: _r, ...rest } = { ...cur, ...patch };
       const value = JSON.stringify(rest);
       const res = await this.call(() =>

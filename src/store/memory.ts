@@ -3,6 +3,7 @@ import {
   type ActiveChange,
   type Admission,
   CapacityError,
+  assertValidRecord,
   type CircuitStore,
   ConflictError,
   NotFoundError,
@@ -37,6 +38,7 @@ export class MemoryStore implements CircuitStore {
   }
 
   async create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
+    assertValidRecord(input);
     if (this.circuits.has(input.auth)) throw new ConflictError(`circuit ${input.auth} already exists`);
     if (admission) {
       let sold = 0;
@@ -62,6 +64,7 @@ export class MemoryStore implements CircuitStore {
       throw new ConflictError(
         `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
       );
+    if (patch.action || patch.internalRouters) assertValidRecord({ ...cur, ...patch });
     const next: Circuit = { ...cur, ...clone(patch), revision: ++this.revision };
     this.circuits.set(auth, next);
     this.emit({ type: 'put', revision: next.revision, circuit: clone(next) });

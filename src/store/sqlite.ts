@@ -4,6 +4,7 @@ import {
   type ActiveChange,
   type Admission,
   CapacityError,
+  assertValidRecord,
   type CircuitStore,
   ConflictError,
   NotFoundError,
@@ -157,6 +158,7 @@ export class SqliteStore implements CircuitStore {
   }
 
   async create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
+    assertValidRecord(input);
     const txn = this.db.transaction((): Circuit => {
       if (this.q.get.get(input.auth)) throw new ConflictError(`circuit ${input.auth} already exists`);
       if (admission) {
@@ -193,6 +195,7 @@ export class SqliteStore implements CircuitStore {
           `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
         );
       const revision = Number(this.q.insertChange.run(auth, 'put', null).lastInsertRowid);
+      if (patch.action || patch.internalRouters) assertValidRecord({ ...cur, ...patch });
       const next: Circuit = { ...cur, ...patch, revision };
       const data = JSON.stringify(next);
       this.q.updateCircuit.run(revision, data, auth);

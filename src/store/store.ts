@@ -1,3 +1,4 @@
+import { circuitRecordProblems } from './circuit.js';
 import type {
   ChangeEvent,
   Circuit,
@@ -96,6 +97,17 @@ export class CapacityError extends StoreError {
     );
   }
 }
+/** A record no router could compile (a bad address or authenticator): refused, nothing was written. */
+export class InvalidRecordError extends StoreError {
+  override name = 'InvalidRecordError';
+}
+
+/** Throws InvalidRecordError when the record (as it would be after a create or update) is not compilable. */
+export function assertValidRecord(record: Parameters<typeof circuitRecordProblems>[0]): void {
+  const problems = circuitRecordProblems(record);
+  if (problems.length > 0) throw new InvalidRecordError(`invalid circuit record: ${problems.join('; ')}`);
+}
+
 /** The store cannot be reached or has no quorum; nothing was committed. */
 export class UnavailableError extends StoreError {
   override name = 'UnavailableError';

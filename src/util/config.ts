@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { addressFormatMessage } from './address-schema.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -12,7 +13,12 @@ export function validateConfig<S extends TSchema>(schema: S, raw: unknown, sourc
   const value = Value.Default(schema, structuredClone(raw)) as unknown;
   const errors = [...Value.Errors(schema, value)];
   if (errors.length > 0) {
-    const lines = errors.slice(0, 8).map((e) => `  ${e.path || '/'}: ${e.message}`);
+    const lines = errors.slice(0, 8).map((e) => {
+      // An address is explained in the parser's words, not as a failed format.
+      const format = (e.schema as { format?: unknown }).format;
+      const why = typeof format === 'string' ? addressFormatMessage(format, e.value) : undefined;
+      return `  ${e.path || '/'}: ${why ?? e.message}`;
+    });
     throw new ConfigError(`invalid config ${source}:\n${lines.join('\n')}`);
   }
   return value as Static<S>;
