@@ -13,6 +13,8 @@ import {
 } from '../store/store.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { PortalConfig } from './config.js';
+import rateLimit from '@fastify/rate-limit';
+import { AccountKeys } from './accounts.js';
 import { SlaMonitor, SlaSampler } from './sla.js';
 import type { RouterDirectory } from './routers.js';
 import {
@@ -115,7 +117,7 @@ export async function circuitRoutes(
   const { config, store, routers } = opts;
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const view = async (c: Circuit): Promise<CircuitViewT> => toView(c, await routers.addresses(c.ingressPop));
-  const accountsByKey = new Map(config.accounts.map((a) => [a.apiKey, a.name]));
+  const accounts = new AccountKeys(config.accounts);
   const pops = new Set(config.pops.map((p) => p.name));
   const offers = new Map(config.offers.map((o) => [`${o.from}->${o.to}`, o]));
   const sla = {
@@ -140,10 +142,23 @@ export async function circuitRoutes(
         message: 'missing API key: send "Authorization: Bearer KEY"',
       });
     }
-    const account = accountsByKey.get(m[1]!);
+    const account = await accounts.account(m[1]!);
     if (!account)
       return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: 'unknown API key' });
     req.account = account;
+  });
+  // Per account, after authentication (preHandler): one customer's burst cannot starve the others.
+  const limit = { max: config.rateLimit?.max ?? 100, windowMs: config.rateLimit?.windowMs ?? 1000 };
+  await app.register(rateLimit, {
+    hook: 'preHandler',
+    max: limit.max,
+    timeWindow: limit.windowMs,
+    keyGenerator: (req) => `account:${req.account}`,
+    errorResponseBuilder: (_req, ctx) => ({
+      statusCode: 429,
+      error: 'Too Many Requests',
+      message: `rate limit of ${ctx.max} requests per ${limit.windowMs} ms exceeded for this account; retry in ${ctx.after}`,
+    }),
   });
 
   async function owned(auth: string, account: string): Promise<Circuit> {
