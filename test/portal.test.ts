@@ -7,6 +7,7 @@ import { buildPortal } from '../src/portal/server.js';
 import type { PortalConfig } from '../src/portal/config.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { newAuthenticator } from '../src/wire/authenticator.js';
+import { hashApiKey } from '../src/portal/accounts.js';
 
 // The portal's HTTP behaviour, on a real SQLite store, through fastify's request injection.
 const dir = mkdtempSync(join(tmpdir(), 'arrow-portal-test-'));
@@ -31,8 +32,8 @@ const config: PortalConfig = {
     },
   ],
   accounts: [
-    { name: 'acme', apiKey: 'acme-key-0000000000' },
-    { name: 'zeta', apiKey: 'zeta-key-0000000000' },
+    { name: 'acme', apiKeyHash: await hashApiKey('acme-key-0000000000') },
+    { name: 'zeta', apiKeyHash: await hashApiKey('zeta-key-0000000000') },
   ],
   // Targets on loopback (127.0.0.9) are refused by default: this test network opens it.
   targetPolicy: { allow: ['127.0.0.0/8'], deny: [], internal: [] },

@@ -1,3 +1,4 @@
+import { httpRequest } from '../util/http-client.js';
 import { Value } from '@sinclair/typebox/value';
 import { OffersResponse } from '../api/portal.js';
 import type { Logger } from '../util/log.js';
@@ -43,6 +44,8 @@ export class Atlas {
   private readonly histories = new Map<string, PairHistory>();
   private readonly timers: NodeJS.Timeout[] = [];
   private measuring = false;
+  /** Probes that failed outright (socket errors, not lost echoes), counted as lost. */
+  probeErrors = 0;
 
   constructor(
     readonly config: AtlasConfig,
@@ -69,6 +72,12 @@ export class Atlas {
     measure.unref();
     this.timers.push(refresh, measure);
     void this.measure();
+  }
+
+  private probeFailed(pair: string, err: unknown): void {
+    // One line per hundred: a dead socket fails every probe of every round.
+    if (this.probeErrors++ % 100 === 0)
+      this.log.warn({ pair, err: (err as Error).message, probeErrors: this.probeErrors }, 'probe failed');
   }
 
   stop(): void {
@@ -125,7 +134,9 @@ export class Atlas {
           const via = routers.get(pair.a)?.[0];
           const to = routers.get(pair.b)?.[0];
           if (!via || !to) return;
-          const round = await measureRound(this.prober, via, to, m.echoes, m.timeoutMs);
+          const round = await measureRound(this.prober, via, to, m.echoes, m.timeoutMs, Date.now, (err) =>
+            this.probeFailed(pair.key, err),
+          );
           let h = this.histories.get(pair.key);
           if (!h) this.histories.set(pair.key, (h = new PairHistory(m.history)));
           h.add(round);
@@ -160,8 +171,14 @@ export class Atlas {
   }
 }
 
-async function fetchJson(url: string): Promise<unknown> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
-  return res.json();
+/** GET `url` as JSON; HTTPS verified against the system roots plus trusted CAs (`ca` in the config, `--ca`). */
+export async function fetchJson(url: string): Promise<unknown> {
+  const res = await httpRequest(url, { timeoutMs: 3000 });
+  if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  try {
+    return JSON.parse(res.text);
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new Error(`GET ${url}: non-JSON answer: ${err.message}`);
+    throw err;
+  }
 }

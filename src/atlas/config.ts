@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { BindAddressString } from '../util/address-schema.js';
+import { TlsConfigSchema } from '../util/http.js';
 
 const PopId = Type.String({ pattern: '^[^/\\s]+/[^/\\s]+$', description: 'a PoP id, `isp/pop`' });
 
@@ -7,6 +8,16 @@ const PopId = Type.String({ pattern: '^[^/\\s]+/[^/\\s]+$', description: 'a PoP 
 export const AtlasConfigSchema = Type.Object(
   {
     listen: BindAddressString('HTTP address, IP:PORT; port 0 picks one'),
+    tls: Type.Optional(TlsConfigSchema),
+    allowPlainHttp: Type.Optional(
+      Type.Boolean({ description: 'serve plain HTTP on a non-loopback address without `tls`' }),
+    ),
+    ca: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: "PEM file of a CA that signed portals' certificates (besides the system's)",
+      }),
+    ),
     isps: Type.Array(
       Type.Object(
         {

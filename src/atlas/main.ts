@@ -3,6 +3,8 @@ import { announceReady } from '../util/ready.js';
 import { ConfigError, loadConfig } from '../util/config.js';
 import { createLogger } from '../util/log.js';
 import { mustParseAddress } from '../wire/address.js';
+import { listenHttp, loadTls } from '../util/http.js';
+import { trustCaFile } from '../util/http-client.js';
 import { Atlas } from './atlas.js';
 import { AtlasConfigSchema, checkAtlasConfig } from './config.js';
 import { buildAtlasServer } from './server.js';
@@ -13,16 +15,22 @@ export async function runAtlas(configPath: string): Promise<void> {
   const problems = checkAtlasConfig(config);
   if (problems.length) throw new ConfigError(`invalid config ${configPath}:\n  ${problems.join('\n  ')}`);
   const log = createLogger('atlas');
+  if (config.ca) trustCaFile(config.ca);
   const listen = mustParseAddress(config.listen, { bind: true });
   // Measure from the address we serve on: routers answer the address a request names.
   const sock = await DiagnosticSocket.open({ bind: `${listen.host}:0` });
   // The socket is the prober: direct echoes, and echoes relayed by one PoP's router to another's.
   const atlas = new Atlas(config, sock, log);
   await atlas.start();
-  const app = await buildAtlasServer(atlas, log);
-  await app.listen({ host: listen.host, port: listen.port });
-  const addr = app.server.address();
-  const url = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : String(addr);
+  const tls = loadTls(config.tls);
+  const app = await buildAtlasServer(atlas, log, tls);
+  const url = await listenHttp(app, {
+    service: 'atlas',
+    listen: config.listen,
+    tls: tls !== undefined,
+    allowPlainHttp: config.allowPlainHttp,
+    log,
+  });
   log.info({ url, isps: config.isps.length, pairs: atlas.pairs().length }, 'atlas up');
   const shutdown = async (): Promise<void> => {
     atlas.stop();

@@ -79,13 +79,19 @@ export async function measureRound(
   echoes: number,
   timeoutMs: number,
   now: () => number = Date.now,
+  /** A probe that failed outright (a socket error, not a lost echo): counted as lost, and reported here. */
+  onProbeError: (err: unknown) => void = () => undefined,
 ): Promise<RoundResult> {
   const at = now();
   const direct: Promise<number | undefined>[] = [];
   const relayed: Promise<number | undefined>[] = [];
+  const lost = (err: unknown): undefined => {
+    onProbeError(err);
+    return undefined;
+  };
   for (let i = 0; i < echoes; i++) {
-    direct.push(prober.echo(via, timeoutMs).catch(() => undefined));
-    relayed.push(prober.relay(via, to, timeoutMs).catch(() => undefined));
+    direct.push(prober.echo(via, timeoutMs).catch(lost));
+    relayed.push(prober.relay(via, to, timeoutMs).catch(lost));
   }
   return { at, direct: await Promise.all(direct), relayed: await Promise.all(relayed) };
 }

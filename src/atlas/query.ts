@@ -1,6 +1,6 @@
-import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { AtlasMap } from './model.js';
+import { PathQuerySchema, type PathQuery } from '../api/atlas.js';
 import { DEFAULT_MEASUREMENT_MAX_AGE_MS } from './model.js';
 import { compileAtlas, maskTo, parseIpv4, type CompiledAtlas } from './graph.js';
 import {
@@ -25,112 +25,7 @@ import {
  * shortest-path search over the atlas map. See docs/atlas.md, "Path queries".
  */
 
-const IspName = Type.String({
-  minLength: 1,
-  maxLength: 100,
-  pattern: '^[^/\\s]+$',
-  description: 'an ISP name as its portal reports it',
-});
-
-export const PathQuerySchema = Type.Object(
-  {
-    from: Type.String({
-      minLength: 1,
-      maxLength: 201,
-      pattern: '^(\\*/[^/\\s]+|[^*/\\s][^/\\s]*(/[^/\\s]+)?)$',
-      description:
-        'source: an ingress ISP (`ISP`, any of its PoPs), one PoP (`ISP/POP`), or a place (`*/POP`: the PoP named POP of every ISP that has one)',
-    }),
-    to: Type.String({
-      minLength: 1,
-      maxLength: 201,
-      pattern: '^\\S+$',
-      description:
-        "destination: an egress PoP (`ISP/POP`), or an IPv4 address or `IPv4:port` that the atlas's targets map to the PoPs that can deliver to it (longest prefix match)",
-    }),
-    maxLatencyMs: Type.Optional(
-      Type.Number({
-        exclusiveMinimum: 0,
-        description: 'soft bound: path latency (one way, ms) at most this',
-      }),
-    ),
-    minBandwidthMbps: Type.Optional(
-      Type.Number({
-        exclusiveMinimum: 0,
-        maximum: 1_000_000,
-        description:
-          'hard filter: every segment must have at least this much available bandwidth; also the bandwidth priced',
-      }),
-    ),
-    maxPrice: Type.Optional(
-      Type.Number({
-        minimum: 0,
-        description:
-          'soft bound: total monthly price, the sum over segments of pricePerMbps × bandwidth (minBandwidthMbps, or 1)',
-      }),
-    ),
-    maxLossPct: Type.Optional(
-      Type.Number({
-        minimum: 0,
-        maximum: 100,
-        description: 'soft bound: path loss in percent, 1 − Π(1 − loss of each segment and link)',
-      }),
-    ),
-    avoid: Type.Optional(
-      Type.Array(IspName, {
-        maxItems: 256,
-        description: 'hard filter: ISPs that must not carry the path (ISPs unknown to the atlas are ignored)',
-      }),
-    ),
-    require: Type.Optional(
-      Type.Array(IspName, {
-        maxItems: 8,
-        description: 'hard filter: ISPs that must each carry a segment of the path',
-      }),
-    ),
-    maxIsps: Type.Optional(
-      Type.Integer({
-        minimum: 1,
-        maximum: 32,
-        description: 'hard filter: at most this many ARROW segments (each from a different ISP)',
-      }),
-    ),
-    latency: Type.Optional(
-      Type.Union([Type.Literal('measured'), Type.Literal('sla')], {
-        default: 'measured',
-        description:
-          "which latency and loss to use: `measured` (a fresh measurement when there is one, else the SLA's max latency and maxLossPct) or `sla` (always the SLA)",
-      }),
-    ),
-    k: Type.Optional(
-      Type.Integer({
-        minimum: 1,
-        maximum: 8,
-        default: 1,
-        description: 'how many disjoint alternatives to return',
-      }),
-    ),
-    disjoint: Type.Optional(
-      Type.Union([Type.Literal('router'), Type.Literal('isp')], {
-        default: 'isp',
-        description:
-          '`isp`: alternatives share no ISP except the source ISP and the ISP of a fixed destination; `router`: they share no PoP except where they start and end',
-      }),
-    ),
-    sort: Type.Optional(
-      Type.Union([Type.Literal('latency'), Type.Literal('price'), Type.Literal('hops')], {
-        default: 'latency',
-        description:
-          'what "best" means: lowest latency (ties: fewer segments), lowest price (ties: latency) or fewest segments (ties: latency)',
-      }),
-    ),
-  },
-  {
-    additionalProperties: false,
-    description: 'a declarative path query: source, destination, constraints, sort',
-  },
-);
-export type PathQuery = Static<typeof PathQuerySchema>;
+export { PathQuerySchema, type PathQuery } from '../api/atlas.js';
 
 const checkQuery = TypeCompiler.Compile(PathQuerySchema);
 

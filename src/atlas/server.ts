@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { createHttpApp } from '../util/http.js';
+import { createHttpApp, type TlsMaterial } from '../util/http.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from '../util/log.js';
 import type { Atlas } from './atlas.js';
-import { PathQuerySchema, queryPaths, QueryError } from './query.js';
+import { queryPaths, QueryError } from './query.js';
+import { PathQuerySchema } from '../api/atlas.js';
 
 /**
  * The atlas's HTTP/JSON API: the map it learnt, its measurements, and declarative path queries.
@@ -13,12 +14,14 @@ import { PathQuerySchema, queryPaths, QueryError } from './query.js';
 export async function buildAtlasServer(
   atlas: Atlas,
   logger: Logger | false = false,
+  tls?: TlsMaterial,
 ): Promise<FastifyInstance> {
   const app = await createHttpApp({
     title: 'Arrow atlas',
     description: 'ISPs, PoPs, offers, measured latency and loss, and path queries. See docs/atlas.md.',
     logger,
     bodyLimit: 16 * 1024,
+    tls,
     clientError: (err) => (err instanceof QueryError ? { statusCode: 400, message: err.message } : undefined),
   });
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
@@ -57,6 +60,7 @@ export async function buildAtlasServer(
       },
     },
     async () => ({
+      probeErrors: atlas.probeErrors,
       pairs: atlas.pairs().map((p) => {
         const m = atlas.measurement(p.key);
         return {

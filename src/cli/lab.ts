@@ -18,7 +18,7 @@ import { hasCode, noteUnexpected } from '../util/errors.js';
 
 export async function runLabUp(
   file: string,
-  o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean },
+  o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean; tls?: boolean },
 ): Promise<void> {
   const topology = loadConfig(TopologySchema, file);
   if (o.store)
@@ -41,7 +41,12 @@ export async function runLabUp(
     );
   // The state file is named after the lab: only names that are safe file names get one.
   const state = o.netns === true || /^[A-Za-z0-9._-]+$/.test(topology.name);
-  const lab = await Lab.start(topology, { ...(o.dir ? { dir: o.dir } : {}), netns: o.netns ?? false, state });
+  const lab = await Lab.start(topology, {
+    ...(o.dir ? { dir: o.dir } : {}),
+    netns: o.netns ?? false,
+    state,
+    tls: o.tls ?? true,
+  });
   // fail/heal from other shells reach this process here (path recorded in the state file).
   const control = state ? await serveControl(lab, join(runDir(), `${topology.name}.sock`)) : undefined;
   if (state) {
@@ -51,6 +56,7 @@ export async function runLabUp(
   console.log(
     `lab ${topology.name} up; working dir ${lab.dir}${state ? `; state ${statePath(topology.name)}` : ''}`,
   );
+  if (lab.ca) console.log(`HTTPS with the lab's own CA: clients take --ca ${lab.ca.path} (or ARROW_CA)`);
   for (const i of lab.isps) {
     console.log(
       `ISP ${i.name}: portal ${i.url}  (accounts: ${i.accounts.map((a) => `${a.name} key ${a.apiKey}`).join(', ')})`,

@@ -8,7 +8,20 @@ program
   .name('arrow')
   .description('ARROW transit as a service: routers, portals, endpoints and a lab for multi-ISP circuits')
   .version('0.1.0')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .addOption(
+    new Option(
+      '--ca <file>',
+      "PEM file of a CA to trust for HTTPS (portals, atlas), besides the system's; `arrow lab up` writes ca.pem",
+    ).env('ARROW_CA'),
+  )
+  .hook('preAction', async () => {
+    const ca = program.opts<{ ca?: string }>().ca;
+    if (ca) {
+      const { trustCaFile } = await import('../util/http-client.js');
+      trustCaFile(ca);
+    }
+  });
 
 program
   .command('router')
@@ -19,13 +32,31 @@ program
     await runRouter(o.config);
   });
 
-program
+const portal = program
   .command('portal')
-  .description("run an ISP's portal (HTTP/JSON control plane) until SIGINT/SIGTERM")
-  .requiredOption('-c, --config <file>', 'portal config (YAML); see docs/operations.md')
-  .action(async (o: { config: string }) => {
+  .description(
+    "run an ISP's portal (HTTP/JSON control plane) until SIGINT/SIGTERM; HTTPS with `tls` in the config, plain HTTP on loopback only",
+  )
+  .option('-c, --config <file>', 'portal config (YAML); see docs/operations.md')
+  .action(async (o: { config?: string }) => {
+    if (!o.config) throw new Error("required option '-c, --config <file>' not specified");
     const { runPortal } = await import('../portal/main.js');
     await runPortal(o.config);
+  });
+
+portal
+  .command('hash-key')
+  .description(
+    'print the apiKeyHash of an API key for a portal config (scrypt, random salt); without KEY, make a new key and print both',
+  )
+  .argument('[key]', "the account's API key (default: a new random one)")
+  .action(async (key: string | undefined) => {
+    const { hashApiKey, newApiKey } = await import('../portal/accounts.js');
+    const apiKey = key ?? newApiKey();
+    if (key !== undefined && key.length < 16) throw new Error('an API key needs at least 16 characters');
+    const hash = await hashApiKey(apiKey);
+    if (key === undefined) console.log(`apiKey: ${apiKey}   # give this to the customer; do not store it`);
+    console.log(`apiKeyHash: ${hash}`);
   });
 
 program
@@ -102,10 +133,16 @@ lab
     '--netns',
     'every router, portal, server and the atlas in its own network namespace on 10.77.0.0/16 (root; see docs/lab.md)',
   )
-  .action(async (file: string, o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean }) => {
-    const { runLabUp } = await import('./lab.js');
-    await runLabUp(file, o);
-  });
+  .option(
+    '--no-tls',
+    'serve portals and the atlas over plain HTTP (default: HTTPS with a CA made for the lab, <dir>/ca.pem; clients need --ca)',
+  )
+  .action(
+    async (file: string, o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean; tls: boolean }) => {
+      const { runLabUp } = await import('./lab.js');
+      await runLabUp(file, o);
+    },
+  );
 lab
   .command('down')
   .description(

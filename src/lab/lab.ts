@@ -13,6 +13,9 @@ import { mustParseAddress } from '../wire/address.js';
 import { CLI_PATH, startComponent, stopComponent, type Managed } from './process.js';
 import { LAB_NET, LabNetwork } from './netns.js';
 import { removeState, writeState, type FailKind, type LabState } from './control.js';
+import { LabCa } from './certs.js';
+import { hashApiKey, newApiKey } from '../portal/accounts.js';
+import { trustCa } from '../util/http-client.js';
 
 export interface LabRouter {
   isp: string;
@@ -95,6 +98,11 @@ export interface LabOptions {
   netns?: boolean;
   /** Keep a state file for `arrow lab down|fail|heal` (always with `netns`). */
   state?: boolean;
+  /**
+   * Serve the portals and the atlas over HTTPS, with certificates from a CA made for this lab
+   * (`<dir>/ca.pem`, trusted by this process's clients and passed to the lab's components).
+   */
+  tls?: boolean;
 }
 
 /** Where each kind of node sits in the address plan: loopback 127.1.x.y, or 10.77.x.y in a netns lab. */
@@ -132,6 +140,8 @@ export class Lab {
   private stateSaved = false;
   /** The control socket of `arrow lab up`, recorded in the state file. */
   control: string | undefined;
+  /** The lab's CA, when it serves HTTPS: `ca.path` is what `--ca` takes. */
+  ca: LabCa | undefined;
 
   private constructor(
     readonly topology: Topology,
@@ -169,6 +179,10 @@ export class Lab {
             `--netns runs SQLite stores only (ISP ${etcd.name} asks for etcd, which listens on loopback)`,
           );
         lab.net = await LabNetwork.create(topology.name);
+      }
+      if (opts.tls) {
+        lab.ca = await LabCa.create(dir, topology.name);
+        trustCa(lab.ca.pem);
       }
       lab.saveState();
       await lab.boot();
@@ -243,6 +257,7 @@ export class Lab {
       ),
       refreshMs: 2000,
       measure: { intervalMs: a.measureIntervalMs, echoes: a.echoes, timeoutMs: 500, history: a.history },
+      ...(this.ca ? { tls: await this.ca.issue('atlas', host), ca: this.ca.path } : {}),
     };
     const path = join(this.dir, 'atlas.yaml');
     writeFileSync(path, stringify(config));
@@ -301,6 +316,7 @@ export class Lab {
     await this.startRouter(all[0]!);
     await Promise.all(all.slice(1).map((r) => this.startRouter(r)));
 
+    const accounts = isp.accounts.map((a) => ({ name: a.name, apiKey: a.apiKey ?? newApiKey() }));
     const portalHost = planHost(this.netns, ii + 1, 1);
     const portalNs = await this.place(`portal-${isp.name}`, portalHost);
     const portalConfig: PortalConfig = {
@@ -309,7 +325,13 @@ export class Lab {
       store,
       pops: pops.map((p) => ({ name: p.name, routers: p.routers.map((r) => r.address) })),
       offers: isp.offers,
-      accounts: isp.accounts,
+      // The portal gets hashes only; the lab keeps the keys, as the customer would.
+      accounts: await Promise.all(
+        accounts.map(async (a) => ({ name: a.name, apiKeyHash: await hashApiKey(a.apiKey) })),
+      ),
+      // Benchmarks drive thousands of creates a second through one account.
+      rateLimit: { max: 100_000, windowMs: 1000 },
+      ...(this.ca ? { tls: await this.ca.issue(`portal-${isp.name}`, portalHost) } : {}),
       // The whole lab lives on one address plan that a production policy refuses (loopback, or
       // the netns lab's private net): open it explicitly. Production ISPs keep the default.
       targetPolicy: { allow: [this.netns ? `${LAB_NET}.0.0/16` : '127.0.0.0/8'], deny: [], internal: [] },
@@ -325,7 +347,7 @@ export class Lab {
     this.isps[ii] = {
       name: isp.name,
       url: managed.ready.url!,
-      accounts: isp.accounts,
+      accounts,
       storePath,
       etcd,
       store,

@@ -18,7 +18,15 @@ export const TopologySchema = Type.Object(
         {
           name: Type.String({ pattern: '^[a-z][a-z0-9-]*$' }),
           accounts: Type.Array(
-            Type.Object({ name: Type.String({ minLength: 1 }), apiKey: Type.String({ minLength: 16 }) }),
+            Type.Object({
+              name: Type.String({ minLength: 1 }),
+              apiKey: Type.Optional(
+                Type.String({
+                  minLength: 16,
+                  description: 'default: a random key; the portal config gets only its salted hash',
+                }),
+              ),
+            }),
             { minItems: 1 },
           ),
           pops: Type.Array(

@@ -3,9 +3,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Circuit, CircuitInput, EgressAction, PublishedCircuitCounters } from '../store/circuit.js';
 import type { CircuitStore } from '../store/store.js';
+import { createHash } from 'node:crypto';
 import {
   CapacityError,
   ConflictError,
+  IdempotencyMismatchError,
   InvalidRecordError,
   NotFoundError,
   UnavailableError,
@@ -13,6 +15,8 @@ import {
 import { addressKey, parseAddress } from '../wire/address.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { PortalConfig } from './config.js';
+import rateLimit from '@fastify/rate-limit';
+import { AccountKeys } from './accounts.js';
 import { SlaMonitor, SlaSampler } from './sla.js';
 import type { RouterDirectory } from './routers.js';
 import { TargetPolicy, type Infrastructure } from './target-policy.js';
@@ -38,8 +42,28 @@ const errors = {
   403: ErrorResponse,
   404: ErrorResponse,
   409: ErrorResponse,
+  422: ErrorResponse,
+  429: ErrorResponse,
   503: ErrorResponse,
 };
+
+/** `Idempotency-Key`: what a client may send (the IETF draft's key is an opaque string). */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** JSON with sorted keys: equal requests, however their fields were ordered, fingerprint equally. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
+
+export function requestFingerprint(body: unknown): string {
+  return createHash('sha256').update(canonicalJson(body)).digest('hex');
+}
 
 /** A 4xx/5xx with the message the client sees. */
 export class HttpError extends Error {
@@ -80,6 +104,7 @@ export function storeErrorToHttp(err: unknown): never {
   if (err instanceof ConflictError) throw new HttpError(409, err.message);
   if (err instanceof NotFoundError) throw new HttpError(404, err.message);
   if (err instanceof InvalidRecordError) throw new HttpError(400, err.message);
+  if (err instanceof IdempotencyMismatchError) throw new HttpError(422, err.message);
   if (err instanceof UnavailableError)
     throw new HttpError(503, `circuit store unavailable, nothing was changed: ${err.message}`);
   throw err;
@@ -97,7 +122,7 @@ export async function circuitRoutes(
   const { config, store, routers } = opts;
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const view = async (c: Circuit): Promise<CircuitViewT> => toView(c, await routers.addresses(c.ingressPop));
-  const accountsByKey = new Map(config.accounts.map((a) => [a.apiKey, a.name]));
+  const accounts = new AccountKeys(config.accounts);
   const pops = new Set(config.pops.map((p) => p.name));
   const offers = new Map(config.offers.map((o) => [`${o.from}->${o.to}`, o]));
   const sla = {
@@ -174,10 +199,23 @@ export async function circuitRoutes(
         message: 'missing API key: send "Authorization: Bearer KEY"',
       });
     }
-    const account = accountsByKey.get(m[1]!);
+    const account = await accounts.account(m[1]!);
     if (!account)
       return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: 'unknown API key' });
     req.account = account;
+  });
+  // Per account, after authentication (preHandler): one customer's burst cannot starve the others.
+  const limit = { max: config.rateLimit?.max ?? 100, windowMs: config.rateLimit?.windowMs ?? 1000 };
+  await app.register(rateLimit, {
+    hook: 'preHandler',
+    max: limit.max,
+    timeWindow: limit.windowMs,
+    keyGenerator: (req) => `account:${req.account}`,
+    errorResponseBuilder: (_req, ctx) => ({
+      statusCode: 429,
+      error: 'Too Many Requests',
+      message: `rate limit of ${ctx.max} requests per ${limit.windowMs} ms exceeded for this account; retry in ${ctx.after}`,
+    }),
   });
 
   async function owned(auth: string, account: string): Promise<Circuit> {
@@ -192,15 +230,24 @@ export async function circuitRoutes(
       schema: {
         summary: 'Buy a circuit from ingress PoP to egress PoP',
         description:
-          'Give exactly one of `next` (chain to the next segment) or `deliver` (last segment). Returns the authenticator to send with and the ingress routers to send to.',
+          'Give exactly one of `next` (chain to the next segment) or `deliver` (last segment). Returns the authenticator to send with and the ingress routers to send to. With an `Idempotency-Key` header, a retry with the same key (same account) returns the circuit the key created, with `Idempotent-Replayed: true`, and creates and bills nothing; the same key with a different body is 422.',
         tags: ['circuits'],
         security: [{ bearer: [] }],
         body: CreateCircuitBody,
+        headers: Type.Object({
+          'idempotency-key': Type.Optional(
+            Type.String({
+              pattern: IDEMPOTENCY_KEY.source,
+              description: 'makes retries safe: 1-255 visible ASCII characters',
+            }),
+          ),
+        }),
         response: { 201: CircuitView, ...errors },
       },
     },
     async (req, reply) => {
       const b = req.body;
+      const key = req.headers['idempotency-key'];
       if (!pops.has(b.ingressPop)) throw new HttpError(400, `unknown ingress PoP ${b.ingressPop}`);
       if (!pops.has(b.egressPop)) throw new HttpError(400, `unknown egress PoP ${b.egressPop}`);
       const offer = offers.get(`${b.ingressPop}->${b.egressPop}`);
@@ -239,8 +286,18 @@ export async function circuitRoutes(
         internalRouters,
         action,
       };
-      const created = await store.create(input, { capacityMbps: offer.capacityMbps }).catch(storeErrorToHttp);
-      req.log.info({ auth: created.auth.slice(0, 8), account: req.account }, 'circuit created');
+      const created = await store
+        .create(
+          input,
+          { capacityMbps: offer.capacityMbps },
+          key === undefined ? undefined : { key, fingerprint: requestFingerprint(b) },
+        )
+        .catch(storeErrorToHttp);
+      // The store answered with another circuit: the key's, created by an earlier try.
+      if (created.auth !== input.auth) {
+        req.log.info({ auth: created.auth.slice(0, 8), account: req.account }, 'idempotent create replayed');
+        reply.header('idempotent-replayed', 'true');
+      } else req.log.info({ auth: created.auth.slice(0, 8), account: req.account }, 'circuit created');
       return reply.code(201).send(await view(created));
     },
   );

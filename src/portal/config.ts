@@ -2,6 +2,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
 import { AddressString, BindAddressString } from '../util/address-schema.js';
 import { TargetPolicySchema } from './target-policy.js';
+import { TlsConfigSchema } from '../util/http.js';
+import { API_KEY_HASH_PATTERN } from './accounts.js';
 
 const Address = AddressString();
 
@@ -54,6 +56,13 @@ export const PortalConfigSchema = Type.Object(
   {
     isp: Type.String({ minLength: 1 }),
     listen: BindAddressString('HTTP address, IP:PORT; port 0 picks one'),
+    tls: Type.Optional(TlsConfigSchema),
+    allowPlainHttp: Type.Optional(
+      Type.Boolean({
+        description:
+          'serve plain HTTP on a non-loopback address without `tls` (API keys then cross the network in clear)',
+      }),
+    ),
     store: StoreConfigSchema,
     pops: Type.Array(
       Type.Object(
@@ -72,8 +81,31 @@ export const PortalConfigSchema = Type.Object(
     offers: Type.Array(OfferConfigSchema),
     accounts: Type.Array(
       Type.Object(
-        { name: Type.String({ minLength: 1 }), apiKey: Type.String({ minLength: 16 }) },
+        {
+          name: Type.String({ minLength: 1 }),
+          apiKeyHash: Type.Optional(
+            Type.String({
+              pattern: API_KEY_HASH_PATTERN,
+              description: 'the API key salted and hashed: `arrow portal hash-key` makes one',
+            }),
+          ),
+          apiKey: Type.Optional(
+            Type.String({ description: 'refused: keys are never stored in clear; give apiKeyHash' }),
+          ),
+        },
         { additionalProperties: false },
+      ),
+    ),
+    rateLimit: Type.Optional(
+      Type.Object(
+        {
+          max: Type.Integer({ minimum: 1, default: 100, description: 'requests per account per window' }),
+          windowMs: Type.Integer({ minimum: 1, default: 1000 }),
+        },
+        {
+          additionalProperties: false,
+          description: 'per-account request limit; beyond it, 429 with Retry-After',
+        },
       ),
     ),
     sla: Type.Optional(SlaConfigSchema),
@@ -102,12 +134,14 @@ export function checkPortalConfig(c: PortalConfig): string[] {
     if (pairs.has(key)) problems.push(`offer ${key} defined twice`);
     pairs.add(key);
   }
-  const keys = new Set<string>();
   const names = new Set<string>();
   for (const a of c.accounts) {
-    if (keys.has(a.apiKey)) problems.push(`account ${a.name}: API key shared with another account`);
+    if (a.apiKey !== undefined)
+      problems.push(
+        `account ${a.name}: apiKey in clear is not accepted; store apiKeyHash instead (make it with \`arrow portal hash-key\`)`,
+      );
+    else if (a.apiKeyHash === undefined) problems.push(`account ${a.name}: apiKeyHash missing`);
     if (names.has(a.name)) problems.push(`account ${a.name} defined twice`);
-    keys.add(a.apiKey);
     names.add(a.name);
   }
   return problems;

@@ -1,7 +1,7 @@
 import { loadConfig, ConfigError } from '../util/config.js';
 import { createLogger } from '../util/log.js';
 import { openStore } from '../store/open.js';
-import { mustParseAddress } from '../wire/address.js';
+import { listenHttp, loadTls } from '../util/http.js';
 import { announceReady } from '../util/ready.js';
 import { checkPortalConfig, PortalConfigSchema } from './config.js';
 import { buildPortal } from './server.js';
@@ -13,11 +13,15 @@ export async function runPortal(configPath: string): Promise<void> {
   if (problems.length) throw new ConfigError(`invalid config ${configPath}:\n  ${problems.join('\n  ')}`);
   const log = createLogger(`portal-${config.isp}`);
   const store = await openStore(config.store, { isp: config.isp });
-  const app = await buildPortal({ config, store, logger: log });
-  const at = mustParseAddress(config.listen, { bind: true });
-  await app.listen({ host: at.host, port: at.port });
-  const addr = app.server.address();
-  const url = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : String(addr);
+  const tls = loadTls(config.tls);
+  const app = await buildPortal({ config, store, logger: log, tls });
+  const url = await listenHttp(app, {
+    service: `portal ${config.isp}`,
+    listen: config.listen,
+    tls: tls !== undefined,
+    allowPlainHttp: config.allowPlainHttp,
+    log,
+  });
   log.info({ url, isp: config.isp }, 'portal up');
   const shutdown = async (): Promise<void> => {
     await app.close();

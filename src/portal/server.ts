@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { createHttpApp } from '../util/http.js';
+import { createHttpApp, type TlsMaterial } from '../util/http.js';
 import type { CircuitStore } from '../store/store.js';
 import type { Logger } from '../util/log.js';
 import type { PortalConfig } from './config.js';
@@ -11,6 +11,8 @@ export interface PortalOptions {
   config: PortalConfig;
   store: CircuitStore;
   logger?: Logger | false;
+  /** Serve HTTPS (loadTls of the config's `tls`). */
+  tls?: TlsMaterial | undefined;
 }
 
 /** The ISP's control plane: a fastify app with one plugin per concern, schemas at the edge. */
@@ -18,12 +20,14 @@ export async function buildPortal({
   config,
   store,
   logger = false,
+  tls,
 }: PortalOptions): Promise<FastifyInstance> {
   const app = await createHttpApp({
     title: `Arrow portal (${config.isp})`,
     description: 'Buy, chain and relinquish ARROW transit circuits. See docs/api.md.',
     logger,
     bodyLimit: 64 * 1024,
+    tls,
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
     clientError: (err) =>
       err instanceof HttpError ? { statusCode: err.statusCode, message: err.message } : undefined,

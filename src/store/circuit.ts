@@ -50,6 +50,8 @@ export type HopKind = keyof ActiveHops;
 
 export interface Circuit extends CircuitInput {
   createdAt: string;
+  /** The create's `Idempotency-Key`, when it had one: the key is forgotten with the circuit. */
+  idempotencyKey?: string;
   /** Store revision of the last change to this circuit (etcd's mod_revision). */
   revision: number;
 }

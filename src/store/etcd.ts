@@ -6,6 +6,7 @@ import {
   type Namespace,
   type Watcher as EtcdWatcher,
 } from 'etcd3';
+import { createHash } from 'node:crypto';
 import { ExponentialBackoff, handleWhen, retry, circuitBreaker, ConsecutiveBreaker, noop } from 'cockatiel';
 import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
 import {
@@ -15,6 +16,8 @@ import {
   assertValidRecord,
   type CircuitStore,
   ConflictError,
+  type IdempotencyKey,
+  IdempotencyMismatchError,
   NotFoundError,
   type Registration,
   type RouterRegistration,
@@ -42,6 +45,9 @@ const K = {
   stats: (router: string) => `stats/${router}`,
   statsAll: 'stats/',
   router: (name: string) => `routers/${name}`,
+  /** An Idempotency-Key of an owner (hashed: keys are the customer's bytes), put with its circuit. */
+  idempotency: (owner: string, key: string) =>
+    `idempotency/${createHash('sha256').update(owner).update('\0').update(key).digest('hex')}`,
   routers: 'routers/',
 };
 
@@ -53,6 +59,8 @@ const MAX_BATCH = 100;
 interface PendingCreate {
   input: CircuitInput;
   admission: Admission | undefined;
+  /** The idempotency record's key and value, written in the circuit's transaction. */
+  idem: { key: string; value: string; fingerprint: string; name: string } | undefined;
   stored: Omit<Circuit, 'revision'>;
   value: string;
   attempts: number;
@@ -131,23 +139,57 @@ export class EtcdStore implements CircuitStore {
    * the cached counter and committed together in the next transaction. A portal under
    * load therefore does one etcd round trip per batch, not several per circuit.
    */
-  create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
-    try {
-      assertValidRecord(input);
-    } catch (err) {
-      return Promise.reject(err as Error);
+  async create(input: CircuitInput, admission?: Admission, idempotency?: IdempotencyKey): Promise<Circuit> {
+    assertValidRecord(input);
+    let idem: PendingCreate['idem'];
+    if (idempotency) {
+      const key = K.idempotency(input.owner, idempotency.key);
+      // The common retry finds its record here; a race with another portal is settled by the
+      // transaction's compare on the same key.
+      const seen = await this.getRaw(key);
+      if (seen) return this.replay(seen, idempotency);
+      idem = {
+        key,
+        name: idempotency.key,
+        fingerprint: idempotency.fingerprint,
+        value: JSON.stringify({ fingerprint: idempotency.fingerprint, auth: input.auth }),
+      };
     }
+    return this.enqueueCreate(input, admission, idem);
+  }
+
+  /** What a create with an already-used key answers: the key's circuit, or a mismatch. */
+  private async replay(record: IKeyValue, idem: IdempotencyKey): Promise<Circuit> {
+    const r = JSON.parse(record.value.toString()) as { fingerprint: string; auth: string };
+    if (r.fingerprint !== idem.fingerprint) throw new IdempotencyMismatchError(idem.key);
+    const c = await this.get(r.auth);
+    // Deleted in between (the delete removes the record in the same transaction): nothing to replay.
+    if (!c)
+      throw new ConflictError(`the circuit of Idempotency-Key ${JSON.stringify(idem.key)} was just deleted`);
+    return c;
+  }
+
+  private enqueueCreate(
+    input: CircuitInput,
+    admission: Admission | undefined,
+    idem: PendingCreate['idem'],
+  ): Promise<Circuit> {
     const soldKey = K.sold(input.ingressPop, input.egressPop);
     let pair = this.pairs.get(soldKey);
     if (!pair) {
       pair = { queue: [], running: false, counter: undefined };
       this.pairs.set(soldKey, pair);
     }
-    const stored = { ...input, createdAt: new Date().toISOString() };
+    const stored = {
+      ...input,
+      createdAt: new Date().toISOString(),
+      ...(idem ? { idempotencyKey: idem.name } : {}),
+    };
     const p = new Promise<Circuit>((resolve, reject) =>
       pair.queue.push({
         input,
         admission,
+        idem,
         stored,
         value: JSON.stringify(stored),
         attempts: 0,
@@ -179,9 +221,14 @@ export class EtcdStore implements CircuitStore {
     let sold = pair.counter.value;
     const accepted: PendingCreate[] = [];
     const auths = new Set<string>();
+    const idemKeys = new Set<string>();
+    const later: PendingCreate[] = [];
     for (const op of batch) {
       const bw = op.input.bandwidthMbps;
-      if (op.admission && sold + bw > op.admission.capacityMbps) {
+      if (op.idem && idemKeys.has(op.idem.key)) {
+        // The same key twice in one batch: the second goes next, and finds the first's record.
+        later.push(op);
+      } else if (op.admission && sold + bw > op.admission.capacityMbps) {
         op.reject(new CapacityError(sold, op.admission.capacityMbps, bw));
       } else if (auths.has(op.input.auth)) {
         op.reject(new ConflictError(`circuit ${op.input.auth} already exists`));
@@ -189,19 +236,28 @@ export class EtcdStore implements CircuitStore {
         sold += bw;
         accepted.push(op);
         auths.add(op.input.auth);
+        if (op.idem) idemKeys.add(op.idem.key);
       }
     }
+    pair.queue.unshift(...later);
     if (accepted.length === 0) return;
 
+    const withIdem = accepted.filter((op) => op.idem);
     let txn = this.ns.if(soldKey, 'Mod', '==', pair.counter.modRevision);
     for (const op of accepted) txn = txn.and(K.circuit(op.input.auth), 'Create', '==', 0);
+    for (const op of withIdem) txn = txn.and(op.idem!.key, 'Create', '==', 0);
     txn = txn
       .then(
         ...accepted.map((op) => this.ns.put(K.circuit(op.input.auth)).value(op.value)),
+        ...withIdem.map((op) => this.ns.put(op.idem!.key).value(op.idem!.value)),
         this.ns.put(soldKey).value(String(sold)),
       )
       // On failure, read what made it fail in the same round trip.
-      .else(this.ns.get(soldKey), ...accepted.map((op) => this.ns.get(K.circuit(op.input.auth))));
+      .else(
+        this.ns.get(soldKey),
+        ...accepted.map((op) => this.ns.get(K.circuit(op.input.auth))),
+        ...withIdem.map((op) => this.ns.get(op.idem!.key)),
+      );
     let res: Awaited<ReturnType<typeof txn.commit>>;
     try {
       res = await this.call(() => txn.commit());
@@ -222,10 +278,20 @@ export class EtcdStore implements CircuitStore {
       modRevision: counterKv ? Number(counterKv.mod_revision) : 0,
     };
     const retry: PendingCreate[] = [];
+    const idemRecords = new Map<PendingCreate, IKeyValue | undefined>(
+      withIdem.map((op, i) => [op, res.responses[accepted.length + 1 + i]?.response_range?.kvs[0]]),
+    );
     accepted.forEach((op, i) => {
       const existing = res.responses[i + 1]?.response_range?.kvs[0];
+      const record = idemRecords.get(op);
       // A retried call whose first attempt committed finds its own write: that is success.
       if (existing && existing.value.toString() === op.value) op.resolve(decodeCircuit(existing));
+      // Another portal committed the same key first: answer what it made.
+      else if (record && op.idem && record.value.toString() !== op.idem.value)
+        this.replay(record, { key: op.idem.name, fingerprint: op.idem.fingerprint }).then(
+          op.resolve,
+          op.reject,
+        );
       else if (existing) op.reject(new ConflictError(`circuit ${op.input.auth} already exists`));
       else if (++op.attempts >= MAX_CAS_ATTEMPTS)
         op.reject(new UnavailableError(`admission counter ${soldKey} too contended; retry`));
@@ -307,6 +373,9 @@ export class EtcdStore implements CircuitStore {
           .then(
             this.ns.delete().key(key),
             this.ns.put(soldKey).value(String(Math.max(0, sold.value - cur.bandwidthMbps))),
+            ...(cur.idempotencyKey !== undefined
+              ? [this.ns.delete().key(K.idempotency(cur.owner, cur.idempotencyKey))]
+              : []),
           )
           .commit(),
       );

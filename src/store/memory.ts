@@ -6,6 +6,8 @@ import {
   assertValidRecord,
   type CircuitStore,
   ConflictError,
+  type IdempotencyKey,
+  IdempotencyMismatchError,
   NotFoundError,
   type Registration,
   type RouterRegistration,
@@ -19,6 +21,8 @@ export class MemoryStore implements CircuitStore {
   private readonly log: ChangeEvent[] = [];
   private readonly listeners = new Set<(e: ChangeEvent) => void>();
   private readonly stats = new Map<string, RouterStats>();
+  /** owner NUL key → the fingerprint and the circuit the key created. */
+  private readonly idempotency = new Map<string, { fingerprint: string; auth: string }>();
   private revision = 0;
   /** Changes at or below this revision are forgotten, as after an etcd compaction. */
   private compacted = 0;
@@ -37,8 +41,14 @@ export class MemoryStore implements CircuitStore {
     return { revision: this.revision, circuits: await this.list() };
   }
 
-  async create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
+  async create(input: CircuitInput, admission?: Admission, idem?: IdempotencyKey): Promise<Circuit> {
     assertValidRecord(input);
+    const idemKey = idem && `${input.owner}\0${idem.key}`;
+    const seen = idemKey ? this.idempotency.get(idemKey) : undefined;
+    if (seen) {
+      if (seen.fingerprint !== idem!.fingerprint) throw new IdempotencyMismatchError(idem!.key);
+      return clone(this.circuits.get(seen.auth)!);
+    }
     if (this.circuits.has(input.auth)) throw new ConflictError(`circuit ${input.auth} already exists`);
     if (admission) {
       let sold = 0;
@@ -50,9 +60,11 @@ export class MemoryStore implements CircuitStore {
     const circuit: Circuit = {
       ...clone(input),
       createdAt: new Date().toISOString(),
+      ...(idem ? { idempotencyKey: idem.key } : {}),
       revision: ++this.revision,
     };
     this.circuits.set(circuit.auth, circuit);
+    if (idemKey) this.idempotency.set(idemKey, { fingerprint: idem!.fingerprint, auth: circuit.auth });
     this.emit({ type: 'put', revision: circuit.revision, circuit: clone(circuit) });
     return clone(circuit);
   }
@@ -87,6 +99,7 @@ export class MemoryStore implements CircuitStore {
         `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
       );
     this.circuits.delete(auth);
+    if (cur.idempotencyKey !== undefined) this.idempotency.delete(`${cur.owner}\0${cur.idempotencyKey}`);
     this.emit({ type: 'delete', revision: ++this.revision, auth });
     return clone(cur);
   }

@@ -7,6 +7,8 @@ import {
   assertValidRecord,
   type CircuitStore,
   ConflictError,
+  type IdempotencyKey,
+  IdempotencyMismatchError,
   NotFoundError,
   UnavailableError,
   type Registration,
@@ -43,6 +45,14 @@ CREATE TABLE IF NOT EXISTS changes (
   kind TEXT NOT NULL CHECK (kind IN ('put', 'delete')),
   data TEXT
 );
+CREATE TABLE IF NOT EXISTS idempotency (
+  owner TEXT NOT NULL,
+  key TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  auth TEXT NOT NULL,
+  PRIMARY KEY (owner, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_auth ON idempotency(auth);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS router_stats (router TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS routers (
@@ -108,6 +118,13 @@ export class SqliteStore implements CircuitStore {
       ),
       updateCircuit: this.db.prepare('UPDATE circuits SET revision = ?, data = ? WHERE auth = ?'),
       deleteCircuit: this.db.prepare('DELETE FROM circuits WHERE auth = ?'),
+      getIdempotency: this.db.prepare<[string, string], { fingerprint: string; auth: string }>(
+        'SELECT fingerprint, auth FROM idempotency WHERE owner = ? AND key = ?',
+      ),
+      putIdempotency: this.db.prepare(
+        'INSERT OR REPLACE INTO idempotency (owner, key, fingerprint, auth) VALUES (?, ?, ?, ?)',
+      ),
+      deleteIdempotency: this.db.prepare('DELETE FROM idempotency WHERE auth = ?'),
       insertChange: this.db.prepare('INSERT INTO changes (auth, kind, data) VALUES (?, ?, ?)'),
       setChangeData: this.db.prepare('UPDATE changes SET data = ? WHERE revision = ?'),
       revision: this.db.prepare<[], { seq: number }>(
@@ -157,9 +174,16 @@ export class SqliteStore implements CircuitStore {
     return this.q.revision.get()?.seq ?? 0;
   }
 
-  async create(input: CircuitInput, admission?: Admission): Promise<Circuit> {
+  async create(input: CircuitInput, admission?: Admission, idem?: IdempotencyKey): Promise<Circuit> {
     assertValidRecord(input);
     const txn = this.db.transaction((): Circuit => {
+      // Inside the write transaction: two portals retrying the same key at once serialise here.
+      const seen = idem ? this.q.getIdempotency.get(input.owner, idem.key) : undefined;
+      if (seen) {
+        if (seen.fingerprint !== idem!.fingerprint) throw new IdempotencyMismatchError(idem!.key);
+        const row = this.q.get.get(seen.auth);
+        if (row) return JSON.parse(row.data) as Circuit;
+      }
       if (this.q.get.get(input.auth)) throw new ConflictError(`circuit ${input.auth} already exists`);
       if (admission) {
         const sold = this.q.sold.get(input.ingressPop, input.egressPop)?.sold ?? 0;
@@ -167,9 +191,15 @@ export class SqliteStore implements CircuitStore {
           throw new CapacityError(sold, admission.capacityMbps, input.bandwidthMbps);
       }
       const revision = Number(this.q.insertChange.run(input.auth, 'put', null).lastInsertRowid);
-      const circuit: Circuit = { ...input, createdAt: new Date().toISOString(), revision };
+      const circuit: Circuit = {
+        ...input,
+        createdAt: new Date().toISOString(),
+        ...(idem ? { idempotencyKey: idem.key } : {}),
+        revision,
+      };
       const data = JSON.stringify(circuit);
       this.fault?.();
+      if (idem) this.q.putIdempotency.run(input.owner, idem.key, idem.fingerprint, input.auth);
       this.q.insertCircuit.run(
         input.auth,
         input.owner,
@@ -232,6 +262,7 @@ export class SqliteStore implements CircuitStore {
           `circuit ${auth} changed (revision ${cur.revision}, expected ${opts.expectRevision})`,
         );
       this.q.deleteCircuit.run(auth);
+      this.q.deleteIdempotency.run(auth);
       this.q.insertChange.run(auth, 'delete', null);
       return cur;
     });

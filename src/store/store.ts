@@ -30,8 +30,13 @@ export interface CircuitStore {
    * Creates a circuit. With `admission`, the create fails with CapacityError when
    * the circuits already sold on the same (ingressPop, egressPop) pair plus this one
    * would exceed `capacityMbps`; the check and the insert are one transaction.
+   *
+   * With `idempotency`, the key (scoped to `input.owner`) is recorded in the same transaction.
+   * A later create with the same owner and key creates nothing: it returns the circuit the key
+   * made (as it is now, with its own authenticator, not `input.auth`), or fails with
+   * IdempotencyMismatchError when its fingerprint differs. The key is forgotten with its circuit.
    */
-  create(input: CircuitInput, admission?: Admission): Promise<Circuit>;
+  create(input: CircuitInput, admission?: Admission, idempotency?: IdempotencyKey): Promise<Circuit>;
   /** Changes a circuit. With `expectRevision`, fails with ConflictError unless the circuit is still at that revision. */
   update(auth: string, patch: CircuitPatch, opts?: { expectRevision?: number }): Promise<Circuit>;
   /**
@@ -54,6 +59,13 @@ export interface CircuitStore {
   putRouterStats(stats: RouterStats): Promise<void>;
   listRouterStats(): Promise<RouterStats[]>;
   close(): Promise<void>;
+}
+
+/** An `Idempotency-Key` and a fingerprint of the request it came with (docs/api.md). */
+export interface IdempotencyKey {
+  key: string;
+  /** Equal for equal requests: a retry with the key but another request is refused. */
+  fingerprint: string;
 }
 
 export interface Admission {
@@ -108,6 +120,13 @@ export function assertValidRecord(record: Parameters<typeof circuitRecordProblem
   if (problems.length > 0) throw new InvalidRecordError(`invalid circuit record: ${problems.join('; ')}`);
 }
 
+/** The idempotency key was already used, by this owner, for a different request. */
+export class IdempotencyMismatchError extends StoreError {
+  override name = 'IdempotencyMismatchError';
+  constructor(readonly key: string) {
+    super(`Idempotency-Key ${JSON.stringify(key)} was already used for a different request`);
+  }
+}
 /** The store cannot be reached or has no quorum; nothing was committed. */
 export class UnavailableError extends StoreError {
   override name = 'UnavailableError';

@@ -1,7 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
+import { Type, type Static } from '@sinclair/typebox';
 import type { Logger } from './log.js';
 import { addressFormatMessage, addressFormats } from './address-schema.js';
+import { ConfigError } from './config.js';
+import { mustParseAddress } from '../wire/address.js';
+
+/** `tls:` in a service's config: PEM files of its certificate (chain) and private key. */
+export const TlsConfigSchema = Type.Object(
+  {
+    cert: Type.String({ minLength: 1, description: 'PEM certificate file (leaf first, then intermediates)' }),
+    key: Type.String({ minLength: 1, description: 'PEM private key file' }),
+  },
+  { additionalProperties: false, description: 'serve HTTPS with this certificate (docs/operations.md)' },
+);
+export type TlsConfig = Static<typeof TlsConfigSchema>;
+
+export interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Reads the certificate and key a config names; a missing file is a config error naming it. */
+export function loadTls(tls: TlsConfig | undefined): TlsMaterial | undefined {
+  if (!tls) return undefined;
+  const read = (what: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new ConfigError(`cannot read TLS ${what} ${path}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read('certificate', tls.cert), key: read('key', tls.key) };
+}
+
+/** True for 127.0.0.0/8 and ::1: plain HTTP there stays on this machine. */
+export function isLoopback(host: string): boolean {
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === 'localhost';
+}
+
+/**
+ * Starts a service on `listen`: HTTPS when the app was built with TLS; plain HTTP only on loopback
+ * (with a warning line), or elsewhere when the config says `allowPlainHttp`. Returns its base URL.
+ */
+export async function listenHttp(
+  app: FastifyInstance,
+  o: { service: string; listen: string; tls: boolean; allowPlainHttp?: boolean | undefined; log: Logger },
+): Promise<string> {
+  const at = mustParseAddress(o.listen, { bind: true });
+  if (!o.tls && !isLoopback(at.host) && !o.allowPlainHttp)
+    throw new ConfigError(
+      `${o.service}: refusing plain HTTP on ${o.listen}, which is not loopback (API keys would cross the network in clear); configure tls: {cert, key}, or set allowPlainHttp: true`,
+    );
+  await app.listen({ host: at.host, port: at.port });
+  const addr = app.server.address();
+  const scheme = o.tls ? 'https' : 'http';
+  const host = typeof addr === 'object' && addr ? addr.address : at.host;
+  const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${typeof addr === 'object' && addr ? addr.port : at.port}`;
+  if (!o.tls) {
+    const warning = `${o.service}: plain HTTP without TLS on ${url}${isLoopback(at.host) ? ' (loopback, for development)' : ' (allowPlainHttp)'}; configure tls: {cert, key} to serve HTTPS`;
+    o.log.warn({ url }, warning);
+    console.error(`warning: ${warning}`);
+  }
+  return url;
+}
 
 export interface HttpAppOptions {
   title: string;
@@ -10,6 +75,8 @@ export interface HttpAppOptions {
   bodyLimit: number;
   /** OpenAPI security schemes, e.g. bearer API keys. */
   securitySchemes?: Record<string, { type: 'http'; scheme: string }>;
+  /** Serve HTTPS with this certificate and key (loadTls). */
+  tls?: TlsMaterial | undefined;
   /** Errors the service raises on purpose: their status and the message to show. */
   clientError?: (err: Error) => { statusCode: number; message: string } | undefined;
 }
@@ -22,6 +89,8 @@ const STATUS_TEXT: Record<number, string> = {
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
   503: 'Service Unavailable',
 };
 
@@ -83,6 +152,7 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
     bodyLimit: o.bodyLimit,
     // Three synchronous log lines per request cost ~15% of a create; services log what matters themselves.
     disableRequestLogging: true,
+    ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
   }) as unknown as FastifyInstance;
   await app.register(swagger, {
     openapi: {
@@ -95,13 +165,11 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
     (err: Error & { statusCode?: number; validation?: unknown; validationContext?: string }, req, reply) => {
       const known = o.clientError?.(err);
       if (known)
-        return reply
-          .code(known.statusCode)
-          .send({
-            statusCode: known.statusCode,
-            error: statusText(known.statusCode),
-            message: known.message,
-          });
+        return reply.code(known.statusCode).send({
+          statusCode: known.statusCode,
+          error: statusText(known.statusCode),
+          message: known.message,
+        });
       if (err.validation) {
         const message = validationMessage(err.validation, err.validationContext, err.message);
         return reply.code(400).send({ statusCode: 400, error: statusText(400), message });

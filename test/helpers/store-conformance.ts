@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChangeEvent, CircuitInput } from '../../src/store/circuit.js';
-import { CapacityError, ConflictError, NotFoundError, type CircuitStore } from '../../src/store/store.js';
+import {
+  CapacityError,
+  ConflictError,
+  IdempotencyMismatchError,
+  NotFoundError,
+  type CircuitStore,
+} from '../../src/store/store.js';
 import { newAuthenticator } from '../../src/wire/authenticator.js';
 
 export function circuitInput(over: Partial<CircuitInput> = {}): CircuitInput {
@@ -181,5 +187,42 @@ export function storeConformance(name: string, open: () => Promise<CircuitStore>
     assert.ok(got!.revision > a.revision);
     const [ev] = await events;
     assert.ok(ev!.type === 'put' && ev!.circuit.active?.next === 2);
+  });
+
+  withStore(
+    'idempotent create: a retried key returns the first circuit and sells nothing twice',
+    async (s) => {
+      const key = { key: 'order-42', fingerprint: 'f1' };
+      const first = await s.create(circuitInput({ bandwidthMbps: 60 }), { capacityMbps: 100 }, key);
+      assert.equal(first.idempotencyKey, 'order-42');
+      // A retry carries a fresh authenticator (the portal draws one per request) and would not fit.
+      const again = await s.create(circuitInput({ bandwidthMbps: 60 }), { capacityMbps: 100 }, key);
+      assert.deepEqual(again, first);
+      // Two retries at once, as two portals racing: still the one circuit.
+      const racing = await Promise.all(
+        [1, 2, 3].map(() => s.create(circuitInput({ bandwidthMbps: 60 }), { capacityMbps: 100 }, key)),
+      );
+      for (const r of racing) assert.equal(r.auth, first.auth);
+      assert.equal((await s.list()).length, 1);
+      await assert.rejects(
+        s.create(circuitInput(), undefined, { key: 'order-42', fingerprint: 'other' }),
+        IdempotencyMismatchError,
+      );
+      // Keys are per owner: another account's same key is its own.
+      const zeta = await s.create(circuitInput({ owner: 'zeta' }), undefined, key);
+      assert.notEqual(zeta.auth, first.auth);
+      // The key is forgotten with its circuit.
+      await s.delete(first.auth);
+      const fresh = await s.create(circuitInput(), undefined, key);
+      assert.notEqual(fresh.auth, first.auth);
+      assert.equal((await s.list()).length, 2);
+    },
+  );
+
+  withStore('idempotent create: first use of a key by concurrent creates makes one circuit', async (s) => {
+    const key = { key: 'k-concurrent', fingerprint: 'f' };
+    const made = await Promise.all([1, 2, 3, 4].map(() => s.create(circuitInput(), undefined, key)));
+    assert.equal(new Set(made.map((c) => c.auth)).size, 1);
+    assert.equal((await s.list()).length, 1);
   });
 }
