@@ -253,7 +253,7 @@ before(async () => {
     },
     { replyTo: endpoint.replyTo },
   );
-  endpoint.use(path);
+  endpoint.useUnprotected(path);
   await endpoint.waitReady();
   assert.ok(
     (await eventually(async () => (await runEchoes(endpoint, 1, 0, 200)).received)) > 0,

@@ -88,7 +88,7 @@ before(async () => {
     { segments: [segment()], target: { kind: 'udp', address: lab.server('echo').address } },
     { replyTo: endpoint.replyTo },
   );
-  endpoint.use(path);
+  endpoint.useUnprotected(path);
   await endpoint.waitReady();
   assert.ok(
     await eventually(async () => (await runEchoes(endpoint, 1, 0, 200)).received),
@@ -199,7 +199,7 @@ test('all etcd members stopped: routers keep forwarding, the portal answers 503,
       200,
     );
     assert.ok(p, 'circuits can be bought again');
-    ep.use(p);
+    ep.useUnprotected(p);
     await ep.waitReady();
     assert.ok(await eventually(async () => (await runEchoes(ep, 1, 0, 200)).received, 10_000));
     assert.equal((await runEchoes(ep, 20, 2)).received, 20);
@@ -238,7 +238,7 @@ test('a router killed and restarted rebuilds its table from etcd; while dead it 
       await eventually(async () => (await offered()).includes(ingress), 5000, 100),
       're-registered after restart',
     );
-    ep.useCircuit([ingress], p.forward[0]!.circuit.auth);
+    ep.useCircuitUnprotected([ingress], p.forward[0]!.circuit.auth);
     await ep.waitReady();
     assert.ok(await eventually(async () => (await runEchoes(ep, 1, 0, 200)).received));
     assert.equal((await runEchoes(ep, 20, 2)).received, 20);

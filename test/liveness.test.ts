@@ -28,7 +28,7 @@ test('with liveness on, a dead neighbour is repaired before any customer probe, 
       { segments: throughSegments(lab), target: { kind: 'udp', address: lab.server('echo').address } },
       { replyTo: endpoint.replyTo },
     );
-    endpoint.use(path);
+    endpoint.useUnprotected(path);
     await endpoint.waitReady();
     assert.ok(await eventually(async () => (await runEchoes(endpoint, 1, 0, 200)).received));
     const victim = lab.routers.find((r) => r.address === path.forward[1]!.circuit.ingress[0])!;

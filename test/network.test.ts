@@ -34,7 +34,7 @@ before(async () => {
     },
     { replyTo: endpoint.replyTo },
   );
-  endpoint.use(path);
+  endpoint.useUnprotected(path);
   await endpoint.waitReady();
   assert.ok(
     (await eventually(async () => (await runEchoes(endpoint, 1, 0, 200)).received)) > 0,
@@ -218,7 +218,7 @@ test('a router killed and restarted rebuilds its table from the store and forwar
     { segments: throughSegments(lab), target: { kind: 'udp', address: lab.server('echo').address } },
     { replyTo: second.replyTo },
   );
-  second.use(p2);
+  second.useUnprotected(p2);
   await lab.restart(victim.name);
   assert.equal(lab.router(victim.name).address, ingress, 'same address after restart');
   await second.waitReady();

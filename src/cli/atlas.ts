@@ -4,6 +4,7 @@ import { AtlasClient } from '../atlas/client.js';
 import type { PathQuery } from '../atlas/query.js';
 import { formatAnswer } from '../atlas/format.js';
 import { AtlasConnection } from '../endpoint/connect.js';
+import { logFailoverEvents } from '../endpoint/failover-log.js';
 import { ConfigError } from '../util/config.js';
 import { authPrefix } from '../wire/authenticator.js';
 
@@ -104,14 +105,8 @@ export async function runConnect(
     });
     if (o.save) console.log(`primary path saved to ${o.save} (for arrow ping/traceroute --path)`);
   }
-  conn.connection.on('failure', (c) => console.error(`circuit via ${c.isps.join('>')} failing: probing`));
-  conn.connection.on('switch', (_f, t) => console.error(`switched to the circuit via ${t.isps.join('>')}`));
-  conn.connection.on('repaired', (c, ms) =>
-    console.error(`circuit via ${c.isps.join('>')} repaired in ${ms.toFixed(1)} ms`),
-  );
-  conn.connection.on('rebuy', (c, avoid) =>
-    console.error(`re-bought via ${c.isps.join('>')}, avoiding ${avoid.join(', ')}`),
-  );
+  // On stderr: stdout may be the --json answer.
+  logFailoverEvents(conn.connection, (line) => console.error(line));
   const stop = async (): Promise<void> => {
     const failures = await conn.stop();
     for (const f of failures) console.error(`could not relinquish: ${f.message}`);

@@ -2,7 +2,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
 import { PathFileSchema, type PathFile } from '../endpoint/spec.js';
-import { parsePeer, TunEndpoint, writePeerFile, type TunEndpointOptions } from '../endpoint/tun.js';
+import {
+  parsePeer,
+  READY_TIMEOUT_MS,
+  TunEndpoint,
+  writePeerFile,
+  type TunEndpointOptions,
+} from '../endpoint/tun.js';
+import { logFailoverEvents, notReadyLines } from '../endpoint/failover-log.js';
 import { parseCidr, tunMtuFor, MIN_IPV4_MTU } from '../endpoint/tun-packet.js';
 import { assertTunPossible } from '../endpoint/tun-device.js';
 import { announceReady } from '../util/ready.js';
@@ -117,11 +124,8 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
   const printStats = (): void => console.log(JSON.stringify({ event: 'stats', ...tun.stats() }));
   const timer = o.stats ? setInterval(printStats, o.stats * 1000) : undefined;
   process.on('SIGUSR1', printStats);
-  tun.connection.on('failure', (c) => console.log(`circuit via ${c.isps.join(' > ')} failing: probing`));
-  tun.connection.on('repaired', (c, ms) =>
-    console.log(`circuit via ${c.isps.join(' > ')} repaired after ${ms.toFixed(1)} ms`),
-  );
-  tun.connection.on('switch', (_f, t) => console.log(`sending via ${t.isps.join(' > ')}`));
+  for (const line of notReadyLines(tun.connection, tun.notReady, READY_TIMEOUT_MS)) console.log(line);
+  logFailoverEvents(tun.connection, (line) => console.log(line));
   tun.on('error', (err) => console.error(`arrow endpoint: ${err.message}`));
 
   let stopping = false;

@@ -1,17 +1,45 @@
 import { Forwarder } from '../endpoint/forwarder.js';
+import { logFailoverEvents, notReadyLines } from '../endpoint/failover-log.js';
 import { PathFileSchema } from '../endpoint/spec.js';
+import type { DetectorOptions } from '../endpoint/connection.js';
 import { loadConfig } from '../util/config.js';
 import { authPrefix } from '../wire/authenticator.js';
 
-export async function runForward(o: { listen: string; path: string }): Promise<void> {
-  const spec = loadConfig(PathFileSchema, o.path);
-  const fwd = await Forwarder.start(o.listen, spec);
-  console.log(`forwarding UDP ${fwd.listen} over ${fwd.path.forward.length} circuit(s):`);
-  for (const b of fwd.path.forward)
-    console.log(
-      `  ${b.segment.isp ?? b.segment.portal} ${b.circuit.ingressPop}->${b.circuit.egressPop} auth ${authPrefix(b.circuit.auth)}`,
-    );
+export interface ForwardFlags {
+  listen: string;
+  /** Path files: the primary first, then standbys. */
+  path: string[];
+  detectTimeout?: number;
+  probeInterval?: number;
+}
+
+/** Ready time for `start`: a path that has not answered by then is reported, and repaired by the driver. */
+const READY_TIMEOUT_MS = 5000;
+
+export async function runForward(o: ForwardFlags): Promise<void> {
+  const specs = o.path.map((f) => loadConfig(PathFileSchema, f));
+  const detector: Partial<DetectorOptions> = {
+    ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
+    ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),
+  };
+  const fwd = await Forwarder.start(o.listen, specs, { detector, readyTimeoutMs: READY_TIMEOUT_MS });
+  const conn = fwd.connection;
+  console.log(
+    `forwarding UDP ${fwd.listen} over ${fwd.paths.length} path(s) with failover (detect ${conn.opts.timeoutMs} ms, probe every ${conn.opts.probeIntervalMs} ms); ARROW socket ${fwd.endpoint.address}`,
+  );
+  fwd.paths.forEach((p, i) => {
+    console.log(`  ${i === 0 ? 'primary' : `standby ${i}`}:`);
+    for (const b of p.forward)
+      console.log(
+        `    ${b.segment.isp ?? b.segment.portal} ${b.circuit.ingressPop}->${b.circuit.egressPop} auth ${authPrefix(b.circuit.auth)} via ${b.circuit.ingress.join(', ')}`,
+      );
+  });
+  for (const line of notReadyLines(conn, fwd.notReady, READY_TIMEOUT_MS)) console.log(line);
+  logFailoverEvents(conn, (line) => console.log(line));
+  let stopping = false;
   const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
     const failures = await fwd.stop();
     for (const f of failures) console.error(`could not relinquish: ${f.message}`);
     process.exit(failures.length ? 1 : 0);

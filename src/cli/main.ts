@@ -209,10 +209,24 @@ lab
 
 program
   .command('forward')
-  .description('UDP port forward: buy the path in a path file and carry an unmodified UDP client over it')
+  .description(
+    'UDP port forward with failover: buy the path(s) in path files and carry an unmodified UDP client over them; prints a timestamped line per failover event',
+  )
   .requiredOption('-l, --listen <host:port>', 'local UDP address for the client to send to')
-  .requiredOption('-p, --path <file>', 'path file (YAML): segments and target; see docs/endpoint.md')
-  .action(async (o: { listen: string; path: string }) => {
+  .requiredOption(
+    '-p, --path <file>',
+    'path file (YAML): segments and target; repeat for standbys (the first is the primary, the others are bought and kept warm; all are re-buy candidates); see docs/endpoint.md',
+    collect,
+  )
+  .option(
+    '--detect-timeout <ms>',
+    'failure detector: silence after sending that means failing (default 100)',
+    (v) => positiveInt(v, '--detect-timeout'),
+  )
+  .option('--probe-interval <ms>', 'failure detector: probe interval while failing (default 20)', (v) =>
+    positiveInt(v, '--probe-interval'),
+  )
+  .action(async (o: import('./forward.js').ForwardFlags) => {
     const { runForward } = await import('./forward.js');
     await runForward(o);
   });

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { authToBytes, newAuthenticator } from '../wire/authenticator.js';
 import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
 import { PacketType, type Packet } from '../wire/header.js';
@@ -41,6 +42,8 @@ export class PathCircuit {
   /** First send after the last thing heard on this circuit's return path. */
   unansweredSince: number | undefined;
   lastHeard = 0;
+  /** Last PROBE_ACK from the ingress router in use. */
+  lastAck = 0;
   /** Repair bookkeeping while failing. */
   firstProbeAt: number | undefined;
   lastProbeAt = 0;
@@ -74,7 +77,19 @@ export interface ConnectionEvents {
   repaired: [circuit: PathCircuit, repairMs: number, at: number];
   /** A replacement path was bought avoiding `avoid`. */
   rebuy: [circuit: PathCircuit, avoid: string[]];
+  /**
+   * A re-buy around the dead ISPs in `avoid` failed (no candidate, a portal refused, ...). The
+   * connection keeps probing and tries again after `rebuyAfterMs`.
+   */
+  rebuyFailed: [error: Error, avoid: string[]];
 }
+
+/** How far `Connection.waitReady` checks each circuit. */
+export type ReadyScope =
+  /** A probe came home: the circuit and its return path work end to end. */
+  | 'end-to-end'
+  /** The first ingress router acked a probe: it knows the circuit (the far end may not be up yet). */
+  | 'ingress';
 
 /**
  * A connection over one primary and any number of standby circuits. It sends on
@@ -91,6 +106,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private readonly timer: NodeJS.Timeout;
   private lastStandbyCheck = 0;
   private rebuying = false;
+  private closed = false;
+  /** No re-buy attempt before this: a failed one waits `rebuyAfterMs` before the next. */
+  private nextRebuyAt = 0;
   readonly opts: DetectorOptions;
   private readonly now = (): number => performance.now();
   private readonly onData = (payload: Buffer, packet: Packet): void => {
@@ -105,8 +123,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   };
   private readonly onProbeAck = (seq: bigint, from: UdpAddress): void => {
     for (const c of this.circuits)
-      if (c.probes.has(seq) && formatAddress(from) === formatAddress(c.ingress[c.activeIngress]!))
+      if (c.probes.has(seq) && formatAddress(from) === formatAddress(c.ingress[c.activeIngress]!)) {
         c.ackWaitSince = undefined;
+        c.lastAck = this.now();
+      }
   };
 
   constructor(
@@ -155,6 +175,34 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const now = this.now();
     c.unansweredSince ??= now;
     this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Data, payload);
+  }
+
+  /**
+   * Probes every circuit until each answers (see `ReadyScope`), or `timeoutMs` passes. Resolves
+   * with the circuits that did not answer: empty when all are ready. Not answering is not fatal,
+   * since the failover driver keeps repairing; the caller decides whether to warn or give up.
+   */
+  async waitReady(timeoutMs = 5000, scope: ReadyScope = 'end-to-end'): Promise<PathCircuit[]> {
+    const since = this.now();
+    const deadline = since + timeoutMs;
+    const pending = (): PathCircuit[] =>
+      this.circuits.filter((c) => (scope === 'ingress' ? c.lastAck : c.lastHeard) <= since);
+    for (;;) {
+      const left = pending();
+      const now = this.now();
+      if (left.length === 0 || now >= deadline) return left;
+      for (const c of left) this.sendProbe(c);
+      // Ingress routers admit 20 probes/s per circuit: every 50 ms stays inside that.
+      await sleep(Math.min(50, deadline - now));
+    }
+  }
+
+  /** One probe on `c` through its ingress router in use; its sequence is remembered so it counts when it comes home. */
+  private sendProbe(c: PathCircuit): void {
+    const seq = this.endpoint.nextSequence();
+    c.probes.add(seq);
+    if (c.probes.size > 64) c.probes.delete(c.probes.values().next().value!);
+    this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
   }
 
   private heard(c: PathCircuit): void {
@@ -221,12 +269,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     c.firstProbeAt ??= now;
     c.lastProbeAt = now;
     c.ackWaitSince ??= now;
-    const seq = this.endpoint.nextSequence();
-    c.probes.add(seq);
-    this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
+    this.sendProbe(c);
     if (
       this.rebuy &&
       !this.rebuying &&
+      now >= this.nextRebuyAt &&
       now - c.firstProbeAt > this.opts.rebuyAfterMs &&
       !this.circuits.some((x) => x.state === 'up')
     )
@@ -241,36 +288,42 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         this.fail(c, now);
         continue;
       }
-      const seq = this.endpoint.nextSequence();
-      c.probes.add(seq);
-      if (c.probes.size > 64) c.probes.delete(c.probes.values().next().value!);
-      this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
+      this.sendProbe(c);
     }
   }
 
   /** Finds the ISPs of the failing path whose routers answer no echo, and buys around them. */
   private async replace(c: PathCircuit): Promise<void> {
     this.rebuying = true;
+    const avoid: string[] = [];
     try {
-      const avoid: string[] = [];
       for (const b of c.path.forward) {
         const answers = await Promise.all(b.circuit.ingress.map((r) => this.endpoint.echo(r, 200)));
         if (answers.every((x) => x === undefined)) avoid.push(b.segment.isp ?? b.segment.portal);
       }
-      if (avoid.length === 0) return; // every ISP answers: keep probing, the repair may still come
+      // Every ISP answers: keep probing, the repair may still come; look again a while later.
+      if (avoid.length === 0) return;
       const path = await this.rebuy!(avoid);
+      if (this.closed) {
+        // Closed while buying: nobody will send on it or relinquish it later.
+        await releasePath(path);
+        return;
+      }
       const fresh = this.add(path);
       this.switchTo(this.circuits.indexOf(fresh), this.now());
       this.emit('rebuy', fresh, avoid);
-    } catch {
-      // No alternative could be bought now; the next probe round tries again.
+    } catch (err) {
+      // The caller hears of it (a portal's 401, no candidate left...); the probes go on meanwhile.
+      this.emit('rebuyFailed', err instanceof Error ? err : new Error(String(err)), avoid);
     } finally {
       this.rebuying = false;
+      this.nextRebuyAt = this.now() + this.opts.rebuyAfterMs;
     }
   }
 
   /** Stops the timers; with `release`, relinquishes every circuit. */
   async close(release = false): Promise<void> {
+    this.closed = true;
     clearInterval(this.timer);
     this.endpoint.off('data', this.onData);
     this.endpoint.off('probe', this.onProbe);

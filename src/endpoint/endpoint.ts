@@ -22,6 +22,12 @@ export interface EndpointEvents {
  * A customer's ARROW socket. It sends DATA into a bought path's first ingress
  * router and receives what the return path delivers. One UDP socket; no store,
  * no portal calls on the send path.
+ *
+ * An Endpoint on its own does **not** fail over: it has no detector, sends no probes and never
+ * changes ingress router, so a dead router loses all traffic until it is healed. Carry traffic
+ * through a `Connection` over it (or a `Forwarder`, `AtlasConnection` or `TunEndpoint`, which
+ * run one). Sending on the Endpoint itself (`useUnprotected` then `send`) is for diagnostics and
+ * measurements of the bare path.
  */
 export class Endpoint extends EventEmitter<EndpointEvents> {
   /** Authenticator the return path writes on packets it delivers here. */
@@ -58,14 +64,20 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     return { addresses: [this.address], auth: this.replyAuth };
   }
 
-  /** Send through this path from now on. */
-  use(path: BoughtPath): void {
+  /**
+   * UNPROTECTED: `send` and `probe` go through this path's first circuit from now on, with no
+   * failover at all (no detection, no probe, no ingress change): a dead router loses all traffic
+   * until it is healed. For diagnostics and measurements of the bare path; carry traffic through a
+   * `Connection` (or `Forwarder`) instead.
+   */
+  useUnprotected(path: BoughtPath): void {
     const first = path.forward[0];
     if (!first) throw new Error('path has no circuits');
-    this.useCircuit(first.circuit.ingress, first.circuit.auth);
+    this.useCircuitUnprotected(first.circuit.ingress, first.circuit.auth);
   }
 
-  useCircuit(ingress: string[], auth: string): void {
+  /** UNPROTECTED, like `useUnprotected`: one circuit given by its ingress routers and authenticator. */
+  useCircuitUnprotected(ingress: string[], auth: string): void {
     this.ingress = ingress.map((a) => mustParseAddress(a));
     this.activeIngress = 0;
     this.auth = authToBytes(auth);
@@ -93,10 +105,16 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     return sequence;
   }
 
-  /** Sends one payload as a DATA packet. Returns its sequence number. */
+  /**
+   * Sends one payload as a DATA packet on the circuit chosen with `useUnprotected`, with no
+   * failover. Returns its sequence number.
+   */
   send(payload: Uint8Array, hopLimit = DEFAULT_HOP_LIMIT): bigint {
     const to = this.ingress[this.activeIngress];
-    if (!to || !this.auth) throw new Error('no circuit in use: call use(path) first');
+    if (!to || !this.auth)
+      throw new Error(
+        'no circuit in use: send through a Connection, or call useUnprotected(path) for the bare path',
+      );
     const seq = this.sequence++;
     this.socket.send(
       encode({ type: PacketType.Data, hopLimit, authenticator: this.auth, sequence: seq, payload }),
@@ -142,7 +160,7 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
   /** PROBE along the circuit in use; resolves true when the ingress router acks it (it knows the circuit). */
   probe(timeoutMs = 200): Promise<boolean> {
     const to = this.ingress[this.activeIngress];
-    if (!to || !this.auth) throw new Error('no circuit in use: call use(path) first');
+    if (!to || !this.auth) throw new Error('no circuit in use: call useUnprotected(path) first');
     const seq = this.sequence++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {

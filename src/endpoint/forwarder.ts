@@ -1,19 +1,38 @@
 import { mustParseAddress } from '../wire/address.js';
+import { Connection, rebuyFrom, type DetectorOptions, type PathCircuit } from './connection.js';
 import { Endpoint } from './endpoint.js';
 import { LocalPort } from './local-port.js';
 import { buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
 
+export interface ForwarderOptions {
+  /** Local address of the ARROW socket (where the return paths deliver). Default: the listen host, any port. */
+  bind?: string;
+  /** The failure detector; unset fields take `DEFAULT_DETECTOR`. */
+  detector?: Partial<DetectorOptions>;
+  /**
+   * Candidate paths to re-buy from when an ISP is dead and no standby is up (`rebuyFrom`).
+   * Default: the paths given to `start`. An empty list turns re-buying off.
+   */
+  rebuyCandidates?: PathSpec[];
+  /** How long `start` waits for every circuit to answer end to end before it returns anyway. Default 5000. */
+  readyTimeoutMs?: number;
+}
+
 /**
- * A UDP port forward for unmodified clients over one bought path (`arrow forward`):
- * datagrams sent to `listen` travel the path; what the return path delivers goes back.
+ * A UDP port forward for unmodified clients (`arrow forward`), with failover: datagrams sent to
+ * `listen` travel the primary path, and what the return paths deliver goes back. It runs the
+ * endpoint's failover driver (a `Connection`, docs/failover.md) over the primary and any standby
+ * paths: detection by timeout, probes, ingress change, standby switch, re-buy around a dead ISP.
  */
 export class Forwarder {
   private constructor(
     private readonly local: LocalPort,
     readonly endpoint: Endpoint,
-    readonly path: BoughtPath,
+    readonly connection: Connection,
+    /** Circuits that did not answer end to end while starting (empty when all did); the driver keeps probing them. */
+    readonly notReady: PathCircuit[],
   ) {
-    local.attach(endpoint);
+    local.attach(connection);
   }
 
   get listen(): string {
@@ -24,27 +43,70 @@ export class Forwarder {
     return this.local.counters;
   }
 
-  static async start(listen: string, spec: PathSpec, opts: { bind?: string } = {}): Promise<Forwarder> {
-    const local = await LocalPort.bind(listen);
-    const endpoint = await Endpoint.open(opts.bind ?? `${mustParseAddress(listen, { bind: true }).host}:0`);
-    let path: BoughtPath;
-    try {
-      path = await buyPath(spec, { replyTo: endpoint.replyTo });
-    } catch (err) {
-      local.close();
-      await endpoint.close();
-      throw err;
-    }
-    endpoint.use(path);
-    await endpoint.waitReady().catch(() => {
-      // Not fatal: the circuit may still come up; the client will see loss until then.
-    });
-    return new Forwarder(local, endpoint, path);
+  /** Every path in use: primary first, then standbys, then re-bought ones. */
+  get paths(): BoughtPath[] {
+    return this.connection.circuits.map((c) => c.path);
   }
 
-  /** Relinquishes the circuits and closes the sockets. */
+  /** The primary path. */
+  get path(): BoughtPath {
+    return this.paths[0]!;
+  }
+
+  /**
+   * Binds `listen`, buys every path (the first is the primary, the others standbys, each with its
+   * own return path) and waits for them to answer. If any purchase fails, whatever was bought is
+   * relinquished and the error is thrown: no half-made forward.
+   */
+  static async start(
+    listen: string,
+    paths: PathSpec | PathSpec[],
+    opts: ForwarderOptions = {},
+  ): Promise<Forwarder> {
+    const specs = Array.isArray(paths) ? paths : [paths];
+    if (specs.length === 0) throw new Error('a forward needs at least one path');
+    const local = await LocalPort.bind(listen);
+    let endpoint: Endpoint;
+    try {
+      endpoint = await Endpoint.open(opts.bind ?? `${mustParseAddress(listen, { bind: true }).host}:0`);
+    } catch (err) {
+      local.close();
+      throw err;
+    }
+    const candidates = opts.rebuyCandidates ?? specs;
+    const connection: Connection = new Connection(
+      endpoint,
+      opts.detector,
+      candidates.length > 0 ? rebuyFrom(candidates, () => connection.replyTo()) : undefined,
+    );
+    const bought: BoughtPath[] = [];
+    try {
+      for (const spec of specs) {
+        const path = await buyPath(spec, { replyTo: connection.replyTo() });
+        bought.push(path);
+        connection.add(path);
+      }
+    } catch (err) {
+      const failures: Error[] = [];
+      for (const p of bought) failures.push(...(await releasePath(p)));
+      await connection.close();
+      local.close();
+      await endpoint.close();
+      if (failures.length === 0) throw err;
+      throw new Error(
+        `${(err as Error).message}; and ${failures.length} circuit(s) already bought could not be relinquished: ${failures.map((f) => f.message).join('; ')}`,
+        { cause: err },
+      );
+    }
+    const notReady = await connection.waitReady(opts.readyTimeoutMs ?? 5000);
+    return new Forwarder(local, endpoint, connection, notReady);
+  }
+
+  /** Relinquishes every circuit (re-bought ones too) and closes the sockets. */
   async stop(): Promise<Error[]> {
-    const failures = await releasePath(this.path);
+    await this.connection.close();
+    const failures: Error[] = [];
+    for (const p of this.paths) failures.push(...(await releasePath(p)));
     this.local.close();
     await this.endpoint.close();
     return failures;

@@ -28,6 +28,9 @@ import {
 
 export { TunError } from './tun-device.js';
 
+/** How long `start` waits for the first ingress router of every circuit to ack. */
+export const READY_TIMEOUT_MS = 3000;
+
 /** The payload of a probe sent back to the peer: never reflected again. */
 const REFLECTED = new Uint8Array([0x52]);
 
@@ -200,6 +203,8 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
     /** Paths this side bought and relinquishes on stop (empty on the answerer). */
     readonly bought: BoughtPath[],
     peer: TunPeer | undefined,
+    /** Circuits whose first ingress router did not ack a probe while starting; the driver keeps probing them. */
+    readonly notReady: PathCircuit[],
   ) {
     super();
     this.peer = peer;
@@ -270,11 +275,11 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
             replyAuth: p.replyAuth,
           });
       }
-      // Not fatal when it times out: the circuit may still come up, and the detector repairs.
-      const first = connection.active.path.forward[0]!.circuit;
-      endpoint.useCircuit(first.ingress, first.auth);
-      await endpoint.waitReady(3000).catch(() => {});
-      return new TunEndpoint(device, endpoint, connection, mtu, bought, peer);
+      // Only the first ingress router is awaited: the peer may not be up yet, so nothing comes home.
+      // Not fatal when it times out: the circuit may still come up, and the detector repairs; the
+      // caller sees which circuits did not answer in `notReady`.
+      const notReady = await connection.waitReady(READY_TIMEOUT_MS, 'ingress');
+      return new TunEndpoint(device, endpoint, connection, mtu, bought, peer, notReady);
     } catch (err) {
       device.close();
       await connection?.close();

@@ -210,8 +210,8 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
       { replyTo: conn.replyTo() },
     );
     conn.add(path);
-    endpoint.use(path);
-    await endpoint.waitReady();
+    // The first ingress router knows the circuit; the warm-up below then checks the whole path.
+    await conn.waitReady(5000, 'ingress');
     for (const b of [...path.reverse].reverse())
       print(
         `  return  ${b.segment.isp!.padEnd(6)} ${b.circuit.ingressPop}->${b.circuit.egressPop}  auth ${authPrefix(b.circuit.auth)}`,
