@@ -48,6 +48,16 @@ const RECORD_CHUNK = 128;
  * sibling routers of the PoP agree and a restart keeps them. Dead neighbours are
  * re-checked in the background; optional keepalives find deaths before any probe.
  */
+/** A neighbour this router declared dead, and what the verdict did to its hops. */
+export interface NeighbourDeadEvent {
+  /** The neighbour's address, `host:port`. */
+  neighbour: string;
+  /** Hops moved to an alternative. */
+  hopsMoved: number;
+  /** Hops left with no live alternative. */
+  hopsStranded: number;
+}
+
 export class Failover implements Control {
   readonly neighbours: Neighbours;
   readonly counters: FailoverCounters = {
@@ -82,6 +92,11 @@ export class Failover implements Control {
   private readonly timers: NodeJS.Timeout[] = [];
   private keepaliveSeq = 0n;
   private readonly clock = (): number => performance.now();
+  /**
+   * Told of every dead verdict, as it is made: a structured event for whoever watches the
+   * router (`arrow bench failover` gets it over IPC), so nobody has to search the log.
+   */
+  onNeighbourDead: ((e: NeighbourDeadEvent) => void) | undefined;
 
   constructor(
     private readonly table: ForwardingTable,
@@ -225,6 +240,7 @@ export class Failover implements Control {
       },
       'neighbour dead: circuits moved to alternatives',
     );
+    this.onNeighbourDead?.({ neighbour: key, hopsMoved: moved.length, hopsStranded: stranded });
     // The probes that found it dead carry on along the repaired hops, so the path heals end to end.
     const waiting = this.pending.get(key) ?? new Map<Hop, Buffer>();
     this.pending.delete(key);
