@@ -7,6 +7,12 @@ import { performance } from 'node:perf_hooks';
  * relay or the sink is the bottleneck. Linux only: elsewhere the figures are absent.
  */
 
+/** True for the error a read of /proc gives when the file is not there (the process exited, or not Linux). */
+export function isGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ESRCH';
+}
+
 /** /proc reports times in USER_HZ ticks, which the kernel ABI fixes at 100 per second. */
 const TICKS_PER_SECOND = 100;
 
@@ -27,8 +33,10 @@ function readTicks(pid: number): number | undefined {
     const utime = Number(fields[11]);
     const stime = Number(fields[12]);
     return Number.isFinite(utime) && Number.isFinite(stime) ? utime + stime : undefined;
-  } catch {
-    return undefined;
+  } catch (err) {
+    // An exited process has no figures; any other failure is a bug to see.
+    if (isGone(err)) return undefined;
+    throw err;
   }
 }
 
@@ -41,8 +49,10 @@ function readMachine(): CpuSample['machine'] {
     if (idle === undefined || iowait === undefined || irq === undefined || softirq === undefined)
       return undefined;
     return { idle: idle + iowait, irq: irq + softirq };
-  } catch {
-    return undefined;
+  } catch (err) {
+    // No /proc/stat: not Linux, and the machine figures are left out.
+    if (isGone(err)) return undefined;
+    throw err;
   }
 }
 

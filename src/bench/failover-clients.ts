@@ -74,7 +74,7 @@ const PAYLOAD_BYTES = 16;
 
 export interface FleetOptions {
   detector: DetectorOptions;
-  /** Each client sends one echo this often. */
+  /** Each client sends one echo this often (changed with `setEchoInterval`). */
   echoIntervalMs: number;
   /** The shared scheduler's period. */
   tickMs: number;
@@ -97,6 +97,7 @@ export class ClientFleet {
   private lastTick = 0;
   private readonly payload = Buffer.alloc(PAYLOAD_BYTES);
   private readonly now = (): number => performance.now();
+  private readonly opts: FleetOptions;
 
   private readonly onData = (payload: Buffer, packet: Packet): void => {
     const c = this.byReplyAuth.get(Buffer.from(packet.authenticator).toString('hex'));
@@ -133,8 +134,10 @@ export class ClientFleet {
   constructor(
     private readonly endpoint: Endpoint,
     paths: BoughtPath[],
-    private readonly opts: FleetOptions,
+    opts: FleetOptions,
   ) {
+    // A copy: setEchoInterval changes it.
+    this.opts = { ...opts };
     this.clients = paths.map((p, i) => {
       if (!p.replyAuth) throw new Error(`client ${i}: the path has no return path to this endpoint`);
       const c = new FleetClient(i, new PathCircuit(p, p.replyAuth));
@@ -167,6 +170,17 @@ export class ClientFleet {
   arm(): void {
     for (const c of this.clients) c.circuit.unansweredSince = undefined;
     this.armed = true;
+  }
+
+  /**
+   * Changes every client's echo interval from its next echo on: the calibration steps the
+   * aggregate rate up with the same clients and paths.
+   */
+  setEchoInterval(ms: number): void {
+    const now = this.now();
+    this.opts.echoIntervalMs = ms;
+    const n = this.clients.length;
+    for (const c of this.clients) c.nextSendAt = Math.min(c.nextSendAt, now + (c.index * ms) / n);
   }
 
   /** Stops sending echoes; the detector and repair keep running until `close`. */

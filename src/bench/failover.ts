@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -13,6 +13,7 @@ import { newAuthenticator } from '../wire/authenticator.js';
 import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
 import { ClientFleet, type FleetClient } from './failover-clients.js';
 import { renderFailoverPlot } from './failover-plot.js';
+import { Checks, checkCpu, type Validity } from './validity.js';
 
 /**
  * `arrow bench failover`: seed 000's Fig. 2 (failover time against the number of
@@ -30,9 +31,17 @@ import { renderFailoverPlot } from './failover-plot.js';
  * - lost echoes.
  *
  * 1000 clients × 100 echoes/s is ~700,000 router packets/s, far beyond 2 cores. So all
- * clients live in this one process on one socket, and each client's echo interval (and
- * probe interval) grows once N clients at 10 ms would exceed the lab's budget (--rate):
- * the interval is reported per run, and it is the resolution of outageMs.
+ * clients live in this one process on one socket, and the load is calibrated to the machine:
+ * first a failure-free lab measures what this machine carries (the N = 0 capacity, echoes/s
+ * with no loss and round trips far below the detector's timeout), then every run gets a stated
+ * fraction of it (--fraction): each client's echo interval (and probe interval) grows once N
+ * clients at 10 ms would exceed it. The interval is reported per run, and it is the resolution
+ * of outageMs.
+ *
+ * Every run checks that it measured what it meant to (validity.ts): no echo lost and no
+ * detector firing before the kill, round trips near the unloaded ones measured in the same
+ * lab, no router CPU-bound, a machine with idle CPU. A run failing a check is INVALID and
+ * shows its reasons instead of figures; it is retried in a fresh lab up to --attempts times.
  *
  * Every (N, liveness) run gets a fresh lab, so runs are independent.
  */
@@ -55,13 +64,30 @@ export const BENCH_DETECTOR: DetectorOptions = {
 /** The issue's echo interval, kept while the aggregate rate stays within the budget. */
 export const BASE_ECHO_INTERVAL_MS = 10;
 /**
- * The aggregate echo budget, echoes/s. The lab (2 cores shared by 6 routers, 3 portals,
- * the echo server and the bench) carried 8000/s without loss, using ~130% of the 200%;
- * half that leaves the other half of the machine for the failover itself (probes, repair
- * records, the store's watch). Above it the per-client interval grows: interval = N / rate.
- * It keeps 10 ms up to N = 40.
+ * The share of the measured capacity each run is given. Half leaves the other half of the
+ * machine for the failover itself (probes, repair records, the store's watch), so the kill,
+ * not the load, decides the figures.
  */
-export const DEFAULT_ECHO_RATE = 4000;
+export const DEFAULT_FRACTION = 0.5;
+/** How many times an INVALID run is tried, each in a fresh lab, before it is reported as such. */
+export const DEFAULT_ATTEMPTS = 2;
+
+/** Calibration: this many clients step the aggregate echo rate up until a step fails. */
+const CALIBRATION_CLIENTS = 64;
+const CALIBRATION_FIRST_RATE = 250;
+const CALIBRATION_STEP = 1.5;
+const CALIBRATION_MAX_RATE = 60_000;
+const CALIBRATION_SETTLE_MS = 250;
+const CALIBRATION_WINDOW_MS = 1000;
+/** A step passes with at most this much loss... */
+const CALIBRATION_MAX_LOSS_PCT = 0.5;
+/** ...and round trips this far below the detector's timeout (p99 at most timeout / 2). */
+const CALIBRATION_RTT_SHARE = 0.5;
+
+/** The unloaded pilot: a few clients echoing slowly, for the round trip the run is held against. */
+const PILOT_CLIENTS = 5;
+const PILOT_INTERVAL_MS = 20;
+const PILOT_MS = 700;
 
 export const TARGETS = {
   /** repairMs p99 at the largest N, ms. */
@@ -95,9 +121,20 @@ export interface Percentiles {
   max: number;
 }
 
-export interface FailoverRun {
+export interface FailoverRun extends Validity {
   clients: number;
   liveness: LivenessMode;
+  /** Which attempt this is (1 = first); earlier attempts were INVALID for `earlierInvalid`. */
+  attempt: number;
+  earlierInvalid: string[];
+  /** Aggregate echo rate of the run, echoes/s: clients × 1000 / echoIntervalMs. */
+  echoRatePerSec: number;
+  /** Round trip p50 of a few clients echoing slowly in this run's lab before the load: the baseline. */
+  unloadedRttMs: number;
+  /** Echoes sent in the steady phase, old enough to have come back before the kill. */
+  samplesBeforeKill: number;
+  /** How late the bench's scheduler ran in the steady phase (p99): the bench itself keeping up. */
+  preKillTickLateMs: number;
   /** Each client's echo interval in this run. */
   echoIntervalMs: number;
   /** Each client's probe interval while failing (the detector's probeIntervalMs). */
@@ -140,8 +177,42 @@ export interface FailoverRun {
    * when (negative: before the kill), and how many hops it moved.
    */
   verdicts: Verdict[];
-  /** Percent of one core per role during the steady phase (Linux only). */
+  /**
+   * Percent of one core per role during the steady phase (Linux only): bench, routers (sum),
+   * routerMax (the busiest router), portals, echo, other (the rest of the machine), idle.
+   */
   cpu: Record<string, number>;
+}
+
+export interface CalibrationStep {
+  /** The aggregate rate asked for, echoes/s. */
+  targetPerSec: number;
+  /** What the bench sent and got back in the window, per second. */
+  sentPerSec: number;
+  repliedPerSec: number;
+  lossPct: number;
+  rttMs: { p50: number; p99: number };
+  /** Percent of one core, as in FailoverRun.cpu. */
+  cpu: Record<string, number>;
+  passed: boolean;
+  /** Why the step failed, when it did. */
+  reason?: string;
+}
+
+/** What this machine carries with no failure, and the share of it every run gets. */
+export interface Calibration extends Validity {
+  /** The highest reply rate, echoes/s, of a step with no loss to speak of and round trips far below the timeout. */
+  capacityEchoesPerSec: number;
+  fraction: number;
+  /** fraction × capacity: the aggregate echo rate every run is held to. */
+  rateEchoesPerSec: number;
+  /** Clients the ramp used (their paths are built like the runs'). */
+  clients: number;
+  /** Round trip p50 at the lowest step. */
+  unloadedRttMs: number;
+  /** What ended the ramp: the first failed step's reason, the bench's own sending, or the ramp's top. */
+  bound: string;
+  steps: CalibrationStep[];
 }
 
 export interface Verdict {
@@ -168,6 +239,7 @@ export interface TargetCheck {
 }
 
 export interface FailoverReport {
+  calibration: Calibration;
   runs: FailoverRun[];
   targets: {
     /** repairMs p99 at the largest N < 50 ms, per liveness mode. */
@@ -183,8 +255,10 @@ export interface FailoverReport {
 export interface FailoverBenchOptions {
   clients: number[];
   liveness: LivenessMode[];
-  /** Aggregate echo budget, echoes/s (default DEFAULT_ECHO_RATE). */
-  rate?: number;
+  /** The share of the calibrated capacity every run gets (default DEFAULT_FRACTION). */
+  fraction?: number;
+  /** Tries per run while it comes out INVALID (default DEFAULT_ATTEMPTS). */
+  attempts?: number;
   /** Every client's probe interval; default: its echo interval (so probes keep to the same budget). */
   probeIntervalMs?: number;
   progress?: (line: string) => void;
@@ -195,16 +269,20 @@ export async function runFailoverBenchCommand(o: {
   liveness: 'on' | 'off' | 'both';
   json?: boolean;
   out: string;
-  rate: number;
+  fraction: number;
+  attempts: number;
   probeInterval?: number;
 }): Promise<void> {
+  if (!(o.fraction > 0 && o.fraction <= 1))
+    throw new Error(`--fraction must be above 0 and at most 1, got ${o.fraction}`);
   const clients = parseClients(o.clients);
   const liveness = o.liveness === 'both' ? [...LIVENESS_MODES] : [o.liveness];
   const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
   const report = await runFailoverBench({
     clients,
     liveness,
-    rate: o.rate,
+    fraction: o.fraction,
+    attempts: o.attempts,
     progress,
     ...(o.probeInterval === undefined ? {} : { probeIntervalMs: o.probeInterval }),
   });
@@ -214,6 +292,16 @@ export async function runFailoverBenchCommand(o: {
   console.log(o.json ? JSON.stringify(report) : `${formatFailoverReport(report)}\nplot: ${png}`);
   if (report.runs.some((r) => r.recovered < r.clients)) {
     console.error('arrow: some clients never recovered within the deadline');
+    process.exitCode = 1;
+  }
+  const invalid = [
+    ...(report.calibration.valid ? [] : [`calibration: ${report.calibration.invalidReason}`]),
+    ...report.runs
+      .filter((r) => !r.valid)
+      .map((r) => `N=${r.clients} liveness ${r.liveness}: ${r.invalidReason}`),
+  ];
+  if (invalid.length) {
+    console.error(`arrow: INVALID, not results (rerun on a quieter machine):\n  ${invalid.join('\n  ')}`);
     process.exitCode = 1;
   }
 }
@@ -234,52 +322,105 @@ export function echoIntervalFor(clients: number, rate: number): number {
   return Math.max(BASE_ECHO_INTERVAL_MS, Math.ceil((clients * 1000) / rate));
 }
 
+/** A lab of the bench's topology in a fresh dir, stopped (and its dir removed when `keep` says so) after `use`. */
+async function withLab<T>(
+  label: string,
+  liveness: LivenessMode,
+  current: { value: { dir: string; lab: Lab | undefined } | undefined },
+  progress: ((line: string) => void) | undefined,
+  use: (lab: Lab) => Promise<T>,
+  keep: (result: T) => boolean,
+): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), `arrow-bench-failover-${label}-`));
+  current.value = { dir, lab: undefined };
+  const lab = await Lab.start(topology(liveness), { dir, keep: true }).catch((err: Error) => {
+    throw new Error(`the lab did not start (logs in ${dir}): ${err.message}`, { cause: err });
+  });
+  current.value.lab = lab;
+  let result: T | undefined;
+  try {
+    result = await use(lab);
+    return result;
+  } catch (err) {
+    throw new Error(`${label}: ${(err as Error).message} (logs in ${dir})`, { cause: err });
+  } finally {
+    current.value = undefined;
+    await lab.stop();
+    // Kept for a post-mortem when something failed or the result asks for it.
+    if (result !== undefined && !keep(result)) rmSync(dir, { recursive: true, force: true });
+    else progress?.(`  logs kept in ${dir}`);
+  }
+}
+
 export async function runFailoverBench(opts: FailoverBenchOptions): Promise<FailoverReport> {
   const runs: FailoverRun[] = [];
-  let current: { dir: string; lab: Lab | undefined } | undefined;
+  const fraction = opts.fraction ?? DEFAULT_FRACTION;
+  const attempts = opts.attempts ?? DEFAULT_ATTEMPTS;
+  const current: { value: { dir: string; lab: Lab | undefined } | undefined } = { value: undefined };
   // Ctrl-C: stop the lab's processes (they also exit when our IPC channel closes).
   const onSigint = (): void => {
     process.stderr.write('interrupted: stopping the lab\n');
-    const c = current;
+    const c = current.value;
     if (c) process.once('exit', () => rmSync(c.dir, { recursive: true, force: true }));
     void (c?.lab ? c.lab.stop() : Promise.resolve()).finally(() => process.exit(130));
   };
   process.once('SIGINT', onSigint);
+  let calibration: Calibration;
   try {
+    opts.progress?.(
+      `calibration: what this machine carries with no failure (${CALIBRATION_CLIENTS} clients, rate stepped up)`,
+    );
+    calibration = await withLab(
+      'calibration',
+      'off',
+      current,
+      opts.progress,
+      (lab) => calibrate(lab, fraction, opts.progress),
+      (c) => !c.valid,
+    );
+    opts.progress?.(
+      `  capacity ${calibration.capacityEchoesPerSec} echoes/s (bound: ${calibration.bound}); ` +
+        `runs get ${fraction} of it: ${calibration.rateEchoesPerSec} echoes/s` +
+        (calibration.valid ? '' : `; INVALID: ${calibration.invalidReason}`),
+    );
     for (const clients of opts.clients) {
       for (const liveness of opts.liveness) {
-        const echoIntervalMs = echoIntervalFor(clients, opts.rate ?? DEFAULT_ECHO_RATE);
+        const echoIntervalMs = echoIntervalFor(clients, calibration.rateEchoesPerSec);
         const probeIntervalMs = opts.probeIntervalMs ?? echoIntervalMs;
-        const dir = mkdtempSync(join(tmpdir(), `arrow-bench-failover-${clients}-${liveness}-`));
-        current = { dir, lab: undefined };
-        opts.progress?.(
-          `N=${clients} liveness ${liveness}: starting the lab (6 routers, 3 portals, echo server); ` +
-            `per client: echo every ${echoIntervalMs} ms, probe every ${probeIntervalMs} ms when failing`,
-        );
-        const lab = await Lab.start(topology(liveness), { dir, keep: true }).catch((err: Error) => {
-          throw new Error(`the lab did not start (logs in ${dir}): ${err.message}`, { cause: err });
-        });
-        current.lab = lab;
-        let ok = false;
-        try {
-          const run = await measure(
-            lab,
-            { clients, liveness, echoIntervalMs, probeIntervalMs },
-            opts.progress,
+        const earlierInvalid: string[] = [];
+        for (let attempt = 1; ; attempt++) {
+          opts.progress?.(
+            `N=${clients} liveness ${liveness}${attempt > 1 ? ` (attempt ${attempt})` : ''}: starting the lab ` +
+              `(6 routers, 3 portals, echo server); per client: echo every ${echoIntervalMs} ms, ` +
+              `probe every ${probeIntervalMs} ms when failing`,
           );
-          runs.push(run);
+          const run = await withLab(
+            `${clients}-${liveness}`,
+            liveness,
+            current,
+            opts.progress,
+            (lab) =>
+              measure(
+                lab,
+                {
+                  clients,
+                  liveness,
+                  echoIntervalMs,
+                  probeIntervalMs,
+                  attempt,
+                  earlierInvalid: [...earlierInvalid],
+                },
+                calibration,
+                opts.progress,
+              ),
+            (r) => r.recovered < r.clients,
+          );
           opts.progress?.(`  ${runLine(run)}`);
-          ok = true;
-        } catch (err) {
-          throw new Error(`N=${clients} liveness ${liveness}: ${(err as Error).message} (logs in ${dir})`, {
-            cause: err,
-          });
-        } finally {
-          current = undefined;
-          await lab.stop();
-          // Kept for a post-mortem when something failed or some client never recovered.
-          if (ok && runs.at(-1)?.recovered === clients) rmSync(dir, { recursive: true, force: true });
-          else opts.progress?.(`  logs kept in ${dir}`);
+          if (run.valid || attempt >= attempts) {
+            runs.push(run);
+            break;
+          }
+          earlierInvalid.push(run.invalidReason ?? 'invalid');
         }
       }
     }
@@ -287,6 +428,7 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
     process.off('SIGINT', onSigint);
   }
   return {
+    calibration,
     runs,
     targets: checkTargets(runs),
     machine: { cpus: availableParallelism(), node: process.version },
@@ -372,13 +514,351 @@ async function buyPaths(
   return paths;
 }
 
+/** Wall-clock ms with sub-ms precision: the clock routers stamp their events with (one host). */
+const wallNow = (): number => performance.timeOrigin + performance.now();
+
+/** What a router sends its parent over IPC for every dead verdict (src/router/main.ts). */
+interface NeighbourDeadMessage {
+  event: 'neighbour-dead';
+  neighbour: string;
+  hopsMoved: number;
+  hopsStranded: number;
+  at: number;
+}
+
+function isNeighbourDead(m: unknown): m is NeighbourDeadMessage {
+  if (typeof m !== 'object' || m === null) return false;
+  const x = m as Record<string, unknown>;
+  return (
+    x.event === 'neighbour-dead' &&
+    typeof x.neighbour === 'string' &&
+    typeof x.hopsMoved === 'number' &&
+    typeof x.hopsStranded === 'number' &&
+    typeof x.at === 'number'
+  );
+}
+
+/**
+ * Collects every router's dead verdicts, as the routers report them over IPC. Verdicts on
+ * the endpoint are kept (and named `endpoint`): it is no router and does not answer keepalives.
+ */
+class VerdictLog {
+  readonly events: (Omit<Verdict, 'atMs'> & { at: number })[] = [];
+  private readonly detach: (() => void)[] = [];
+
+  constructor(lab: Lab, endpointAddress: string) {
+    const names = new Map(lab.routers.map((r) => [r.address, r.name]));
+    names.set(endpointAddress, 'endpoint');
+    for (const r of lab.routers) {
+      const proc = r.managed?.proc;
+      if (!proc) continue;
+      const onMessage = (m: unknown): void => {
+        if (!isNeighbourDead(m)) return;
+        this.events.push({
+          router: r.name,
+          neighbour: names.get(m.neighbour) ?? m.neighbour,
+          at: m.at,
+          moved: m.hopsMoved,
+          stranded: m.hopsStranded,
+        });
+      };
+      proc.on('message', onMessage);
+      this.detach.push(() => proc.off('message', onMessage));
+    }
+  }
+
+  close(): void {
+    for (const d of this.detach) d();
+  }
+}
+
+/** Percent of one core per role, plus the busiest router, the rest of the machine and idle. */
+function cpuByRole(
+  pids: Record<string, number[]>,
+  routerPids: number[],
+  before: ReturnType<typeof sampleCpu>,
+  after: ReturnType<typeof sampleCpu>,
+): Record<string, number> {
+  const pct = cpuPercent(before, after);
+  const cpu: Record<string, number> = {};
+  for (const [role, list] of Object.entries(pids)) {
+    const used = list.filter((p) => pct.has(p));
+    if (used.length) cpu[role] = Math.round(used.reduce((t, p) => t + pct.get(p)!, 0));
+  }
+  const perRouter = routerPids.filter((p) => pct.has(p)).map((p) => pct.get(p)!);
+  if (perRouter.length) cpu.routerMax = Math.round(Math.max(...perRouter));
+  const machine = machinePercent(before, after);
+  if (machine) {
+    // The rest of the machine: the kernel's loopback work, and anything else running on the host.
+    const ours = Object.entries(cpu).reduce((t, [k, x]) => (k === 'routerMax' ? t : t + x), 0);
+    cpu.other = Math.max(0, Math.round(availableParallelism() * 100 - machine.idle - ours));
+    cpu.idle = Math.round(machine.idle);
+  }
+  return cpu;
+}
+
+function labPids(lab: Lab): { pids: Record<string, number[]>; routers: number[] } {
+  const routers = lab.routers.map((r) => r.managed?.proc.pid ?? -1);
+  return {
+    pids: {
+      bench: [process.pid],
+      routers,
+      portals: lab.isps.map((i) => i.managed.proc.pid ?? -1),
+      echo: lab.servers.map((s) => s.managed.proc.pid ?? -1),
+    },
+    routers,
+  };
+}
+
+/** Waits until every client of `fleet` has had `replies` echoes answered. */
+async function warmUp(fleet: ClientFleet, replies: number, what: string): Promise<void> {
+  const deadline = performance.now() + WARMUP_TIMEOUT_MS;
+  while (fleet.clients.some((c) => c.replies.length < replies)) {
+    if (performance.now() > deadline) {
+      const silent = fleet.clients.filter((c) => c.replies.length < replies).length;
+      throw new Error(
+        `${silent} of ${fleet.clients.length} ${what} clients had no echo answered within ${WARMUP_TIMEOUT_MS} ms`,
+      );
+    }
+    await sleep(20);
+  }
+}
+
+/** Round trips of the echoes sent in [from, to) that came back, and how many did not. */
+function echoesIn(
+  fleet: ClientFleet,
+  from: number,
+  to: number,
+): { rtts: number[]; sent: number; lost: number } {
+  const rtts: number[] = [];
+  let sent = 0;
+  let lost = 0;
+  for (const c of fleet.clients)
+    for (const e of c.echoes) {
+      if (e.sentAt < from || e.sentAt >= to) continue;
+      sent++;
+      if (Number.isNaN(e.repliedAt)) lost++;
+      else rtts.push(e.repliedAt - e.sentAt);
+    }
+  return { rtts, sent, lost };
+}
+
+/**
+ * The unloaded round trip of this lab: a few clients echoing slowly, before any load. The
+ * run's round trips under load are held against it.
+ */
+async function unloadedRtt(endpoint: Endpoint, paths: BoughtPath[]): Promise<number> {
+  const fleet = new ClientFleet(endpoint, paths.slice(0, PILOT_CLIENTS), {
+    detector: BENCH_DETECTOR,
+    echoIntervalMs: PILOT_INTERVAL_MS,
+    tickMs: SCHEDULER_TICK_MS,
+    maxRunMs: WARMUP_TIMEOUT_MS + PILOT_MS + 1000,
+  });
+  try {
+    fleet.start();
+    // The first echoes may beat the routers to their circuits: time only once all are answered.
+    await warmUp(fleet, 2, 'pilot');
+    const from = performance.now();
+    await sleep(PILOT_MS);
+    const to = performance.now();
+    fleet.stopSending();
+    await sleep(HEALTHY_RTT_MS);
+    const { rtts } = echoesIn(fleet, from, to);
+    return round(percentile(rtts, 50), 2);
+  } finally {
+    fleet.close();
+  }
+}
+
+/**
+ * The N = 0 capacity: with no failure, CALIBRATION_CLIENTS clients step the aggregate echo rate
+ * up by CALIBRATION_STEP until a step loses echoes, answers too late for the detector, or the
+ * bench cannot send the rate asked. The capacity is the reply rate of the last step that passed.
+ */
+async function calibrate(
+  lab: Lab,
+  fraction: number,
+  progress: ((line: string) => void) | undefined,
+): Promise<Calibration> {
+  const endpoint = await Endpoint.open('127.0.0.1:0');
+  let fleet: ClientFleet | undefined;
+  try {
+    const paths = await buyPaths(lab, endpoint, CALIBRATION_CLIENTS, BUY_CONCURRENCY);
+    const rttLimit = BENCH_DETECTOR.timeoutMs * CALIBRATION_RTT_SHARE;
+    fleet = new ClientFleet(endpoint, paths, {
+      detector: BENCH_DETECTOR,
+      echoIntervalMs: (CALIBRATION_CLIENTS * 1000) / CALIBRATION_FIRST_RATE,
+      tickMs: SCHEDULER_TICK_MS,
+      maxRunMs: 5 * 60_000,
+    });
+    fleet.start();
+    await warmUp(fleet, 2, 'calibration');
+    const { pids, routers } = labPids(lab);
+    const steps: CalibrationStep[] = [];
+    let bound = `the ramp's top, ${CALIBRATION_MAX_RATE} echoes/s`;
+    for (
+      let target = CALIBRATION_FIRST_RATE;
+      target <= CALIBRATION_MAX_RATE;
+      target = Math.round(target * CALIBRATION_STEP)
+    ) {
+      fleet.setEchoInterval((CALIBRATION_CLIENTS * 1000) / target);
+      await sleep(CALIBRATION_SETTLE_MS);
+      const from = performance.now();
+      const before = sampleCpu(Object.values(pids).flat());
+      await sleep(CALIBRATION_WINDOW_MS);
+      const after = sampleCpu(Object.values(pids).flat());
+      const to = performance.now();
+      // Let the window's last echoes come home before counting them lost.
+      await sleep(HEALTHY_RTT_MS);
+      const { rtts, sent, lost } = echoesIn(fleet, from, to);
+      const seconds = (to - from) / 1000;
+      const step: CalibrationStep = {
+        targetPerSec: target,
+        sentPerSec: Math.round(sent / seconds),
+        repliedPerSec: Math.round((sent - lost) / seconds),
+        lossPct: round(sent ? (100 * lost) / sent : 100, 2),
+        rttMs: { p50: round(percentile(rtts, 50), 2), p99: round(percentile(rtts, 99), 2) },
+        cpu: cpuByRole(pids, routers, before, after),
+        passed: false,
+      };
+      const reason = new Checks()
+        .check(
+          step.lossPct <= CALIBRATION_MAX_LOSS_PCT,
+          `${step.lossPct}% of echoes lost (> ${CALIBRATION_MAX_LOSS_PCT}%)`,
+        )
+        .check(step.rttMs.p99 <= rttLimit, `round trip p99 ${step.rttMs.p99} ms (> ${rttLimit} ms)`)
+        .check(
+          step.sentPerSec >= 0.9 * target,
+          `the bench sent only ${step.sentPerSec} of ${target} echoes/s (the bench is the bound)`,
+        ).result.invalidReason;
+      step.passed = reason === null;
+      if (reason !== null) step.reason = reason;
+      steps.push(step);
+      progress?.(
+        `  ${target} echoes/s asked: ${step.sentPerSec} sent, ${step.repliedPerSec} answered, ` +
+          `${step.lossPct}% lost, RTT p50/p99 ${step.rttMs.p50}/${step.rttMs.p99} ms, ` +
+          `CPU ${cpuText(step.cpu)}${reason ? ` -> stop: ${reason}` : ''}`,
+      );
+      if (reason !== null) {
+        bound = `at ${target} echoes/s, ${reason}`;
+        break;
+      }
+    }
+    const passed = steps.filter((x) => x.passed);
+    const capacity = passed.length
+      ? Math.max(...passed.map((x) => x.repliedPerSec))
+      : steps[0]!.repliedPerSec;
+    // The lowest step's load is light enough to be the unloaded figure; its CPU shows a quiet machine.
+    const first = steps[0]!;
+    const checks = new Checks().check(
+      passed.length > 0,
+      `even ${CALIBRATION_FIRST_RATE} echoes/s failed (${first.reason ?? ''}): the machine is too busy`,
+    );
+    checkCpu(checks, first.cpu);
+    return {
+      ...checks.result,
+      capacityEchoesPerSec: capacity,
+      fraction,
+      rateEchoesPerSec: Math.max(1, Math.round(capacity * fraction)),
+      clients: CALIBRATION_CLIENTS,
+      unloadedRttMs: first.rttMs.p50,
+      bound,
+      steps,
+    };
+  } finally {
+    fleet?.close();
+    await endpoint.close();
+  }
+}
+
+/**
+ * The checks a run must pass to be a result: the load before the kill was carried cleanly
+ * (no loss, no detector firing, no router verdict, round trips near the unloaded ones), with
+ * CPU to spare. Pure, so the rules are tested on their own.
+ */
+export function validateFailoverRun(
+  r: Pick<
+    FailoverRun,
+    | 'clients'
+    | 'samplesBeforeKill'
+    | 'lostBeforeKill'
+    | 'spuriousFailures'
+    | 'falseDeaths'
+    | 'rttMs'
+    | 'unloadedRttMs'
+    | 'preKillTickLateMs'
+    | 'cpu'
+  >,
+  calibration: Pick<Calibration, 'valid'>,
+  detectorTimeoutMs: number = BENCH_DETECTOR.timeoutMs,
+): Validity {
+  const minSamples = Math.max(100, 2 * r.clients);
+  const maxLost = Math.max(1, Math.floor(VALID.lostShare * r.samplesBeforeKill));
+  const maxSpurious = Math.floor(VALID.spuriousShare * r.clients);
+  const maxRttP50 = Math.max(VALID.rttFactor * r.unloadedRttMs, r.unloadedRttMs + VALID.rttSlackMs);
+  const maxRttP99 = detectorTimeoutMs * CALIBRATION_RTT_SHARE;
+  const checks = new Checks()
+    .check(calibration.valid, 'the calibration was invalid')
+    .check(r.unloadedRttMs > 0, 'no unloaded round trip was measured')
+    .check(
+      r.samplesBeforeKill >= minSamples,
+      `too few samples before the kill: ${r.samplesBeforeKill} (< ${minSamples})`,
+    )
+    .check(r.lostBeforeKill <= maxLost, `${r.lostBeforeKill} echoes lost before the kill (> ${maxLost})`)
+    .check(
+      r.spuriousFailures <= maxSpurious,
+      `${r.spuriousFailures} detector firings before the kill (> ${maxSpurious})`,
+    )
+    .check(r.falseDeaths === 0, `${r.falseDeaths} router dead verdicts before the kill`)
+    .check(
+      r.rttMs.p50 <= maxRttP50,
+      `round trip p50 ${r.rttMs.p50} ms before the kill, unloaded ${r.unloadedRttMs} ms (> ${round(maxRttP50, 2)} ms)`,
+    )
+    .check(
+      r.rttMs.p99 <= maxRttP99,
+      `round trip p99 ${r.rttMs.p99} ms before the kill (> ${maxRttP99} ms, half the detector's timeout)`,
+    )
+    .check(
+      r.preKillTickLateMs <= VALID.tickLateMs,
+      `the bench's scheduler ran ${r.preKillTickLateMs} ms late (p99 > ${VALID.tickLateMs} ms)`,
+    );
+  return checkCpu(
+    checks,
+    r.cpu,
+    r.cpu.routerMax === undefined ? undefined : ['the busiest router', r.cpu.routerMax],
+  ).result;
+}
+
+/** The validity thresholds (validateFailoverRun). */
+export const VALID = {
+  /** Echoes lost before the kill: at most this share of the samples (and at least 1 allowed). */
+  lostShare: 0.002,
+  /** Detector firings before the kill: at most this share of the clients. */
+  spuriousShare: 0.01,
+  /** Round trip p50 under load: at most this many times the unloaded one... */
+  rttFactor: 4,
+  /** ...or the unloaded one plus this, whichever is larger. */
+  rttSlackMs: 3,
+  /** The bench's 1 ms scheduler: p99 lateness before the kill. */
+  tickLateMs: 5,
+} as const;
+
 async function measure(
   lab: Lab,
-  run: { clients: number; liveness: LivenessMode; echoIntervalMs: number; probeIntervalMs: number },
+  run: {
+    clients: number;
+    liveness: LivenessMode;
+    echoIntervalMs: number;
+    probeIntervalMs: number;
+    attempt: number;
+    earlierInvalid: string[];
+  },
+  calibration: Calibration,
   progress: ((line: string) => void) | undefined,
 ): Promise<FailoverRun> {
   const endpoint = await Endpoint.open('127.0.0.1:0');
   let fleet: ClientFleet | undefined;
+  const verdictLog = new VerdictLog(lab, endpoint.address);
   try {
     const t0 = performance.now();
     const paths = await buyPaths(lab, endpoint, run.clients, BUY_CONCURRENCY);
@@ -398,6 +878,8 @@ async function measure(
     const victim = lab.routers.find((r) => r.address === victimAddress);
     if (!victim) throw new Error(`no lab router at ${victimAddress}`);
 
+    const unloadedRttMs = await unloadedRtt(endpoint, paths);
+
     const maxRunMs = WARMUP_TIMEOUT_MS + STEADY_MS + RECOVERY_DEADLINE_MS + 10 * run.echoIntervalMs + 10_000;
     fleet = new ClientFleet(endpoint, paths, {
       detector: { ...BENCH_DETECTOR, probeIntervalMs: run.probeIntervalMs },
@@ -409,32 +891,19 @@ async function measure(
 
     // Warm-up: routers learn the circuits from their stores within milliseconds; wait until
     // every client has had echoes answered.
-    const warmDeadline = performance.now() + WARMUP_TIMEOUT_MS;
-    while (fleet.clients.some((c) => c.replies.length < WARMUP_REPLIES)) {
-      if (performance.now() > warmDeadline) {
-        const silent = fleet.clients.filter((c) => c.replies.length < WARMUP_REPLIES).length;
-        throw new Error(
-          `${silent} of ${run.clients} clients had no echo answered within ${WARMUP_TIMEOUT_MS} ms`,
-        );
-      }
-      await sleep(20);
-    }
+    await warmUp(fleet, WARMUP_REPLIES, 'bench');
     // Detectors run from here on; the steady phase shows they stay quiet while the path is healthy.
     fleet.arm();
 
     const measureFrom = performance.now();
-    const pids: Record<string, number[]> = {
-      bench: [process.pid],
-      routers: lab.routers.map((r) => r.managed?.proc.pid ?? -1),
-      portals: lab.isps.map((i) => i.managed.proc.pid ?? -1),
-      echo: lab.servers.map((s) => s.managed.proc.pid ?? -1),
-    };
+    const steadyTicksFrom = fleet.tickLateMs.length;
+    const { pids, routers } = labPids(lab);
     const cpuBefore = sampleCpu(Object.values(pids).flat());
     await sleep(Math.max(STEADY_MS, 3 * run.echoIntervalMs));
     const cpuAfter = sampleCpu(Object.values(pids).flat());
 
     const killAt = performance.now();
-    const killWallMs = Date.now();
+    const killWallMs = wallNow();
     lab.kill(victim.name, 'SIGKILL');
     const ticksBefore = fleet.tickLateMs.length;
     progress?.(`  killed ${victim.name} (${victim.address}) with SIGKILL`);
@@ -447,8 +916,8 @@ async function measure(
     fleet.stopSending();
     await sleep(DRAIN_MS);
     fleet.close();
-    const verdicts = routerDeaths(lab, endpoint.address)
-      .map(({ at, ...d }) => ({ ...d, atMs: at - killWallMs }))
+    const verdicts = verdictLog.events
+      .map(({ at, ...d }) => ({ ...d, atMs: round(at - killWallMs, 1) }))
       .sort((a, b) => a.atMs - b.atMs);
     // Verdicts on the endpoint are left out: it is no router, and it does not answer keepalives.
     const falseDeaths = verdicts.filter((d) => d.atMs < 0 && d.neighbour !== 'endpoint').length;
@@ -459,6 +928,7 @@ async function measure(
     let probed = 0;
     let lost = 0;
     let lostBeforeKill = 0;
+    let samplesBeforeKill = 0;
     let spuriousFailures = 0;
     let failures = 0;
     let echoesSent = 0;
@@ -487,32 +957,25 @@ async function measure(
           lastLossAt = Math.max(lastLossAt, e.sentAt);
         }
         if (e.sentAt < killAt - HEALTHY_RTT_MS) {
+          samplesBeforeKill++;
           if (missing) lostBeforeKill++;
           else rtts.push(e.repliedAt - e.sentAt);
         }
       }
     }
     const late = fleet.tickLateMs.slice(ticksBefore);
+    const steadyLate = fleet.tickLateMs.slice(steadyTicksFrom, ticksBefore);
+    const cpu = cpuByRole(pids, routers, cpuBefore, cpuAfter);
 
-    const pct = cpuPercent(cpuBefore, cpuAfter);
-    const cpu: Record<string, number> = {};
-    for (const [role, list] of Object.entries(pids)) {
-      const used = list.filter((p) => pct.has(p));
-      if (used.length) cpu[role] = Math.round(used.reduce((t, p) => t + pct.get(p)!, 0));
-    }
-    const machine = machinePercent(cpuBefore, cpuAfter);
-    if (machine) {
-      // The rest of the machine: the kernel's loopback work, and anything else running on the host.
-      const ours = Object.values(cpu).reduce((t, x) => t + x, 0);
-      cpu.other = Math.max(0, Math.round(availableParallelism() * 100 - machine.idle - ours));
-      cpu.idle = Math.round(machine.idle);
-    }
-
-    return {
+    const figures = {
       clients: run.clients,
       liveness: run.liveness,
+      attempt: run.attempt,
+      earlierInvalid: run.earlierInvalid,
       echoIntervalMs: run.echoIntervalMs,
+      echoRatePerSec: Math.round((run.clients * 1000) / run.echoIntervalMs),
       probeIntervalMs: run.probeIntervalMs,
+      unloadedRttMs,
       outageMs: summary(outages),
       repairMs: summary(repairs),
       lost,
@@ -520,10 +983,12 @@ async function measure(
       recovered,
       probed,
       failures,
+      samplesBeforeKill,
       lostBeforeKill,
       spuriousFailures,
       echoesSent,
       rttMs: { p50: round(percentile(rtts, 50), 2), p99: round(percentile(rtts, 99), 2) },
+      preKillTickLateMs: round(percentile(steadyLate, 99), 1),
       tickLateMs: { p99: round(percentile(late, 99), 1), max: round(late.length ? Math.max(...late) : 0, 1) },
       setupS: round(setupS, 1),
       victim: victim.name,
@@ -531,41 +996,12 @@ async function measure(
       verdicts,
       cpu,
     };
+    return { ...validateFailoverRun(figures, calibration), ...figures };
   } finally {
+    verdictLog.close();
     fleet?.close();
     await endpoint.close();
   }
-}
-
-/** Every "neighbour dead" verdict in the lab's router logs, with its wall-clock time. */
-function routerDeaths(lab: Lab, endpointAddress: string): (Omit<Verdict, 'atMs'> & { at: number })[] {
-  const names = new Map(lab.routers.map((r) => [r.address, r.name]));
-  names.set(endpointAddress, 'endpoint');
-  const out: (Omit<Verdict, 'atMs'> & { at: number })[] = [];
-  for (const r of lab.routers) {
-    let text: string;
-    try {
-      text = readFileSync(join(lab.dir, 'logs', `router-${r.name}.log`), 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
-      if (!line.includes('neighbour dead')) continue;
-      try {
-        const e = JSON.parse(line) as { time: number; neighbour: string; moved: number; stranded: number };
-        out.push({
-          router: r.name,
-          neighbour: names.get(e.neighbour) ?? e.neighbour,
-          at: e.time,
-          moved: e.moved,
-          stranded: e.stranded,
-        });
-      } catch {
-        // a line cut short by the kill
-      }
-    }
-  }
-  return out;
 }
 
 /** Echoes flow again: some reply answers an echo sent after the kill, and no failure is open. */
@@ -618,8 +1054,10 @@ export function checkTargets(runs: FailoverRun[]): FailoverReport['targets'] {
   const at = (n: number, m: LivenessMode): FailoverRun | undefined =>
     runs.find((r) => r.clients === n && r.liveness === m);
 
+  const invalid = (r: FailoverRun): string => `N = ${r.clients} INVALID: ${r.invalidReason ?? ''}`;
   const repairResults = modes.map((m) => {
     const r = at(maxN, m)!;
+    if (!r.valid) return { liveness: m, clients: maxN, value: null, met: false, note: invalid(r) };
     const value = r.probed > 0 ? r.repairMs.p99 : null;
     return {
       liveness: m,
@@ -632,6 +1070,8 @@ export function checkTargets(runs: FailoverRun[]): FailoverReport['targets'] {
   const flatResults = modes.map((m) => {
     const lo = at(minN, m)!;
     const hi = at(maxN, m)!;
+    const bad = [lo, hi].find((x) => !x.valid);
+    if (bad) return { liveness: m, value: null, met: false, note: invalid(bad) };
     // Ratios need a repair measured at both ends; with no client probing there is nothing to compare.
     const value =
       lo.probed > 0 && hi.probed > 0 && lo.repairMs.p99 > 0
@@ -648,12 +1088,16 @@ export function checkTargets(runs: FailoverRun[]): FailoverReport['targets'] {
   });
   const outageResults = runs
     .filter((r) => r.liveness === 'on')
-    .map((r) => ({
-      liveness: r.liveness,
-      clients: r.clients,
-      value: r.outageMs.p99,
-      met: r.recovered === r.clients && r.outageMs.p99 < TARGETS.livenessOutageP99Ms,
-    }));
+    .map((r) =>
+      r.valid
+        ? {
+            liveness: r.liveness,
+            clients: r.clients,
+            value: r.outageMs.p99,
+            met: r.recovered === r.clients && r.outageMs.p99 < TARGETS.livenessOutageP99Ms,
+          }
+        : { liveness: r.liveness, clients: r.clients, value: null, met: false, note: invalid(r) },
+    );
   return {
     repairP99: {
       limit: TARGETS.repairP99Ms,
@@ -678,7 +1122,14 @@ export function checkTargets(runs: FailoverRun[]): FailoverReport['targets'] {
 
 const f1 = (n: number): string => n.toFixed(1);
 
+function cpuText(cpu: Record<string, number>): string {
+  return Object.entries(cpu)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+}
+
 function runLine(r: FailoverRun): string {
+  if (!r.valid) return `INVALID (not a result): ${r.invalidReason}`;
   return (
     `outage p50/p99/max ${f1(r.outageMs.p50)}/${f1(r.outageMs.p99)}/${f1(r.outageMs.max)} ms, ` +
     `repair ${r.probed ? `${f1(r.repairMs.p50)}/${f1(r.repairMs.p99)}/${f1(r.repairMs.max)} ms` : '- (no client probed)'}, ` +
@@ -703,11 +1154,15 @@ export function formatFailoverReport(r: FailoverReport): string {
     'last loss',
     'lost pre-kill',
     'recovered',
-    'RTT p99',
+    'RTT p50/p99',
+    'echoes/s',
     'CPU % (steady)',
   ];
   const rows = r.runs.map((x) => {
     const rep = (v: number): string => (x.probed ? f1(v) : '-');
+    const lead = [x.clients, x.liveness, x.echoIntervalMs, x.probeIntervalMs].map(String);
+    // An invalid run shows why, never its figures.
+    if (!x.valid) return [...lead, `INVALID: ${x.invalidReason ?? ''}`, ...header.slice(5).map(() => '')];
     return [
       String(x.clients),
       x.liveness,
@@ -724,13 +1179,15 @@ export function formatFailoverReport(r: FailoverReport): string {
       `+${f1(x.lastLossMs)}`,
       String(x.lostBeforeKill),
       `${x.recovered}/${x.clients}`,
-      f1(x.rttMs.p99),
-      Object.entries(x.cpu)
-        .map(([k, v]) => `${k} ${v}`)
-        .join(', '),
+      `${f1(x.rttMs.p50)}/${f1(x.rttMs.p99)} (unloaded ${f1(x.unloadedRttMs)})`,
+      String(x.echoRatePerSec),
+      cpuText(x.cpu),
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  // An INVALID cell spans the row: it does not widen the outage column.
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.filter((row) => !row[4]!.startsWith('INVALID')).map((row) => row[i]!.length)),
+  );
   const line = (cells: string[]): string =>
     cells
       .map((c, i) => (i === 1 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
@@ -741,6 +1198,7 @@ export function formatFailoverReport(r: FailoverReport): string {
   const v = (x: { value: number | null; note?: string }, unit = ' ms'): string =>
     x.value === null ? `n/a (${x.note ?? 'no value'})` : `${x.value}${unit}`;
   const d = BENCH_DETECTOR;
+  const c = r.calibration;
   return [
     `ARROW failover vs number of clients: SIGKILL the middle ISP's router that every circuit crosses`,
     `machine: ${r.machine.cpus} CPU(s), Node ${r.machine.node}; 3 ISPs x 1 PoP x 2 routers, real processes; ` +
@@ -749,11 +1207,25 @@ export function formatFailoverReport(r: FailoverReport): string {
     'over the clients that probed (the others found the path repaired before their timeout); last loss = when the',
     'last echo that was lost (any client) was sent, after the kill. Times in ms.',
     '',
+    `calibration (no failure, ${c.clients} clients, rate stepped up): capacity ${c.capacityEchoesPerSec} echoes/s ` +
+      `(${c.bound}); unloaded RTT p50 ${c.unloadedRttMs} ms; every run gets ${c.fraction} of it, ` +
+      `${c.rateEchoesPerSec} echoes/s` +
+      (c.valid ? '' : `; INVALID: ${c.invalidReason}`),
+    ...c.steps.map(
+      (x) =>
+        `  ${String(x.targetPerSec).padStart(6)}/s asked: ${x.sentPerSec} sent, ${x.repliedPerSec} answered, ` +
+        `${x.lossPct}% lost, RTT p50/p99 ${x.rttMs.p50}/${x.rttMs.p99} ms; CPU ${cpuText(x.cpu)}` +
+        (x.passed ? '' : ` -- ${x.reason ?? 'failed'}`),
+    ),
+    'a run is INVALID (shown instead of its figures) when, before the kill, echoes were lost, a detector fired,',
+    'a router declared a false death, round trips rose far above the unloaded ones, a router was CPU-bound, or',
+    'the machine had no idle CPU.',
+    '',
     line(header),
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),
     '',
-    "routers' verdicts (from their logs: router -> neighbour it declared dead, ms after the kill, hops moved):",
+    "routers' verdicts (their neighbour-dead events: router -> neighbour it declared dead, ms after the kill, hops moved):",
     ...r.runs.map(
       (x) =>
         `  N=${x.clients} liveness ${x.liveness}: ` +
@@ -767,7 +1239,10 @@ export function formatFailoverReport(r: FailoverReport): string {
               .join('; ')
           : 'none') +
         (x.spuriousFailures ? `; ${x.spuriousFailures} detector firing(s) BEFORE the kill` : '') +
-        (x.failures > x.probed ? `; ${x.failures - x.probed} repaired client(s) failed again` : ''),
+        (x.failures > x.probed ? `; ${x.failures - x.probed} repaired client(s) failed again` : '') +
+        (x.earlierInvalid.length
+          ? `; after ${x.earlierInvalid.length} INVALID attempt(s): ${x.earlierInvalid.join(' | ')}`
+          : ''),
     ),
     '',
     'targets:',

@@ -8,7 +8,7 @@ import type { CircuitInput } from '../store/circuit.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import { HEADER_LENGTH, MAX_DATAGRAM } from '../wire/header.js';
-import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
+import { cpuPercent, isGone, machinePercent, sampleCpu } from './cpu.js';
 import { isReply, type Payload, type Reply, type Request } from './protocol.js';
 import {
   buildReport,
@@ -115,6 +115,8 @@ export async function runForwardBench(opts: ForwardBenchOptions): Promise<Forwar
   } finally {
     // On failure the logs stay for a look; the error message names the directory.
     await rig.stop({ keepDir: failed });
+    if (failed && rig.rejections.length)
+      process.stderr.write(`also failed while stopping:\n  ${rig.rejections.join('\n  ')}\n`);
   }
 }
 
@@ -139,6 +141,8 @@ class Rig {
   private sender: Worker | undefined;
   private sink: Worker | undefined;
   private nextId = 1;
+  /** Rejections of replies awaited later (see `expect`), for the report of a failed run. */
+  readonly rejections: string[] = [];
   /** Ctrl-C must not leave a flooding sender behind. The children also exit when our IPC channel closes. */
   private readonly onSigint = (): void => {
     for (const w of this.workers) w.managed.proc.kill('SIGKILL');
@@ -340,8 +344,10 @@ class Rig {
       proc.on('message', onMessage);
       proc.once('exit', onExit);
     });
-    // Awaited later, possibly after it settles: mark it handled so an early rejection is not "unhandled".
-    p.catch(() => {});
+    // Awaited later, possibly after it settles: handled here so an early rejection is not
+    // "unhandled". The awaiting caller still gets it; one never awaited (an earlier step failed
+    // first) is kept and reported with that failure.
+    p.catch((err: Error) => this.rejections.push(`${w.name} ${op}: ${err.message.split('\n', 1)[0]}`));
     return p;
   }
 
@@ -378,7 +384,8 @@ function logTail(w: Worker, lines = 15): string {
   let text: string;
   try {
     text = readFileSync(w.managed.logPath, 'utf8').trimEnd();
-  } catch {
+  } catch (err) {
+    if (!isGone(err)) throw err;
     text = '';
   }
   const tail = text ? text.split('\n').slice(-lines).join('\n') : '(empty)';

@@ -296,8 +296,9 @@ class CreateClient {
               let msg = text.slice(0, 300);
               try {
                 msg = (JSON.parse(text) as { message?: string }).message ?? msg;
-              } catch {
-                // not JSON: keep the text
+              } catch (err) {
+                // Not JSON: the text itself is the message.
+                if (!(err instanceof SyntaxError)) throw err;
               }
               return reject(new Error(`HTTP ${res.statusCode}: ${msg}`));
             }

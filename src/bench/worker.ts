@@ -103,15 +103,26 @@ async function bindSocket(listen: string): Promise<Socket> {
  * work (header check, table lookup, rewrite) is compared against.
  */
 function startRelay(socket: Socket, to: { host: string; port: number }): void {
-  socket.on('error', () => {});
+  countErrors(socket, 'relay');
   socket.on('message', (m) => socket.send(m, to.port, to.host));
+}
+
+/**
+ * Socket errors (an ICMP unreachable surfacing as ECONNREFUSED) must not kill a worker mid-run;
+ * they are counted and the first, and then every 1000th, goes to the worker's log.
+ */
+function countErrors(socket: Socket, role: string): void {
+  let errors = 0;
+  socket.on('error', (err) => {
+    if (errors++ % 1000 === 0) console.error(`bench ${role}: socket error ${errors}: ${err.message}`);
+  });
 }
 
 /** The sink counts every datagram; a measurement reads the counters at both ends of its window. */
 function sinkHandler(socket: Socket): (req: Request) => void {
   let packets = 0;
   let bytes = 0;
-  socket.on('error', () => {});
+  countErrors(socket, 'sink');
   socket.on('message', (m) => {
     packets++;
     bytes += m.length;

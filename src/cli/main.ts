@@ -468,14 +468,20 @@ bench
   .option('--json', 'print JSON')
   .option('--out <dir>', 'where failover.png (the plot) is written', './bench-out')
   .option(
-    '--rate <echoes/s>',
-    'aggregate echo budget: above it each client echoes less often than every 10 ms',
-    (v) => positiveInt(v, '--rate'),
-    4000,
+    '--fraction <share>',
+    "share of the calibrated capacity (the failure-free echoes/s this machine carries, measured first) each run's clients echo at",
+    (v) => positiveNumber(v, '--fraction'),
+    0.5,
+  )
+  .option(
+    '--attempts <n>',
+    'tries per run, each in a fresh lab, while its pre-kill checks say INVALID',
+    (v) => positiveInt(v, '--attempts'),
+    2,
   )
   .option(
     '--probe-interval <ms>',
-    "each client's probe interval while failing (default: its echo interval, so probes keep to --rate)",
+    "each client's probe interval while failing (default: its echo interval, so probes keep to the calibrated rate)",
     (v) => positiveInt(v, '--probe-interval'),
   )
   .action(
@@ -484,7 +490,8 @@ bench
       liveness: 'on' | 'off' | 'both';
       json?: boolean;
       out: string;
-      rate: number;
+      fraction: number;
+      attempts: number;
       probeInterval?: number;
     }) => {
       const { runFailoverBenchCommand } = await import('../bench/failover.js');

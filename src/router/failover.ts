@@ -54,6 +54,16 @@ const RECORD_CHUNK = 128;
  * re-checked in the background; BFD-style keepalives (on by default) find deaths
  * without any customer traffic.
  */
+/** A neighbour this router declared dead, and what the verdict did to its hops. */
+export interface NeighbourDeadEvent {
+  /** The neighbour's address, `host:port`. */
+  neighbour: string;
+  /** Hops moved to an alternative. */
+  hopsMoved: number;
+  /** Hops left with no live alternative. */
+  hopsStranded: number;
+}
+
 export class Failover implements Control {
   readonly neighbours: Neighbours;
   readonly counters: FailoverCounters = {
@@ -92,6 +102,11 @@ export class Failover implements Control {
   private readonly timers: NodeJS.Timeout[] = [];
   private keepaliveSeq = 0n;
   private readonly clock = (): number => performance.now();
+  /**
+   * Told of every dead verdict, as it is made: a structured event for whoever watches the
+   * router (`arrow bench failover` gets it over IPC), so nobody has to search the log.
+   */
+  onNeighbourDead: ((e: NeighbourDeadEvent) => void) | undefined;
 
   constructor(
     private readonly table: ForwardingTable,
@@ -242,6 +257,7 @@ export class Failover implements Control {
       },
       'neighbour dead: circuits moved to alternatives',
     );
+    this.onNeighbourDead?.({ neighbour: key, hopsMoved: moved.length, hopsStranded: stranded });
     // The probes that found it dead carry on along the repaired hops, so the path heals end to end.
     const waiting = this.pending.get(key) ?? new Map<Hop, Buffer>();
     this.pending.delete(key);

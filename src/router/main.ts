@@ -21,6 +21,12 @@ export async function runRouter(configPath: string): Promise<void> {
         at: now(),
       });
   }
+  if (process.send) {
+    // A parent (the lab, a benchmark) learns of every dead verdict as a structured event,
+    // stamped like the table events: wall-clock ms, comparable across processes on one host.
+    router.failover.onNeighbourDead = (e) =>
+      process.send?.({ event: 'neighbour-dead', ...e, at: performance.timeOrigin + performance.now() });
+  }
   await router.start();
   const shutdown = async (): Promise<void> => {
     await router.stop();
