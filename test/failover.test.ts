@@ -13,7 +13,9 @@ import { encode, PacketType } from '../src/wire/header.js';
 import { eventually, routerStats, sendRaw, statsOf } from './helpers/network.js';
 
 // Three ISPs in a row (alpha -> beta -> gamma), plus delta beside beta for disjoint standbys.
-// Every router, portal and the echo server is a real process on loopback.
+// Every router, portal and the echo server is a real process on loopback. The routers run the
+// default neighbour liveness (200 ms x 3): these tests are about the customer's probe, which
+// repairs within the link timeout, long before a 600 ms liveness verdict could.
 const topology: Topology = defaultTopology();
 topology.statsIntervalMs = 100;
 const beta = topology.isps[1]!;

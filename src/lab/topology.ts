@@ -114,7 +114,7 @@ export const TopologySchema = Type.Object(
     failover: Type.Optional(
       Type.Unknown({
         description:
-          "router failover settings for every router (the router config's `failover` section, docs/operations.md)",
+          "router failover settings for every router (the router config's `failover` section, docs/operations.md); neighbour liveness is on by default (200 ms × 3), `{liveness: {enabled: false}}` turns it off",
       }),
     ),
   },
