@@ -132,9 +132,7 @@ for (const [target, rule] of [
       assert.equal(r.status, 403, r.message);
       assert.match(
         r.message,
-        new RegExp(
-          `^deliver\\.target .* refused by this ISP's egress target policy \\(rule ${rule}\\)`,
-        ),
+        new RegExp(`^deliver\\.target .* refused by this ISP's egress target policy \\(rule ${rule}\\)`),
       );
       assert.equal(await count(store), before);
     }

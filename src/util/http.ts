@@ -81,6 +81,14 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
       plugins: [registerAddressFormats],
     },
     bodyLimit: o.bodyLimit,
+    // Responses are serialized against the same schemas: the serializer's own Ajv needs the formats too.
+    serializerOpts: {
+      ajv: {
+        formats: Object.fromEntries(
+          Object.entries(addressFormats).map(([name, validate]) => [name, { type: 'string', validate }]),
+        ),
+      },
+    },
     // Three synchronous log lines per request cost ~15% of a create; services log what matters themselves.
     disableRequestLogging: true,
   }) as unknown as FastifyInstance;
@@ -95,13 +103,11 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
     (err: Error & { statusCode?: number; validation?: unknown; validationContext?: string }, req, reply) => {
       const known = o.clientError?.(err);
       if (known)
-        return reply
-          .code(known.statusCode)
-          .send({
-            statusCode: known.statusCode,
-            error: statusText(known.statusCode),
-            message: known.message,
-          });
+        return reply.code(known.statusCode).send({
+          statusCode: known.statusCode,
+          error: statusText(known.statusCode),
+          message: known.message,
+        });
       if (err.validation) {
         const message = validationMessage(err.validation, err.validationContext, err.message);
         return reply.code(400).send({ statusCode: 400, error: statusText(400), message });
