@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChangeEvent, CircuitInput } from '../../src/store/circuit.js';
-import { CapacityError, ConflictError, NotFoundError, type CircuitStore } from '../../src/store/store.js';
+import {
+  CapacityError,
+  ConflictError,
+  InvalidRecordError,
+  NotFoundError,
+  type CircuitStore,
+} from '../../src/store/store.js';
 import { newAuthenticator } from '../../src/wire/authenticator.js';
 
 export function circuitInput(over: Partial<CircuitInput> = {}): CircuitInput {
@@ -52,6 +58,24 @@ export function storeConformance(name: string, open: () => Promise<CircuitStore>
       }
     });
   };
+
+  withStore('refuses a record no router could compile, and writes nothing', async (s) => {
+    for (const action of [
+      { kind: 'forward' as const, next: { addresses: ['1.2.3.4:70000'], auth: newAuthenticator() } },
+      { kind: 'deliver-udp' as const, target: 'example.com:5' },
+      { kind: 'deliver-endpoint' as const, addresses: ['127.0.0.1:0'] },
+    ]) {
+      const bad = circuitInput({ action });
+      await assert.rejects(s.create(bad), InvalidRecordError);
+      assert.equal(await s.get(bad.auth), undefined);
+    }
+    const good = await s.create(circuitInput());
+    await assert.rejects(
+      s.update(good.auth, { action: { kind: 'deliver-udp', target: '999.1.1.1:5' } }),
+      (err: Error) => err instanceof InvalidRecordError && /action\.target: .*999\.1\.1\.1/.test(err.message),
+    );
+    assert.deepEqual(await s.get(good.auth), good);
+  });
 
   withStore('create, get, list by owner', async (s) => {
     const a = await s.create(circuitInput({ owner: 'acme' }));
