@@ -150,6 +150,14 @@ export async function createHttpApp(o: HttpAppOptions): Promise<FastifyInstance>
       plugins: [registerAddressFormats],
     },
     bodyLimit: o.bodyLimit,
+    // Responses are serialized against the same schemas: the serializer's own Ajv needs the formats too.
+    serializerOpts: {
+      ajv: {
+        formats: Object.fromEntries(
+          Object.entries(addressFormats).map(([name, validate]) => [name, { type: 'string', validate }]),
+        ),
+      },
+    },
     // Three synchronous log lines per request cost ~15% of a create; services log what matters themselves.
     disableRequestLogging: true,
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),

@@ -5,6 +5,7 @@ import {
   CapacityError,
   ConflictError,
   IdempotencyMismatchError,
+  InvalidRecordError,
   NotFoundError,
   type CircuitStore,
 } from '../../src/store/store.js';
@@ -58,6 +59,24 @@ export function storeConformance(name: string, open: () => Promise<CircuitStore>
       }
     });
   };
+
+  withStore('refuses a record no router could compile, and writes nothing', async (s) => {
+    for (const action of [
+      { kind: 'forward' as const, next: { addresses: ['1.2.3.4:70000'], auth: newAuthenticator() } },
+      { kind: 'deliver-udp' as const, target: 'example.com:5' },
+      { kind: 'deliver-endpoint' as const, addresses: ['127.0.0.1:0'] },
+    ]) {
+      const bad = circuitInput({ action });
+      await assert.rejects(s.create(bad), InvalidRecordError);
+      assert.equal(await s.get(bad.auth), undefined);
+    }
+    const good = await s.create(circuitInput());
+    await assert.rejects(
+      s.update(good.auth, { action: { kind: 'deliver-udp', target: '999.1.1.1:5' } }),
+      (err: Error) => err instanceof InvalidRecordError && /action\.target: .*999\.1\.1\.1/.test(err.message),
+    );
+    assert.deepEqual(await s.get(good.auth), good);
+  });
 
   withStore('create, get, list by owner', async (s) => {
     const a = await s.create(circuitInput({ owner: 'acme' }));
