@@ -13,7 +13,10 @@ export const AtlasConfigSchema = Type.Object(
       Type.Boolean({ description: 'serve plain HTTP on a non-loopback address without `tls`' }),
     ),
     ca: Type.Optional(
-      Type.String({ minLength: 1, description: "PEM file of a CA that signed portals' certificates (besides the system's)" }),
+      Type.String({
+        minLength: 1,
+        description: "PEM file of a CA that signed portals' certificates (besides the system's)",
+      }),
     ),
     isps: Type.Array(
       Type.Object(

@@ -137,10 +137,12 @@ lab
     '--no-tls',
     'serve portals and the atlas over plain HTTP (default: HTTPS with a CA made for the lab, <dir>/ca.pem; clients need --ca)',
   )
-  .action(async (file: string, o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean; tls: boolean }) => {
-    const { runLabUp } = await import('./lab.js');
-    await runLabUp(file, o);
-  });
+  .action(
+    async (file: string, o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean; tls: boolean }) => {
+      const { runLabUp } = await import('./lab.js');
+      await runLabUp(file, o);
+    },
+  );
 lab
   .command('down')
   .description(

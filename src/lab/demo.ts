@@ -310,9 +310,7 @@ async function askAtlas(
   const enough = 10;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const m = (await fetch(`${url}/measurements`).then((r) => r.json())) as {
-      pairs: { key: string; samples: number; latencyMs: number | null; lossPct: number | null }[];
-    };
+    const m = await atlas.measurements();
     if (m.pairs.length > 0 && m.pairs.every((p) => p.samples >= enough)) {
       for (const p of m.pairs)
         print(
