@@ -433,7 +433,10 @@ export class SlaSampler {
     } catch (err) {
       // The next sample catches up; a store down for long shows as a growing count.
       if (this.failedSamples++ % 100 === 0)
-        this.log?.warn({ err: (err as Error).message, failedSamples: this.failedSamples }, 'SLA sample skipped');
+        this.log?.warn(
+          { err: (err as Error).message, failedSamples: this.failedSamples },
+          'SLA sample skipped',
+        );
     } finally {
       this.busy = false;
     }
