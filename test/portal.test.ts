@@ -7,7 +7,8 @@ import { buildPortal } from '../src/portal/server.js';
 import type { PortalConfig } from '../src/portal/config.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { newAuthenticator } from '../src/wire/authenticator.js';
-import { hashApiKey } from '../src/portal/accounts.js';
+import { AccountKeys, hashApiKey } from '../src/portal/accounts.js';
+import { checkPortalConfig } from '../src/portal/config.js';
 
 // The portal's HTTP behaviour, on a real SQLite store, through fastify's request injection.
 const dir = mkdtempSync(join(tmpdir(), 'arrow-portal-test-'));
@@ -224,4 +225,108 @@ test('unknown routes and malformed authenticators in paths get clear 4xx', async
   const bad = await app.inject({ method: 'GET', url: '/circuits/XYZ/stats', headers: acme });
   assert.equal(bad.statusCode, 400);
   assert.match(bad.json().message, /params\/auth/);
+});
+
+test('Idempotency-Key: a retry returns the same circuit and sells nothing twice; another body is 422', async () => {
+  for (const c of await store.list()) await store.delete(c.auth);
+  const body = { ingressPop: 'ams', egressPop: 'fra', bandwidthMbps: 60, deliver };
+  const post = (b: object, key: string, headers = acme) =>
+    app.inject({
+      method: 'POST',
+      url: '/circuits',
+      headers: { ...headers, 'idempotency-key': key },
+      payload: b,
+    });
+  const first = await post(body, 'order-1');
+  assert.equal(first.statusCode, 201);
+  assert.equal(first.headers['idempotent-replayed'], undefined);
+  // Same body with its fields in another order: the same request. 60 + 60 would not fit in 100.
+  const retry = await post({ deliver, bandwidthMbps: 60, egressPop: 'fra', ingressPop: 'ams' }, 'order-1');
+  assert.equal(retry.statusCode, 201);
+  assert.equal(retry.headers['idempotent-replayed'], 'true');
+  assert.deepEqual(retry.json(), first.json());
+  assert.equal((await store.list()).length, 1);
+  const offers = await app.inject({ method: 'GET', url: '/offers' });
+  assert.equal(offers.json().offers[0].availableMbps, 40, 'billed once');
+
+  const other = await post({ ...body, bandwidthMbps: 5 }, 'order-1');
+  assert.equal(other.statusCode, 422);
+  assert.match(other.json().message, /Idempotency-Key "order-1" was already used for a different request/);
+  // Scoped to the account: zeta's order-1 is zeta's own.
+  const zetas = await post({ ...body, bandwidthMbps: 5 }, 'order-1', zeta);
+  assert.equal(zetas.statusCode, 201);
+  assert.notEqual(zetas.json().auth, first.json().auth);
+  assert.equal((await store.list()).length, 2);
+
+  const badKey = await post(body, 'has space');
+  assert.equal(badKey.statusCode, 400);
+  assert.match(badKey.json().message, /idempotency-key/);
+});
+
+test('Idempotency-Key survives a portal restart: a new portal on the same store replays the key', async () => {
+  const body = { ingressPop: 'ams', egressPop: 'fra', bandwidthMbps: 1, deliver };
+  const headers = { ...acme, 'idempotency-key': 'restart-1' };
+  const before = await app.inject({ method: 'POST', url: '/circuits', headers, payload: body });
+  assert.equal(before.statusCode, 201);
+  const count = (await store.list()).length;
+  // A second portal process's view: its own store connection and app, as after a restart.
+  const store2 = new SqliteStore(join(dir, 'isp.db'));
+  const app2 = await buildPortal({ config, store: store2 });
+  try {
+    const after2 = await app2.inject({ method: 'POST', url: '/circuits', headers, payload: body });
+    assert.equal(after2.statusCode, 201);
+    assert.equal(after2.json().auth, before.json().auth);
+    // Two portals racing one new key: one circuit.
+    const race = { ...acme, 'idempotency-key': 'race-1' };
+    const [a, b] = await Promise.all([
+      app.inject({ method: 'POST', url: '/circuits', headers: race, payload: body }),
+      app2.inject({ method: 'POST', url: '/circuits', headers: race, payload: body }),
+    ]);
+    assert.equal(a.json().auth, b.json().auth);
+    assert.equal((await store.list()).length, count + 1);
+  } finally {
+    await app2.close();
+    await store2.close();
+  }
+});
+
+test('API keys: the config holds salted hashes only, a clear key is refused, a wrong key is 401', async () => {
+  for (const a of config.accounts) {
+    assert.equal(a.apiKey, undefined);
+    assert.match(a.apiKeyHash!, /^scrypt\$16384\$8\$1\$/);
+    assert.ok(!a.apiKeyHash!.includes('key-0000000000'));
+  }
+  // Same key, two hashes: the salt is per key.
+  assert.notEqual(await hashApiKey('acme-key-0000000000'), config.accounts[0]!.apiKeyHash);
+  const clear = checkPortalConfig({ ...config, accounts: [{ name: 'acme', apiKey: 'acme-key-0000000000' }] });
+  assert.match(clear.join('\n'), /apiKey in clear is not accepted; store apiKeyHash/);
+  const wrong = await app.inject({
+    method: 'GET',
+    url: '/circuits',
+    headers: { authorization: 'Bearer acme-key-0000000001' },
+  });
+  assert.equal(wrong.statusCode, 401);
+  const keys = new AccountKeys(config.accounts);
+  assert.equal(await keys.account('zeta-key-0000000000'), 'zeta');
+  assert.equal(await keys.account('zeta-key-0000000000'), 'zeta', 'from the cache');
+  assert.equal(await keys.account('acme-key-000000000'), undefined);
+});
+
+test('rate limit per account: 429 with Retry-After beyond the limit; other accounts unaffected', async () => {
+  const limited = await buildPortal({
+    config: { ...config, rateLimit: { max: 3, windowMs: 60_000 } },
+    store,
+  });
+  try {
+    const get = (headers: Record<string, string>) =>
+      limited.inject({ method: 'GET', url: '/circuits', headers });
+    for (let i = 0; i < 3; i++) assert.equal((await get(acme)).statusCode, 200);
+    const over = await get(acme);
+    assert.equal(over.statusCode, 429);
+    assert.ok(Number(over.headers['retry-after']) > 0, `Retry-After: ${over.headers['retry-after']}`);
+    assert.match(over.json().message, /rate limit of 3 requests per 60000 ms exceeded for this account/);
+    assert.equal((await get(zeta)).statusCode, 200, 'zeta has its own budget');
+  } finally {
+    await limited.close();
+  }
 });

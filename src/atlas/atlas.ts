@@ -178,7 +178,8 @@ export async function fetchJson(url: string): Promise<unknown> {
   try {
     return JSON.parse(res.text);
   } catch (err) {
-    if (err instanceof SyntaxError) throw new Error(`GET ${url}: non-JSON answer: ${err.message}`);
+    if (err instanceof SyntaxError)
+      throw new Error(`GET ${url}: non-JSON answer: ${err.message}`, { cause: err });
     throw err;
   }
 }

@@ -185,7 +185,8 @@ async function hopsOf(
  */
 export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promise<Demo> {
   const print = opts.print ?? (() => {});
-  const lab = await Lab.start(topology);
+  // Over HTTPS, as an ISP would run it: the lab makes a CA, and this process trusts it.
+  const lab = await Lab.start(topology, { tls: true });
   try {
     const server = lab.servers[0];
     if (!server) throw new Error('the topology needs a udp-echo server for the demo');
@@ -310,9 +311,7 @@ async function askAtlas(
   const enough = 10;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const m = (await fetch(`${url}/measurements`).then((r) => r.json())) as {
-      pairs: { key: string; samples: number; latencyMs: number | null; lossPct: number | null }[];
-    };
+    const m = await atlas.measurements();
     if (m.pairs.length > 0 && m.pairs.every((p) => p.samples >= enough)) {
       for (const p of m.pairs)
         print(

@@ -257,7 +257,10 @@ export class Lab {
       ),
       refreshMs: 2000,
       measure: { intervalMs: a.measureIntervalMs, echoes: a.echoes, timeoutMs: 500, history: a.history },
-      ...(this.ca ? { tls: await this.ca.issue('atlas', host), ca: this.ca.path } : {}),
+      // Without TLS, a netns lab's 10.77/16 is a private network of namespaces: plain HTTP is allowed there.
+      ...(this.ca
+        ? { tls: await this.ca.issue('atlas', host), ca: this.ca.path }
+        : { allowPlainHttp: this.netns }),
     };
     const path = join(this.dir, 'atlas.yaml');
     writeFileSync(path, stringify(config));
@@ -331,7 +334,9 @@ export class Lab {
       ),
       // Benchmarks drive thousands of creates a second through one account.
       rateLimit: { max: 100_000, windowMs: 1000 },
-      ...(this.ca ? { tls: await this.ca.issue(`portal-${isp.name}`, portalHost) } : {}),
+      ...(this.ca
+        ? { tls: await this.ca.issue(`portal-${isp.name}`, portalHost) }
+        : { allowPlainHttp: this.netns }),
       // The whole lab lives on one address plan that a production policy refuses (loopback, or
       // the netns lab's private net): open it explicitly. Production ISPs keep the default.
       targetPolicy: { allow: [this.netns ? `${LAB_NET}.0.0/16` : '127.0.0.0/8'], deny: [], internal: [] },

@@ -411,7 +411,7 @@ export class SlaSampler {
     private readonly store: CircuitStore,
     readonly monitor: SlaMonitor,
     private readonly intervalMs: number,
-    private readonly log?: { debug(obj: object, msg: string): void },
+    private readonly log?: { warn(obj: object, msg: string): void },
   ) {}
 
   start(): void {
@@ -421,6 +421,9 @@ export class SlaSampler {
     void this.sample();
   }
 
+  /** Samples that could not read the store (logged once per hundred). */
+  failedSamples = 0;
+
   /** One read, now. */
   async sample(): Promise<void> {
     if (this.busy) return;
@@ -428,7 +431,12 @@ export class SlaSampler {
     try {
       this.monitor.ingest(await this.store.listRouterStats());
     } catch (err) {
-      this.log?.debug({ err: (err as Error).message }, 'SLA sample skipped');
+      // The next sample catches up; a store down for long shows as a growing count.
+      if (this.failedSamples++ % 100 === 0)
+        this.log?.warn(
+          { err: (err as Error).message, failedSamples: this.failedSamples },
+          'SLA sample skipped',
+        );
     } finally {
       this.busy = false;
     }
