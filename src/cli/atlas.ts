@@ -3,8 +3,8 @@ import { parse } from 'yaml';
 import { AtlasClient } from '../atlas/client.js';
 import type { PathQuery } from '../atlas/query.js';
 import { formatAnswer } from '../atlas/format.js';
-import { AtlasConnection } from '../endpoint/connect.js';
-import { logFailoverEvents } from '../endpoint/failover-log.js';
+import { AtlasConnection, READY_TIMEOUT_MS } from '../endpoint/connect.js';
+import { logFailoverEvents, notReadyLines } from '../endpoint/failover-log.js';
 import { ConfigError } from '../util/config.js';
 import { authPrefix } from '../wire/authenticator.js';
 
@@ -106,6 +106,7 @@ export async function runConnect(
     if (o.save) console.log(`primary path saved to ${o.save} (for arrow ping/traceroute --path)`);
   }
   // On stderr: stdout may be the --json answer.
+  for (const line of notReadyLines(conn.connection, conn.notReady, READY_TIMEOUT_MS)) console.error(line);
   logFailoverEvents(conn.connection, (line) => console.error(line));
   const stop = async (): Promise<void> => {
     const failures = await conn.stop();

@@ -2,9 +2,19 @@ import { AtlasClient, type AtlasMapView } from '../atlas/client.js';
 import type { PathAnswer, PathCandidate, PathQuery } from '../atlas/query.js';
 import { mustParseAddress } from '../wire/address.js';
 import { LocalPort } from './local-port.js';
-import { Connection, type DetectorOptions } from './connection.js';
+import { Connection, type DetectorOptions, type PathCircuit } from './connection.js';
 import { Endpoint } from './endpoint.js';
-import { buyPath, releasePath, type BoughtPath, type PathSpec, type SegmentSpec } from './path.js';
+import {
+  abandonPaths,
+  buyPath,
+  releasePath,
+  type BoughtPath,
+  type PathSpec,
+  type SegmentSpec,
+} from './path.js';
+
+/** How long `open` waits for every bought path to answer end to end before it returns anyway. */
+export const READY_TIMEOUT_MS = 5000;
 
 export interface ConnectOptions {
   atlas: string;
@@ -57,6 +67,8 @@ export class AtlasConnection {
     readonly endpoint: Endpoint,
     readonly connection: Connection,
     readonly answer: PathAnswer,
+    /** Circuits that did not answer end to end while starting (empty when all did); the driver keeps probing them. */
+    readonly notReady: PathCircuit[],
   ) {
     local.attach(connection);
   }
@@ -109,13 +121,13 @@ export class AtlasConnection {
       }
     } catch (err) {
       // No half-made connection: whatever was bought goes back.
-      for (const p of bought) await releasePath(p);
       await connection.close();
       await endpoint.close();
       local.close();
-      throw err;
+      return abandonPaths(bought, err);
     }
-    return new AtlasConnection(local, endpoint, connection, answer);
+    const notReady = await connection.waitReady(READY_TIMEOUT_MS);
+    return new AtlasConnection(local, endpoint, connection, answer, notReady);
   }
 
   /** Relinquishes every circuit (including re-bought ones) and closes the sockets. */

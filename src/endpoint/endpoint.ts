@@ -42,7 +42,8 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
   private auth: Buffer | undefined;
   private readonly pendingEchoes = new Map<bigint, (rttMs: number) => void>();
   private readonly pendingProbes = new Map<bigint, () => void>();
-  readonly counters = { sent: 0, received: 0, malformed: 0 };
+  /** `socketErrors`: errors the socket reported, e.g. ICMP unreachable from a dead router (not fatal). */
+  readonly counters = { sent: 0, received: 0, malformed: 0, socketErrors: 0 };
 
   private constructor(
     private readonly socket: Socket,
@@ -50,8 +51,11 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
   ) {
     super();
     socket.on('message', (msg, rinfo) => this.receive(msg, { host: rinfo.address, port: rinfo.port }));
-    // ICMP unreachable from a dead router arrives as a socket error; it is not fatal.
-    socket.on('error', () => {});
+    // ICMP unreachable from a dead router arrives as a socket error; it is not fatal: counted, and
+    // the failover driver finds the dead router by its own probes.
+    socket.on('error', () => {
+      this.counters.socketErrors++;
+    });
   }
 
   static async open(bind = '127.0.0.1:0'): Promise<Endpoint> {

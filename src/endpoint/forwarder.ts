@@ -2,7 +2,7 @@ import { mustParseAddress } from '../wire/address.js';
 import { Connection, rebuyFrom, type DetectorOptions, type PathCircuit } from './connection.js';
 import { Endpoint } from './endpoint.js';
 import { LocalPort } from './local-port.js';
-import { buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
+import { abandonPaths, buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
 
 export interface ForwarderOptions {
   /** Local address of the ARROW socket (where the return paths deliver). Default: the listen host, any port. */
@@ -87,16 +87,10 @@ export class Forwarder {
         connection.add(path);
       }
     } catch (err) {
-      const failures: Error[] = [];
-      for (const p of bought) failures.push(...(await releasePath(p)));
       await connection.close();
       local.close();
       await endpoint.close();
-      if (failures.length === 0) throw err;
-      throw new Error(
-        `${(err as Error).message}; and ${failures.length} circuit(s) already bought could not be relinquished: ${failures.map((f) => f.message).join('; ')}`,
-        { cause: err },
-      );
+      return abandonPaths(bought, err);
     }
     const notReady = await connection.waitReady(opts.readyTimeoutMs ?? 5000);
     return new Forwarder(local, endpoint, connection, notReady);

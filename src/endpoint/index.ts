@@ -22,6 +22,7 @@ export {
   buyPath,
   releasePath,
   relinquishAll,
+  abandonPaths,
   defaultReturnSegments,
   type BoughtCircuit,
   type BoughtPath,

@@ -149,3 +149,18 @@ export async function relinquishAll(circuits: BoughtCircuit[]): Promise<Error[]>
 export async function releasePath(path: BoughtPath): Promise<Error[]> {
   return relinquishAll([...path.reverse, ...path.forward]);
 }
+
+/**
+ * Undoes a purchase of several paths that failed part way: relinquishes the ones already bought,
+ * then throws `err`. Circuits that could not be relinquished are named in the error (their
+ * cause is kept), so nothing is left behind silently.
+ */
+export async function abandonPaths(bought: BoughtPath[], err: unknown): Promise<never> {
+  const failures: Error[] = [];
+  for (const p of bought) failures.push(...(await releasePath(p)));
+  if (failures.length === 0) throw err;
+  throw new Error(
+    `${err instanceof Error ? err.message : String(err)}; and ${failures.length} circuit(s) already bought could not be relinquished: ${failures.map((f) => f.message).join('; ')}`,
+    { cause: err },
+  );
+}

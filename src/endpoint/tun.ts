@@ -13,7 +13,14 @@ import type { CircuitView } from '../api/portal.js';
 import { Connection, type DetectorOptions, type PathCircuit } from './connection.js';
 import { PacketType, type Packet } from '../wire/header.js';
 import { Endpoint } from './endpoint.js';
-import { buyPath, releasePath, type BoughtCircuit, type BoughtPath, type PathSpec } from './path.js';
+import {
+  abandonPaths,
+  buyPath,
+  releasePath,
+  type BoughtCircuit,
+  type BoughtPath,
+  type PathSpec,
+} from './path.js';
 import { TunDevice, TunError, type TunConfig } from './tun-device.js';
 import {
   checkIpPacket,
@@ -283,9 +290,8 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
     } catch (err) {
       device.close();
       await connection?.close();
-      for (const p of bought) await releasePath(p);
       await endpoint?.close();
-      throw err;
+      return abandonPaths(bought, err);
     }
   }
 
