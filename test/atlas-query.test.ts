@@ -699,8 +699,11 @@ test('arrow bench atlas --json prints the report', () => {
     [CLI_PATH, 'bench', 'atlas', '--isps', '20', '--pops', '100', '--queries', '10', '--runs', '1', '--json'],
     { encoding: 'utf8', timeout: 120_000 },
   );
-  assert.equal(r.status, 0, r.stderr);
   const report = JSON.parse(r.stdout);
+  // 1 run of 10 queries is too little to be a result: reported INVALID (exit 1), figures still in the JSON.
+  assert.equal(report.valid, false);
+  assert.match(report.invalidReason, /10 queries per shape .*1 run\(s\)/);
+  assert.equal(r.status, 1, r.stderr);
   assert.equal(report.isps, 20);
   assert.equal(report.pops, 100);
   assert.ok(report.offers > 0 && report.peerings > 0);

@@ -18,14 +18,24 @@ function assertPositiveFinite(v: unknown, what: string): void {
 }
 
 test('bench forward --json runs real processes and prints one report', { timeout: 90_000 }, async () => {
-  // A short run: real routers, relay, sender and sink, one 0.3 s window per config.
-  const { stdout } = await run(
+  // A short run: real routers, relay, sender and sink, one 0.3 s window per config. It exits 1
+  // when a point is INVALID (a busy machine), still printing the report: read it either way.
+  const stdout = await run(
     process.execPath,
     [CLI, 'bench', 'forward', '--json', '--duration', '0.3', '--runs', '1', '--sizes', '64'],
     { timeout: 60_000, maxBuffer: 1024 * 1024 },
+  ).then(
+    (r) => r.stdout,
+    (err: Error & { code?: unknown; stdout?: string }) => {
+      if (err.code !== 1 || !err.stdout) throw err;
+      return err.stdout;
+    },
   );
   const report: unknown = JSON.parse(stdout);
   assert.ok(isRecord(report));
+  // Every point is judged, and the report is valid exactly when every point is.
+  assert.equal(typeof report.valid, 'boolean');
+  const points: Record<string, unknown>[] = [];
 
   assert.deepEqual(report.sizes, [64]);
   assert.equal(report.runs, 1);
@@ -40,14 +50,29 @@ test('bench forward --json runs real processes and prints one report', { timeout
     assert.deepEqual(Object.keys(bySize), ['64']);
     const point: unknown = bySize['64'];
     assert.ok(isRecord(point), `${config}["64"] is an object`);
+    points.push(point);
+    assert.equal(typeof point.valid, 'boolean', `${config} valid`);
+    if (point.valid) assert.equal(point.invalidReason, null);
+    else
+      assert.ok(
+        typeof point.invalidReason === 'string' && point.invalidReason.length > 0,
+        `${config}: says why`,
+      );
     assertPositiveFinite(point.pps, `${config} pps`);
     assertPositiveFinite(point.mbps, `${config} mbps`);
     // Mb/s is UDP payload bits at the sink, derived from pps (the two are rounded separately).
     assert.ok(Math.abs((point.mbps as number) - (64 * 8 * (point.pps as number)) / 1e6) < 0.1);
     assert.ok(Array.isArray(point.perRun) && point.perRun.length === 1, `${config} has one per-run figure`);
+    const first: unknown = point.perRun[0];
+    assert.ok(isRecord(first) && (first.packets as number) > 0, `${config}: datagrams counted`);
   }
 
   // With 1400 not measured, the headline ratios are taken at the largest size, here 64.
+  assert.equal(
+    report.valid,
+    points.every((p) => p.valid === true),
+  );
+  if (!report.valid) assert.match(String(report.invalidReason), /(baseline|hop1|hop2) 64 B: /);
   assertPositiveFinite(report.ratio1, 'ratio1');
   assertPositiveFinite(report.ratio2, 'ratio2');
   assert.ok(isRecord(report.ratios) && isRecord(report.ratios['64']));

@@ -23,7 +23,7 @@ test(
   { timeout: 120_000 },
   async () => {
     // A short run: 4 real routers and a portal per store, plus a 3-member etcd cluster for etcd.
-    // It exits 1 when a create failed or a circuit went missing, still printing the report:
+    // It exits 1 when a run is INVALID (a create failed, a circuit went missing, a busy machine), still printing the report:
     // read it either way, so the assertions below say which.
     const stdout = await run(
       process.execPath,
@@ -56,6 +56,18 @@ test(
       assert.equal(r.missing, 0, `${store}: every circuit reached every router`);
       assert.equal(num(r.circuits, `${store} circuits`) + num(r.failed, `${store} failed`), 100);
       assert.ok(num(r.alreadyPropagated, `${store} alreadyPropagated`) <= (r.circuits as number));
+      // The baseline in the same lab: GET /healthz on the same portal and connections.
+      assert.ok(isRecord(r.baseline), `${store} baseline`);
+      assert.ok(num(r.baseline.requestsPerSec, `${store} baseline.requestsPerSec`) > 0);
+      const ratio = num(r.ratio, `${store} ratio`);
+      assert.ok(
+        Math.abs(ratio - (r.createsPerSec as number) / (r.baseline.requestsPerSec as number)) < 0.01,
+        `${store} ratio`,
+      );
+      // Judged: valid exactly when nothing failed or went missing and the machine was quiet.
+      assert.equal(typeof r.valid, 'boolean', `${store} valid`);
+      if (r.valid) assert.equal(r.invalidReason, null);
+      else assert.ok(typeof r.invalidReason === 'string' && r.invalidReason.length > 0, `${store}: says why`);
     }
   },
 );

@@ -4,6 +4,7 @@ import type { AtlasMap } from '../atlas/model.js';
 import { queryPaths, type PathQuery } from '../atlas/query.js';
 import { MinHeap } from '../atlas/search.js';
 import { median, percentile, round } from '../util/stats.js';
+import { Checks, type Validity } from './validity.js';
 
 /** The issue's target: path queries over 200 ISPs / 1000 PoPs answer in under 100 ms (p50). */
 export const ATLAS_TARGET_P50_MS = 100;
@@ -18,7 +19,32 @@ export interface AtlasBenchShape {
   answered: number;
 }
 
-export interface AtlasBenchReport {
+/** Runs whose overall p50 are further apart than this (max / min) measured the machine's noise. */
+export const MAX_RUN_SPREAD = 1.5;
+/** Fewer queries per shape than this make a p99 of one or two samples. */
+export const MIN_QUERIES = 20;
+
+/** The checks a run must pass to be a result. Pure, so the rules are tested on their own. */
+export function validateAtlas(r: {
+  queries: number;
+  runP50Ms: number[];
+  unconstrainedAnswered: number;
+}): Validity {
+  const spread = r.runP50Ms.length ? Math.max(...r.runP50Ms) / Math.min(...r.runP50Ms) : Infinity;
+  return new Checks()
+    .check(r.queries >= MIN_QUERIES, `${r.queries} queries per shape (< ${MIN_QUERIES})`)
+    .check(r.runP50Ms.length >= 3, `${r.runP50Ms.length} run(s): at least 3 are needed to see noise`)
+    .check(
+      spread <= MAX_RUN_SPREAD,
+      `runs' p50 ${round(spread, 2)}x apart (> ${MAX_RUN_SPREAD}x): a busy machine`,
+    )
+    .check(r.unconstrainedAnswered > 0, 'no unconstrained query found a path: the generated map is broken')
+    .result;
+}
+
+export interface AtlasBenchReport extends Validity {
+  /** Overall p50 of each run, ms: their spread is the noise check. */
+  runP50Ms: number[];
   isps: number;
   pops: number;
   offers: number;
@@ -139,7 +165,10 @@ export function runAtlasBench(opts: {
   });
   const baseline = summary(perRun.baseline);
   const overall = summary(perRun.overall);
+  const runP50Ms = perRun.overall.map((t) => round(percentile(t, 50), 3));
   return {
+    ...validateAtlas({ queries: opts.queries, runP50Ms, unconstrainedAnswered: answered[0]! }),
+    runP50Ms,
     isps: opts.isps,
     pops: map.pops.length,
     offers: map.offers.length,
@@ -224,7 +253,9 @@ export function runAtlasBenchCommand(o: AtlasBenchFlags): void {
   if (o.pops < 2 * o.isps)
     throw new Error(`--pops must be at least 2 × --isps (${2 * o.isps}), got ${o.pops}`);
   const r = runAtlasBench(o);
+  if (!r.valid) process.exitCode = 1;
   if (o.json) return console.log(JSON.stringify(r));
+  if (!r.valid) return console.log(`atlas path queries: INVALID (not a result): ${r.invalidReason}`);
   console.log(
     `atlas path queries: ${r.isps} ISPs, ${r.pops} PoPs, ${r.offers} offers, ${r.peerings} peerings; ` +
       `${r.queries} queries per shape, median of ${r.runs} runs`,

@@ -4,14 +4,37 @@ import { ForwardingTable } from '../router/table.js';
 import { authToBytes, newAuthenticator } from '../wire/authenticator.js';
 import { encode, OFFSET_HOP_LIMIT, PacketType } from '../wire/header.js';
 import { median, round } from '../util/stats.js';
+import { Checks, type Validity } from './validity.js';
 
-export interface DataPlaneBenchReport {
+export interface DataPlaneBenchReport extends Validity {
   circuits: number;
   packets: number;
   runs: number;
   /** Median nanoseconds per DataPlane.process call, sockets excluded. */
   nsPerPacket: number;
   perRunNs: number[];
+  /**
+   * The baseline, measured in the same run: the same loop over the same packet with no ARROW
+   * work (the hop-limit write and a copy of the 16-byte authenticator), ns per packet.
+   */
+  baselineNs: number;
+  /** nsPerPacket / baselineNs. */
+  ratio: number;
+}
+
+/** Runs further apart than this (max / min ns) measured the machine's noise, not the data plane. */
+export const MAX_RUN_SPREAD = 1.5;
+/** Fewer packets per run than this time the timer, not the work. */
+export const MIN_PACKETS = 100_000;
+
+/** The checks a run must pass to be a result. Pure, so the rules are tested on their own. */
+export function validateDataPlane(r: { packets: number; perRunNs: number[] }): Validity {
+  const spread = r.perRunNs.length ? Math.max(...r.perRunNs) / Math.min(...r.perRunNs) : Infinity;
+  return new Checks()
+    .check(r.packets >= MIN_PACKETS, `${r.packets} packets per run (< ${MIN_PACKETS})`)
+    .check(r.perRunNs.length >= 3, `${r.perRunNs.length} run(s): at least 3 are needed to see noise`)
+    .check(spread <= MAX_RUN_SPREAD, `runs ${round(spread, 2)}x apart (> ${MAX_RUN_SPREAD}x): a busy machine`)
+    .result;
 }
 
 /**
@@ -55,7 +78,17 @@ export function runDataPlaneBench(opts: {
     payload: Buffer.alloc(1372),
   });
   const perRunNs: number[] = [];
+  const baselineRuns: number[] = [];
+  const key = Buffer.alloc(16);
+  let copied = 0;
   for (let r = 0; r < opts.runs; r++) {
+    // Interleaved with the measured runs, so drift spreads over both.
+    const b0 = process.hrtime.bigint();
+    for (let i = 0; i < opts.packets; i++) {
+      packet[OFFSET_HOP_LIMIT] = 255;
+      copied += packet.copy(key, 0, 4, 20);
+    }
+    baselineRuns.push(round(Number(process.hrtime.bigint() - b0) / opts.packets, 1));
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < opts.packets; i++) {
       packet[OFFSET_HOP_LIMIT] = 255;
@@ -65,12 +98,18 @@ export function runDataPlaneBench(opts: {
   }
   if (sent !== opts.packets * opts.runs)
     throw new Error(`data plane forwarded ${sent} of ${opts.packets * opts.runs}`);
+  if (copied !== 16 * opts.packets * opts.runs) throw new Error('the baseline loop did not run');
+  const nsPerPacket = median(perRunNs);
+  const baselineNs = median(baselineRuns);
   return {
+    ...validateDataPlane({ packets: opts.packets, perRunNs }),
     circuits: opts.circuits,
     packets: opts.packets,
     runs: opts.runs,
-    nsPerPacket: median(perRunNs),
+    nsPerPacket,
     perRunNs,
+    baselineNs,
+    ratio: round(nsPerPacket / baselineNs, 2),
   };
 }
 
@@ -81,9 +120,15 @@ export function runDataPlaneBenchCommand(o: {
   runs: number;
 }): void {
   const r = runDataPlaneBench(o);
+  if (!r.valid) process.exitCode = 1;
   if (o.json) return console.log(JSON.stringify(r));
   console.log(`DataPlane.process, ${r.circuits} circuits in the table, 1400-byte packets, no sockets`);
+  if (!r.valid) return console.log(`  INVALID (not a result): ${r.invalidReason}`);
   console.log(
     `  median ${r.nsPerPacket} ns/packet over ${r.runs} runs of ${r.packets} (runs: ${r.perRunNs.join(', ')} ns)`,
+  );
+  console.log(
+    `  baseline (same loop, no ARROW work: hop-limit write + authenticator copy) ${r.baselineNs} ns/packet; ` +
+      `ratio ${r.ratio}`,
   );
 }

@@ -370,14 +370,19 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
     opts.progress?.(
       `calibration: what this machine carries with no failure (${CALIBRATION_CLIENTS} clients, rate stepped up)`,
     );
-    calibration = await withLab(
-      'calibration',
-      'off',
-      current,
-      opts.progress,
-      (lab) => calibrate(lab, fraction, opts.progress),
-      (c) => !c.valid,
-    );
+    // A busy machine spoils the calibration as it spoils a run: try again in a fresh lab.
+    for (let attempt = 1; ; attempt++) {
+      calibration = await withLab(
+        'calibration',
+        'off',
+        current,
+        opts.progress,
+        (lab) => calibrate(lab, fraction, opts.progress),
+        (c) => !c.valid,
+      );
+      if (calibration.valid || attempt >= attempts) break;
+      opts.progress?.(`  calibration INVALID (${calibration.invalidReason}); again in a fresh lab`);
+    }
     opts.progress?.(
       `  capacity ${calibration.capacityEchoesPerSec} echoes/s (bound: ${calibration.bound}); ` +
         `runs get ${fraction} of it: ${calibration.rateEchoesPerSec} echoes/s` +
@@ -416,7 +421,8 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
             (r) => r.recovered < r.clients,
           );
           opts.progress?.(`  ${runLine(run)}`);
-          if (run.valid || attempt >= attempts) {
+          // No run is valid on an invalid calibration: trying again would not change that.
+          if (run.valid || attempt >= attempts || !calibration.valid) {
             runs.push(run);
             break;
           }

@@ -71,6 +71,10 @@ export async function runForwardBenchCommand(o: {
   const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
   const report = await runForwardBench({ sizes, runs: o.runs, durationS: o.duration, progress });
   console.log(o.json ? JSON.stringify(report) : formatReport(report));
+  if (!report.valid) {
+    console.error(`arrow: INVALID, not results: ${report.invalidReason}`);
+    process.exitCode = 1;
+  }
 }
 
 /** `--sizes 64,1400` → [64, 1400], sorted and de-duplicated; each must hold an ARROW header and fit a datagram. */
@@ -246,8 +250,17 @@ class Rig {
     if (machine) {
       cpu.irq = Math.round(machine.irq);
       cpu.idle = Math.round(machine.idle);
+      // Everything else on the machine: load that is not this benchmark's skews every figure.
+      const ours = Object.values(cpu).reduce((t, x) => t + x, 0);
+      cpu.other = Math.max(0, Math.round(availableParallelism() * 100 - ours));
     }
-    return { pps, mbps: (size * 8 * pps) / 1e6, sentPps: blast.sent / blast.seconds, cpu };
+    return {
+      pps,
+      mbps: (size * 8 * pps) / 1e6,
+      sentPps: blast.sent / blast.seconds,
+      packets: window.packets,
+      cpu,
+    };
   }
 
   /** The processes busy in a path, by role, in packet order. */

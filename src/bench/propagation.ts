@@ -9,6 +9,7 @@ import { Lab, type TableMessage } from '../lab/lab.js';
 import type { Topology } from '../lab/topology.js';
 import { percentile, round } from '../util/stats.js';
 import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
+import { Checks, type Validity } from './validity.js';
 
 /**
  * `arrow bench propagation`: how long after the portal answers a create with 201 every
@@ -46,7 +47,23 @@ export interface PropagationOptions {
   progress?: (line: string) => void;
 }
 
-export interface StoreResult {
+/**
+ * The baseline, measured in the same lab just before the creates: GET /healthz at the same
+ * concurrency on the same connections, the portal's HTTP cost with no store and no router behind it.
+ */
+export interface HttpBaseline {
+  requestsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** A run is a result only on a machine this bench has to itself: other processes' CPU skews creates/s. */
+export const MAX_OTHER_CPU_PCT = 30;
+
+export interface StoreResult extends Validity {
+  baseline: HttpBaseline;
+  /** createsPerSec / baseline.requestsPerSec. */
+  ratio: number;
   /** Propagation: the last router's table stamp minus the 201's arrival, over circuits every router reported. */
   p50Ms: number;
   p99Ms: number;
@@ -103,10 +120,10 @@ export async function runPropagationBenchCommand(o: {
   console.log(o.json ? JSON.stringify(report) : formatPropagationReport(report));
   const bad = STORE_KINDS.flatMap((k) => {
     const r = report[k];
-    return r && (r.missing > 0 || r.failed > 0) ? [`${k}: ${r.missing} missing, ${r.failed} failed`] : [];
+    return r && !r.valid ? [`${k}: ${r.invalidReason}`] : [];
   });
   if (bad.length) {
-    console.error(`arrow: circuits not created or never reached every router: ${bad.join('; ')}`);
+    console.error(`arrow: INVALID, not results: ${bad.join('; ')}`);
     process.exitCode = 1;
   }
 }
@@ -259,11 +276,13 @@ interface Created {
 class CreateClient {
   private readonly agent: Agent;
   private readonly url: URL;
+  private readonly healthUrl: URL;
   private readonly body: Buffer;
   private readonly headers: Record<string, string>;
 
   constructor(baseUrl: string, apiKey: string, concurrency: number) {
     this.url = new URL('/circuits', baseUrl);
+    this.healthUrl = new URL('/healthz', baseUrl);
     this.agent = new Agent({ keepAlive: true, maxSockets: concurrency });
     const body: CreateCircuitBody = {
       ingressPop: INGRESS,
@@ -277,6 +296,22 @@ class CreateClient {
       'content-type': 'application/json',
       'content-length': String(this.body.length),
     };
+  }
+
+  /** GET /healthz: the baseline request, the same connections without the store. */
+  health(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request(this.healthUrl, { agent: this.agent, timeout: 10_000 }, (res) => {
+        res.on('data', () => undefined);
+        res.on('error', reject);
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve() : reject(new Error(`GET /healthz: HTTP ${res.statusCode}`)),
+        );
+      });
+      req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   /** Resolves with the new circuit's authenticator and the wall-clock time its 201 was complete. */
@@ -351,6 +386,55 @@ async function drive(
   return { created, errors, firstSent, lastResponse };
 }
 
+/** The baseline: `count` GET /healthz, `concurrency` in flight. */
+async function measureBaseline(
+  client: CreateClient,
+  count: number,
+  concurrency: number,
+): Promise<HttpBaseline> {
+  const times: number[] = [];
+  let next = 0;
+  const t0 = now();
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      next++;
+      const sentAt = now();
+      await client.health();
+      times.push(now() - sentAt);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  const seconds = (now() - t0) / 1000;
+  return {
+    requestsPerSec: Math.round(times.length / seconds),
+    p50Ms: round(percentile(times, 50), 2),
+    p99Ms: round(percentile(times, 99), 2),
+  };
+}
+
+/**
+ * The checks a run must pass to be a result: every create succeeded and reached every router,
+ * enough samples, and no other load on the machine. Pure, so the rules are tested on their own.
+ */
+export function validatePropagation(
+  r: Pick<StoreResult, 'circuits' | 'missing' | 'failed' | 'resynced' | 'cpu'>,
+  requested: number,
+): Validity {
+  const sampled = r.circuits - r.missing - r.resynced;
+  const other = r.cpu.other;
+  return new Checks()
+    .check(r.failed === 0, `${r.failed} creates failed`)
+    .check(r.missing === 0, `${r.missing} circuits never reached every router`)
+    .check(
+      sampled >= 0.9 * requested,
+      `too few samples: ${sampled} of ${requested} creates timed (${r.resynced} only via a resync)`,
+    )
+    .check(
+      other === undefined || other <= MAX_OTHER_CPU_PCT,
+      `other processes took ${other}% of a core during the run (> ${MAX_OTHER_CPU_PCT}%): the machine was not quiet`,
+    ).result;
+}
+
 async function measure(lab: Lab, kind: StoreKind, opts: PropagationOptions): Promise<StoreResult> {
   const isp = lab.isps[0]!;
   const routers = lab.routers;
@@ -387,7 +471,11 @@ async function measureWith(
     throw new Error(
       `no router reported any warm-up circuit within ${SETTLE_TIMEOUT_MS} ms (are the routers started with announceTable?)`,
     );
-  opts.progress?.(`${kind}: warm-up ${warm.created.length} circuits done; measuring ${opts.circuits}`);
+  const baseline = await measureBaseline(client, Math.max(200, opts.circuits), opts.concurrency);
+  opts.progress?.(
+    `${kind}: warm-up ${warm.created.length} circuits done; baseline GET /healthz ${baseline.requestsPerSec}/s; ` +
+      `measuring ${opts.circuits}`,
+  );
 
   const pids: Record<string, number[]> = {
     bench: [process.pid],
@@ -441,7 +529,9 @@ async function measureWith(
   }
 
   const p99Ms = round(percentile(samples, 99), 2);
-  const result: StoreResult = {
+  const figures = {
+    baseline,
+    ratio: round(createsPerSec / baseline.requestsPerSec, 3),
     p50Ms: round(percentile(samples, 50), 2),
     p99Ms,
     maxMs: round(samples.length ? Math.max(...samples) : Number.NaN, 2),
@@ -457,9 +547,10 @@ async function measureWith(
     cpu,
     meetsTarget: p99Ms < TARGET.p99Ms && createsPerSec >= TARGET.createsPerSec,
   };
+  const result: StoreResult = { ...validatePropagation(figures, opts.circuits), ...figures };
   if (run.errors.length) result.errors = [...new Set(run.errors)].slice(0, 5);
   opts.progress?.(
-    `${kind}: ${result.circuits} circuits, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ` +
+    `${kind}: ${result.valid ? '' : `INVALID (${result.invalidReason}): `}${result.circuits} circuits, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ` +
       `${result.createsPerSec} creates/s${missing ? `, ${missing} MISSING` : ''}`,
   );
   return result;
@@ -480,6 +571,8 @@ export function formatPropagationReport(r: PropagationReport): string {
     'missing',
     'failed',
     'resyncs',
+    'baseline req/s',
+    'x base',
     'target met',
   ];
   const rows: string[][] = [];
@@ -487,6 +580,10 @@ export function formatPropagationReport(r: PropagationReport): string {
   for (const k of STORE_KINDS) {
     const x = r[k];
     if (!x) continue;
+    if (!x.valid) {
+      rows.push([k, `INVALID: ${x.invalidReason ?? ''}`, ...header.slice(2).map(() => '')]);
+      continue;
+    }
     rows.push([
       k,
       String(x.circuits),
@@ -499,6 +596,8 @@ export function formatPropagationReport(r: PropagationReport): string {
       String(x.missing),
       String(x.failed),
       String(x.resyncs),
+      String(x.baseline.requestsPerSec),
+      x.ratio.toFixed(3),
       x.meetsTarget ? 'yes' : 'no',
     ]);
     const cpu = Object.entries(x.cpu)
@@ -507,17 +606,21 @@ export function formatPropagationReport(r: PropagationReport): string {
     if (cpu) cpuLines.push(`  ${k.padEnd(6)} ${cpu}`);
     for (const e of x.errors ?? []) cpuLines.push(`  ${k.padEnd(6)} error: ${e}`);
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.filter((row) => !row[1]!.startsWith('INVALID')).map((row) => row[i]!.length)),
+  );
   const line = (cells: string[]): string =>
     cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .map((c, i) => (i === 0 || c.startsWith('INVALID') ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
       .join('  ')
       .trimEnd();
   return [
     `ARROW circuit propagation: portal 201 -> every router's table (${r.routers} routers, 2 PoPs x 2), ` +
       `${r.concurrency} creates in flight`,
     `machine: ${r.machine.cpus} CPU(s), Node ${r.machine.node}; target: p99 < ${TARGET.p99Ms} ms and ` +
-      `>= ${TARGET.createsPerSec} creates/s`,
+      `>= ${TARGET.createsPerSec} creates/s; baseline: GET /healthz on the same portal and connections`,
+    `a run is INVALID (shown instead of its figures) when creates failed or went missing, too few were timed, or`,
+    `other processes took more than ${MAX_OTHER_CPU_PCT}% of a core`,
     '',
     line(header),
     line(widths.map((w) => '-'.repeat(w))),

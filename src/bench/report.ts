@@ -1,4 +1,12 @@
 import { median, round } from '../util/stats.js';
+import { Checks, type Validity } from './validity.js';
+
+/** A point is a result only when the machine was this benchmark's: other load above this (% of a core) skews it. */
+export const MAX_OTHER_CPU_PCT = 30;
+/** Runs of one point further apart than this (max / min pps) measured noise, not forwarding. */
+export const MAX_RUN_SPREAD = 1.5;
+/** A window that counted fewer datagrams than this is too short to be a rate. */
+export const MIN_PACKETS = 1000;
 
 /** The three paths measured, each against the same sender and sink. */
 export type ConfigName = 'baseline' | 'hop1' | 'hop2';
@@ -21,6 +29,8 @@ export interface RunFigures {
   mbps: number;
   /** Offered load: the sender's rate over its whole blast. Far above `pps` means the relay path dropped the rest. */
   sentPps: number;
+  /** Datagrams the sink counted in the window. */
+  packets: number;
   /**
    * Percent of one core used during the window, per process role (sender, relay, routerA, routerB, sink),
    * plus the machine's interrupt (`irq`, mostly loopback delivery) and `idle` time. Linux only.
@@ -28,7 +38,7 @@ export interface RunFigures {
   cpu: Record<string, number>;
 }
 
-export interface PointResult {
+export interface PointResult extends Validity {
   pps: number;
   mbps: number;
   sentPps: number;
@@ -39,7 +49,7 @@ export interface PointResult {
 /** Results of one config, keyed by datagram size as a string ("64", "1400"). */
 export type ConfigResult = Record<string, PointResult>;
 
-export interface ForwardBenchReport {
+export interface ForwardBenchReport extends Validity {
   baseline: ConfigResult;
   hop1: ConfigResult;
   hop2: ConfigResult;
@@ -72,8 +82,32 @@ function medianCpu(runs: RunFigures[]): Record<string, number> {
   return out;
 }
 
+/**
+ * The checks a point must pass to be a result: a quiet machine, windows long enough to count,
+ * and runs that agree. Pure, so the rules are tested on their own.
+ */
+export function validatePoint(runs: RunFigures[]): Validity {
+  const checks = new Checks().check(runs.length > 0, 'no run');
+  for (const [i, r] of runs.entries()) {
+    const other = r.cpu.other;
+    checks
+      .check(r.packets >= MIN_PACKETS, `run ${i + 1}: ${r.packets} datagrams counted (< ${MIN_PACKETS})`)
+      .check(
+        other === undefined || other <= MAX_OTHER_CPU_PCT,
+        `run ${i + 1}: other processes took ${other}% of a core (> ${MAX_OTHER_CPU_PCT}%)`,
+      );
+  }
+  const pps = runs.map((r) => r.pps);
+  if (pps.length > 1) {
+    const spread = Math.max(...pps) / Math.min(...pps);
+    checks.check(spread <= MAX_RUN_SPREAD, `runs ${round(spread, 2)}x apart (> ${MAX_RUN_SPREAD}x)`);
+  }
+  return checks.result;
+}
+
 function summarise(runs: RunFigures[]): PointResult {
   return {
+    ...validatePoint(runs),
     pps: Math.round(median(runs.map((r) => r.pps))),
     mbps: round(median(runs.map((r) => r.mbps)), 1),
     sentPps: Math.round(median(runs.map((r) => r.sentPps))),
@@ -104,7 +138,14 @@ export function buildReport(
     ratios[k] = { hop1: ratio(hop1[k]!.pps, baseline[k]!.pps), hop2: ratio(hop2[k]!.pps, baseline[k]!.pps) };
   }
   const head = ratios[String(headlineSize(opts.sizes))]!;
+  const checks = new Checks();
+  for (const name of CONFIG_NAMES)
+    for (const size of opts.sizes) {
+      const p = { baseline, hop1, hop2 }[name][String(size)]!;
+      checks.check(p.valid, `${name} ${size} B: ${p.invalidReason ?? ''}`);
+    }
   return {
+    ...checks.result,
     baseline,
     hop1,
     hop2,
@@ -143,6 +184,10 @@ export function formatReport(r: ForwardBenchReport): string {
     const k = String(size);
     for (const name of CONFIG_NAMES) {
       const p = r[name][k]!;
+      if (!p.valid) {
+        rows.push([`${size} B`, name, `INVALID: ${p.invalidReason ?? ''}`, '', '', '', '', '']);
+        continue;
+      }
       rows.push([
         `${size} B`,
         name,
@@ -155,10 +200,14 @@ export function formatReport(r: ForwardBenchReport): string {
       ]);
     }
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.filter((row) => !row[2]!.startsWith('INVALID')).map((row) => row[i]!.length)),
+  );
   const line = (cells: string[]): string =>
     cells
-      .map((c, i) => (i <= 1 || i >= 6 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .map((c, i) =>
+        i <= 1 || i >= 6 || c.startsWith('INVALID') ? c.padEnd(widths[i]!) : c.padStart(widths[i]!),
+      )
       .join('  ')
       .trimEnd();
   const head = headlineSize(r.sizes);
@@ -171,11 +220,15 @@ export function formatReport(r: ForwardBenchReport): string {
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),
     '',
+    `a point is INVALID (shown instead of its figures) when other processes took more than ${MAX_OTHER_CPU_PCT}% of a core,`,
+    `a window counted fewer than ${MIN_PACKETS} datagrams, or its runs were more than ${MAX_RUN_SPREAD}x apart`,
+    '',
     'pps ratio to baseline:',
     ...r.sizes.map((s) => {
       const x = r.ratios[String(s)]!;
       return `  ${String(s).padStart(5)} B  hop1/baseline ${x.hop1.toFixed(3)}  hop2/baseline ${x.hop2.toFixed(3)}`;
     }),
-    `headline (${head} B): ratio1 ${r.ratio1.toFixed(3)}, ratio2 ${r.ratio2.toFixed(3)}`,
+    `headline (${head} B): ratio1 ${r.ratio1.toFixed(3)}, ratio2 ${r.ratio2.toFixed(3)}` +
+      (r.valid ? '' : ' -- INVALID: ratios of invalid points are not results'),
   ].join('\n');
 }

@@ -98,7 +98,13 @@ program
   .action(
     async (o: { target: string; basePort: number; count: number; interval: number; duration: number }) => {
       const { runUdpClients } = await import('../lab/udp-clients.js');
-      const r = await runUdpClients({ ...o, intervalMs: o.interval, durationMs: o.duration });
+      // One JSON object a line: progress events (UdpClientsEvent), then the result.
+      const r = await runUdpClients({
+        ...o,
+        intervalMs: o.interval,
+        durationMs: o.duration,
+        onEvent: (e) => console.log(JSON.stringify(e)),
+      });
       console.log(JSON.stringify(r));
     },
   );

@@ -2,10 +2,24 @@ import { createSocket, type Socket } from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mustParseAddress } from '../wire/address.js';
 
+/**
+ * Progress lines, one JSON object a line on stdout before the result: `sending` once every socket
+ * is bound and the first datagrams are out, `answered` once every client has had a reply. A
+ * driver that times a failure counts from these, not from spawning this process: starting Node
+ * takes from a few hundred ms on a warm machine to over a second on a cold or busy one.
+ */
+export interface UdpClientsEvent {
+  event: 'sending' | 'answered';
+  /** Wall-clock ms (timeOrigin + now), comparable across processes. */
+  at: number;
+}
+
 export interface UdpClientsResult {
   /** Per client: when each reply arrived, wall-clock ms (timeOrigin + now, comparable across processes). */
   replies: number[][];
   sent: number[];
+  /** Socket errors per client (ICMP unreachables). */
+  errors: number[];
 }
 
 /**
@@ -19,30 +33,42 @@ export async function runUdpClients(o: {
   count: number;
   intervalMs: number;
   durationMs: number;
+  onEvent?: (e: UdpClientsEvent) => void;
 }): Promise<UdpClientsResult> {
   const host = mustParseAddress(`${o.target}:1`).host;
-  const start = performance.now();
   const replies: number[][] = Array.from({ length: o.count }, () => []);
+  const wall = (): number => performance.timeOrigin + performance.now();
+  let waiting = o.count;
+  const onReply = (i: number): void => {
+    const at = wall();
+    if (replies[i]!.length === 0 && --waiting === 0) o.onEvent?.({ event: 'answered', at });
+    replies[i]!.push(at);
+  };
   const sent: number[] = Array.from({ length: o.count }, () => 0);
+  const errors: number[] = Array.from({ length: o.count }, () => 0);
   const sockets: Socket[] = [];
   for (let i = 0; i < o.count; i++) {
     const s = createSocket('udp4');
-    s.on('message', () => replies[i]!.push(performance.timeOrigin + performance.now()));
-    s.on('error', () => {});
+    s.on('message', () => onReply(i));
+    // An ICMP unreachable (the path not up yet) surfaces as an error on the socket: counted, not fatal.
+    s.on('error', () => errors[i]!++);
     await new Promise<void>((r) => s.bind(0, () => r()));
     sockets.push(s);
   }
   const payload = Buffer.alloc(64);
+  // The clock starts when the sockets are ready, so --duration is the time spent sending.
+  const start = performance.now();
   for (let n = 0; performance.now() - start < o.durationMs; n++) {
     payload.writeUInt32BE(n, 0);
     sockets.forEach((s, i) => {
       s.send(payload, o.basePort + i, host);
       sent[i]!++;
     });
+    if (n === 0) o.onEvent?.({ event: 'sending', at: wall() });
     const next = start + (n + 1) * o.intervalMs;
     await sleep(Math.max(0, next - performance.now()));
   }
   await sleep(500);
   for (const s of sockets) s.close();
-  return { replies, sent };
+  return { replies, sent, errors };
 }

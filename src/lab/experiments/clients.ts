@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { UdpClientsResult } from '../udp-clients.js';
+import type { UdpClientsEvent, UdpClientsResult } from '../udp-clients.js';
 import { THREE_ISPS, startExperimentLab, startTunPair } from './setup.js';
 import { chartPng, machineLine, writeReport } from './report.js';
 import { midMedian } from '../../util/stats.js';
@@ -18,11 +18,24 @@ export interface ClientsRun {
   /** Per-client failover time: the longest reply gap around the link-down, ms. */
   failoverMs: { median: number; max: number };
   recovered: number;
+  /** From spawning the clients' process to its first datagrams: Node's start-up, slow on a cold machine. */
+  clientsStartMs: number;
+  /** From the first datagrams to every client's first reply. */
+  firstRepliesMs: number;
 }
 
 const INTERVAL_MS = 10;
-const FAIL_AT_MS = 1500;
-const DURATION_MS = 4000;
+/**
+ * The failure comes this long after every client has had its first reply, so the second that
+ * `allEchoesBefore` checks (1100 ms to 100 ms before the failure) is all steady traffic. It
+ * used to be counted from spawning the clients' process, whose start-up (300 ms warm, over
+ * 400 ms cold or busy) then ate into that second: the cause of a flaky `allEchoesBefore: false`.
+ */
+const FAIL_AFTER_REPLIES_MS = 1300;
+/** The clients send for this long from their first datagram. */
+const DURATION_MS = 4200;
+/** Every client must have had a reply by then, or the path is broken. */
+const FIRST_REPLIES_TIMEOUT_MS = 15_000;
 const BASE_PORT = 9000;
 
 /**
@@ -64,15 +77,42 @@ export async function runClients(o: ClientsOptions): Promise<{ runs: ClientsRun[
           ],
           { stdio: ['ignore', 'pipe', 'inherit'] },
         );
-        let out = '';
-        clients.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-        await sleep(FAIL_AT_MS);
+        const spawnedAt = wallNow();
+        // One JSON object a line: `sending`, `answered`, then the result.
+        const lines: string[] = [];
+        const events: UdpClientsEvent[] = [];
+        let answered: () => void = () => undefined;
+        const allAnswered = new Promise<void>((resolve) => (answered = resolve));
+        let buffered = '';
+        clients.stdout!.on('data', (d: Buffer) => {
+          buffered += d.toString();
+          const parts = buffered.split('\n');
+          buffered = parts.pop()!;
+          for (const line of parts.filter((l) => l.trim())) {
+            lines.push(line);
+            const e = JSON.parse(line) as Partial<UdpClientsEvent>;
+            if (e.event === 'sending' || e.event === 'answered') events.push(e as UdpClientsEvent);
+            if (e.event === 'answered') answered();
+          }
+        });
+        const exited = once(clients, 'exit');
+        const timedOut = sleep(FIRST_REPLIES_TIMEOUT_MS, undefined, { ref: false }).then(
+          () => 'timeout' as const,
+        );
+        if ((await Promise.race([allAnswered, exited, timedOut])) !== undefined)
+          throw new Error(
+            `not every UDP client had a reply within ${FIRST_REPLIES_TIMEOUT_MS} ms of starting (events: ${JSON.stringify(events)})`,
+          );
+        await sleep(FAIL_AFTER_REPLIES_MS);
         // Wall clock, as the clients note their replies: they run in another process.
-        const failAt = performance.timeOrigin + performance.now();
+        const failAt = wallNow();
         await x.lab.fail(pair.middle, 'link-down');
-        await once(clients, 'exit');
+        await exited;
         await x.lab.heal(pair.middle);
-        const r = JSON.parse(out) as UdpClientsResult;
+        if (buffered.trim()) lines.push(buffered);
+        const r = JSON.parse(lines.at(-1) ?? '{}') as UdpClientsResult;
+        const sendingAt = events.find((e) => e.event === 'sending')!.at;
+        const answeredAt = events.find((e) => e.event === 'answered')!.at;
         const gaps = r.replies.map((times) => gapAround(times, failAt));
         // Every echo sent in the second before the failure (but the last 100 ms, still in flight) came back.
         const before = r.replies.every(
@@ -85,6 +125,8 @@ export async function runClients(o: ClientsOptions): Promise<{ runs: ClientsRun[
           allEchoesBefore: before,
           failoverMs: { median: Math.round(midMedian(ok)), max: Math.round(Math.max(...ok)) },
           recovered: ok.length,
+          clientsStartMs: Math.round(sendingAt - spawnedAt),
+          firstRepliesMs: Math.round(answeredAt - sendingAt),
         });
         say(
           `${n} clients: failover median ${Math.round(midMedian(ok))} ms, max ${Math.round(Math.max(...ok))} ms; ${ok.length}/${n} recovered`,
@@ -101,6 +143,8 @@ export async function runClients(o: ClientsOptions): Promise<{ runs: ClientsRun[
   report(o, runs);
   return { runs };
 }
+
+const wallNow = (): number => performance.timeOrigin + performance.now();
 
 /** The longest gap between consecutive replies that spans `at`; undefined if none came after. */
 function gapAround(times: number[], at: number): number | undefined {
@@ -122,7 +166,7 @@ export function report(o: ClientsOptions, runs: ClientsRun[]): void {
 
 N plain UDP clients on the client host each send a datagram every ${INTERVAL_MS} ms to their own
 echo server on the server host, over one path through three ISPs (alpha, beta, gamma) between two
-\`arrow endpoint --tun\`s. ${FAIL_AT_MS / 1000} s in, the middle ISP's router on the path gets
+\`arrow endpoint --tun\`s. ${FAIL_AFTER_REPLIES_MS / 1000} s after every client's first reply, the middle ISP's router on the path gets
 \`link-down\`: its network interface is taken down, as in the seed's experiment. A client's
 failover time is the longest gap between its echo replies around the failure.
 
