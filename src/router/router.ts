@@ -70,11 +70,21 @@ export class Router {
     const { config, log } = this;
     const listen = mustParseAddress(config.listen);
     // Routers never block their loop waiting for a write lock (busy_timeout 0): a skipped stats flush is retried.
-    this.store = await openStore(config.store, {
-      busyTimeoutMs: 0,
-      pollMs: config.storePollMs,
-      isp: config.isp,
-    });
+    try {
+      this.store = await openStore(config.store, {
+        busyTimeoutMs: 0,
+        pollMs: config.storePollMs,
+        isp: config.isp,
+      });
+    } catch (err) {
+      throw new Error(`cannot open the circuit store (${describeStore(config)}): ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    this.store.background.report = rateLimitedReport(log);
+    // One bad record is skipped and reported, never fatal (docs/operations.md, "Rejected records").
+    this.table.onReject = (circuit, reason) =>
+      log.warn({ circuit, reason }, 'circuit record rejected: not forwarding this circuit');
 
     // Table first, then traffic: a consistent snapshot, then every change after it.
     // A store that is down at start is waited for: forwarding with an empty table would drop everything.
@@ -85,7 +95,10 @@ export class Router {
       this.onTableChange?.(event);
       log.debug({ event: event.type, revision: event.revision }, 'table change');
     });
-    log.info({ circuits: this.table.circuits, revision: snap.revision }, 'table loaded from store');
+    log.info(
+      { circuits: this.table.circuits, rejected: this.table.rejected.size, revision: snap.revision },
+      'table loaded from store',
+    );
 
     const socket = createSocket({
       type: 'udp4',
@@ -100,20 +113,21 @@ export class Router {
     );
     this.table.onRemove = (circuit) => this.delivery?.release(circuit);
     this.diagnostics.attach(this.delivery);
-    // An ICMP unreachable from a dead next hop surfaces here; it must not stop the router.
-    socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'));
     const impair = this.impair;
     if (impair) {
       log.warn({ impair: config.impair }, 'impairment on: dropping and delaying carried packets (lab only)');
       socket.on('message', (msg, rinfo) => impair.accept(msg, rinfo.port, rinfo.address));
     } else socket.on('message', (msg, rinfo) => this.dataplane.process(msg, rinfo.port, rinfo.address));
     await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
+      socket.once('error', (err) => reject(new Error(`cannot listen on ${config.listen}: ${err.message}`)));
       socket.bind(listen.port, listen.host, () => {
         socket.off('error', reject);
         resolve();
       });
     });
+    // An ICMP unreachable from a dead next hop surfaces here; it must not stop the router.
+    // (Bound after bind: a bind failure is the start's error, said once.)
+    socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'));
     const a = socket.address() as AddressInfo;
     this.boundAddress = formatAddress({ host: a.address, port: a.port });
 
@@ -153,6 +167,8 @@ export class Router {
       failover: { ...this.failover.counters },
       neighbours: this.failover.neighbours.snapshot(),
       circuits: this.table.snapshotCounters(),
+      ...rejectionStats(this.table.snapshotRejections()),
+      storeErrors: this.store?.background.count ?? 0,
       ...(this.impair ? { impair: { ...this.impair.snapshot() } } : {}),
     };
   }
@@ -191,10 +207,45 @@ export class Router {
     this.diagnostics.close();
     this.impair?.stop();
     this.watcher?.close();
-    await this.registration?.close().catch(() => {});
+    await this.registration?.close().catch((err: unknown) =>
+      // The registration lapses within its TTL anyway; say why it was not withdrawn at once.
+      this.log.warn({ err: (err as Error).message }, 'router registration not withdrawn; it expires by TTL'),
+    );
     await this.publishStats();
     this.delivery?.close();
     await new Promise<void>((resolve) => (this.socket ? this.socket.close(() => resolve()) : resolve()));
     await this.store?.close();
   }
+}
+
+function describeStore(config: RouterConfig): string {
+  const s = config.store;
+  return s.kind === 'sqlite'
+    ? `sqlite ${s.path}`
+    : s.kind === 'etcd'
+      ? `etcd ${s.endpoints.join(',')}`
+      : s.kind;
+}
+
+function rejectionStats(r: { count: number; circuits: Record<string, string> }): Partial<RouterStats> {
+  return { rejected: r.count, rejections: r.circuits };
+}
+
+/**
+ * Logs store background errors without flooding: a poll that fails every 5 ms logs once a
+ * second, with how many were folded in. Every one is counted in the store's `background`.
+ */
+function rateLimitedReport(log: Logger): (err: Error, context: string) => void {
+  let lastAt = 0;
+  let folded = 0;
+  return (err, context) => {
+    const now = Date.now();
+    if (now - lastAt < 1000) {
+      folded++;
+      return;
+    }
+    lastAt = now;
+    log.warn({ err: err.message, context, suppressed: folded }, 'circuit store background error');
+    folded = 0;
+  };
 }

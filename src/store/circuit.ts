@@ -82,6 +82,12 @@ export interface RouterStats {
   neighbours?: Record<string, { rttMs: number | undefined; timeoutMs: number; dead: boolean }>;
   /** Lab fault injection at this router, when configured (src/router/impair.ts). */
   impair?: Record<string, number>;
+  /** Circuit records this router could not compile and skipped (it forwards everything else). */
+  rejected?: number;
+  /** Why, by circuit authenticator (hex); bounded, so it may list fewer than `rejected`. */
+  rejections?: Record<string, string>;
+  /** Errors met by the store client in background work (watch delivery, lease renewal), counted. */
+  storeErrors?: number;
 }
 
 /**
