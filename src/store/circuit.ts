@@ -88,6 +88,8 @@ export interface RouterStats {
   rejections?: Record<string, string>;
   /** Errors met by the store client in background work (watch delivery, lease renewal), counted. */
   storeErrors?: number;
+  /** The forwarding thread's event-loop delay since the previous publish (ms): what other work added to packets. */
+  loopDelayMs?: { p50: number; p99: number; max: number };
 }
 
 /**
