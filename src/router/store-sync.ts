@@ -173,6 +173,7 @@ class WorkerStoreSync implements StoreSync {
   private snapshot: { resolve: (s: Snapshot) => void; reject: (e: Error) => void } | undefined;
   private errors = 0;
   private exited = false;
+  private closing = false;
   private readonly report: (err: Error, context: string) => void;
 
   constructor(
@@ -187,7 +188,7 @@ class WorkerStoreSync implements StoreSync {
     this.worker.on('error', (err) => this.fail(new Error(`store thread failed: ${err.message}`)));
     this.worker.on('exit', (code) => {
       this.exited = true;
-      if (code !== 0) this.fail(new Error(`store thread exited with code ${code}`));
+      if (code !== 0 && !this.closing) this.fail(new Error(`store thread exited with code ${code}`));
     });
   }
 
@@ -224,6 +225,7 @@ class WorkerStoreSync implements StoreSync {
     await this.call({ op: 'close' }).catch((err: Error) =>
       this.log.warn({ err: err.message }, 'store thread did not close cleanly'),
     );
+    this.closing = true;
     await this.worker.terminate();
   }
 
