@@ -165,6 +165,9 @@ for (const store of [{ kind: 'sqlite' as const }, { kind: 'etcd' as const, membe
       const stats = await rejectionsEverywhere(lab, bad, true);
       assert.ok(stats, 'every router reports rejected=1 with the reason');
       for (const s of stats) assert.match(s.rejections![bad]!, /port out of range in "1\.2\.3\.4:70000"/);
+      // The forwarding thread's loop delay comes with the stats (the store client runs on its own thread).
+      for (const s of stats)
+        assert.ok(s.loopDelayMs && s.loopDelayMs.max >= s.loopDelayMs.p50, JSON.stringify(s.loopDelayMs));
       for (const r of ROUTERS) assert.equal(lab.router(r).managed!.proc.exitCode, null, `${r} still running`);
       assert.equal(await echoes(), 20, 'the other circuit is still forwarded, every echo back');
 
