@@ -158,6 +158,19 @@ export const CircuitStats = Type.Object({
   out: Traffic,
   drops: DropsByReason,
   sla: Type.Optional(SlaReport),
+  rejected: Type.Optional(
+    Type.Array(
+      Type.Object({
+        router: Type.String(),
+        pop: Type.String(),
+        reason: Type.String({ description: 'why the router could not compile the circuit record' }),
+      }),
+      {
+        description:
+          "routers that skipped this circuit's record because they could not compile it (it is not forwarded there); absent when none did",
+      },
+    ),
+  ),
   routers: Type.Array(
     Type.Object({
       router: Type.String(),

@@ -9,6 +9,13 @@ export function slaText(s: CircuitStatsView): string {
   return `VIOLATED: ${s.sla.violations.map((v) => v.message).join(', ')}`;
 }
 
+/** The SLA column, or the routers' refusal when a router could not compile the record. */
+function stateText(s: CircuitStatsView): string {
+  if (!s.rejected?.length) return slaText(s);
+  const reasons = [...new Set(s.rejected.map((r) => r.reason))];
+  return `REJECTED by ${s.rejected.map((r) => r.router).join(',')}: ${reasons.join('; ')}`;
+}
+
 /** Drops with their reasons, e.g. `12 (impair 11, hop-limit 1)`. */
 function dropsText(s: CircuitStatsView): string {
   const reasons = Object.entries(s.drops)
@@ -23,7 +30,10 @@ function nextText(c: CircuitView): string {
   return c.deliver?.kind === 'udp' ? `udp ${c.deliver.target}` : `endpoint ${c.deliver?.addresses[0]}`;
 }
 
-/** `arrow circuits`: the caller's circuits at one portal, with traffic in/out/dropped and the SLA verdict. */
+/**
+ * `arrow circuits`: the caller's circuits at one portal, with traffic in/out/dropped and the SLA verdict,
+ * or REJECTED and the reason when a router could not compile the circuit's record.
+ */
 export async function runCircuits(o: { portal: string; key: string; json?: boolean }): Promise<void> {
   const client = new PortalClient(o.portal, o.key);
   const { circuits } = await client.circuits();
@@ -44,7 +54,7 @@ export async function runCircuits(o: { portal: string; key: string; json?: boole
       String(s.in.packets),
       String(s.out.packets),
       dropsText(s),
-      slaText(s),
+      stateText(s),
       nextText(c),
     ]),
   ];

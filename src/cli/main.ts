@@ -294,7 +294,7 @@ program
 program
   .command('circuits')
   .description(
-    "list your circuits at one ISP's portal: DATA in/out, drops by reason, and whether the SLA held (ok / VIOLATED)",
+    "list your circuits at one ISP's portal: DATA in/out, drops by reason, and whether the SLA held (ok / VIOLATED), or REJECTED and why when a router could not compile the circuit",
   )
   .addOption(new Option('--portal <url>', 'portal base URL').env('ARROW_PORTAL').makeOptionMandatory())
   .addOption(new Option('--key <apiKey>', 'API key').env('ARROW_API_KEY').makeOptionMandatory())

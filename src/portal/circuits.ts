@@ -411,6 +411,11 @@ export async function circuitRoutes(
       const drops: Record<string, number> = {};
       for (const x of routers) for (const [k, n] of Object.entries(x.drops)) drops[k] = (drops[k] ?? 0) + n;
       const offer = offers.get(`${c.ingressPop}->${c.egressPop}`);
+      // A router that could not compile the record says why; the circuit is not forwarded there.
+      const rejected = all.flatMap((s) => {
+        const reason = s.rejections?.[c.auth];
+        return reason === undefined ? [] : [{ router: s.router, pop: s.pop, reason }];
+      });
       return {
         auth: c.auth,
         packets: sum((x) => x.packets),
@@ -425,6 +430,7 @@ export async function circuitRoutes(
               sla: monitor.report(c, { latencyMs: offer.latencyMs.max, lossPct: offer.maxLossPct }, sla),
             }
           : {}),
+        ...(rejected.length > 0 ? { rejected } : {}),
         routers,
       };
     },

@@ -63,6 +63,11 @@ export const RouterConfigSchema = Type.Object(
       default: 5,
       description: 'how often the SQLite store is checked',
     }),
+    storeThread: Type.Boolean({
+      default: true,
+      description:
+        'run the store client (SQLite polling, etcd watch, stats writes) on its own thread, off the forwarding thread; false runs it in-thread (memory stores always do)',
+    }),
     socketBufferBytes: Type.Integer({ minimum: 65536, default: 4 * 1024 * 1024 }),
     failover: Type.Object(
       {
@@ -154,7 +159,12 @@ export const RouterConfigSchema = Type.Object(
 export type RouterConfig = Static<typeof RouterConfigSchema>;
 
 type Defaulted =
-  'statsIntervalMs' | 'storePollMs' | 'socketBufferBytes' | 'registrationTtlMs' | 'announceTable';
+  | 'statsIntervalMs'
+  | 'storePollMs'
+  | 'storeThread'
+  | 'socketBufferBytes'
+  | 'registrationTtlMs'
+  | 'announceTable';
 /** A router config as written to a file: fields with defaults may be left out. */
 export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'impair'> &
   Partial<Pick<RouterConfig, Defaulted>> & {

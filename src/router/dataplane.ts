@@ -298,6 +298,7 @@ export class DataPlane {
       this.out.send(buf, port, host);
       return true;
     } catch {
+      // Counted, not logged: this is the packet path (EAGAIN on a full buffer, a bad target).
       this.drops.add('send-error');
       return false;
     }

@@ -112,7 +112,7 @@ export class Failover implements Control {
     private readonly table: ForwardingTable,
     private readonly cfg: FailoverConfig,
     private readonly send: (packet: Buffer, port: number, host: string) => void,
-    private readonly store: () => CircuitStore | undefined,
+    private readonly store: () => Pick<CircuitStore, 'setActive'> | undefined,
     private readonly log: Logger,
   ) {
     const l = cfg.liveness;

@@ -1,6 +1,7 @@
 import type { ChangeEvent, Circuit, CircuitCounters, HopKind } from '../store/circuit.js';
 import { authKeyFromHex, authToBytes } from '../wire/authenticator.js';
-import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
+import { isIP } from 'node:net';
+import { formatAddress, parseAddress, type UdpAddress } from '../wire/address.js';
 
 /** A next hop as the data plane uses it: parsed addresses, the one in use, and the authenticator to write. */
 export interface Hop {
@@ -40,6 +41,39 @@ export interface HopMove {
   active: number;
 }
 
+/**
+ * A circuit record this router cannot turn into table entries: the record is skipped
+ * (the rest of the table is unaffected) and the reason is reported in the router's stats.
+ */
+export class CompileError extends Error {
+  override name = 'CompileError';
+}
+
+/**
+ * An address the data plane can send to without any lookup: an IP literal and a port 1–65535.
+ * A host name would be resolved by DNS on the packet path; port 0 cannot be sent to.
+ */
+function compileAddress(text: unknown, what: string): UdpAddress {
+  if (typeof text !== 'string')
+    throw new CompileError(`${what}: expected an address string, got ${typeof text}`);
+  const r = parseAddress(text);
+  if (!r.ok) throw new CompileError(`${what}: ${r.message}`);
+  if (isIP(r.address.host) === 0)
+    throw new CompileError(`${what}: ${JSON.stringify(r.address.host)} is not an IP address literal`);
+  if (r.address.port < 1) throw new CompileError(`${what}: port out of range in ${JSON.stringify(text)}`);
+  return r.address;
+}
+
+function compileAuth(hex: unknown, what: string): Buffer {
+  if (typeof hex !== 'string')
+    throw new CompileError(`${what}: expected a hex authenticator, got ${typeof hex}`);
+  try {
+    return authToBytes(hex);
+  } catch (err) {
+    throw new CompileError(`${what}: ${(err as Error).message}`);
+  }
+}
+
 function hop(
   circuit: Circuit,
   kind: HopKind,
@@ -47,7 +81,9 @@ function hop(
   auth: string | undefined,
   isDead: (key: string) => boolean,
 ): Hop {
-  const parsed = addresses.map((a) => mustParseAddress(a));
+  if (!Array.isArray(addresses) || addresses.length === 0)
+    throw new CompileError(`${kind} hop: no addresses`);
+  const parsed = addresses.map((a, i) => compileAddress(a, `${kind} hop address ${i}`));
   const keys = parsed.map(formatAddress);
   const h: Hop = {
     circuit: circuit.auth,
@@ -55,7 +91,7 @@ function hop(
     addresses: parsed,
     keys,
     active: 0,
-    auth: auth ? authToBytes(auth) : undefined,
+    auth: auth ? compileAuth(auth, `${kind} hop authenticator`) : undefined,
   };
   h.active = activeIndex(keys, circuit.active?.[kind], isDead);
   return h;
@@ -120,7 +156,9 @@ function nextLiveFrom(keys: string[], from: number, isDead: (key: string) => boo
  * PoP P to PoP Q gives P's routers an `internal` entry (keyed by the customer's
  * authenticator, rewriting to the internal one) and Q's routers the egress action
  * (keyed by the internal authenticator). When P == Q there is a single entry.
- * Pure: no I/O.
+ * Pure: no I/O. Throws CompileError for a record it cannot turn into entries (a bad
+ * address or authenticator, an unknown action): records can reach the store from older
+ * portals or direct writes, and the table must survive them.
  */
 export function compileCircuit(
   circuit: Circuit,
@@ -129,6 +167,9 @@ export function compileCircuit(
   isDead: (key: string) => boolean = () => false,
 ): Array<{ key: string; entry: Entry }> {
   const out: Array<{ key: string; entry: Entry }> = [];
+  if (typeof circuit !== 'object' || circuit === null) throw new CompileError('record is not an object');
+  compileAuth(circuit.auth, 'circuit authenticator');
+  if (circuit.ingressPop !== pop && circuit.egressPop !== pop) return out;
   const sameCircuit = circuit.ingressPop === circuit.egressPop;
   const base = { circuit: circuit.auth, owner: circuit.owner, counters, ingress: pop === circuit.ingressPop };
   if (pop === circuit.ingressPop && !sameCircuit) {
@@ -142,8 +183,12 @@ export function compileCircuit(
     });
   }
   if (pop === circuit.egressPop) {
-    const key = authKeyFromHex(sameCircuit ? circuit.auth : circuit.internalAuth);
-    const a = circuit.action;
+    const key = compileAuth(
+      sameCircuit ? circuit.auth : circuit.internalAuth,
+      sameCircuit ? 'circuit authenticator' : 'internal authenticator',
+    ).toString('latin1');
+    const a = circuit.action as Circuit['action'] | undefined;
+    if (typeof a !== 'object' || a === null) throw new CompileError('record has no action');
     let entry: Entry;
     switch (a.kind) {
       case 'forward':
@@ -164,10 +209,12 @@ export function compileCircuit(
         entry = {
           ...base,
           kind: 'deliver-udp',
-          target: mustParseAddress(a.target),
+          target: compileAddress(a.target, 'deliver-udp target'),
           reply: a.reply ? hop(circuit, 'reply', a.reply.addresses, a.reply.auth, isDead) : undefined,
         };
         break;
+      default:
+        throw new CompileError(`unknown action kind ${JSON.stringify((a as { kind: unknown }).kind)}`);
     }
     out.push({ key, entry });
   }
@@ -187,6 +234,9 @@ export function newCircuitCounters(): CircuitCounters {
     drops: {},
   };
 }
+
+/** Rejections listed by name in a router's published stats; the count covers all. */
+export const MAX_PUBLISHED_REJECTIONS = 256;
 
 function hopsOf(entry: Entry): Hop[] {
   if (entry.kind === 'deliver-udp') return entry.reply ? [entry.reply] : [];
@@ -213,6 +263,9 @@ export class ForwardingTable {
   revision = 0;
   /** Called when a circuit leaves this router's table, so per-circuit resources can be released. */
   onRemove: ((circuit: string) => void) | undefined;
+  /** Called when a record is rejected (see put), so the router can log it. */
+  onReject: ((circuit: string, reason: string) => void) | undefined;
+  private readonly rejections = new Map<string, string>();
 
   constructor(
     readonly pop: string,
@@ -247,7 +300,29 @@ export class ForwardingTable {
     return out;
   }
 
-  put(circuit: Circuit): void {
+  /**
+   * Compiles a circuit record into the table. A record this router cannot compile is
+   * skipped: any entries of an earlier version go (every router of the PoP, restarted or
+   * not, then agrees on what the store says), the reason is kept for the router's stats,
+   * and the call returns it. A later valid put replaces the rejection; a delete clears it.
+   */
+  put(circuit: Circuit): string | undefined {
+    const auth = typeof circuit?.auth === 'string' ? circuit.auth : String(circuit?.auth);
+    try {
+      this.compileInto(circuit);
+      this.rejections.delete(auth);
+      return undefined;
+    } catch (err) {
+      const reason =
+        err instanceof CompileError ? err.message : `malformed record: ${(err as Error).message}`;
+      this.remove(auth);
+      this.rejections.set(auth, reason);
+      this.onReject?.(auth, reason);
+      return reason;
+    }
+  }
+
+  private compileInto(circuit: Circuit): void {
     // Failover records (and our own repairs coming back by watch) change only which address is
     // active. A thousand of them arrive at once after a repair: move the hops in place rather than
     // recompiling every circuit, so the packet loop is not held up.
@@ -256,9 +331,10 @@ export class ForwardingTable {
       this.records.set(circuit.auth, circuit);
       return this.applyActive(circuit);
     }
-    this.remove(circuit.auth, false);
     let counters = this.counters.get(circuit.auth);
+    // Compile before touching the table: a record that fails leaves nothing half-applied.
     const compiled = compileCircuit(circuit, this.pop, counters ?? newCircuitCounters(), this.isDead);
+    this.remove(circuit.auth, false);
     if (compiled.length === 0) {
       this.counters.delete(circuit.auth);
       this.records.delete(circuit.auth);
@@ -277,7 +353,24 @@ export class ForwardingTable {
     );
   }
 
+  /** Records skipped because they could not be compiled: circuit auth → reason. */
+  get rejected(): ReadonlyMap<string, string> {
+    return this.rejections;
+  }
+
+  /** Rejections for publishing: the count, and the first `limit` with their reasons (stats stay small). */
+  snapshotRejections(limit = MAX_PUBLISHED_REJECTIONS): { count: number; circuits: Record<string, string> } {
+    const circuits: Record<string, string> = {};
+    let n = 0;
+    for (const [auth, reason] of this.rejections) {
+      if (n++ >= limit) break;
+      circuits[auth] = reason;
+    }
+    return { count: this.rejections.size, circuits };
+  }
+
   remove(circuitAuth: string, forget = true): void {
+    if (forget) this.rejections.delete(circuitAuth);
     const keys = this.keysByCircuit.get(circuitAuth);
     if (keys)
       for (const k of keys) {
@@ -296,6 +389,7 @@ export class ForwardingTable {
   replaceAll(circuits: Circuit[], revision: number): void {
     const keep = new Set(circuits.map((c) => c.auth));
     for (const auth of [...this.keysByCircuit.keys()]) if (!keep.has(auth)) this.remove(auth);
+    for (const auth of [...this.rejections.keys()]) if (!keep.has(auth)) this.rejections.delete(auth);
     for (const c of circuits) this.put(c);
     this.revision = revision;
   }

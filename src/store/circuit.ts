@@ -90,6 +90,14 @@ export interface RouterStats {
   impair?: Record<string, number>;
   /** Liveness: how long each answered keepalive had waited (normally the RTT), ms, as a histogram. */
   liveness?: { keepaliveWaitMs: HistogramSnapshot };
+  /** Circuit records this router could not compile and skipped (it forwards everything else). */
+  rejected?: number;
+  /** Why, by circuit authenticator (hex); bounded, so it may list fewer than `rejected`. */
+  rejections?: Record<string, string>;
+  /** Errors met by the store client in background work (watch delivery, lease renewal), counted. */
+  storeErrors?: number;
+  /** The forwarding thread's event-loop delay since the previous publish (ms): what other work added to packets. */
+  loopDelayMs?: { p50: number; p99: number; max: number };
 }
 
 /**

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { ExponentialBackoff, handleWhen, retry, circuitBreaker, ConsecutiveBreaker, noop } from 'cockatiel';
 import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
 import {
+  BackgroundErrors,
   type ActiveChange,
   type Admission,
   CapacityError,
@@ -84,6 +85,7 @@ interface PairQueue {
  */
 export class EtcdStore implements CircuitStore {
   readonly kind = 'etcd';
+  readonly background = new BackgroundErrors();
   readonly client: Etcd3;
   private readonly ns: Namespace;
   private readonly watchers = new Set<{ close(): void }>();
@@ -128,7 +130,10 @@ export class EtcdStore implements CircuitStore {
   async snapshot(): Promise<Snapshot> {
     // One range request is served at one revision: a consistent snapshot.
     const res = await this.call(() => this.ns.getAll().prefix(K.circuits).sort('Key', 'Ascend').exec());
-    return { revision: Number(res.header.revision), circuits: res.kvs.map(decodeCircuit) };
+    return {
+      revision: Number(res.header.revision),
+      circuits: res.kvs.flatMap((kv) => this.decodeOrReport(kv)),
+    };
   }
 
   /**
@@ -388,10 +393,14 @@ export class EtcdStore implements CircuitStore {
     throw new UnavailableError(`circuit ${auth} too contended; retry`);
   }
 
-  watch(afterRevision: number, onEvent: (event: ChangeEvent) => void): Watcher {
+  watch(afterRevision: number, listen: (event: ChangeEvent) => void): Watcher {
     let closed = false;
     let current: EtcdWatcher | undefined;
     let last = afterRevision;
+    // The client calls our `data` listener from its stream handler: a throw there would crash the process.
+    const onEvent = (e: ChangeEvent): void => this.background.deliver(listen, e);
+    const cancel = (w: EtcdWatcher): void =>
+      void w.cancel().catch((err: unknown) => this.background.add(err, 'watch cancel'));
 
     const start = async (from: number): Promise<void> => {
       while (!closed) {
@@ -401,7 +410,7 @@ export class EtcdStore implements CircuitStore {
             .prefix(K.circuits)
             .startRevision(String(from + 1))
             .create();
-          if (closed) return void w.cancel().catch(() => {});
+          if (closed) return cancel(w);
           current = w;
           w.on('data', (res) => {
             for (const ev of res.events) {
@@ -410,18 +419,22 @@ export class EtcdStore implements CircuitStore {
               // (a batch of creates) puts several keys at the same revision.
               if (revision < last) continue;
               last = revision;
-              if (ev.type === 'Put') onEvent({ type: 'put', revision, circuit: decodeCircuit(ev.kv) });
-              else onEvent({ type: 'delete', revision, auth: ev.kv.key.toString().slice(K.circuits.length) });
+              if (ev.type === 'Put') {
+                for (const circuit of this.decodeOrReport(ev.kv)) onEvent({ type: 'put', revision, circuit });
+              } else
+                onEvent({ type: 'delete', revision, auth: ev.kv.key.toString().slice(K.circuits.length) });
             }
           });
           // The client resumes by itself after a disconnect, from the last revision it saw.
           // It gives up (error) when that revision was compacted away: then we resync.
-          w.on('error', () => {
+          w.on('error', (err: unknown) => {
             current = undefined;
+            this.background.add(err, 'watch lost; resyncing');
             if (!closed) void resync();
           });
           return;
-        } catch {
+        } catch (err) {
+          this.background.add(err, 'watch create; retrying');
           await sleep(200);
         }
       }
@@ -435,7 +448,8 @@ export class EtcdStore implements CircuitStore {
           last = snap.revision;
           onEvent({ type: 'resync', revision: snap.revision, circuits: snap.circuits });
           return start(snap.revision);
-        } catch {
+        } catch (err) {
+          this.background.add(err, 'watch resync; retrying');
           await sleep(200);
         }
       }
@@ -445,12 +459,25 @@ export class EtcdStore implements CircuitStore {
     const handle = {
       close: () => {
         closed = true;
-        void current?.cancel().catch(() => {});
+        if (current) cancel(current);
         this.watchers.delete(handle);
       },
     };
     this.watchers.add(handle);
     return handle;
+  }
+
+  /** A circuit record from a key, or none (counted and reported) when it does not decode. */
+  private decodeOrReport(kv: IKeyValue): Circuit[] {
+    try {
+      return [decodeCircuit(kv)];
+    } catch (err) {
+      this.background.add(
+        new Error(`record ${kv.key.toString()}: ${(err as Error).message}`),
+        'undecodable record',
+      );
+      return [];
+    }
   }
 
   registerRouter(router: RouterRegistration, ttlMs: number): Registration {
@@ -477,7 +504,8 @@ export class EtcdStore implements CircuitStore {
               if (!closed) void establish();
             });
             return;
-          } catch {
+          } catch (err) {
+            this.background.add(err, 'router registration; retrying');
             l.removeAllListeners();
             l.release();
             await sleep(500);
@@ -494,7 +522,8 @@ export class EtcdStore implements CircuitStore {
         this.registrations.delete(reg);
         const l = lease;
         lease = undefined;
-        await l?.revoke().catch(() => {});
+        // A revoke that fails leaves the lease to expire within its TTL: count it, the outcome is the same.
+        await l?.revoke().catch((err: unknown) => this.background.add(err, 'router registration revoke'));
       },
     };
     this.registrations.add(reg);

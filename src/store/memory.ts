@@ -1,5 +1,6 @@
 import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
 import {
+  BackgroundErrors,
   type ActiveChange,
   type Admission,
   CapacityError,
@@ -17,6 +18,7 @@ import {
 /** In-process store for unit tests of pure logic. Same semantics as the durable backends. */
 export class MemoryStore implements CircuitStore {
   readonly kind = 'memory';
+  readonly background = new BackgroundErrors();
   private readonly circuits = new Map<string, Circuit>();
   private readonly log: ChangeEvent[] = [];
   private readonly listeners = new Set<(e: ChangeEvent) => void>();
@@ -110,8 +112,10 @@ export class MemoryStore implements CircuitStore {
     this.log.length = 0;
   }
 
-  watch(afterRevision: number, onEvent: (event: ChangeEvent) => void): Watcher {
+  watch(afterRevision: number, listen: (event: ChangeEvent) => void): Watcher {
     let closed = false;
+    // A throwing listener must not fail the writer's call (emit runs inside create/update).
+    const onEvent = (e: ChangeEvent): void => this.background.deliver(listen, e);
     const listener = (e: ChangeEvent): void => {
       if (!closed) onEvent(e);
     };

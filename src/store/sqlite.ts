@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import type { ChangeEvent, Circuit, CircuitInput, CircuitPatch, RouterStats, Snapshot } from './circuit.js';
 import {
+  BackgroundErrors,
   type ActiveChange,
   type Admission,
   CapacityError,
@@ -82,6 +83,7 @@ const WATCH_CHUNK = 256;
  */
 export class SqliteStore implements CircuitStore {
   readonly kind = 'sqlite';
+  readonly background = new BackgroundErrors();
   private readonly db: Database.Database;
   private readonly pollMs: number;
   private readonly retain: number;
@@ -166,7 +168,7 @@ export class SqliteStore implements CircuitStore {
     // One read transaction: the circuits and the revision are from the same instant.
     return this.db.transaction(() => ({
       revision: this.currentRevision(),
-      circuits: this.q.all.all().map((r) => JSON.parse(r.data) as Circuit),
+      circuits: this.q.all.all().flatMap((r) => this.decodeRecord(r.data)),
     }))();
   }
 
@@ -281,11 +283,12 @@ export class SqliteStore implements CircuitStore {
       .immediate();
   }
 
-  watch(afterRevision: number, onEvent: (event: ChangeEvent) => void): Watcher {
+  watch(afterRevision: number, listen: (event: ChangeEvent) => void): Watcher {
     let last = afterRevision;
     let seenVersion = -1;
     let seenLocal = -1;
     let closed = false;
+    const onEvent = (e: ChangeEvent): void => this.background.deliver(listen, e);
     const poll = (): void => {
       if (closed) return;
       try {
@@ -303,8 +306,10 @@ export class SqliteStore implements CircuitStore {
         for (const row of rows) {
           last = row.revision;
           if (row.kind === 'delete') onEvent({ type: 'delete', revision: row.revision, auth: row.auth });
-          else if (row.data !== null)
-            onEvent({ type: 'put', revision: row.revision, circuit: JSON.parse(row.data) as Circuit });
+          else if (row.data !== null) {
+            const circuit = this.decodeChange(row);
+            if (circuit) onEvent({ type: 'put', revision: row.revision, circuit });
+          }
         }
         if (rows.length === WATCH_CHUNK) {
           // More waiting (a big repair or a burst of creates): apply the rest a chunk at a time,
@@ -312,9 +317,11 @@ export class SqliteStore implements CircuitStore {
           seenVersion = -1;
           setImmediate(poll);
         }
-      } catch {
-        // A busy or locked database is transient: the next tick retries. Forwarding never waits on this.
+      } catch (err) {
+        // Busy or locked is transient: the next tick retries, and forwarding never waits on it.
+        // Anything else is counted and reported too, then retried the same way.
         seenVersion = -1;
+        if (!isBusy(err)) this.background.add(err, 'watch poll');
       }
     };
     const timer = setInterval(poll, this.pollMs);
@@ -336,8 +343,9 @@ export class SqliteStore implements CircuitStore {
     const renew = (): void => {
       try {
         this.write(() => this.q.putRouter.run(router.name, router.pop, router.address, Date.now() + ttlMs));
-      } catch {
+      } catch (err) {
         // Busy: the next renewal retries, and ttl/3 leaves two more chances before expiry.
+        if (!(err instanceof UnavailableError)) this.background.add(err, 'router registration');
       }
     };
     renew();
@@ -377,6 +385,29 @@ export class SqliteStore implements CircuitStore {
     } catch (err) {
       if (isBusy(err)) throw new UnavailableError(`store busy: ${(err as Error).message}`);
       throw err;
+    }
+  }
+
+  /** A stored record, or none (counted and reported) when it does not decode: one bad row must not stop a router starting. */
+  private decodeRecord(data: string): Circuit[] {
+    try {
+      return [JSON.parse(data) as Circuit];
+    } catch (err) {
+      this.background.add(err, 'undecodable record');
+      return [];
+    }
+  }
+
+  /** A change row's record, or undefined (counted and reported) when it does not decode: one bad row must not stall the watch. */
+  private decodeChange(row: ChangeRow): Circuit | undefined {
+    try {
+      return JSON.parse(row.data!) as Circuit;
+    } catch (err) {
+      this.background.add(
+        new Error(`change ${row.revision} of circuit ${row.auth}: ${(err as Error).message}`),
+        'undecodable change',
+      );
+      return undefined;
     }
   }
 

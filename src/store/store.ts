@@ -59,6 +59,43 @@ export interface CircuitStore {
   putRouterStats(stats: RouterStats): Promise<void>;
   listRouterStats(): Promise<RouterStats[]>;
   close(): Promise<void>;
+  /**
+   * Errors met in background work (a watch listener that threw, a change record that would
+   * not decode, a lease renewal or cancel that failed): counted here and reported, never
+   * thrown (there is no caller to throw to) and never swallowed.
+   */
+  readonly background: BackgroundErrors;
+}
+
+/** Counts and reports a store's background errors; the owner sets `report` to its logger. */
+export class BackgroundErrors {
+  count = 0;
+  readonly byContext: Record<string, number> = {};
+  /** Where a report goes; one line on stderr until the owner points it at its logger. */
+  report: (err: Error, context: string) => void = (err, context) =>
+    console.error(`arrow store: ${context}: ${err.message}`);
+
+  add(err: unknown, context: string): void {
+    this.count++;
+    this.byContext[context] = (this.byContext[context] ?? 0) + 1;
+    const e = err instanceof Error ? err : new Error(String(err));
+    try {
+      this.report(e, context);
+    } catch (reportErr) {
+      // A broken logger must not turn a counted error into a crash; stderr is the last resort.
+      console.error(`arrow store: ${context}: ${e.message} (report failed: ${(reportErr as Error).message})`);
+    }
+  }
+
+  /** Calls a watch listener; a throw is counted and reported, and the watch goes on with the next change. */
+  deliver(onEvent: (event: ChangeEvent) => void, event: ChangeEvent): void {
+    try {
+      onEvent(event);
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      this.add(new Error(`${event.type} at revision ${event.revision}: ${e.message}`), 'watch listener');
+    }
+  }
 }
 
 /** An `Idempotency-Key` and a fingerprint of the request it came with (docs/api.md). */
