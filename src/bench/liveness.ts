@@ -407,7 +407,9 @@ export async function runLivenessBench(opts: LivenessBenchOptions): Promise<Live
     await sleep(topology.statsIntervalMs * 3);
     const endStats = await readStats(lab);
     const end = totals(endStats);
-    const exited = lab.routers.filter((r) => r.managed?.proc.exitCode !== null || r.managed?.proc.signalCode);
+    const exited = lab.routers.filter(
+      (r) => !r.managed || r.managed.proc.exitCode !== null || r.managed.proc.signalCode !== null,
+    );
     if (exited.length > 0)
       markInvalid(`router(s) exited during the soak: ${exited.map((r) => r.name).join(', ')}`);
     const stale = endStats.filter((s) => Date.now() - Date.parse(s.updatedAt) > 5000);
@@ -481,7 +483,11 @@ export async function runLivenessBench(opts: LivenessBenchOptions): Promise<Live
       },
     };
   } finally {
-    for (const p of paths) await releasePath(p).catch((err: Error) => say(`release failed: ${err.message}`));
+    for (const p of paths)
+      await releasePath(p).catch((err: Error) =>
+        // The lab is about to stop anyway; said on stderr even in --json mode, never swallowed.
+        process.stderr.write(`arrow bench liveness: releasing a path failed: ${err.message}\n`),
+      );
     for (const e of endpoints) await e.close();
     await lab?.stop();
     rmSync(dir, { recursive: true, force: true });
