@@ -240,6 +240,10 @@ let circuit: CircuitRef;
 
 const topology = defaultTopology();
 topology.statsIntervalMs = 100;
+// Routers' own liveness off: the diagnostics must show a path broken at a dead router as it is
+// before anything repairs it. With the default liveness (200 ms x 3), the routers next to the
+// dead one would move the circuit to its sibling within a second, while ping and traceroute run.
+topology.failover = { liveness: { enabled: false } };
 
 const routerName = (address: string): string => lab.routers.find((r) => r.address === address)!.name;
 

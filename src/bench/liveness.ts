@@ -73,7 +73,7 @@ export interface LivenessBenchReport {
   /** Detection time of a dead neighbour at the configured settings (interval × multiplier), ms. */
   detectionMs: number;
   calibration: {
-    /** The highest echo rate in the calibration with no loss and RTT p99 ≤ 50 ms. */
+    /** The highest echo rate in the calibration with no loss and RTT p99 ≤ 50 ms (0: not even the first). */
     capacityEchoesPerSec: number;
     fraction: number;
     steps: CalibrationStep[];
@@ -124,7 +124,7 @@ export interface LivenessBenchReport {
 const ECHO_MAGIC = 0x11fe11fe;
 /** An echo unanswered after this long is lost. */
 const ECHO_TIMEOUT_MS = 1000;
-const CALIBRATION_RATES = [100, 200, 400, 800, 1600, 3200];
+const CALIBRATION_RATES = [20, 50, 100, 200, 400, 800, 1600, 3200];
 const CALIBRATION_P99_MS = 50;
 const HEALTH_ECHOES_PER_PATH = 20;
 /** Echoes per second the soak never goes below, however slow the machine. */
@@ -363,8 +363,13 @@ export async function runLivenessBench(opts: LivenessBenchOptions): Promise<Live
       if (!clean) break;
       capacity = rate;
     }
-    if (capacity === 0)
-      markInvalid(`the lab carried no calibration rate cleanly (${CALIBRATION_RATES[0]}/s lost echoes)`);
+    // A lab that loses echoes at the lowest rate is broken; one that is merely slow (a saturated
+    // machine) still soaks, at the floor rate, and says so in the calibration.
+    const first = steps[0];
+    if (first && first.lost > 0)
+      markInvalid(
+        `the lab lost ${first.lost} of ${first.sent} echoes at ${first.echoesPerSec}/s in calibration`,
+      );
     const rate = Math.max(MIN_SOAK_RATE, Math.round(capacity * opts.fraction));
 
     // Let the calibration's load pass and the routers publish, then check the lab is healthy.
@@ -402,7 +407,9 @@ export async function runLivenessBench(opts: LivenessBenchOptions): Promise<Live
     await sleep(topology.statsIntervalMs * 3);
     const endStats = await readStats(lab);
     const end = totals(endStats);
-    const exited = lab.routers.filter((r) => r.managed?.proc.exitCode !== null || r.managed?.proc.signalCode);
+    const exited = lab.routers.filter(
+      (r) => !r.managed || r.managed.proc.exitCode !== null || r.managed.proc.signalCode !== null,
+    );
     if (exited.length > 0)
       markInvalid(`router(s) exited during the soak: ${exited.map((r) => r.name).join(', ')}`);
     const stale = endStats.filter((s) => Date.now() - Date.parse(s.updatedAt) > 5000);
@@ -476,7 +483,11 @@ export async function runLivenessBench(opts: LivenessBenchOptions): Promise<Live
       },
     };
   } finally {
-    for (const p of paths) await releasePath(p).catch((err: Error) => say(`release failed: ${err.message}`));
+    for (const p of paths)
+      await releasePath(p).catch((err: Error) =>
+        // The lab is about to stop anyway; said on stderr even in --json mode, never swallowed.
+        process.stderr.write(`arrow bench liveness: releasing a path failed: ${err.message}\n`),
+      );
     for (const e of endpoints) await e.close();
     await lab?.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -26,7 +26,7 @@ export interface FailoverCounters {
   neighboursDown: number;
   /** Of those, verdicts from unanswered liveness keepalives (the rest: a forwarded probe's ack overdue). */
   livenessDown: number;
-  /** Liveness keepalives sent to neighbours in use. */
+  /** Keepalives sent: liveness beats (which double as RTT measurements), and re-checks of dead neighbours. */
   keepalivesSent: number;
   /** Dead neighbours heard from again. */
   neighboursUp: number;
@@ -135,29 +135,35 @@ export class Failover implements Control {
     }, this.cfg.recheckMs);
     recheck.unref();
     this.timers.push(recheck);
-    const measure = setInterval(() => {
-      const now = this.clock();
-      for (const k of this.table.neighboursInUse().keys()) {
-        if (k === this.selfKey || this.neighbours.isDead(k)) continue;
-        this.neighbours.measure(k, now);
-        this.keepalive(k);
-      }
-    }, this.cfg.rttProbeMs);
-    measure.unref();
-    this.timers.push(measure);
-    if (this.cfg.liveness.enabled) {
-      const beat = setInterval(() => {
+    const l = this.cfg.liveness;
+    if (!l.enabled) {
+      const measure = setInterval(() => {
         const now = this.clock();
         for (const k of this.table.neighboursInUse().keys()) {
           if (k === this.selfKey || this.neighbours.isDead(k)) continue;
+          this.neighbours.measure(k, now);
           this.keepalive(k);
-          this.counters.keepalivesSent++;
-          this.schedule(this.neighbours.expectKeepalive(k, now));
         }
-      }, this.cfg.liveness.intervalMs);
-      beat.unref();
-      this.timers.push(beat);
+      }, this.cfg.rttProbeMs);
+      measure.unref();
+      this.timers.push(measure);
+      return;
     }
+    // With liveness on, every few beats' keepalive doubles as the RTT measurement: no extra packet.
+    const measureEvery = Math.max(1, Math.round(this.cfg.rttProbeMs / l.intervalMs));
+    let beats = 0;
+    const beat = setInterval(() => {
+      const now = this.clock();
+      const measure = ++beats % measureEvery === 0;
+      for (const k of this.table.neighboursInUse().keys()) {
+        if (k === this.selfKey || this.neighbours.isDead(k)) continue;
+        if (measure) this.neighbours.measure(k, now);
+        this.keepalive(k);
+        this.schedule(this.neighbours.expectKeepalive(k, now));
+      }
+    }, l.intervalMs);
+    beat.unref();
+    this.timers.push(beat);
   }
 
   stop(): void {
@@ -301,6 +307,7 @@ export class Failover implements Control {
   }
 
   private keepalive(key: string): void {
+    this.counters.keepalivesSent++;
     const to = mustParseAddress(key);
     const packet = encode({
       type: PacketType.Keepalive,
