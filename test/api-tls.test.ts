@@ -1,6 +1,6 @@
 import { test, after, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,19 +72,24 @@ test('a client with the CA talks HTTPS to the portal; without it, a clear error 
   assert.match(err.message, /TLS certificate not trusted \(\w+\); pass --ca FILE/);
 });
 
-test('the CLI verifies with --ca FILE, and refuses an untrusted portal without it', () => {
-  const run = (extra: string[]): ReturnType<typeof spawnSync> =>
-    spawnSync(process.execPath, [CLI_PATH, ...extra, 'circuits', '--portal', url, '--key', KEY, '--json'], {
-      encoding: 'utf8',
-      timeout: 30_000,
-      env: { ...process.env, ARROW_CA: '' },
-    });
-  const ok = run(['--ca', ca.path]);
-  assert.equal(ok.status, 0, String(ok.stderr));
-  assert.ok(Array.isArray((JSON.parse(String(ok.stdout)) as { circuits: unknown[] }).circuits));
-  const refused = run([]);
-  assert.equal(refused.status, 1);
-  assert.match(String(refused.stderr), /TLS certificate not trusted.*--ca/);
+test('the CLI verifies with --ca FILE, and refuses an untrusted portal without it', async () => {
+  // Asynchronously: the portal answering is in this process.
+  const run = (extra: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+    new Promise((resolve) =>
+      execFile(
+        process.execPath,
+        [CLI_PATH, ...extra, 'circuits', '--portal', url, '--key', KEY, '--json'],
+        { encoding: 'utf8', timeout: 30_000, env: { ...process.env, ARROW_CA: '' } },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      ),
+    );
+  const ok = await run(['--ca', ca.path]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.ok(Array.isArray((JSON.parse(ok.stdout) as { circuits: unknown[] }).circuits));
+  const refused = await run([]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /TLS certificate not trusted.*--ca/);
 });
 
 test('plain HTTP: on loopback with a warning line; refused on other addresses unless allowed', async () => {
@@ -132,9 +137,41 @@ async function fakeServer(
 test('clients reject a malformed answer with an error naming the field', async () => {
   const { url: bad } = await fakeServer((req) =>
     req.url === '/circuits'
-      ? { status: 200, body: JSON.stringify({ circuits: [{ auth: 'not-hex', ingressPop: 'ams' }] }) }
+      ? {
+          status: 200,
+          body: JSON.stringify({
+            circuits: [
+              {
+                auth: 'not-hex',
+                ingressPop: 'ams',
+                egressPop: 'fra',
+                bandwidthMbps: 1,
+                ingress: ['127.0.0.11:4000'],
+                createdAt: '2026-12-01T00:00:00Z',
+                revision: 1,
+              },
+            ],
+          }),
+        }
       : req.url === '/paths'
-        ? { status: 200, body: JSON.stringify({ paths: [{ segments: 'many' }], rejected: [], notes: [] }) }
+        ? {
+            status: 200,
+            body: JSON.stringify({
+              paths: [
+                {
+                  segments: 'many',
+                  links: [],
+                  latencyMs: 1,
+                  lossPct: 0,
+                  bandwidthMbps: 1,
+                  price: 1,
+                  isps: [],
+                },
+              ],
+              rejected: [],
+              notes: [],
+            }),
+          }
         : {
             status: 200,
             body: JSON.stringify({ isps: [], pops: [], offers: [{ isp: 1 }], peerings: [], targets: [] }),
@@ -147,9 +184,12 @@ test('clients reject a malformed answer with an error naming the field', async (
     .paths({ from: 'alpha/ams', to: '127.0.0.1' })
     .catch((e: unknown) => e);
   assert.ok(pathsErr instanceof AtlasError, String(pathsErr));
-  assert.match(pathsErr.message, /malformed answer to POST \/paths: \/paths\/0\/segments/);
+  assert.match(pathsErr.message, /malformed answer to POST \/paths: \/paths\/0\/segments: Expected array/);
   const mapErr = await new AtlasClient(bad).map().catch((e: unknown) => e);
-  assert.match(String(mapErr), /malformed answer to GET \/map: \/offers\/0\/isp/);
+  assert.match(
+    String(mapErr),
+    /malformed answer to GET \/map: \/offers\/0\/from: Expected required property/,
+  );
 });
 
 test('a create whose answer was lost is retried with the same Idempotency-Key: one circuit, not two', async () => {
