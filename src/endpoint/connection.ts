@@ -344,7 +344,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       const path = await this.rebuy!(avoid);
       if (this.closed) {
         // Closed while buying: nobody will send on it or relinquish it later.
-        await releasePath(path);
+        const failures = await releasePath(path);
+        if (failures.length > 0)
+          this.emit(
+            'rebuyFailed',
+            new Error(
+              `closed while re-buying; could not relinquish the new path: ${failures.map((f) => f.message).join('; ')}`,
+            ),
+            avoid,
+          );
         return;
       }
       const fresh = this.add(path);
