@@ -6,6 +6,7 @@ import type { Endpoint } from '../src/endpoint/endpoint.js';
 import { logFailoverEvents, notReadyLines } from '../src/endpoint/failover-log.js';
 import type { BoughtPath } from '../src/endpoint/path.js';
 import { newAuthenticator } from '../src/wire/authenticator.js';
+import { PacketType } from '../src/wire/header.js';
 
 // Unit tests of the endpoint's failover events, with a fake endpoint (no sockets): what the
 // commands print, and that a failed re-buy reaches the caller instead of vanishing.
@@ -18,8 +19,17 @@ class FakeEndpoint extends EventEmitter {
   nextSequence(): bigint {
     return this.seq++;
   }
-  sendOn(to: { host: string; port: number }): void {
-    this.sent.push(`${to.host}:${to.port}`);
+  /** Probes sent to this ingress router are acked and come home at once, on `replyAuth`'s return path. */
+  answering: { at: string; replyAuth: string } | undefined;
+  sendOn(to: { host: string; port: number }, _auth: Buffer, type: number, _p: Uint8Array, seq: bigint): void {
+    const at = `${to.host}:${to.port}`;
+    this.sent.push(at);
+    const a = this.answering;
+    if (type !== PacketType.Probe || a?.at !== at) return;
+    setImmediate(() => {
+      this.emit('probeAck', seq, to);
+      this.emit('probe', { authenticator: Buffer.from(a.replyAuth, 'hex'), sequence: seq }, to);
+    });
   }
   echo(): Promise<number | undefined> {
     return Promise.resolve(undefined);
@@ -106,4 +116,35 @@ test('a re-buy that fails is reported to the caller with its error and the ISPs 
   assert.equal(attempts, 1);
   // It probed the failing circuit and, with no PROBE_ACK, moved to the first ISP's other ingress router.
   assert.ok(endpoint.sent.includes('127.0.0.2:10'), JSON.stringify([...new Set(endpoint.sent)]));
+});
+
+test('a failing circuit is probed through the other ingress router too, and moves there when that probe comes home first', async () => {
+  const endpoint = new FakeEndpoint();
+  // The ack timeout is far away, so only the probe through the other ingress router can move it.
+  const conn = new Connection(endpoint as unknown as Endpoint, {
+    timeoutMs: 1,
+    probeIntervalMs: 1000,
+    ackTimeoutMs: 60_000,
+    standbyCheckMs: 60_000,
+  });
+  const path = fakePath(['alpha']);
+  const c = conn.add(path);
+  const [dead, alive] = path.forward[0]!.circuit.ingress as [string, string];
+  endpoint.answering = { at: alive, replyAuth: path.replyAuth! };
+  const moved: string[] = [];
+  conn.on('ingress', (_c, address) => moved.push(address));
+  conn.send(Buffer.from('x')); // never answered through `dead`
+  let guard: NodeJS.Timeout | undefined;
+  const repairMs = await Promise.race([
+    new Promise<number>((resolve) => conn.once('repaired', (_c, ms) => resolve(ms))),
+    new Promise<never>((_, reject) => {
+      guard = setTimeout(() => reject(new Error('never repaired')), 10_000);
+    }),
+  ]);
+  clearTimeout(guard);
+  await conn.close();
+  assert.ok(repairMs >= 0);
+  assert.deepEqual(moved, [alive]);
+  assert.equal(c.ingress[c.activeIngress]!.port, Number(alive.split(':')[1]));
+  assert.ok(endpoint.sent.includes(dead), 'the active ingress router was probed first');
 });

@@ -46,9 +46,13 @@ export class PathCircuit {
   lastAck = 0;
   /** Repair bookkeeping while failing. */
   firstProbeAt: number | undefined;
-  lastProbeAt = 0;
+  lastProbeAt = -Infinity;
   ackWaitSince: number | undefined;
   readonly probes = new Set<bigint>();
+  /** Probes of this failure sent through another ingress router than the active one: sequence → its index. */
+  readonly viaOther = new Map<bigint, number>();
+  /** Another ingress router that acked one of those probes: where to go if the active one stays silent. */
+  answeringIngress: number | undefined;
 
   constructor(
     readonly path: BoughtPath,
@@ -119,14 +123,25 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   };
   private readonly onProbe = (packet: Packet): void => {
     const c = this.byReplyAuth.get(Buffer.from(packet.authenticator).toString('hex'));
-    if (c && c.probes.has(packet.sequence)) this.heard(c);
+    if (!c || !c.probes.has(packet.sequence)) return;
+    // Home through another ingress router while the active one has not acked: that one is dead to us.
+    const via = c.viaOther.get(packet.sequence);
+    if (via !== undefined && via !== c.activeIngress && c.ackWaitSince !== undefined)
+      this.moveIngress(c, via);
+    this.heard(c);
   };
   private readonly onProbeAck = (seq: bigint, from: UdpAddress): void => {
-    for (const c of this.circuits)
-      if (c.probes.has(seq) && formatAddress(from) === formatAddress(c.ingress[c.activeIngress]!)) {
+    const at = formatAddress(from);
+    for (const c of this.circuits) {
+      if (!c.probes.has(seq)) continue;
+      const via = c.viaOther.get(seq);
+      if (via !== undefined) {
+        if (at === formatAddress(c.ingress[via]!)) c.answeringIngress = via;
+      } else if (at === formatAddress(c.ingress[c.activeIngress]!)) {
         c.ackWaitSince = undefined;
         c.lastAck = this.now();
       }
+    }
   };
 
   constructor(
@@ -215,6 +230,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     c.firstProbeAt = undefined;
     c.ackWaitSince = undefined;
     c.probes.clear();
+    c.viaOther.clear();
+    c.answeringIngress = undefined;
     this.emit('repaired', c, repairMs, now);
     if (this.opts.revert && this.circuits.indexOf(c) === 0 && this.activeIndex !== 0) this.switchTo(0, now);
   }
@@ -244,6 +261,25 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const i = this.circuits.findIndex((x) => x !== c && x.state === 'up');
     if (i >= 0) this.switchTo(i, now);
     this.probe(c, now);
+    // One probe through each other ingress router of the first ISP as well: should the active one be
+    // the dead router, the path behind the others starts repairing now, not after the ack timeout.
+    c.viaOther.clear();
+    c.answeringIngress = undefined;
+    for (let j = 0; j < c.ingress.length; j++) {
+      if (j === c.activeIngress) continue;
+      const seq = this.endpoint.nextSequence();
+      c.probes.add(seq);
+      c.viaOther.set(seq, j);
+      this.endpoint.sendOn(c.ingress[j]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
+    }
+  }
+
+  /** Sends through the first ISP's ingress router `j` from now on. */
+  private moveIngress(c: PathCircuit, j: number): void {
+    c.activeIngress = j;
+    c.ackWaitSince = undefined;
+    c.answeringIngress = undefined;
+    this.emit('ingress', c, formatAddress(c.ingress[j]!));
   }
 
   private switchTo(i: number, now: number): void {
@@ -255,16 +291,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private probe(c: PathCircuit, now: number): void {
-    if (now - c.lastProbeAt < this.opts.probeIntervalMs) return;
-    // The ingress router did not ack: it is dead to us; the first ISP's next router holds the same circuit.
-    if (
-      c.ackWaitSince !== undefined &&
-      now - c.ackWaitSince > this.opts.ackTimeoutMs &&
-      c.ingress.length > 1
-    ) {
-      c.activeIngress = (c.activeIngress + 1) % c.ingress.length;
-      c.ackWaitSince = undefined;
-      this.emit('ingress', c, formatAddress(c.ingress[c.activeIngress]!));
+    const ackOverdue =
+      c.ackWaitSince !== undefined && now - c.ackWaitSince > this.opts.ackTimeoutMs && c.ingress.length > 1;
+    // An overdue ack is acted on at once (and probed through the new ingress), not at the next interval.
+    if (!ackOverdue && now - c.lastProbeAt < this.opts.probeIntervalMs) return;
+    // The ingress router did not ack: it is dead to us; the first ISP's other routers hold the same
+    // circuit. One that acked our probe is preferred, else the next.
+    if (ackOverdue) {
+      const other = c.answeringIngress;
+      this.moveIngress(
+        c,
+        other !== undefined && other !== c.activeIngress ? other : (c.activeIngress + 1) % c.ingress.length,
+      );
     }
     c.firstProbeAt ??= now;
     c.lastProbeAt = now;
@@ -306,7 +344,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       const path = await this.rebuy!(avoid);
       if (this.closed) {
         // Closed while buying: nobody will send on it or relinquish it later.
-        await releasePath(path);
+        const failures = await releasePath(path);
+        if (failures.length > 0)
+          this.emit(
+            'rebuyFailed',
+            new Error(
+              `closed while re-buying; could not relinquish the new path: ${failures.map((f) => f.message).join('; ')}`,
+            ),
+            avoid,
+          );
         return;
       }
       const fresh = this.add(path);
