@@ -182,6 +182,12 @@ export interface FailoverRun extends Validity {
    * routerMax (the busiest router), portals, echo, other (the rest of the machine), idle.
    */
   cpu: Record<string, number>;
+  /**
+   * The same, from the kill until every client recovered (`recoveryS`): where the failover's
+   * time goes. The killed router is gone, so `routers` counts the five left.
+   */
+  cpuRecovery: Record<string, number>;
+  recoveryS: number;
 }
 
 export interface CalibrationStep {
@@ -914,9 +920,11 @@ async function measure(
     const ticksBefore = fleet.tickLateMs.length;
     progress?.(`  killed ${victim.name} (${victim.address}) with SIGKILL`);
 
+    const cpuAtKill = sampleCpu(Object.values(pids).flat());
     const deadline = killAt + RECOVERY_DEADLINE_MS;
     while (performance.now() < deadline && !fleet.clients.every((c) => recoveredAfter(c, killAt)))
       await sleep(10);
+    const cpuRecovered = sampleCpu(Object.values(pids).flat());
     // A little more traffic after the last recovery, then let the last replies come home.
     await sleep(Math.max(200, 2 * run.echoIntervalMs));
     fleet.stopSending();
@@ -972,6 +980,7 @@ async function measure(
     const late = fleet.tickLateMs.slice(ticksBefore);
     const steadyLate = fleet.tickLateMs.slice(steadyTicksFrom, ticksBefore);
     const cpu = cpuByRole(pids, routers, cpuBefore, cpuAfter);
+    const cpuRecovery = cpuByRole(pids, routers, cpuAtKill, cpuRecovered);
 
     const figures = {
       clients: run.clients,
@@ -1001,6 +1010,8 @@ async function measure(
       falseDeaths,
       verdicts,
       cpu,
+      cpuRecovery,
+      recoveryS: round((cpuRecovered.at - cpuAtKill.at) / 1000, 2),
     };
     return { ...validateFailoverRun(figures, calibration), ...figures };
   } finally {
@@ -1246,6 +1257,7 @@ export function formatFailoverReport(r: FailoverReport): string {
           : 'none') +
         (x.spuriousFailures ? `; ${x.spuriousFailures} detector firing(s) BEFORE the kill` : '') +
         (x.failures > x.probed ? `; ${x.failures - x.probed} repaired client(s) failed again` : '') +
+        `; CPU from the kill to recovery (${x.recoveryS} s): ${cpuText(x.cpuRecovery)}` +
         (x.earlierInvalid.length
           ? `; after ${x.earlierInvalid.length} INVALID attempt(s): ${x.earlierInvalid.join(' | ')}`
           : ''),
