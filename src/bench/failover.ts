@@ -13,7 +13,7 @@ import { newAuthenticator } from '../wire/authenticator.js';
 import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
 import { ClientFleet, type FleetClient } from './failover-clients.js';
 import { renderFailoverPlot } from './failover-plot.js';
-import { Checks, checkCpu, type Validity } from './validity.js';
+import { Checks, checkCpu, MAX_OTHER_CPU_PCT, type Validity } from './validity.js';
 
 /**
  * `arrow bench failover`: seed 000's Fig. 2 (failover time against the number of
@@ -767,6 +767,14 @@ async function calibrate(
       `even ${CALIBRATION_FIRST_RATE} echoes/s failed (${first.reason ?? ''}): the machine is too busy`,
     );
     checkCpu(checks, first.cpu);
+    // The step that ended the ramp must have failed on our load, not on a neighbour's.
+    const last = steps.at(-1)!;
+    const lastOther = last.cpu.other;
+    if (last !== first && lastOther !== undefined)
+      checks.check(
+        lastOther <= MAX_OTHER_CPU_PCT,
+        `at the last step other processes took ${lastOther}% of a core (> ${MAX_OTHER_CPU_PCT}%): the capacity measured the neighbours`,
+      );
     return {
       ...checks.result,
       capacityEchoesPerSec: capacity,
@@ -1235,8 +1243,8 @@ export function formatFailoverReport(r: FailoverReport): string {
         (x.passed ? '' : ` -- ${x.reason ?? 'failed'}`),
     ),
     'a run is INVALID (shown instead of its figures) when, before the kill, echoes were lost, a detector fired,',
-    'a router declared a false death, round trips rose far above the unloaded ones, a router was CPU-bound, or',
-    'the machine had no idle CPU.',
+    'a router declared a false death, round trips rose far above the unloaded ones, a router was CPU-bound,',
+    'the machine had no idle CPU, or other processes took more than 30% of a core.',
     '',
     line(header),
     line(widths.map((w) => '-'.repeat(w))),
