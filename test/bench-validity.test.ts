@@ -68,6 +68,7 @@ test('failover: each pre-kill check alone makes a run INVALID', () => {
     [{ unloadedRttMs: Number.NaN }, /no unloaded round trip/],
     [{ preKillTickLateMs: 12 }, /scheduler ran 12 ms late/],
     [{ cpu: { ...clean.cpu, idle: 3 } }, /machine saturated: 3% idle/],
+    [{ cpu: { ...clean.cpu, other: 80 } }, /other processes took 80% of a core/],
   ];
   for (const [change, reason] of cases) {
     const v = validateFailoverRun({ ...clean, ...change }, calibrated);

@@ -17,8 +17,10 @@ export function renderFailoverPlot(report: FailoverReport): Buffer {
   const canvas = new Canvas(width, height);
   const clients = [...new Set(report.runs.map((r) => r.clients))].sort((a, b) => a - b);
   const modes = (['off', 'on'] as const).filter((m) => report.runs.some((r) => r.liveness === m));
+  // INVALID runs are not results: they are not drawn.
   const runsOf = (m: LivenessMode): FailoverRun[] =>
-    report.runs.filter((r) => r.liveness === m).sort((a, b) => a.clients - b.clients);
+    report.runs.filter((r) => r.liveness === m && r.valid).sort((a, b) => a.clients - b.clients);
+  const invalid = report.runs.filter((r) => !r.valid).length;
 
   canvas.text(
     "ARROW failover time vs clients: SIGKILL of the middle ISP's router every circuit crosses",
@@ -29,7 +31,9 @@ export function renderFailoverPlot(report: FailoverReport): Buffer {
     'center',
   );
   canvas.text(
-    `${report.machine.cpus} CPUs, Node ${report.machine.node}; 3 ISPs, real processes; one run per point`,
+    `${report.machine.cpus} CPUs, Node ${report.machine.node}; 3 ISPs, real processes; one run per point; ` +
+      `load ${report.calibration.rateEchoesPerSec} echoes/s (${report.calibration.fraction} of the calibrated capacity)` +
+      (invalid ? `; ${invalid} INVALID run(s) not drawn` : ''),
     width / 2,
     40,
     GREY,

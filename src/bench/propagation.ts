@@ -9,7 +9,9 @@ import { Lab, type TableMessage } from '../lab/lab.js';
 import type { Topology } from '../lab/topology.js';
 import { percentile, round } from '../util/stats.js';
 import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
-import { Checks, type Validity } from './validity.js';
+import { Checks, MAX_OTHER_CPU_PCT, type Validity } from './validity.js';
+
+export { MAX_OTHER_CPU_PCT };
 
 /**
  * `arrow bench propagation`: how long after the portal answers a create with 201 every
@@ -58,7 +60,6 @@ export interface HttpBaseline {
 }
 
 /** A run is a result only on a machine this bench has to itself: other processes' CPU skews creates/s. */
-export const MAX_OTHER_CPU_PCT = 30;
 
 export interface StoreResult extends Validity {
   baseline: HttpBaseline;

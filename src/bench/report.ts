@@ -1,8 +1,8 @@
 import { median, round } from '../util/stats.js';
-import { Checks, type Validity } from './validity.js';
+import { Checks, MAX_OTHER_CPU_PCT, type Validity } from './validity.js';
 
-/** A point is a result only when the machine was this benchmark's: other load above this (% of a core) skews it. */
-export const MAX_OTHER_CPU_PCT = 30;
+export { MAX_OTHER_CPU_PCT };
+
 /** Runs of one point further apart than this (max / min pps) measured noise, not forwarding. */
 export const MAX_RUN_SPREAD = 1.5;
 /** A window that counted fewer datagrams than this is too short to be a rate. */

@@ -35,8 +35,20 @@ export const MIN_IDLE_PCT = 10;
 /** A process at this share of one core or above was CPU-bound (a router is single-threaded). */
 export const SATURATED_PCT = 90;
 
+/**
+ * CPU not charged to the benchmark's own processes (other sessions, compilers), percent of one
+ * core: above this the machine was not the benchmark's, and its figures measured the neighbours.
+ */
+export const MAX_OTHER_CPU_PCT = 30;
+
 /** The machine-CPU checks every benchmark with a CPU sample shares. */
 export function checkCpu(checks: Checks, cpu: Record<string, number>, busiest?: [string, number]): Checks {
+  const other = cpu.other;
+  if (other !== undefined)
+    checks.check(
+      other <= MAX_OTHER_CPU_PCT,
+      `other processes took ${other}% of a core (> ${MAX_OTHER_CPU_PCT}%): the machine was not quiet`,
+    );
   const idle = cpu.idle;
   if (idle !== undefined)
     checks.check(idle >= MIN_IDLE_PCT, `machine saturated: ${idle}% idle (< ${MIN_IDLE_PCT}% of a core)`);
