@@ -265,11 +265,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     // the dead router, the path behind the others starts repairing now, not after the ack timeout.
     c.viaOther.clear();
     c.answeringIngress = undefined;
+    this.probeOtherIngress(c);
+  }
+
+  /** A probe through each ingress router of the first ISP but the active one, to learn which are alive. */
+  private probeOtherIngress(c: PathCircuit): void {
     for (let j = 0; j < c.ingress.length; j++) {
       if (j === c.activeIngress) continue;
       const seq = this.endpoint.nextSequence();
       c.probes.add(seq);
       c.viaOther.set(seq, j);
+      if (c.viaOther.size > 64) c.viaOther.delete(c.viaOther.keys().next().value!);
       this.endpoint.sendOn(c.ingress[j]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
     }
   }
@@ -296,13 +302,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     // An overdue ack is acted on at once (and probed through the new ingress), not at the next interval.
     if (!ackOverdue && now - c.lastProbeAt < this.opts.probeIntervalMs) return;
     // The ingress router did not ack: it is dead to us; the first ISP's other routers hold the same
-    // circuit. One that acked our probe is preferred, else the next.
+    // circuit. Move only to one that acked a probe: when none has (a dead one among them, or our own
+    // machine stalled), moving could land on a dead router; ask them again and stay meanwhile.
     if (ackOverdue) {
       const other = c.answeringIngress;
-      this.moveIngress(
-        c,
-        other !== undefined && other !== c.activeIngress ? other : (c.activeIngress + 1) % c.ingress.length,
-      );
+      if (other !== undefined && other !== c.activeIngress) this.moveIngress(c, other);
+      else {
+        c.ackWaitSince = undefined;
+        this.probeOtherIngress(c);
+      }
     }
     c.firstProbeAt ??= now;
     c.lastProbeAt = now;
