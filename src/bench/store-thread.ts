@@ -1,18 +1,18 @@
 /**
  * Measures what store work costs the forwarding thread: one real router process on a SQLite
  * store with many circuits, DATA forwarded at a fixed rate while the store changes steadily and
- * the router publishes its (large) stats often. Run once with the store client on its own
- * thread (`storeThread: true`, the default) and once in-thread, and compare:
- *   node dist/src/bench/store-thread.js [--circuits 2000] [--pps 2000] [--changes 400] [--seconds 10]
- * Prints one JSON object: per mode, the router's event-loop delay (as it publishes it) and the
- * forwarded packets' latency (sent → forwarded back to us), and how many arrived.
- * Bounded: each run lasts `seconds`, sends at most pps × seconds packets.
+ * the router publishes its (large) stats often. Run once with the store client on the forwarding
+ * thread (`storeThread: false`, the baseline, in the same run) and once on its own thread (the
+ * default), and compare:
+ *   arrow bench store-thread [--circuits 2000] [--pps 2000] [--changes 400] [--seconds 10] [--json]
+ * Per mode: the router's event-loop delay (as it publishes it), the forwarded packets' latency
+ * (sent → forwarded back to us), how many arrived, and whether the run is valid; then the ratios.
+ * Bounded: each run lasts `seconds` (at most 60), sends at most pps × seconds packets.
  */
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
@@ -22,8 +22,9 @@ import type { RouterConfigInput } from '../router/config.js';
 import { authToBytes, newAuthenticator } from '../wire/authenticator.js';
 import { encode, decode, PacketType } from '../wire/header.js';
 import { percentile, round } from '../util/stats.js';
+import { Checks, type Validity } from './validity.js';
 
-interface ModeResult {
+interface ModeResult extends Validity {
   storeThread: boolean;
   sent: number;
   received: number;
@@ -135,7 +136,23 @@ async function runMode(
   sink.close();
   await store.close();
   const p99s = publishes.map((p) => p.p99);
+  // A run whose load did not happen as stated measured something else.
+  const validity = new Checks()
+    .check(received === sent, `${sent - received} of ${sent} forwarded packets lost`)
+    .check(
+      sent >= 0.8 * o.pps * o.seconds,
+      `sent only ${sent} of ${o.pps * o.seconds} packets (the sender fell behind)`,
+    )
+    .check(
+      changes >= 0.5 * o.changes * o.seconds,
+      `only ${changes} of ${o.changes * o.seconds} store changes were made (the churn fell behind)`,
+    )
+    .check(
+      publishes.length >= 2 * o.seconds,
+      `only ${publishes.length} stats publishes seen (expected ~5/s)`,
+    ).result;
   return {
+    ...validity,
     storeThread,
     sent,
     received,
@@ -187,27 +204,80 @@ async function churnThread(): Promise<void> {
   parentPort!.postMessage(k);
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      circuits: { type: 'string', default: '2000' },
-      pps: { type: 'string', default: '2000' },
-      changes: { type: 'string', default: '400' },
-      seconds: { type: 'string', default: '10' },
-    },
-  });
-  const o = {
-    circuits: Number(values.circuits),
-    pps: Number(values.pps),
-    changes: Number(values.changes),
-    seconds: Math.min(60, Number(values.seconds)),
-  };
-  const results = [];
-  for (const mode of [false, true]) results.push(await runMode(mode, o));
-  console.log(JSON.stringify({ ...o, results }, null, 2));
+export interface StoreThreadBenchOptions {
+  circuits: number;
+  pps: number;
+  changes: number;
+  seconds: number;
+  json?: boolean;
 }
 
-(isMainThread ? main() : churnThread()).catch((err: unknown) => {
-  console.error(`store-thread bench: ${(err as Error).message}`);
-  process.exit(1);
-});
+export interface StoreThreadReport {
+  options: Omit<StoreThreadBenchOptions, 'json'>;
+  /** The baseline (store client on the forwarding thread) first, then the store thread. */
+  results: ModeResult[];
+  valid: boolean;
+  invalidReason: string | null;
+  /** Store thread ÷ baseline; below 1 is better. Absent when either run is invalid. */
+  ratios: { latencyP99: number; latencyP999: number; latencyMax: number; loopDelayP99: number } | null;
+}
+
+export async function runStoreThreadBench(opts: StoreThreadBenchOptions): Promise<StoreThreadReport> {
+  const o = {
+    circuits: opts.circuits,
+    pps: opts.pps,
+    changes: opts.changes,
+    seconds: Math.min(60, opts.seconds),
+  };
+  const results: ModeResult[] = [];
+  for (const mode of [false, true]) results.push(await runMode(mode, o));
+  const [base, own] = results as [ModeResult, ModeResult];
+  const invalid = results
+    .filter((r) => !r.valid)
+    .map((r) => `storeThread ${r.storeThread}: ${r.invalidReason}`);
+  const ratio = (a: number, b: number): number => (b > 0 ? round(a / b) : NaN);
+  return {
+    options: o,
+    results,
+    valid: invalid.length === 0,
+    invalidReason: invalid.length ? invalid.join('; ') : null,
+    ratios: invalid.length
+      ? null
+      : {
+          latencyP99: ratio(own.latencyMs.p99, base.latencyMs.p99),
+          latencyP999: ratio(own.latencyMs.p999, base.latencyMs.p999),
+          latencyMax: ratio(own.latencyMs.max, base.latencyMs.max),
+          loopDelayP99: ratio(own.loopDelayMs.p99Median, base.loopDelayMs.p99Median),
+        },
+  };
+}
+
+export async function runStoreThreadBenchCommand(o: StoreThreadBenchOptions): Promise<void> {
+  const r = await runStoreThreadBench(o);
+  if (o.json) console.log(JSON.stringify(r, null, 2));
+  else {
+    console.log(
+      `store work vs the forwarding thread: ${r.options.circuits} circuits, ${r.options.pps} pkt/s, ${r.options.changes} changes/s, ${r.options.seconds} s per mode`,
+    );
+    for (const m of r.results) {
+      const name = m.storeThread ? 'store thread        ' : 'forwarding thread   ';
+      console.log(
+        m.valid
+          ? `  ${name} latency p50/p99/p99.9/max ${m.latencyMs.p50}/${m.latencyMs.p99}/${m.latencyMs.p999}/${m.latencyMs.max} ms, loop delay p99 (median publish) ${m.loopDelayMs.p99Median} ms, worst ${m.loopDelayMs.max} ms, ${m.received}/${m.sent} forwarded`
+          : `  ${name} INVALID: ${m.invalidReason}`,
+      );
+    }
+    if (r.ratios)
+      console.log(
+        `  store thread / forwarding thread: latency p99 ${r.ratios.latencyP99}x, p99.9 ${r.ratios.latencyP999}x, max ${r.ratios.latencyMax}x, loop delay p99 ${r.ratios.loopDelayP99}x`,
+      );
+  }
+  if (!r.valid) process.exitCode = 1;
+}
+
+// The churn writer runs this module as a worker thread.
+if (!isMainThread && (workerData as { dbPath?: string } | null)?.dbPath)
+  churnThread().catch((err: unknown) => {
+    console.error(`store-thread bench churn: ${(err as Error).message}`);
+    process.exit(1);
+  });

@@ -579,6 +579,26 @@ bench
   });
 
 bench
+  .command('store-thread')
+  .description(
+    'what store work costs the forwarding thread: one router, its store client on the forwarding thread (baseline) vs on its own thread, under route churn and stats publishing',
+  )
+  .option('--json', 'print JSON')
+  .option('--circuits <n>', 'circuits in the store', (v) => positiveInt(v, '--circuits'), 2000)
+  .option('--pps <n>', 'DATA packets per second forwarded', (v) => positiveInt(v, '--pps'), 2000)
+  .option(
+    '--changes <n>',
+    'route changes per second written to the store',
+    (v) => positiveInt(v, '--changes'),
+    400,
+  )
+  .option('--seconds <n>', 'seconds per mode (at most 60)', (v) => positiveInt(v, '--seconds'), 10)
+  .action(async (o: { json?: boolean; circuits: number; pps: number; changes: number; seconds: number }) => {
+    const { runStoreThreadBenchCommand } = await import('../bench/store-thread.js');
+    await runStoreThreadBenchCommand(o);
+  });
+
+bench
   .command('atlas')
   .description(
     'path-query latency over a generated atlas, per query shape, vs plain Dijkstra on the same graph (target: p50 < 100 ms at 200 ISPs / 1000 PoPs)',
