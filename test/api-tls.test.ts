@@ -47,6 +47,8 @@ const config: PortalConfig = {
     },
   ],
   accounts: [{ name: 'acme', apiKeyHash: await hashApiKey(KEY) }],
+  // The test's servers live on loopback, which a production policy refuses.
+  targetPolicy: { allow: ['127.0.0.0/8'], deny: [], internal: [] },
 };
 const ca = await LabCa.create(dir, 'tls-test');
 const tlsFiles = await ca.issue('portal', '127.0.0.1');
