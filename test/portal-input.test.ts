@@ -11,6 +11,10 @@ import { validateConfig, ConfigError } from '../src/util/config.js';
 import { newAuthenticator } from '../src/wire/authenticator.js';
 import { parseAddress } from '../src/wire/address.js';
 import { TargetPolicy } from '../src/portal/target-policy.js';
+import { hashApiKey } from '../src/portal/accounts.js';
+
+/** The portal keeps only the hash of the account's key. */
+const ACME_KEY_HASH = await hashApiKey('acme-key-0000000000');
 
 // The rows of issue 10 part 2, each against a real portal (fastify injection) on a real SQLite
 // store: every address a customer sends is parsed by the one parser, checked against the ISP's
@@ -38,7 +42,7 @@ function portalConfig(name: string, targetPolicy: PortalConfig['targetPolicy'], 
         pricePerMbps: 1,
       },
     ],
-    accounts: [{ name: 'acme', apiKey: 'acme-key-0000000000' }],
+    accounts: [{ name: 'acme', apiKeyHash: ACME_KEY_HASH }],
     ...(targetPolicy ? { targetPolicy } : {}),
   };
 }

@@ -194,7 +194,7 @@ for (const store of [{ kind: 'sqlite' as const }, { kind: 'etcd' as const, membe
       assert.ok(await rejectionsEverywhere(lab, bad, false), 'fixed record: rejection gone');
       await writer.put(badInput(bad, 'example.com:9'));
       const again = await rejectionsEverywhere(lab, bad, true);
-      assert.match(again[0]!.rejections![bad]!, /not an IP address literal/);
+      assert.match(again[0]!.rejections![bad]!, /"example\.com" is not an IPv4 literal/);
       await writer.delete(bad);
       assert.ok(await rejectionsEverywhere(lab, bad, false), 'deleted record: rejection gone');
       assert.equal(await echoes(), 20);

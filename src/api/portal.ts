@@ -11,41 +11,59 @@ export const Authenticator = Type.String({
   description: '128-bit circuit authenticator, 32 lowercase hex digits',
 });
 export const Address = AddressString();
-const Addresses = Type.Array(Address, {
-  minItems: 1,
-  maxItems: 16,
-  description: 'primary first, then backups',
-});
+/**
+ * An address as a stored record holds it, in answers. Requests are checked with `Address`, but a
+ * record written before that check, or by hand, may hold anything; its circuit is then reported
+ * as rejected by the routers (`rejected` in the stats), and an answer that lists it must still
+ * be readable, so that the customer can see it and relinquish it.
+ */
+const StoredAddress = Type.String({ maxLength: 300, description: 'address as stored (IP:PORT when valid)' });
 
-export const NextHop = Type.Object(
-  { addresses: Addresses, auth: Authenticator },
-  {
-    additionalProperties: false,
-    description: 'next hop: router addresses of the next segment and its authenticator',
-  },
-);
-
-export const Deliver = Type.Union([
-  Type.Object(
-    {
-      kind: Type.Literal('endpoint'),
-      addresses: Addresses,
-      auth: Type.Optional(Authenticator),
-    },
-    { additionalProperties: false, description: 'the destination runs Arrow and receives the ARROW header' },
-  ),
-  Type.Object(
-    {
-      kind: Type.Literal('udp'),
-      target: Address,
-      reply: Type.Optional(NextHop),
-    },
+/** The hop and delivery shapes, over a given address schema: strict in requests, as stored in answers. */
+function hopSchemas(address: typeof Address | typeof StoredAddress) {
+  const addresses = Type.Array(address, {
+    minItems: 1,
+    maxItems: 16,
+    description: 'primary first, then backups',
+  });
+  const nextHop = Type.Object(
+    { addresses, auth: Authenticator },
     {
       additionalProperties: false,
-      description: 'payload to an unmodified UDP server; its replies enter the `reply` circuit',
+      description: 'next hop: router addresses of the next segment and its authenticator',
     },
-  ),
-]);
+  );
+  const deliver = Type.Union([
+    Type.Object(
+      {
+        kind: Type.Literal('endpoint'),
+        addresses,
+        auth: Type.Optional(Authenticator),
+      },
+      {
+        additionalProperties: false,
+        description: 'the destination runs Arrow and receives the ARROW header',
+      },
+    ),
+    Type.Object(
+      {
+        kind: Type.Literal('udp'),
+        target: address,
+        reply: Type.Optional(nextHop),
+      },
+      {
+        additionalProperties: false,
+        description: 'payload to an unmodified UDP server; its replies enter the `reply` circuit',
+      },
+    ),
+  ]);
+  return { nextHop, deliver };
+}
+
+const strict = hopSchemas(Address);
+const stored = hopSchemas(StoredAddress);
+export const NextHop = strict.nextHop;
+export const Deliver = strict.deliver;
 
 export const CreateCircuitBody = Type.Object(
   {
@@ -65,8 +83,8 @@ export const CircuitView = Type.Object({
   egressPop: Type.String(),
   bandwidthMbps: Type.Number(),
   ingress: Type.Array(Address, { description: 'ingress router addresses, primary first' }),
-  next: Type.Optional(NextHop),
-  deliver: Type.Optional(Deliver),
+  next: Type.Optional(stored.nextHop),
+  deliver: Type.Optional(stored.deliver),
   createdAt: Type.String(),
   revision: Type.Integer(),
 });
