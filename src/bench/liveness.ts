@@ -516,7 +516,8 @@ export function formatLivenessReport(r: LivenessBenchReport): string {
   ].join('\n');
 }
 
-export async function runLivenessBenchCommand(o: {
+/** `arrow bench liveness`'s flags, as the CLI parses them. */
+export interface LivenessBenchFlags {
   minutes?: number;
   seconds?: number;
   json?: boolean;
@@ -525,7 +526,9 @@ export async function runLivenessBenchCommand(o: {
   interval?: number;
   multiplier?: number;
   liveness?: 'on' | 'off';
-}): Promise<void> {
+}
+
+export async function runLivenessBenchCommand(o: LivenessBenchFlags): Promise<void> {
   const seconds = o.seconds ?? (o.minutes ?? 10) * 60;
   const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
   const over: Partial<LivenessSettings> = {

@@ -2,6 +2,7 @@
 import { Argument, Command, Option } from 'commander';
 import { ConfigError } from '../util/config.js';
 import type { AtlasBenchFlags } from '../bench/atlas.js';
+import type { LivenessBenchFlags } from '../bench/liveness.js';
 
 const program = new Command();
 program
@@ -539,21 +540,10 @@ bench
       'off',
     ]),
   )
-  .action(
-    async (o: {
-      minutes: number;
-      seconds?: number;
-      json?: boolean;
-      paths: number;
-      fraction: number;
-      interval?: number;
-      multiplier?: number;
-      liveness?: 'on' | 'off';
-    }) => {
-      const { runLivenessBenchCommand } = await import('../bench/liveness.js');
-      await runLivenessBenchCommand(o);
-    },
-  );
+  .action(async (o: LivenessBenchFlags) => {
+    const { runLivenessBenchCommand } = await import('../bench/liveness.js');
+    await runLivenessBenchCommand(o);
+  });
 
 program
   .command('bench-worker', { hidden: true })

@@ -4,14 +4,7 @@ import { mustParseAddress } from '../wire/address.js';
 import { LocalPort } from './local-port.js';
 import { Connection, type DetectorOptions, type PathCircuit } from './connection.js';
 import { Endpoint } from './endpoint.js';
-import {
-  abandonPaths,
-  buyPath,
-  releasePath,
-  type BoughtPath,
-  type PathSpec,
-  type SegmentSpec,
-} from './path.js';
+import { buyPath, releasePath, type BoughtPath, type PathSpec, type SegmentSpec } from './path.js';
 
 /** How long `open` waits for every bought path to answer end to end before it returns anyway. */
 export const READY_TIMEOUT_MS = 5000;
@@ -111,20 +104,15 @@ export class AtlasConnection {
       });
     };
     const connection = new Connection(endpoint, o.detector, rebuy);
-    const bought: BoughtPath[] = [];
     try {
       // Primary first, then standbys; each with its own return path to us.
-      for (const spec of specs) {
-        const path = await buyPath(spec, { replyTo: connection.replyTo() });
-        bought.push(path);
-        connection.add(path);
-      }
+      await connection.buy(specs);
     } catch (err) {
-      // No half-made connection: whatever was bought goes back.
+      // No half-made connection: whatever was bought went back.
       await connection.close();
       await endpoint.close();
       local.close();
-      return abandonPaths(bought, err);
+      throw err;
     }
     const notReady = await connection.waitReady(READY_TIMEOUT_MS);
     return new AtlasConnection(local, endpoint, connection, answer, notReady);

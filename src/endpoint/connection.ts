@@ -4,7 +4,7 @@ import { authToBytes, newAuthenticator } from '../wire/authenticator.js';
 import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
 import { PacketType, type Packet } from '../wire/header.js';
 import type { Endpoint } from './endpoint.js';
-import { buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
+import { abandonPaths, buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
 
 /** The customer's failure rule. Detection is the customer's choice, so each circuit can have its own. */
 export interface DetectorOptions {
@@ -177,6 +177,25 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.circuits.push(c);
     this.byReplyAuth.set(path.replyAuth, c);
     return c;
+  }
+
+  /**
+   * Buys each path into the connection, in order (the first one added is the primary, the rest
+   * standbys), each with its own return path to this endpoint. All or nothing: if one purchase
+   * fails, every path bought here is relinquished and the error thrown; close the connection then.
+   */
+  async buy(specs: PathSpec[]): Promise<BoughtPath[]> {
+    const bought: BoughtPath[] = [];
+    try {
+      for (const spec of specs) {
+        const path = await buyPath(spec, { replyTo: this.replyTo() });
+        bought.push(path);
+        this.add(path);
+      }
+    } catch (err) {
+      return abandonPaths(bought, err);
+    }
+    return bought;
   }
 
   get active(): PathCircuit {

@@ -2,7 +2,7 @@ import { mustParseAddress } from '../wire/address.js';
 import { Connection, rebuyFrom, type DetectorOptions, type PathCircuit } from './connection.js';
 import { Endpoint } from './endpoint.js';
 import { LocalPort } from './local-port.js';
-import { abandonPaths, buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
+import { releasePath, type BoughtPath, type PathSpec } from './path.js';
 
 export interface ForwarderOptions {
   /** Local address of the ARROW socket (where the return paths deliver). Default: the listen host, any port. */
@@ -79,18 +79,13 @@ export class Forwarder {
       opts.detector,
       candidates.length > 0 ? rebuyFrom(candidates, () => connection.replyTo()) : undefined,
     );
-    const bought: BoughtPath[] = [];
     try {
-      for (const spec of specs) {
-        const path = await buyPath(spec, { replyTo: connection.replyTo() });
-        bought.push(path);
-        connection.add(path);
-      }
+      await connection.buy(specs);
     } catch (err) {
       await connection.close();
       local.close();
       await endpoint.close();
-      return abandonPaths(bought, err);
+      throw err;
     }
     const notReady = await connection.waitReady(opts.readyTimeoutMs ?? 5000);
     return new Forwarder(local, endpoint, connection, notReady);
