@@ -537,7 +537,11 @@ async function pingLoop<R extends { seq: number; rttMs: number }>(
   const replies: R[] = [];
   let transmitted = 0;
   for (let seq = 1; seq <= count && !opts.signal?.aborted; seq++) {
-    if (seq > 1) await sleep(opts.intervalMs ?? 1000, undefined, { signal: opts.signal }).catch(() => {});
+    if (seq > 1)
+      await sleep(opts.intervalMs ?? 1000, undefined, { signal: opts.signal }).catch((err: unknown) => {
+        // Ctrl-C during the wait ends the run (checked below); anything else is a real error.
+        if (!(err instanceof Error && err.name === 'AbortError')) throw err;
+      });
     if (opts.signal?.aborted) break;
     transmitted++;
     inFlight.push(
