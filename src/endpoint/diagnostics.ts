@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,11 +39,21 @@ export interface CircuitRef {
 
 type Listener = (packet: Packet, arrivedAt: number, size: number) => void;
 
+/** Should our own backlog marker not come back (it never leaves the host), judge after this anyway. */
+const MARKER_TIMEOUT_MS = 1000;
+
 export class DiagnosticSocket {
   private sequence = 1n;
   private readonly listeners = new Map<bigint, Listener>();
   /** Datagrams that were not ARROW, or replies nobody waited for. */
   readonly counters = { malformed: 0, unmatched: 0 };
+  /** Sent to ourselves to learn when the socket's backlog is read (see `backlogRead`). Not an ARROW header. */
+  private readonly marker = Buffer.concat([Buffer.from('arrow-backlog-marker:'), randomBytes(8)]);
+  /** Who waits for the marker in flight, and who waits for the next one. */
+  private markerWaiters: (() => void)[] | undefined;
+  private nextMarkerWaiters: (() => void)[] = [];
+  private markerTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   private constructor(
     private readonly socket: Socket,
@@ -104,6 +115,40 @@ export class DiagnosticSocket {
   }
 
   /**
+   * Resolves once every datagram that reached our socket before this call has been read.
+   *
+   * A timer that fires after our event loop was busy (start-up, a GC pause, a loaded machine) would
+   * otherwise call replies lost that sit unread in the socket: the timers run before the socket is
+   * read. So a wait that ends is judged only after a marker we send ourselves comes back; the socket
+   * is a FIFO, so by then everything that arrived before it has been handled. The routers judge their
+   * neighbours the same way (src/router/failover.ts).
+   */
+  backlogRead(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.nextMarkerWaiters.push(resolve);
+      if (this.markerWaiters === undefined) this.sendMarker();
+    });
+  }
+
+  private sendMarker(): void {
+    this.markerWaiters = this.nextMarkerWaiters;
+    this.nextMarkerWaiters = [];
+    const self = mustParseAddress(this.address);
+    this.socket.send(this.marker, self.port, self.host);
+    this.markerTimer = setTimeout(() => this.markerBack(), MARKER_TIMEOUT_MS);
+    this.markerTimer.unref();
+  }
+
+  private markerBack(): void {
+    clearTimeout(this.markerTimer);
+    const waiters = this.markerWaiters ?? [];
+    this.markerWaiters = undefined;
+    for (const w of waiters) w();
+    if (this.nextMarkerWaiters.length > 0 && !this.closed) this.sendMarker();
+  }
+
+  /**
    * Sends one request and resolves with the first reply `accept` makes a value of
    * (`accept` gets the reply, its arrival and our send time), or undefined after `timeoutMs`.
    */
@@ -116,18 +161,27 @@ export class DiagnosticSocket {
     opts: { auth?: string; hopLimit?: number } = {},
   ): Promise<T | undefined> {
     return new Promise((resolve) => {
-      const state: { sequence?: bigint; sentAt: number } = { sentAt: 0 };
-      const timer = setTimeout(() => {
-        if (state.sequence !== undefined) this.forget(state.sequence);
-        resolve(undefined);
-      }, timeoutMs);
+      const state: { sequence?: bigint; sentAt: number; done: boolean } = { sentAt: 0, done: false };
+      // Lost only if no reply is in the socket once our own backlog is read (see backlogRead).
+      const timer = setTimeout(
+        () =>
+          void this.backlogRead().then(() => {
+            if (state.done) return;
+            state.done = true;
+            if (state.sequence !== undefined) this.forget(state.sequence);
+            resolve(undefined);
+          }),
+        timeoutMs,
+      );
       const sent = this.send(
         to,
         type,
         payload,
         (p, at, size) => {
+          if (state.done) return;
           const v = accept(p, at, state.sentAt, size);
           if (v === undefined) return;
+          state.done = true;
           clearTimeout(timer);
           this.forget(sent.sequence);
           resolve(v);
@@ -150,6 +204,7 @@ export class DiagnosticSocket {
   }
 
   private receive(msg: Buffer, arrivedAt: number): void {
+    if (msg.length === this.marker.length && msg.equals(this.marker)) return this.markerBack();
     const r = decode(msg);
     if (!r.ok) {
       this.counters.malformed++;
@@ -161,7 +216,12 @@ export class DiagnosticSocket {
   }
 
   close(): Promise<void> {
+    this.closed = true;
     this.listeners.clear();
+    this.nextMarkerWaiters.push(...(this.markerWaiters ?? []));
+    this.markerWaiters = this.nextMarkerWaiters;
+    this.nextMarkerWaiters = [];
+    this.markerBack();
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
 }
@@ -412,6 +472,7 @@ export async function traceroute(
     sequences.push(sequence);
   }
   await sleep(timeoutMs);
+  await sock.backlogRead();
   for (const s of sequences) sock.forget(s);
 
   const last = Math.max(0, ...answers.flatMap((m) => [...m.keys()]));

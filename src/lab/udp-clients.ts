@@ -17,6 +17,10 @@ export interface UdpClientsEvent {
 export interface UdpClientsResult {
   /** Per client: when each reply arrived, wall-clock ms (timeOrigin + now, comparable across processes). */
   replies: number[][];
+  /** Per client: the round number each reply carried, in the order of `replies`. */
+  echoed: number[][];
+  /** When round n went out to every client, wall-clock ms. */
+  roundsAt: number[];
   sent: number[];
   /** Socket errors per client (ICMP unreachables). */
   errors: number[];
@@ -39,17 +43,21 @@ export async function runUdpClients(o: {
   const replies: number[][] = Array.from({ length: o.count }, () => []);
   const wall = (): number => performance.timeOrigin + performance.now();
   let waiting = o.count;
-  const onReply = (i: number): void => {
+  const echoed: number[][] = Array.from({ length: o.count }, () => []);
+  const roundsAt: number[] = [];
+  const onReply = (i: number, msg: Buffer): void => {
     const at = wall();
+    if (msg.length < 4) return;
     if (replies[i]!.length === 0 && --waiting === 0) o.onEvent?.({ event: 'answered', at });
     replies[i]!.push(at);
+    echoed[i]!.push(msg.readUInt32BE(0));
   };
   const sent: number[] = Array.from({ length: o.count }, () => 0);
   const errors: number[] = Array.from({ length: o.count }, () => 0);
   const sockets: Socket[] = [];
   for (let i = 0; i < o.count; i++) {
     const s = createSocket('udp4');
-    s.on('message', () => onReply(i));
+    s.on('message', (msg) => onReply(i, msg));
     // An ICMP unreachable (the path not up yet) surfaces as an error on the socket: counted, not fatal.
     s.on('error', () => errors[i]!++);
     await new Promise<void>((r) => s.bind(0, () => r()));
@@ -60,6 +68,7 @@ export async function runUdpClients(o: {
   const start = performance.now();
   for (let n = 0; performance.now() - start < o.durationMs; n++) {
     payload.writeUInt32BE(n, 0);
+    roundsAt.push(wall());
     sockets.forEach((s, i) => {
       s.send(payload, o.basePort + i, host);
       sent[i]!++;
@@ -70,5 +79,5 @@ export async function runUdpClients(o: {
   }
   await sleep(500);
   for (const s of sockets) s.close();
-  return { replies, sent, errors };
+  return { replies, echoed, roundsAt, sent, errors };
 }

@@ -275,10 +275,14 @@ export class SlaMonitor {
     const freshOut = egress.filter(fresh);
     const extraMax = longest - shift;
     let t1 = Math.min(...freshIn.map((r) => r.lastT - extraMax), ...freshOut.map((r) => r.lastT - longest));
+    // The window opens once every egress router has published the circuit: DATA that entered
+    // before the egress PoP learned it from the store was dropped there as unknown, and that is
+    // provisioning, not a breach of the SLA. (A router publishes every circuit it holds, zeros
+    // included, so its first sample is the latest moment it could have learned the circuit.)
     let t0 = Math.max(
       t1 - opts.windowMs,
       ...ingress.map((r) => r.knownFrom),
-      ...egress.map((r) => r.knownFrom - shift),
+      ...egress.map((r) => r.firstT - shift),
     );
     let inPackets = 0;
     let outPackets = 0;
