@@ -608,3 +608,26 @@ async function udpSink(): Promise<{ socket: Socket; address: string; received: B
   const a = socket.address() as AddressInfo;
   return { socket, address: `${a.address}:${a.port}`, received };
 }
+
+test('a reply that waited in the socket while our loop was busy past the timeout is not called lost', async () => {
+  const own = await DiagnosticSocket.open();
+  try {
+    // A request to our own address: it arrives in our socket at once and is its own reply.
+    const reply = own.request(own.address, PacketType.Echo, new Uint8Array(8), 20, (p) => p.sequence);
+    // Our loop is busy past the deadline (a GC pause, start-up, a loaded machine): when it runs
+    // again the timer is due before the socket is read. Without the backlog marker this was a loss.
+    const until = performance.now() + 150;
+    while (performance.now() < until);
+    assert.notEqual(await reply, undefined, 'the reply sitting in the socket counts');
+    // And a request nobody answers is still lost, once the backlog is read.
+    const silent = await DiagnosticSocket.open();
+    const silentAddress = silent.address;
+    await silent.close();
+    assert.equal(
+      await own.request(silentAddress, PacketType.Echo, new Uint8Array(8), 20, () => 1),
+      undefined,
+    );
+  } finally {
+    await own.close();
+  }
+});

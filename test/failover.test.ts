@@ -309,17 +309,19 @@ test('a flood of probes from one account is rate-limited and triggers no repair;
   await sendRaw(ingress, unknown);
   await sleep(topology.statsIntervalMs * 3 + 200);
   const afterStats = await statsOf(lab, ingressRouter);
-  const limited = afterStats.drops['probe-rate']! - (before.drops['probe-rate'] ?? 0);
-  const forwarded = afterStats.handled['probes']! - (before.handled['probes'] ?? 0) - limited;
-  console.log(`# flood: ${limited} probes rate-limited, ${forwarded} admitted in ${floodS.toFixed(2)} s`);
+  // The flooded circuit's own counters at its ingress router (the router's totals also count the
+  // probes that come home on a return path through it, under that circuit's own bucket).
+  const flooded = path.forward[0]!.circuit.auth;
+  const c0 = before.circuits[flooded]!;
+  const c1 = afterStats.circuits[flooded]!;
+  const limited = (c1.drops?.['probe-rate'] ?? 0) - (c0.drops?.['probe-rate'] ?? 0);
+  const admitted = c1.packets - c0.packets - limited;
+  console.log(`# flood: ${limited} probes rate-limited, ${admitted} admitted in ${floodS.toFixed(2)} s`);
   assert.ok(limited >= 2500, `rate-limited: ${limited}`);
   // The circuit's bucket: a burst of 10, then 20/s for as long as the flood lasted (longer on a
-  // loaded machine), and a little for the endpoint's own probes on the same circuit.
-  const allowance = 10 + 20 * floodS + 10;
-  assert.ok(
-    forwarded <= allowance,
-    `admitted ${forwarded} in ${floodS.toFixed(2)} s, allowance ${allowance}`,
-  );
+  // loaded machine), and a little margin for the endpoint's own probes on the circuit.
+  const allowance = 10 + 20 * floodS + 5;
+  assert.ok(admitted <= allowance, `admitted ${admitted} in ${floodS.toFixed(2)} s, allowance ${allowance}`);
   assert.equal(afterStats.drops['unknown-auth']! - (before.drops['unknown-auth'] ?? 0), 200);
   if ((await down()) !== downBefore) {
     for (const [router, n] of await moves())

@@ -21,6 +21,7 @@ export function renderFailoverPlot(report: FailoverReport): Buffer {
   const runsOf = (m: LivenessMode): FailoverRun[] =>
     report.runs.filter((r) => r.liveness === m && r.valid).sort((a, b) => a.clients - b.clients);
   const invalid = report.runs.filter((r) => !r.valid).length;
+  const mode = (m: LivenessMode): string => (m === 'on' ? `on (${report.livenessIntervalMs} ms × 3)` : m);
 
   canvas.text(
     "ARROW failover time vs clients: SIGKILL of the middle ISP's router every circuit crosses",
@@ -46,14 +47,14 @@ export function renderFailoverPlot(report: FailoverReport): Buffer {
       const runs = runsOf(m).filter(include);
       return [
         {
-          label: `p99, liveness ${m}`,
+          label: `p99, liveness ${mode(m)}`,
           color: COLORS[m],
           width: 3,
           marker: 'circle' as const,
           points: runs.map((r) => ({ x: r.clients, y: pick(r).p99 })),
         },
         {
-          label: `p50, liveness ${m}`,
+          label: `p50, liveness ${mode(m)}`,
           color: COLORS[m],
           width: 2,
           dash: [7, 5] as [number, number],
@@ -79,7 +80,7 @@ export function renderFailoverPlot(report: FailoverReport): Buffer {
     })),
   };
   const lastLoss: Series[] = modes.map((m) => ({
-    label: `last echo lost, liveness ${m}`,
+    label: `last echo lost, liveness ${mode(m)}`,
     color: COLORS[m],
     width: 1,
     dash: [2, 3] as [number, number],

@@ -3,6 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_LIVENESS_INTERVAL_MS } from '../router/config.js';
 import { DEFAULT_DETECTOR, type DetectorOptions } from '../endpoint/connection.js';
 import { Endpoint } from '../endpoint/endpoint.js';
 import { buyPath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
@@ -246,6 +247,8 @@ export interface TargetCheck {
 
 export interface FailoverReport {
   calibration: Calibration;
+  /** Keepalive interval of the runs with liveness on (× 3): the router default unless --liveness-interval. */
+  livenessIntervalMs: number;
   runs: FailoverRun[];
   targets: {
     /** repairMs p99 at the largest N < 50 ms, per liveness mode. */
@@ -267,6 +270,8 @@ export interface FailoverBenchOptions {
   attempts?: number;
   /** Every client's probe interval; default: its echo interval (so probes keep to the same budget). */
   probeIntervalMs?: number;
+  /** Keepalive interval with liveness on (default: the router's, 200 ms × 3). */
+  livenessIntervalMs?: number;
   progress?: (line: string) => void;
 }
 
@@ -278,6 +283,7 @@ export async function runFailoverBenchCommand(o: {
   fraction: number;
   attempts: number;
   probeInterval?: number;
+  livenessInterval?: number;
 }): Promise<void> {
   if (!(o.fraction > 0 && o.fraction <= 1))
     throw new Error(`--fraction must be above 0 and at most 1, got ${o.fraction}`);
@@ -291,6 +297,7 @@ export async function runFailoverBenchCommand(o: {
     attempts: o.attempts,
     progress,
     ...(o.probeInterval === undefined ? {} : { probeIntervalMs: o.probeInterval }),
+    ...(o.livenessInterval === undefined ? {} : { livenessIntervalMs: o.livenessInterval }),
   });
   mkdirSync(o.out, { recursive: true });
   const png = resolve(o.out, 'failover.png');
@@ -331,7 +338,7 @@ export function echoIntervalFor(clients: number, rate: number): number {
 /** A lab of the bench's topology in a fresh dir, stopped (and its dir removed when `keep` says so) after `use`. */
 async function withLab<T>(
   label: string,
-  liveness: LivenessMode,
+  liveness: { mode: LivenessMode; intervalMs: number },
   current: { value: { dir: string; lab: Lab | undefined } | undefined },
   progress: ((line: string) => void) | undefined,
   use: (lab: Lab) => Promise<T>,
@@ -339,9 +346,11 @@ async function withLab<T>(
 ): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), `arrow-bench-failover-${label}-`));
   current.value = { dir, lab: undefined };
-  const lab = await Lab.start(topology(liveness), { dir, keep: true }).catch((err: Error) => {
-    throw new Error(`the lab did not start (logs in ${dir}): ${err.message}`, { cause: err });
-  });
+  const lab = await Lab.start(topology(liveness.mode, liveness.intervalMs), { dir, keep: true }).catch(
+    (err: Error) => {
+      throw new Error(`the lab did not start (logs in ${dir}): ${err.message}`, { cause: err });
+    },
+  );
   current.value.lab = lab;
   let result: T | undefined;
   try {
@@ -362,6 +371,7 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
   const runs: FailoverRun[] = [];
   const fraction = opts.fraction ?? DEFAULT_FRACTION;
   const attempts = opts.attempts ?? DEFAULT_ATTEMPTS;
+  const livenessIntervalMs = opts.livenessIntervalMs ?? DEFAULT_LIVENESS_INTERVAL_MS;
   const current: { value: { dir: string; lab: Lab | undefined } | undefined } = { value: undefined };
   // Ctrl-C: stop the lab's processes (they also exit when our IPC channel closes).
   const onSigint = (): void => {
@@ -380,7 +390,7 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
     for (let attempt = 1; ; attempt++) {
       calibration = await withLab(
         'calibration',
-        'off',
+        { mode: 'off', intervalMs: livenessIntervalMs },
         current,
         opts.progress,
         (lab) => calibrate(lab, fraction, opts.progress),
@@ -407,7 +417,7 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
           );
           const run = await withLab(
             `${clients}-${liveness}`,
-            liveness,
+            { mode: liveness, intervalMs: livenessIntervalMs },
             current,
             opts.progress,
             (lab) =>
@@ -441,6 +451,7 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
   }
   return {
     calibration,
+    livenessIntervalMs,
     runs,
     targets: checkTargets(runs),
     machine: { cpus: availableParallelism(), node: process.version },
@@ -457,7 +468,7 @@ const POP = 'pop';
  * clients at 10 ms. The failover is the same: beta's routers are the next hop of alpha's
  * circuits (forward) and of gamma's (return), and those are the hops that get repaired.
  */
-function topology(liveness: LivenessMode): Topology {
+function topology(liveness: LivenessMode, livenessIntervalMs: number): Topology {
   return {
     name: 'failover-bench',
     isps: ISPS.map((name) => ({
@@ -481,7 +492,7 @@ function topology(liveness: LivenessMode): Topology {
     servers: [{ name: 'echo', kind: 'udp-echo' }],
     statsIntervalMs: 1000,
     failover: {
-      liveness: { enabled: liveness === 'on', intervalMs: 10, multiplier: 3 },
+      liveness: { enabled: liveness === 'on', intervalMs: livenessIntervalMs, multiplier: 3 },
       // All N clients share one account. The per-account bucket (default 5000/s, burst 2000) is
       // there to stop floods, not repairs: raised so it never decides the outcome (with
       // --probe-interval 10 at N = 1000, the failing clients probe at up to 100,000/s).
@@ -1185,7 +1196,8 @@ export function formatFailoverReport(r: FailoverReport): string {
   ];
   const rows = r.runs.map((x) => {
     const rep = (v: number): string => (x.probed ? f1(v) : '-');
-    const lead = [x.clients, x.liveness, x.echoIntervalMs, x.probeIntervalMs].map(String);
+    const liveness = x.liveness === 'on' ? `on ${r.livenessIntervalMs}x3` : x.liveness;
+    const lead = [x.clients, liveness, x.echoIntervalMs, x.probeIntervalMs].map(String);
     // An invalid run shows why, never its figures.
     if (!x.valid) return [...lead, `INVALID: ${x.invalidReason ?? ''}`, ...header.slice(5).map(() => '')];
     return [

@@ -491,6 +491,11 @@ bench
     "each client's probe interval while failing (default: its echo interval, so probes keep to the calibrated rate)",
     (v) => positiveInt(v, '--probe-interval'),
   )
+  .option(
+    '--liveness-interval <ms>',
+    "keepalive interval of the runs with liveness on, × 3 (default: the routers' own, 200 ms; 10 shows the lower bound)",
+    (v) => positiveInt(v, '--liveness-interval'),
+  )
   .action(
     async (o: {
       clients: string;
@@ -500,6 +505,7 @@ bench
       fraction: number;
       attempts: number;
       probeInterval?: number;
+      livenessInterval?: number;
     }) => {
       const { runFailoverBenchCommand } = await import('../bench/failover.js');
       await runFailoverBenchCommand(o);

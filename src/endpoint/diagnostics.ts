@@ -47,8 +47,12 @@ export class DiagnosticSocket {
   private readonly listeners = new Map<bigint, Listener>();
   /** Datagrams that were not ARROW, or replies nobody waited for. */
   readonly counters = { malformed: 0, unmatched: 0 };
-  /** Sent to ourselves to learn when the socket's backlog is read (see `backlogRead`). Not an ARROW header. */
-  private readonly marker = Buffer.concat([Buffer.from('arrow-backlog-marker:'), randomBytes(8)]);
+  /**
+   * Sent to ourselves to learn when the socket's backlog is read (see `backlogRead`): a random
+   * prefix (never an ARROW header: its version byte is not ours) and the number of the marker.
+   */
+  private readonly markerPrefix = Buffer.concat([Buffer.from('arrow-backlog-marker:'), randomBytes(8)]);
+  private markerNumber = 0;
   /** Who waits for the marker in flight, and who waits for the next one. */
   private markerWaiters: (() => void)[] | undefined;
   private nextMarkerWaiters: (() => void)[] = [];
@@ -135,7 +139,10 @@ export class DiagnosticSocket {
     this.markerWaiters = this.nextMarkerWaiters;
     this.nextMarkerWaiters = [];
     const self = mustParseAddress(this.address);
-    this.socket.send(this.marker, self.port, self.host);
+    const marker = Buffer.alloc(this.markerPrefix.length + 4);
+    this.markerPrefix.copy(marker);
+    marker.writeUInt32BE((this.markerNumber = (this.markerNumber + 1) >>> 0), this.markerPrefix.length);
+    this.socket.send(marker, self.port, self.host);
     this.markerTimer = setTimeout(() => this.markerBack(), MARKER_TIMEOUT_MS);
     this.markerTimer.unref();
   }
@@ -204,7 +211,13 @@ export class DiagnosticSocket {
   }
 
   private receive(msg: Buffer, arrivedAt: number): void {
-    if (msg.length === this.marker.length && msg.equals(this.marker)) return this.markerBack();
+    const p = this.markerPrefix;
+    if (msg.length === p.length + 4 && p.equals(msg.subarray(0, p.length))) {
+      // An older marker (one we stopped waiting for after MARKER_TIMEOUT_MS) releases nobody.
+      if (this.markerWaiters !== undefined && msg.readUInt32BE(p.length) === this.markerNumber)
+        this.markerBack();
+      return;
+    }
     const r = decode(msg);
     if (!r.ok) {
       this.counters.malformed++;

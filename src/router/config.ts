@@ -2,6 +2,9 @@ import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
 import { BindAddressString } from '../util/address-schema.js';
 
+/** Router liveness keepalive interval by default (× 3 missed = dead), as SCION runs BFD. */
+export const DEFAULT_LIVENESS_INTERVAL_MS = 200;
+
 /** Lab fault injection (src/router/impair.ts); also used per ISP or PoP in lab topologies. */
 export const ImpairConfigSchema = Type.Object(
   {
@@ -108,7 +111,7 @@ export const RouterConfigSchema = Type.Object(
             }),
             intervalMs: Type.Integer({
               minimum: 1,
-              default: 200,
+              default: DEFAULT_LIVENESS_INTERVAL_MS,
               description: 'keepalive interval per neighbour (200 ms, as SCION runs BFD on inter-AS links)',
             }),
             multiplier: Type.Integer({
