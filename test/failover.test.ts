@@ -319,8 +319,9 @@ test('a flood of probes from one account is rate-limited and triggers no repair;
   console.log(`# flood: ${limited} probes rate-limited, ${admitted} admitted in ${floodS.toFixed(2)} s`);
   assert.ok(limited >= 2500, `rate-limited: ${limited}`);
   // The circuit's bucket: a burst of 10, then 20/s for as long as the flood lasted (longer on a
-  // loaded machine), and a little margin for the endpoint's own probes on the circuit.
-  const allowance = 10 + 20 * floodS + 5;
+  // loaded machine) plus up to half a second the router may take to read the last of it, and a
+  // little for the endpoint's own probes on the circuit.
+  const allowance = 10 + 20 * (floodS + 0.5) + 5;
   assert.ok(admitted <= allowance, `admitted ${admitted} in ${floodS.toFixed(2)} s, allowance ${allowance}`);
   assert.equal(afterStats.drops['unknown-auth']! - (before.drops['unknown-auth'] ?? 0), 200);
   if ((await down()) !== downBefore) {
