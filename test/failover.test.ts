@@ -262,7 +262,13 @@ test('a flood of probes from one account is rate-limited: the network sees only 
   await ready(conn);
   const ingress = path.forward[0]!.circuit.ingress[0]!;
   const ingressRouter = routerAt(ingress);
-  const before = await statsOf(lab, ingressRouter);
+  const flooded = path.forward[0]!.circuit.auth;
+  // The router publishes a new circuit's counters at its next stats interval.
+  const before = await eventually(async () => {
+    const s = await statsOf(lab, ingressRouter);
+    return s.circuits[flooded] ? s : undefined;
+  });
+  assert.ok(before, `${ingressRouter} never published the circuit's counters`);
   // Every dead verdict while the flood runs, as the routers report them to the lab over IPC.
   const verdicts: { router: string; neighbour: string }[] = [];
   const detach = lab.routers.flatMap((r) => {
@@ -311,7 +317,6 @@ test('a flood of probes from one account is rate-limited: the network sees only 
   const afterStats = await statsOf(lab, ingressRouter);
   // The flooded circuit's own counters at its ingress router (the router's totals also count the
   // probes that come home on a return path through it, under that circuit's own bucket).
-  const flooded = path.forward[0]!.circuit.auth;
   const c0 = before.circuits[flooded]!;
   const c1 = afterStats.circuits[flooded]!;
   const limited = (c1.drops?.['probe-rate'] ?? 0) - (c0.drops?.['probe-rate'] ?? 0);
