@@ -47,7 +47,10 @@ test(
 
     // Calibrated load, stated in the JSON.
     assert.ok(isRecord(r.calibration));
-    assert.ok(num(r.calibration.capacityEchoesPerSec, 'capacity') > 0);
+    // 0 when even the lowest step's round trips were slow (a busy host, seen once in a whole-suite
+    // run): by design the soak then still runs at the floor rate and says so; lost echoes at that
+    // step would have made the run INVALID, which is asserted above.
+    assert.ok(num(r.calibration.capacityEchoesPerSec, 'capacity') >= 0);
     assert.equal(r.calibration.fraction, 0.1);
     assert.ok(Array.isArray(r.calibration.steps) && r.calibration.steps.length > 0);
 
