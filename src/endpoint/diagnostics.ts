@@ -231,8 +231,8 @@ export class DiagnosticSocket {
   close(): Promise<void> {
     this.closed = true;
     this.listeners.clear();
-    this.nextMarkerWaiters.push(...(this.markerWaiters ?? []));
-    this.markerWaiters = this.nextMarkerWaiters;
+    // Nothing more will be read: every wait ends now (markerBack sends no new marker once closed).
+    this.markerWaiters = [...(this.markerWaiters ?? []), ...this.nextMarkerWaiters];
     this.nextMarkerWaiters = [];
     this.markerBack();
     return new Promise((resolve) => this.socket.close(() => resolve()));
