@@ -118,7 +118,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private readonly onData = (payload: Buffer, packet: Packet): void => {
     const c = this.byReplyAuth.get(Buffer.from(packet.authenticator).toString('hex'));
     if (!c) return;
-    this.heard(c);
+    // Data shows the return path works, not that what we send now gets through: a reply to a
+    // packet sent before the failure (read late from our socket, or held in a stalled router) must
+    // not end the failure while the ingress router in use is dead. Only a probe of this failure
+    // coming home repairs (onProbe).
+    c.lastHeard = this.now();
+    c.unansweredSince = undefined;
     this.emit('data', payload, c);
   };
   private readonly onProbe = (packet: Packet): void => {
@@ -239,6 +244,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
   }
 
+  /** A probe sent on `c` came home: the path works end to end now, and a failure of it ends. */
   private heard(c: PathCircuit): void {
     const now = this.now();
     c.lastHeard = now;
@@ -275,6 +281,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private fail(c: PathCircuit, now: number): void {
     c.state = 'failing';
     c.unansweredSince = undefined;
+    // Only a probe of this failure may end it, not one sent before it (by waitReady) that comes late.
+    c.probes.clear();
     this.emit('failure', c, now);
     // A live standby takes the traffic at once; the probe repairs the failing circuit meanwhile.
     const i = this.circuits.findIndex((x) => x !== c && x.state === 'up');
