@@ -128,53 +128,56 @@ test('fuzzed API requests: never a 5xx, every accepted record compiles, every ro
 
   const created: string[] = [];
   const statuses = new Map<number, number>();
-  await fc.assert(
-    fc.asyncProperty(request, async (req) => {
-      // One index past the accounts: no key at all.
-      const a = accounts[req.account];
-      const headers = a ? { authorization: `Bearer ${a.apiKey}` } : {};
-      const auth = (pick: number): string =>
-        pick % 5 === 4
-          ? newAuthenticator()
-          : (created[pick % Math.max(created.length, 1)] ?? newAuthenticator());
-      const r =
-        req.kind === 'create'
-          ? await portal.inject({ method: 'POST', url: '/circuits', headers, payload: req.body as object })
-          : req.kind === 'chain'
+  const property = fc.asyncProperty(request, async (req) => {
+    // One index past the accounts: no key at all.
+    const a = accounts[req.account];
+    const headers = a ? { authorization: `Bearer ${a.apiKey}` } : {};
+    const auth = (pick: number): string =>
+      pick % 5 === 4
+        ? newAuthenticator()
+        : (created[pick % Math.max(created.length, 1)] ?? newAuthenticator());
+    const r =
+      req.kind === 'create'
+        ? await portal.inject({ method: 'POST', url: '/circuits', headers, payload: req.body as object })
+        : req.kind === 'chain'
+          ? await portal.inject({
+              method: 'POST',
+              url: `/circuits/${auth(req.pick)}/chain`,
+              headers,
+              payload: req.body as object,
+            })
+          : req.kind === 'raw'
             ? await portal.inject({
                 method: 'POST',
-                url: `/circuits/${auth(req.pick)}/chain`,
-                headers,
-                payload: req.body as object,
+                url: '/circuits',
+                headers: { ...headers, 'content-type': 'application/json' },
+                payload: req.payload,
               })
-            : req.kind === 'raw'
-              ? await portal.inject({
-                  method: 'POST',
-                  url: '/circuits',
-                  headers: { ...headers, 'content-type': 'application/json' },
-                  payload: req.payload,
-                })
-              : await portal.inject({
-                  method: req.kind === 'get' ? 'GET' : 'DELETE',
-                  url: `/circuits/${auth(req.pick)}`,
-                  headers,
-                });
-      if (process.env.FUZZ_DEBUG && req.kind === 'create')
-        console.log(r.statusCode, JSON.stringify(req.body).slice(0, 300), r.body.slice(0, 300));
-      statuses.set(r.statusCode, (statuses.get(r.statusCode) ?? 0) + 1);
-      assert.ok(
-        r.statusCode >= 200 && r.statusCode < 500,
-        `${r.statusCode} for ${JSON.stringify(req).slice(0, 500)}: ${r.body}`,
-      );
-      if (r.statusCode >= 400) assert.equal(typeof r.json().message, 'string');
-      if (req.kind === 'create' && r.statusCode === 201) {
-        const view = r.json() as unknown;
-        assert.ok(Value.Check(CircuitView, view), `answer does not match CircuitView: ${r.body}`);
-        created.push((view as { auth: string }).auth);
-      }
-    }),
-    { numRuns: RUNS, interruptAfterTimeLimit: 60_000 },
-  );
+            : await portal.inject({
+                method: req.kind === 'get' ? 'GET' : 'DELETE',
+                url: `/circuits/${auth(req.pick)}`,
+                headers,
+              });
+    if (process.env.FUZZ_DEBUG && req.kind === 'create')
+      console.log(r.statusCode, JSON.stringify(req.body).slice(0, 300), r.body.slice(0, 300));
+    statuses.set(r.statusCode, (statuses.get(r.statusCode) ?? 0) + 1);
+    assert.ok(
+      r.statusCode >= 200 && r.statusCode < 500,
+      `${r.statusCode} for ${JSON.stringify(req).slice(0, 500)}: ${r.body}`,
+    );
+    if (r.statusCode >= 400) assert.equal(typeof r.json().message, 'string');
+    if (req.kind === 'create' && r.statusCode === 201) {
+      const view = r.json() as unknown;
+      assert.ok(Value.Check(CircuitView, view), `answer does not match CircuitView: ${r.body}`);
+      created.push((view as { auth: string }).auth);
+    }
+  });
+  // The generator's bias varies from seed to seed: a whole-suite run once got 19 creates accepted
+  // in 250 requests (55 is usual). Fuzz on, a round at a time, until the fuzz has reached the store and been
+  // refused often enough to have tested both; 4 rounds short of that means creates are broken.
+  const covered = (): boolean => created.length >= 20 && (statuses.get(400) ?? 0) >= 20;
+  for (let round = 0; round < 4 && !covered(); round++)
+    await fc.assert(property, { numRuns: RUNS, interruptAfterTimeLimit: 60_000 });
   const summary = JSON.stringify(Object.fromEntries(statuses));
   // The fuzz reached the store, and refused things, or it tested nothing.
   assert.ok(created.length >= 20, `only ${created.length} creates accepted: ${summary}`);
