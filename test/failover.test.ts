@@ -46,6 +46,17 @@ async function buy(conn: Connection, middle: 'beta' | 'delta' = 'beta'): Promise
   );
 }
 
+/** A DATA packet as a customer's endpoint would send it, for injecting by hand. */
+function dataPacket(auth: string, sequence: bigint, payload: string): Buffer {
+  return encode({
+    type: PacketType.Data,
+    hopLimit: 64,
+    authenticator: authToBytes(auth),
+    sequence,
+    payload: Buffer.from(payload),
+  });
+}
+
 /** Echoes every 10 ms through the connection; replies are timestamped so outages can be measured. */
 function echoLoop(conn: Connection): { stop: () => Promise<{ sent: number; replies: number[] }> } {
   const replies: number[] = [];
@@ -180,15 +191,7 @@ async function afterMiddleRouterFailed(
   };
   endpoint.on('data', onData);
   for (let i = 0; i < 10 && !viaSibling; i++) {
-    await sendRaw(sibling.address, [
-      encode({
-        type: PacketType.Data,
-        hopLimit: 64,
-        authenticator: authToBytes(record!.internalAuth),
-        sequence: BigInt(1 + i),
-        payload: Buffer.from('via sibling'),
-      }),
-    ]);
+    await sendRaw(sibling.address, [dataPacket(record!.internalAuth, BigInt(1 + i), 'via sibling')]);
     await sleep(200);
   }
   endpoint.off('data', onData);
@@ -240,15 +243,7 @@ test('a dead ingress router: the endpoint moves to the first ISP’s other ingre
   conn.on('repaired', () => events.push('repaired'));
   conn.once('failure', () => {
     events.push('failure');
-    void sendRaw(endpoint.address, [
-      encode({
-        type: PacketType.Data,
-        hopLimit: 64,
-        authenticator: authToBytes(path.replyAuth!),
-        sequence: 1n,
-        payload: Buffer.from('late reply'),
-      }),
-    ]);
+    void sendRaw(endpoint.address, [dataPacket(path.replyAuth!, 1n, 'late reply')]);
   });
   const failedAt = performance.now();
   lab.kill(victim, 'SIGKILL');

@@ -122,8 +122,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     // packet sent before the failure (read late from our socket, or held in a stalled router) must
     // not end the failure while the ingress router in use is dead. Only a probe of this failure
     // coming home repairs (onProbe).
-    c.lastHeard = this.now();
-    c.unansweredSince = undefined;
+    this.answered(c, this.now());
     this.emit('data', payload, c);
   };
   private readonly onProbe = (packet: Packet): void => {
@@ -244,11 +243,16 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
   }
 
+  /** Something came back on `c`'s return path: what we sent is answered. */
+  private answered(c: PathCircuit, now: number): void {
+    c.lastHeard = now;
+    c.unansweredSince = undefined;
+  }
+
   /** A probe sent on `c` came home: the path works end to end now, and a failure of it ends. */
   private heard(c: PathCircuit): void {
     const now = this.now();
-    c.lastHeard = now;
-    c.unansweredSince = undefined;
+    this.answered(c, now);
     if (c.state !== 'failing') return;
     const repairMs = now - (c.firstProbeAt ?? now);
     c.state = 'up';
