@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errorCode, hasCode, isExitStatus, unexpectedErrors } from '../src/util/errors.js';
 import { readState, statePath } from '../src/lab/control.js';
+import { Lab } from '../src/lab/lab.js';
+import { defaultTopology } from '../src/lab/topology.js';
 
 test('errorCode names errno codes, timeouts, and codes wrapped in a cause (as fetch does)', () => {
   const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
@@ -49,6 +51,38 @@ test('lab state: a missing file is no lab; a torn one is no lab too, but logged 
   } finally {
     if (before === undefined) delete process.env.ARROW_LAB_RUN_DIR;
     else process.env.ARROW_LAB_RUN_DIR = before;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a lab whose boot fails part-way stops every process it started, ready or not', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-failed-boot-'));
+  try {
+    const topology = defaultTopology();
+    topology.name = 'failed-boot';
+    // gamma's routers refuse their config and exit; alpha's and beta's are starting meanwhile.
+    topology.isps[2]!.impair = { dropPct: 500 };
+    const err = await Lab.start(topology, { dir }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    assert.ok(err, 'the lab did not start');
+    assert.match(err.message, /router --config \S*router-gamma-par-1\.yaml exited .* before ready/);
+    // No process is left running from this lab's folder (its routers, portals, echo server).
+    const left = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .flatMap((pid) => {
+        try {
+          const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+          return cmd.includes(dir) ? [`${pid}: ${cmd}`] : [];
+        } catch (e) {
+          // The process exited between the listing and the read.
+          if (hasCode(e, 'ENOENT', 'ESRCH')) return [];
+          throw e;
+        }
+      });
+    assert.deepEqual(left, [], 'processes left behind by a failed boot');
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

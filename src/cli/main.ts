@@ -227,7 +227,7 @@ program
   )
   .option(
     '--detect-timeout <ms>',
-    'failure detector: silence after sending that means failing (default 100)',
+    'failure detector: silence after sending that means failing (default 50)',
     (v) => positiveInt(v, '--detect-timeout'),
   )
   .option('--probe-interval <ms>', 'failure detector: probe interval while failing (default 20)', (v) =>
@@ -276,7 +276,7 @@ program
   )
   .option(
     '--detect-timeout <ms>',
-    'failure detector: silence after sending that means failing (default 100)',
+    'failure detector: silence after sending that means failing (default 50)',
     (v) => positiveInt(v, '--detect-timeout'),
   )
   .option('--probe-interval <ms>', 'failure detector: probe interval while failing (default 20)', (v) =>

@@ -23,7 +23,7 @@ export interface DetectorOptions {
 }
 
 export const DEFAULT_DETECTOR: DetectorOptions = {
-  timeoutMs: 100,
+  timeoutMs: 50,
   probeIntervalMs: 20,
   ackTimeoutMs: 50,
   standbyCheckMs: 1000,

@@ -183,7 +183,8 @@ export class EtcdCluster {
   /** Fault injection: SIGKILL (crash), SIGSTOP (hang) or SIGTERM (clean stop) one member. */
   async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const m = this.member(name);
-    if (!m.proc) return;
+    // A member that already exited has no exit left to wait for.
+    if (!m.proc || m.proc.exitCode !== null || m.proc.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => m.proc!.once('exit', () => resolve()));
     m.proc.kill(signal);
     if (signal !== 'SIGSTOP') await exited;

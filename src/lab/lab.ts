@@ -131,6 +131,8 @@ export class Lab {
   readonly hosts: LabHost[] = [];
   private readonly clusters: EtcdCluster[] = [];
   private readonly hostProcs = new Set<ChildProcess>();
+  /** Every component process spawned and not yet exited, ready or not: what `stop` must end. */
+  private readonly components = new Set<ChildProcess>();
   /** What `fail` did to each node, so `heal` can undo it. */
   private readonly failed = new Map<string, FailKind>();
   private stopped = false;
@@ -229,7 +231,7 @@ export class Lab {
     for (const [si, s] of t.servers.entries()) {
       const host = planHost(netns, 0, 100 + si);
       const ns = await this.place(`server-${s.name}`, host);
-      const managed = await startComponent(
+      const managed = await this.startOwned(
         ['echo-server', '--listen', `${host}:0`],
         join(this.dir, 'logs', `server-${s.name}.log`),
         undefined,
@@ -238,7 +240,7 @@ export class Lab {
       this.servers.push({ name: s.name, address: managed.ready.address!, managed, ns });
     }
     // Routers first (they pick their ports), then each portal with the addresses they got.
-    await Promise.all(t.isps.map((isp, ii) => this.bootIsp(isp, ii)));
+    await allSettledOrThrow(t.isps.map((isp, ii) => this.bootIsp(isp, ii)));
     if (t.atlas) await this.bootAtlas(t.atlas);
   }
 
@@ -264,7 +266,7 @@ export class Lab {
     };
     const path = join(this.dir, 'atlas.yaml');
     writeFileSync(path, stringify(config));
-    const managed = await startComponent(
+    const managed = await this.startOwned(
       ['atlas', '--config', path],
       join(this.dir, 'logs', 'atlas.log'),
       undefined,
@@ -317,7 +319,7 @@ export class Lab {
     // The first router creates the store's schema; the rest start together.
     const all = pops.flatMap((p) => p.routers);
     await this.startRouter(all[0]!);
-    await Promise.all(all.slice(1).map((r) => this.startRouter(r)));
+    await allSettledOrThrow(all.slice(1).map((r) => this.startRouter(r)));
 
     const accounts = isp.accounts.map((a) => ({ name: a.name, apiKey: a.apiKey ?? newApiKey() }));
     const portalHost = planHost(this.netns, ii + 1, 1);
@@ -343,7 +345,7 @@ export class Lab {
     };
     const portalConfigPath = join(this.dir, `portal-${isp.name}.yaml`);
     writeFileSync(portalConfigPath, stringify(portalConfig));
-    const managed = await startComponent(
+    const managed = await this.startOwned(
       ['portal', '--config', portalConfigPath],
       join(this.dir, 'logs', `portal-${isp.name}.log`),
       undefined,
@@ -363,8 +365,24 @@ export class Lab {
     };
   }
 
+  /** `startComponent`, with the process owned by the lab from its spawn: a failed boot leaves no orphan. */
+  private startOwned(
+    args: string[],
+    logPath: string,
+    timeoutMs: number | undefined,
+    opts: { netns?: string | undefined },
+  ): Promise<Managed> {
+    return startComponent(args, logPath, timeoutMs, {
+      ...(opts.netns ? { netns: opts.netns } : {}),
+      onSpawn: (proc) => {
+        this.components.add(proc);
+        proc.once('exit', () => this.components.delete(proc));
+      },
+    });
+  }
+
   private async startRouter(r: LabRouter): Promise<void> {
-    r.managed = await startComponent(
+    r.managed = await this.startOwned(
       ['router', '--config', r.configPath],
       join(this.dir, 'logs', `router-${r.name}.log`),
       undefined,
@@ -509,12 +527,7 @@ export class Lab {
     this.stopped = true;
     if (this.onExit) process.removeListener('exit', this.onExit);
     for (const p of this.hostProcs) p.kill('SIGKILL');
-    const procs = [
-      ...this.isps.filter(Boolean).map((i) => i.managed.proc),
-      ...this.routers.flatMap((r) => (r.managed ? [r.managed.proc] : [])),
-      ...this.servers.map((s) => s.managed.proc),
-      ...(this.atlas ? [this.atlas.managed.proc] : []),
-    ];
+    const procs = [...this.components];
     for (const p of procs) p.kill('SIGCONT');
     await Promise.all(procs.map((p) => stopComponent(p)));
     await Promise.all(this.clusters.map((c) => c.stop()));
@@ -524,10 +537,7 @@ export class Lab {
   }
 
   private killAllSync(): void {
-    for (const r of this.routers) r.managed?.proc.kill('SIGKILL');
-    for (const i of this.isps) i?.managed.proc.kill('SIGKILL');
-    for (const s of this.servers) s.managed.proc.kill('SIGKILL');
-    this.atlas?.managed.proc.kill('SIGKILL');
+    for (const p of this.components) p.kill('SIGKILL');
     for (const p of this.hostProcs) p.kill('SIGKILL');
     this.net?.destroySync();
     if (this.stateSaved && !this.stopped) removeState(this.topology.name);
@@ -546,4 +556,14 @@ function routerImpair(
   const transit = (isp.transitDelayMs ?? 0) / 2;
   if (!transit) return impair;
   return { ...impair, delayMs: (impair?.delayMs ?? 0) + transit };
+}
+
+/**
+ * Waits for every start to settle, then throws the first failure: stopping a lab while some of
+ * its components are still starting would leave those running, unseen by the stop.
+ */
+async function allSettledOrThrow(starts: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(starts);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

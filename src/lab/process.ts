@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, readFileSync, closeSync } from 'node:fs';
+import { openSync, readFileSync, closeSync, readdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ReadyMessage } from '../util/ready.js';
 import { hasCode } from '../util/errors.js';
@@ -24,26 +25,47 @@ export async function startComponent(
   args: string[],
   logPath: string,
   timeoutMs = 20_000,
-  opts: { netns?: string } = {},
+  opts: {
+    netns?: string;
+    /** Called with the process as soon as it is spawned, before it is ready: an owner that must stop it. */
+    onSpawn?: (proc: ChildProcess) => void;
+  } = {},
 ): Promise<Managed> {
   const fd = openSync(logPath, 'a');
+  // A component that never gets ready is asked for a Node diagnostic report (its stacks and
+  // handles) before it is killed, next to its log: a hang is then a bug with a stack, not a mystery.
+  const reportDir = dirname(logPath);
+  const node = [
+    process.execPath,
+    '--report-on-signal',
+    `--report-signal=${REPORT_SIGNAL}`,
+    `--report-directory=${reportDir}`,
+    CLI_PATH,
+  ];
   // In a network namespace: `ip netns exec` execs node in place (same PID) and keeps the IPC fd.
   const [cmd, ...argv] = opts.netns
-    ? ['ip', 'netns', 'exec', opts.netns, process.execPath, CLI_PATH, ...args]
-    : [process.execPath, CLI_PATH, ...args];
+    ? ['ip', 'netns', 'exec', opts.netns, ...node, ...args]
+    : [...node, ...args];
   const proc = spawn(cmd!, argv, {
     stdio: ['ignore', fd, fd, 'ipc'],
     env: { ...process.env },
   });
   closeSync(fd);
+  opts.onSpawn?.(proc);
+  let onExit = (_code: number | null, _signal: NodeJS.Signals | null): void => undefined;
   const ready = await new Promise<ReadyMessage>((resolve, reject) => {
     const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(
-        new Error(
-          `arrow ${args.join(' ')} not ready within ${timeoutMs} ms; log ${logPath}:\n${tail(logPath)}`,
-        ),
-      );
+      proc.kill(REPORT_SIGNAL);
+      // The report is written synchronously on the signal; give it a moment, then kill.
+      setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(
+          new Error(
+            `arrow ${args.join(' ')} not ready within ${timeoutMs} ms; log ${logPath}:\n${tail(logPath)}\n` +
+              `a diagnostic report (stacks, handles) of pid ${proc.pid} is in ${reportDir}: ${reports(reportDir, proc.pid)}`,
+          ),
+        );
+      }, 1000);
     }, timeoutMs);
     proc.on('message', (m: ReadyMessage) => {
       if (m?.event === 'ready') {
@@ -51,16 +73,16 @@ export async function startComponent(
         resolve(m);
       }
     });
-    proc.once('exit', (code, signal) => {
+    onExit = (code, signal): void => {
       clearTimeout(timer);
       reject(
         new Error(
           `arrow ${args.join(' ')} exited (${signal ?? code}) before ready; log ${logPath}:\n${tail(logPath)}`,
         ),
       );
-    });
-  });
-  proc.removeAllListeners('exit');
+    };
+    proc.once('exit', onExit);
+  }).finally(() => proc.off('exit', onExit));
   return { proc, ready, logPath };
 }
 
@@ -72,6 +94,18 @@ export async function stopComponent(proc: ChildProcess, graceMs = 3000): Promise
   const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/** The signal that makes a lab component write its Node diagnostic report. */
+const REPORT_SIGNAL = 'SIGUSR2';
+
+function reports(dir: string, pid: number | undefined): string {
+  try {
+    const mine = readdirSync(dir).filter((f) => f.startsWith('report.') && f.includes(`.${pid}.`));
+    return mine.length > 0 ? mine.join(', ') : '(none written)';
+  } catch (err) {
+    return `(unreadable: ${(err as Error).message})`;
+  }
 }
 
 function tail(path: string, lines = 15): string {

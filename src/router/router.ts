@@ -74,6 +74,9 @@ export class Router {
   async start(): Promise<void> {
     const { config, log } = this;
     const listen = mustParseAddress(config.listen, { bind: true });
+    // Said before anything that can wait (the store thread, a store that is down): a router that
+    // never gets ready then shows how far it got.
+    log.info({ router: config.name, store: config.store.kind }, 'router starting: reading the circuit store');
     this.sync = openStoreSync(
       { store: config.store, isp: config.isp, pollMs: config.storePollMs, thread: config.storeThread },
       log,
