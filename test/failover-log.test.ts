@@ -76,7 +76,7 @@ test('every failover event is one timestamped line naming the circuit', async ()
   conn.emit('failure', primary, 0);
   await conn.close();
   assert.deepEqual(lines, [
-    '2026-12-01T12:00:00.000Z failure primary via alpha > beta > gamma: nothing back for 100 ms, probing',
+    '2026-12-01T12:00:00.000Z failure primary via alpha > beta > gamma: nothing back for 50 ms, probing',
     '2026-12-01T12:00:00.000Z ingress primary via alpha > beta > gamma: no PROBE_ACK, now entering at 127.0.0.2:10',
     '2026-12-01T12:00:00.000Z switch sending via standby 1 via alpha > delta > gamma (was primary via alpha > beta > gamma)',
     '2026-12-01T12:00:00.000Z repaired primary via alpha > beta > gamma: works end to end again after 81.3 ms',
