@@ -36,10 +36,19 @@ test('arrow demo --once --json: the atlas avoids flaky, echoes cross 3 ISPs, tra
     direct.lossPct > 1 && direct.rejected.some((r: string) => /^loss/.test(r)),
     JSON.stringify(direct),
   );
-  // Traceroute named every router of the path in order, forward then return.
+  // Traceroute named every router of the path in order, forward then return. The path is each
+  // PoP's router that counted the most of the echoes; a false dead verdict on a busy machine (the
+  // demo reports each) may since have moved a hop to its sibling, which the traceroute then names.
   const traced = report.traceroute.map((h: { router: string }) => h.router);
   const forward = report.path.map((h: { router: string }) => h.router);
-  assert.deepEqual(traced.slice(0, forward.length), forward);
+  if (report.verdicts.length === 0) assert.deepEqual(traced.slice(0, forward.length), forward);
+  else {
+    console.log(`# the demo's routers made false verdicts: ${JSON.stringify(report.verdicts)}`);
+    const where = (h: { isp: string; pop: string }): string => `${h.isp}/${h.pop}`;
+    assert.deepEqual(report.traceroute.slice(0, forward.length).map(where), report.path.map(where));
+    for (const h of report.traceroute.slice(0, forward.length))
+      assert.ok(h.router.startsWith(`${h.isp}-${h.pop}-`), JSON.stringify(h));
+  }
   // The return path crosses the same ISPs and PoPs backwards (its routers may be the PoPs' others).
   const back = report.traceroute
     .slice(forward.length)

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_LIVENESS_INTERVAL_MS } from '../router/config.js';
 import { DEFAULT_DETECTOR, type DetectorOptions } from '../endpoint/connection.js';
+import { VerdictLog, wallNow, type Verdict } from '../lab/verdicts.js';
 import { Endpoint } from '../endpoint/endpoint.js';
 import { buyPath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
 import { Lab } from '../lab/lab.js';
@@ -222,15 +223,7 @@ export interface Calibration extends Validity {
   steps: CalibrationStep[];
 }
 
-export interface Verdict {
-  router: string;
-  /** The neighbour declared dead: a lab router's name, `endpoint`, or an address. */
-  neighbour: string;
-  /** ms after the kill (wall clock, ms resolution); negative before it. */
-  atMs: number;
-  moved: number;
-  stranded: number;
-}
+export type { Verdict } from '../lab/verdicts.js';
 
 export interface TargetCheck {
   limit: number;
@@ -535,64 +528,6 @@ async function buyPaths(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
   return paths;
-}
-
-/** Wall-clock ms with sub-ms precision: the clock routers stamp their events with (one host). */
-const wallNow = (): number => performance.timeOrigin + performance.now();
-
-/** What a router sends its parent over IPC for every dead verdict (src/router/main.ts). */
-interface NeighbourDeadMessage {
-  event: 'neighbour-dead';
-  neighbour: string;
-  hopsMoved: number;
-  hopsStranded: number;
-  at: number;
-}
-
-function isNeighbourDead(m: unknown): m is NeighbourDeadMessage {
-  if (typeof m !== 'object' || m === null) return false;
-  const x = m as Record<string, unknown>;
-  return (
-    x.event === 'neighbour-dead' &&
-    typeof x.neighbour === 'string' &&
-    typeof x.hopsMoved === 'number' &&
-    typeof x.hopsStranded === 'number' &&
-    typeof x.at === 'number'
-  );
-}
-
-/**
- * Collects every router's dead verdicts, as the routers report them over IPC. Verdicts on
- * the endpoint are kept (and named `endpoint`): it is no router and does not answer keepalives.
- */
-class VerdictLog {
-  readonly events: (Omit<Verdict, 'atMs'> & { at: number })[] = [];
-  private readonly detach: (() => void)[] = [];
-
-  constructor(lab: Lab, endpointAddress: string) {
-    const names = new Map(lab.routers.map((r) => [r.address, r.name]));
-    names.set(endpointAddress, 'endpoint');
-    for (const r of lab.routers) {
-      const proc = r.managed?.proc;
-      if (!proc) continue;
-      const onMessage = (m: unknown): void => {
-        if (!isNeighbourDead(m)) return;
-        this.events.push({
-          router: r.name,
-          neighbour: names.get(m.neighbour) ?? m.neighbour,
-          at: m.at,
-          moved: m.hopsMoved,
-          stranded: m.hopsStranded,
-        });
-      };
-      proc.on('message', onMessage);
-      this.detach.push(() => proc.off('message', onMessage));
-    }
-  }
-
-  close(): void {
-    for (const d of this.detach) d();
-  }
 }
 
 /** Percent of one core per role, plus the busiest router, the rest of the machine and idle. */
@@ -949,9 +884,7 @@ async function measure(
     fleet.stopSending();
     await sleep(DRAIN_MS);
     fleet.close();
-    const verdicts = verdictLog.events
-      .map(({ at, ...d }) => ({ ...d, atMs: round(at - killWallMs, 1) }))
-      .sort((a, b) => a.atMs - b.atMs);
+    const verdicts = verdictLog.relativeTo(killWallMs);
     // Verdicts on the endpoint are left out: it is no router, and it does not answer keepalives.
     const falseDeaths = verdicts.filter((d) => d.atMs < 0 && d.neighbour !== 'endpoint').length;
 

@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Endpoint } from '../endpoint/endpoint.js';
 import { Connection } from '../endpoint/connection.js';
+import { VerdictLog, wallNow, type Verdict } from './verdicts.js';
 import { openStore } from '../store/open.js';
 import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
 import { PortalClient } from '../endpoint/portal-client.js';
@@ -57,6 +58,12 @@ export interface DemoReport {
     chosen: string[];
     avoided: string[];
   };
+  /**
+   * The routers' dead verdicts from the start up to the failover act (ms after the endpoint
+   * opened). Nothing is killed before that act, so each is a false verdict, as a loaded machine
+   * can make; it moves the hop to a sibling router, and the traceroute follows the move.
+   */
+  verdicts: Verdict[];
   /** Traceroute along the bought path after the echoes: every hop, in order, with its RTT. */
   traceroute?: {
     index: number;
@@ -199,6 +206,8 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
       );
 
     const endpoint = await Endpoint.open('127.0.0.1:0');
+    const startedAt = wallNow();
+    const verdictLog = new VerdictLog(lab, endpoint.address);
     // The customer's failure rule: no reply within 50 ms means the circuit is failing.
     const conn = new Connection(endpoint, { timeoutMs: 50, probeIntervalMs: 10, ackTimeoutMs: 40 });
     const chosen = lab.atlas ? await askAtlas(lab, lab.atlas.url, server.address, print) : undefined;
@@ -259,6 +268,7 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
       },
       circuits,
       ...(chosen ? { atlas: chosen.report } : {}),
+      verdicts: [],
     };
 
     print('\nPath, hop by hop:');
@@ -282,6 +292,15 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
         `  ${c.direction.padEnd(8)}${c.isp.padEnd(7)}${(c.from + '->' + c.to).padEnd(10)}${authPrefix(c.auth)}  packets ${c.packets}  bytes ${c.bytes}  dropped ${c.dropped}`,
       );
     report.traceroute = await demoTraceroute(path, print);
+    report.verdicts = verdictLog.relativeTo(startedAt);
+    verdictLog.close();
+    if (report.verdicts.length > 0) {
+      print(`\nRouters' dead verdicts so far (nothing was killed yet: false verdicts of a busy machine):`);
+      for (const v of report.verdicts)
+        print(
+          `  +${v.atMs} ms  ${v.router} declared ${v.neighbour} dead, ${v.moved} hops moved to a sibling`,
+        );
+    }
     const demo: Demo = { lab, endpoint, conn, path, report };
     if (opts.failover ?? true) report.failover = await demoFailover(demo, print);
     return demo;
