@@ -365,7 +365,7 @@ test('arrow forward --path twice: a warm standby takes over at once; a failed re
     };
     const forward = (
       paths: string[],
-    ): { proc: ChildProcessWithoutNullStreams; out: ReturnType<typeof lines> } => {
+    ): { proc: ChildProcessWithoutNullStreams; out: ReturnType<typeof lines>; err: { text: string } } => {
       const proc = spawn(process.execPath, [
         CLI_PATH,
         'forward',
@@ -374,16 +374,16 @@ test('arrow forward --path twice: a warm standby takes over at once; a failed re
         ...paths.flatMap((p) => ['--path', p]),
       ]);
       procs.push(proc);
-      return { proc, out: lines(proc) };
+      const err = { text: '' };
+      proc.stderr.on('data', (d: Buffer) => (err.text += d.toString()));
+      return { proc, out: lines(proc), err };
     };
 
     // All or nothing: the standby's portal refuses the key, so the primary bought first goes back.
     const bad = forward([viaBeta, badKey]);
-    let stderr = '';
-    bad.proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const code = await new Promise<number | null>((resolve) => bad.proc.once('exit', (c) => resolve(c)));
     assert.notEqual(code, 0, 'a forward whose paths cannot all be bought fails');
-    assert.match(stderr, /401|API key/i);
+    assert.match(bad.err.text, /401|API key/i);
     for (const isp of ['alpha', 'beta', 'gamma', 'delta'])
       assert.equal(await owned(isp), 0, `nothing left at ${isp}`);
 
@@ -437,7 +437,7 @@ test('arrow forward --path twice: a warm standby takes over at once; a failed re
       const exited = new Promise<number | null>((resolve) => f.proc.once('exit', (c) => resolve(c)));
       f.proc.kill('SIGINT');
       // beta's dead routers do not matter: relinquishing is a portal call.
-      assert.equal(await exited, 0);
+      assert.equal(await exited, 0, `the forward exited so: ${f.err.text}`);
     }
     for (const isp of ['alpha', 'beta', 'gamma', 'delta'])
       assert.equal(await owned(isp), 0, `all relinquished at ${isp}`);

@@ -330,3 +330,74 @@ test('rate limit per account: 429 with Retry-After beyond the limit; other accou
     await limited.close();
   }
 });
+
+test("a router's failover record between a customer's read and write is retried over; a customer's change is a 409", async () => {
+  // The race made exactly: a store that lets "a router" (or "another customer") write the circuit
+  // just before the portal's compare-and-swap, once per circuit.
+  type Meddle = (s: SqliteStore, auth: string) => Promise<void>;
+  class RacedStore extends SqliteStore {
+    meddle: Meddle | undefined;
+    private async once(auth: string): Promise<void> {
+      const m = this.meddle;
+      this.meddle = undefined;
+      await m?.(this, auth);
+    }
+    override async delete(...a: Parameters<SqliteStore['delete']>): ReturnType<SqliteStore['delete']> {
+      await this.once(a[0]);
+      return super.delete(...a);
+    }
+    override async update(...a: Parameters<SqliteStore['update']>): ReturnType<SqliteStore['update']> {
+      await this.once(a[0]);
+      return super.update(...a);
+    }
+  }
+  const raced = new RacedStore(join(dir, 'raced.db'));
+  const portal = await buildPortal({
+    config: { ...config, store: { kind: 'sqlite', path: join(dir, 'raced.db') } },
+    store: raced,
+  });
+  try {
+    const buy = async (): Promise<string> => {
+      const r = await portal.inject({
+        method: 'POST',
+        url: '/circuits',
+        headers: acme,
+        payload: { ingressPop: 'ams', egressPop: 'fra', bandwidthMbps: 1, deliver },
+      });
+      assert.equal(r.statusCode, 201, r.body);
+      return (r.json() as { auth: string }).auth;
+    };
+    const routerRecords: Meddle = (s, auth) => s.setActive([{ auth, kind: 'internal', active: 1 }]);
+    const customerChains: Meddle = async (s, auth) =>
+      void (await s.update(auth, {
+        action: { kind: 'forward', next: { addresses: ['127.0.0.9:9'], auth: newAuthenticator() } },
+      }));
+    const chainBody = { addresses: ['127.0.0.9:8'], auth: newAuthenticator() };
+
+    // A router's record of its failover choice in between: the chain and the relinquish go through.
+    const a = await buy();
+    raced.meddle = routerRecords;
+    const chained = await portal.inject({
+      method: 'POST',
+      url: `/circuits/${a}/chain`,
+      headers: acme,
+      payload: chainBody,
+    });
+    assert.equal(chained.statusCode, 200, chained.body);
+    assert.deepEqual((await raced.get(a))!.action, { kind: 'forward', next: chainBody });
+    raced.meddle = routerRecords;
+    const gone = await portal.inject({ method: 'DELETE', url: `/circuits/${a}`, headers: acme });
+    assert.equal(gone.statusCode, 200, gone.body);
+    assert.equal(await raced.get(a), undefined, 'relinquished');
+
+    // Another customer change in between is a real conflict: 409, and nothing is lost.
+    const b = await buy();
+    raced.meddle = customerChains;
+    const lost = await portal.inject({ method: 'DELETE', url: `/circuits/${b}`, headers: acme });
+    assert.equal(lost.statusCode, 409, lost.body);
+    assert.ok(await raced.get(b), 'a delete that lost the race deletes nothing');
+  } finally {
+    await portal.close();
+    await raced.close();
+  }
+});

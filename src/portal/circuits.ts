@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { Circuit, CircuitInput, EgressAction, PublishedCircuitCounters } from '../store/circuit.js';
 import type { CircuitStore } from '../store/store.js';
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import {
   CapacityError,
   ConflictError,
@@ -99,6 +100,15 @@ function withoutNext(active: Circuit['active']): Circuit['active'] {
 }
 
 /** Store failures become HTTP answers: nothing is acknowledged that was not committed. */
+/** How many times a customer's change is retried over routers' records of their failover choices. */
+const ROUTER_RECORD_RETRIES = 5;
+
+/** Whether two revisions of a circuit differ only in the routers' failover choices (`active`). */
+export function onlyActiveMoved(before: Circuit, after: Circuit): boolean {
+  const rest = ({ active: _a, revision: _r, ...c }: Circuit): Omit<Circuit, 'active' | 'revision'> => c;
+  return isDeepStrictEqual(rest(before), rest(after));
+}
+
 export function storeErrorToHttp(err: unknown): never {
   if (err instanceof CapacityError) throw new HttpError(409, err.message);
   if (err instanceof ConflictError) throw new HttpError(409, err.message);
@@ -224,6 +234,26 @@ export async function circuitRoutes(
     return c;
   }
 
+  /**
+   * A customer's compare-and-swap on a circuit (chain, relinquish). Routers record their failover
+   * choices in the circuit (`active`), which moves its revision: a change of that alone is not a
+   * concurrent customer change, so the operation is retried on the new revision. Any other change
+   * in between is a real conflict: 409.
+   */
+  async function customerSwap<T>(first: Circuit, op: (cur: Circuit) => Promise<T>): Promise<T> {
+    let cur = first;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op(cur);
+      } catch (err) {
+        if (!(err instanceof ConflictError) || attempt >= ROUTER_RECORD_RETRIES) return storeErrorToHttp(err);
+        const now = await owned(cur.auth, cur.owner);
+        if (!onlyActiveMoved(cur, now)) return storeErrorToHttp(err);
+        cur = now;
+      }
+    }
+  }
+
   r.post(
     '/circuits',
     {
@@ -347,17 +377,17 @@ export async function circuitRoutes(
       },
     },
     async (req) => {
-      const cur = await owned(req.params.auth, req.account);
+      const first = await owned(req.params.auth, req.account);
       await checkHops([{ field: 'addresses', addresses: req.body.addresses, intoArrow: true }]);
       // Compare-and-swap on the revision we read: a concurrent chain cannot be silently overwritten.
-      const next = await store
-        .update(
+      const next = await customerSwap(first, (cur) =>
+        store.update(
           cur.auth,
           // A new next-hop list starts on its first address: drop any failover choice made on the old one.
           { action: { kind: 'forward', next: req.body }, active: withoutNext(cur.active) },
           { expectRevision: cur.revision },
-        )
-        .catch(storeErrorToHttp);
+        ),
+      );
       return view(next);
     },
   );
@@ -374,9 +404,11 @@ export async function circuitRoutes(
       },
     },
     async (req) => {
-      const cur = await owned(req.params.auth, req.account);
-      await store.delete(cur.auth, { expectRevision: cur.revision }).catch(storeErrorToHttp);
-      return view(cur);
+      const gone = await customerSwap(await owned(req.params.auth, req.account), async (cur) => {
+        await store.delete(cur.auth, { expectRevision: cur.revision });
+        return cur;
+      });
+      return view(gone);
     },
   );
 
