@@ -11,13 +11,18 @@ function haveEtcd() {
   );
 }
 
+function onPath(binary) {
+  return spawnSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' }).status === 0;
+}
+
 /**
  * Makes `binary` available: if it is not on PATH, installs Debian's `debianPackage` with apt-get
  * (as root; `apt-get update` once if the first try fails). Anything else is a clear failure, never a
- * skip. For the programs the tests run unmodified: ping, curl, iperf3, an HTTP server.
+ * skip. For the programs the tests run unmodified: ping, curl, iperf3, an HTTP server; and the
+ * kernel fast path's tool chain, where `binary` is a file and `present` says whether it exists.
  */
-export function ensurePackage(binary, debianPackage) {
-  const have = () => spawnSync('sh', ['-c', `command -v ${binary}`], { stdio: 'ignore' }).status === 0;
+export function ensurePackage(binary, debianPackage, present = onPath) {
+  const have = () => present(binary);
   if (have()) return;
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!root) {
@@ -54,6 +59,13 @@ export function provision() {
   ensurePackage('iperf3', 'iperf3');
   ensurePackage('curl', 'curl');
   ensurePackage('busybox', 'busybox');
+  // The kernel fast path (docs/dataplane.md): clang compiles the XDP program, libbpf loads it,
+  // bpftool inspects it; the differential tests (test/bpf-differential.test.ts) run it.
+  ensurePackage('clang', 'clang');
+  ensurePackage('llvm-strip', 'llvm');
+  ensurePackage('bpftool', 'bpftool', (b) => onPath(b) || existsSync('/usr/sbin/bpftool'));
+  ensurePackage('/usr/include/bpf/libbpf.h', 'libbpf-dev', existsSync);
+  ensurePackage('/usr/include/linux/bpf.h', 'linux-libc-dev', existsSync);
   provisionEtcd();
 }
 

@@ -2,9 +2,12 @@
 // `pretest` has already built and linted. Tests that need programs provision them here.
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { buildNative } from './build-native.mjs';
 import { provision } from './provision.mjs';
 
 provision();
+// `pretest` built before provisioning could install clang and libbpf: build what is still missing.
+buildNative();
 
 const files = readdirSync('dist/test')
   .filter((f) => f.endsWith('.test.js'))

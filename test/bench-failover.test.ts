@@ -1,17 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { inflateSync } from 'node:zlib';
 import { Canvas, crc32, encodePng } from '../src/plot/png.js';
+import { LAB_DATAPLANES, labOptions } from './helpers/dataplanes.js';
+import { benchReport } from './helpers/bench-run.js';
 
-const run = promisify(execFile);
-/** The compiled CLI, as a user runs it: this file is compiled to dist/test/, the CLI to dist/src/cli/. */
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -41,128 +37,126 @@ function validity(v: Record<string, unknown>, what: string): boolean {
   return v.valid as boolean;
 }
 
-test(
-  'bench failover --json: calibrated, 3 clients, liveness off and on, every client recovers, every run judged valid or not; the plot is a PNG',
-  { timeout: 280_000 },
-  async () => {
-    const out = mkdtempSync(join(tmpdir(), 'arrow-bench-failover-test-'));
-    try {
-      // Two fresh labs of real processes (6 routers, 3 portals, an echo server), a SIGKILL in each.
-      // The command exits 1 when some client never recovered, still printing the report: read it
-      // either way, so the assertions below say which.
-      const stdout = await run(
-        process.execPath,
-        [
-          CLI,
-          'bench',
-          'failover',
-          '--clients',
-          '3',
-          '--liveness',
-          'both',
-          '--attempts',
-          '1',
-          '--json',
-          '--out',
-          out,
-        ],
-        { timeout: 270_000, maxBuffer: 4 * 1024 * 1024 },
-      ).then(
-        (r) => r.stdout,
-        (err: Error & { code?: unknown; stdout?: string }) => {
-          if (err.code !== 1 || !err.stdout) throw err;
-          return err.stdout;
-        },
-      );
-      const report: unknown = JSON.parse(stdout);
-      assert.ok(isRecord(report));
-      assert.ok(isRecord(report.machine));
-      assert.ok(num(report.machine.cpus, 'machine.cpus') > 0);
-      assert.equal(report.machine.node, process.version);
-      // The calibration: the failure-free capacity measured first, and the share every run got.
-      const c: unknown = report.calibration;
-      assert.ok(isRecord(c), 'calibration');
-      const calibrationValid = validity(c, 'calibration');
-      const capacity = num(c.capacityEchoesPerSec, 'calibration.capacityEchoesPerSec');
-      assert.ok(capacity > 0);
-      assert.equal(c.fraction, 0.5, 'the default fraction');
-      assert.equal(c.rateEchoesPerSec, Math.round(capacity * 0.5));
-      assert.ok(num(c.unloadedRttMs, 'calibration.unloadedRttMs') > 0);
-      assert.ok(Array.isArray(c.steps) && c.steps.length > 0, 'calibration steps');
-      const passed = (c.steps as Record<string, unknown>[]).filter((x) => x.passed === true);
-      if (calibrationValid) assert.ok(passed.length > 0, 'a valid calibration had a step that passed');
-      for (const x of c.steps as Record<string, unknown>[]) {
-        assert.equal(typeof x.passed, 'boolean');
-        if (!x.passed) assert.equal(typeof x.reason, 'string', 'a failed step says why');
-      }
-      // The capacity is the best passing step's reply rate (or the first step's, when none passed).
-      if (passed.length) assert.equal(capacity, Math.max(...passed.map((x) => x.repliedPerSec as number)));
-
-      const targets: unknown = report.targets;
-      assert.ok(isRecord(targets), 'targets');
-      for (const k of ['repairP99', 'flatness', 'livenessOutageP99']) {
-        const t: unknown = targets[k];
-        assert.ok(isRecord(t), `targets.${k}`);
-        assert.equal(typeof t.met, 'boolean', `targets.${k}.met`);
-        num(t.limit, `targets.${k}.limit`);
-      }
-
-      assert.ok(Array.isArray(report.runs), 'runs is an array');
-      assert.equal(report.runs.length, 2);
-      const modes = new Set<unknown>();
-      for (const r of report.runs as unknown[]) {
-        assert.ok(isRecord(r));
-        const name = `run liveness ${String(r.liveness)}`;
-        assert.equal(r.clients, 3);
-        assert.ok(r.liveness === 'on' || r.liveness === 'off', name);
-        modes.add(r.liveness);
-        const valid = validity(r, name);
-        if (!calibrationValid) assert.equal(valid, false, `${name}: no valid run on an invalid calibration`);
-        assert.equal(r.attempt, 1);
-        // The interval follows the calibrated rate: 10 ms (the issue's) unless 3 clients at 10 ms exceed it.
-        const interval = Math.max(10, Math.ceil(3000 / (c.rateEchoesPerSec as number)));
-        assert.equal(
-          num(r.echoIntervalMs, `${name} echoIntervalMs`),
-          interval,
-          'the interval follows the calibration',
+for (const dataplane of LAB_DATAPLANES)
+  test(
+    `bench failover --json --dataplane ${dataplane}: calibrated, 3 clients, liveness off and on, every client recovers, every run judged valid or not; the plot is a PNG`,
+    { timeout: 280_000 },
+    async () => {
+      labOptions(dataplane); // the kernel path needs root: say so, never skip
+      const out = mkdtempSync(join(tmpdir(), 'arrow-bench-failover-test-'));
+      try {
+        // Two fresh labs of real processes (6 routers, 3 portals, an echo server), a SIGKILL in each.
+        // The command exits 1 when some client never recovered, still printing the report: read it
+        // either way, so the assertions below say which.
+        const stdout = await benchReport(
+          [
+            'bench',
+            'failover',
+            '--clients',
+            '3',
+            '--liveness',
+            'both',
+            '--attempts',
+            '1',
+            '--json',
+            '--dataplane',
+            dataplane,
+            '--out',
+            out,
+          ],
+          270_000,
         );
-        assert.equal(r.echoRatePerSec, Math.round(3000 / interval));
-        assert.ok(num(r.unloadedRttMs, `${name} unloadedRttMs`) > 0, `${name}: the unloaded baseline`);
-        assert.ok(num(r.samplesBeforeKill, `${name} samplesBeforeKill`) > 0);
-        // Valid means the pre-kill conditions held; the thresholds themselves are unit-tested.
-        if (valid) {
-          assert.ok(
-            (r.lostBeforeKill as number) <= 1,
-            `${name}: valid, so (almost) nothing lost before the kill`,
-          );
-          assert.equal(r.spuriousFailures, 0, `${name}: valid, so no detector fired before the kill`);
-          assert.equal(r.falseDeaths, 0, `${name}: valid, so no false death`);
+        const report: unknown = JSON.parse(stdout);
+        assert.ok(isRecord(report));
+        assert.equal(report.dataplane, dataplane, `every lab's routers ran the ${dataplane} path`);
+        assert.ok(isRecord(report.machine));
+        assert.ok(num(report.machine.cpus, 'machine.cpus') > 0);
+        assert.equal(report.machine.node, process.version);
+        // The calibration: the failure-free capacity measured first, and the share every run got.
+        const c: unknown = report.calibration;
+        assert.ok(isRecord(c), 'calibration');
+        const calibrationValid = validity(c, 'calibration');
+        const capacity = num(c.capacityEchoesPerSec, 'calibration.capacityEchoesPerSec');
+        assert.ok(capacity > 0);
+        assert.equal(c.fraction, 0.5, 'the default fraction');
+        assert.equal(c.rateEchoesPerSec, Math.round(capacity * 0.5));
+        assert.ok(num(c.unloadedRttMs, 'calibration.unloadedRttMs') > 0);
+        assert.ok(Array.isArray(c.steps) && c.steps.length > 0, 'calibration steps');
+        const passed = (c.steps as Record<string, unknown>[]).filter((x) => x.passed === true);
+        if (calibrationValid) assert.ok(passed.length > 0, 'a valid calibration had a step that passed');
+        for (const x of c.steps as Record<string, unknown>[]) {
+          assert.equal(typeof x.passed, 'boolean');
+          if (!x.passed) assert.equal(typeof x.reason, 'string', 'a failed step says why');
         }
-        percentiles(r.outageMs, `${name} outageMs`);
-        percentiles(r.repairMs, `${name} repairMs`);
-        assert.ok(num(r.lost, `${name} lost`) >= 0);
-        assert.equal(r.recovered, 3, `${name}: every client recovered`);
-        assert.ok((r.outageMs as { p50: number }).p50 > 0, `${name}: the kill made an outage`);
-        // The victim carried every circuit: some router declared it dead and moved the hops,
-        // as its neighbour-dead event (IPC, not the log) says.
-        assert.ok(Array.isArray(r.verdicts));
-        assert.ok(
-          (r.verdicts as { neighbour: string; atMs: number; moved: number }[]).some(
-            (v) => v.neighbour === r.victim && v.atMs >= 0 && v.moved === 3,
-          ),
-          `${name}: a router moved the 3 circuits off ${String(r.victim)}: ${JSON.stringify(r.verdicts)}`,
-        );
-      }
-      assert.deepEqual(modes, new Set(['on', 'off']));
+        // The capacity is the best passing step's reply rate (or the first step's, when none passed).
+        if (passed.length) assert.equal(capacity, Math.max(...passed.map((x) => x.repliedPerSec as number)));
 
-      const png = readFileSync(join(out, 'failover.png'));
-      assert.ok(png.length > 1000, `PNG of ${png.length} bytes`);
-      assert.deepEqual(png.subarray(0, 8), PNG_SIGNATURE);
-    } finally {
-      rmSync(out, { recursive: true, force: true });
-    }
-  },
-);
+        const targets: unknown = report.targets;
+        assert.ok(isRecord(targets), 'targets');
+        for (const k of ['repairP99', 'flatness', 'livenessOutageP99']) {
+          const t: unknown = targets[k];
+          assert.ok(isRecord(t), `targets.${k}`);
+          assert.equal(typeof t.met, 'boolean', `targets.${k}.met`);
+          num(t.limit, `targets.${k}.limit`);
+        }
+
+        assert.ok(Array.isArray(report.runs), 'runs is an array');
+        assert.equal(report.runs.length, 2);
+        const modes = new Set<unknown>();
+        for (const r of report.runs as unknown[]) {
+          assert.ok(isRecord(r));
+          const name = `run liveness ${String(r.liveness)}`;
+          assert.equal(r.clients, 3);
+          assert.ok(r.liveness === 'on' || r.liveness === 'off', name);
+          modes.add(r.liveness);
+          const valid = validity(r, name);
+          if (!calibrationValid)
+            assert.equal(valid, false, `${name}: no valid run on an invalid calibration`);
+          assert.equal(r.attempt, 1);
+          // The interval follows the calibrated rate: 10 ms (the issue's) unless 3 clients at 10 ms exceed it.
+          const interval = Math.max(10, Math.ceil(3000 / (c.rateEchoesPerSec as number)));
+          assert.equal(
+            num(r.echoIntervalMs, `${name} echoIntervalMs`),
+            interval,
+            'the interval follows the calibration',
+          );
+          assert.equal(r.echoRatePerSec, Math.round(3000 / interval));
+          assert.ok(num(r.unloadedRttMs, `${name} unloadedRttMs`) > 0, `${name}: the unloaded baseline`);
+          assert.ok(num(r.samplesBeforeKill, `${name} samplesBeforeKill`) > 0);
+          // Valid means the pre-kill conditions held; the thresholds themselves are unit-tested.
+          if (valid) {
+            assert.ok(
+              (r.lostBeforeKill as number) <= 1,
+              `${name}: valid, so (almost) nothing lost before the kill`,
+            );
+            assert.equal(r.spuriousFailures, 0, `${name}: valid, so no detector fired before the kill`);
+            assert.equal(r.falseDeaths, 0, `${name}: valid, so no false death`);
+          }
+          percentiles(r.outageMs, `${name} outageMs`);
+          percentiles(r.repairMs, `${name} repairMs`);
+          assert.ok(num(r.lost, `${name} lost`) >= 0);
+          assert.equal(r.recovered, 3, `${name}: every client recovered`);
+          assert.ok((r.outageMs as { p50: number }).p50 > 0, `${name}: the kill made an outage`);
+          // The victim carried every circuit: some router declared it dead and moved the hops,
+          // as its neighbour-dead event (IPC, not the log) says.
+          assert.ok(Array.isArray(r.verdicts));
+          assert.ok(
+            (r.verdicts as { neighbour: string; atMs: number; moved: number }[]).some(
+              (v) => v.neighbour === r.victim && v.atMs >= 0 && v.moved === 3,
+            ),
+            `${name}: a router moved the 3 circuits off ${String(r.victim)}: ${JSON.stringify(r.verdicts)}`,
+          );
+        }
+        assert.deepEqual(modes, new Set(['on', 'off']));
+
+        const png = readFileSync(join(out, 'failover.png'));
+        assert.ok(png.length > 1000, `PNG of ${png.length} bytes`);
+        assert.deepEqual(png.subarray(0, 8), PNG_SIGNATURE);
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+  );
 
 test('the PNG encoder writes valid chunks that inflate back to the pixels', () => {
   assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926, 'the CRC-32 check value');

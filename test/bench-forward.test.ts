@@ -1,12 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
-/** The compiled CLI, as a user runs it: this file is compiled to dist/test/, the CLI to dist/src/cli/. */
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+import { benchReport } from './helpers/bench-run.js';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -20,16 +14,9 @@ function assertPositiveFinite(v: unknown, what: string): void {
 test('bench forward --json runs real processes and prints one report', { timeout: 90_000 }, async () => {
   // A short run: real routers, relay, sender and sink, one 0.3 s window per config. It exits 1
   // when a point is INVALID (a busy machine), still printing the report: read it either way.
-  const stdout = await run(
-    process.execPath,
-    [CLI, 'bench', 'forward', '--json', '--duration', '0.3', '--runs', '1', '--sizes', '64'],
-    { timeout: 60_000, maxBuffer: 1024 * 1024 },
-  ).then(
-    (r) => r.stdout,
-    (err: Error & { code?: unknown; stdout?: string }) => {
-      if (err.code !== 1 || !err.stdout) throw err;
-      return err.stdout;
-    },
+  const stdout = await benchReport(
+    ['bench', 'forward', '--json', '--duration', '0.3', '--runs', '1', '--sizes', '64', '--kernel', 'off'],
+    60_000,
   );
   const report: unknown = JSON.parse(stdout);
   assert.ok(isRecord(report));
@@ -38,6 +25,9 @@ test('bench forward --json runs real processes and prints one report', { timeout
   const points: Record<string, unknown>[] = [];
 
   assert.deepEqual(report.sizes, [64]);
+  // The kernel rows have their own test (bench-forward-kernel.test.ts); off, the report says so.
+  assert.equal(report.kernelUnavailable, 'not asked for (--kernel off)');
+  assert.equal(report.kernel1, undefined);
   assert.equal(report.runs, 1);
   assert.equal(report.durationS, 0.3);
   assert.ok(isRecord(report.machine));

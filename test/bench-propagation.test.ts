@@ -1,12 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
-/** The compiled CLI, as a user runs it: this file is compiled to dist/test/, the CLI to dist/src/cli/. */
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+import { benchReport } from './helpers/bench-run.js';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -25,16 +19,9 @@ test(
     // A short run: 4 real routers and a portal per store, plus a 3-member etcd cluster for etcd.
     // It exits 1 when a run is INVALID (a create failed, a circuit went missing, a busy machine), still printing the report:
     // read it either way, so the assertions below say which.
-    const stdout = await run(
-      process.execPath,
-      [CLI, 'bench', 'propagation', '--json', '--circuits', '100', '--concurrency', '8'],
-      { timeout: 110_000, maxBuffer: 1024 * 1024 },
-    ).then(
-      (r) => r.stdout,
-      (err: Error & { code?: unknown; stdout?: string }) => {
-        if (err.code !== 1 || !err.stdout) throw err;
-        return err.stdout;
-      },
+    const stdout = await benchReport(
+      ['bench', 'propagation', '--json', '--circuits', '100', '--concurrency', '8'],
+      110_000,
     );
     const report: unknown = JSON.parse(stdout);
     assert.ok(isRecord(report));

@@ -180,6 +180,20 @@ test('arrow bench dataplane --json measures a forwarding data plane without sock
   assert.equal(report.perRunNs.length, 2);
   assert.ok(report.nsPerPacket > 0 && Number.isFinite(report.nsPerPacket));
   assert.ok(report.baselineNs > 0 && report.ratio > 0, 'a baseline measured in the same run');
+  // Memory per circuit: the Node table, and (as root, where BPF works) the kernel's maps.
+  const m = report.memory;
+  assert.equal(m.circuits, 1000);
+  assert.ok(m.nodeBytesPerCircuit > 100 && m.nodeBytesPerCircuit < 100_000, JSON.stringify(m));
+  assert.equal(m.target.nodeMet, m.nodeBytesPerCircuit <= 200);
+  if (process.getuid?.() === 0) {
+    assert.ok('mapBytesPerCircuit' in m.kernel, JSON.stringify(m.kernel));
+    // The circuits and slots maps: a 16-byte key and 48-byte value, and a 64-byte slot, plus overhead.
+    assert.ok(
+      m.kernel.mapBytesPerCircuit >= 112 && m.kernel.mapBytesPerCircuit < 1000,
+      JSON.stringify(m.kernel),
+    );
+    assert.ok(m.kernel.maps.circuits.maxEntries >= 1000, JSON.stringify(m.kernel.maps));
+  } else assert.match(m.kernel.unavailable, /root|BPF|permission/i);
 });
 
 test('arrow lab up --store etcd runs an ISP on its own 3-member etcd cluster and stops it all on Ctrl-C', async () => {

@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DataPlane, type Output } from '../src/router/dataplane.js';
+import { randomBytes } from 'node:crypto';
+import { DROP_REASONS, DataPlane, INGRESS_REFUSALS, type Output } from '../src/router/dataplane.js';
+import { sipKey } from '../src/wire/siphash.js';
+import { tagInto } from '../src/wire/tag.js';
 import { ForwardingTable } from '../src/router/table.js';
 import type { Circuit } from '../src/store/circuit.js';
 import { decode, encode, PacketType } from '../src/wire/header.js';
@@ -11,8 +14,8 @@ import { authToBytes, newAuthenticator } from '../src/wire/authenticator.js';
 class Recorder implements Output {
   sent: { packet: Buffer; to: string }[] = [];
   udp: { circuit: string; payload: Buffer }[] = [];
-  send(packet: Buffer, port: number, host: string): void {
-    this.sent.push({ packet: Buffer.from(packet), to: `${host}:${port}` });
+  send(packet: Buffer, port: number, host: string, offset = 0): void {
+    this.sent.push({ packet: Buffer.from(packet.subarray(offset)), to: `${host}:${port}` });
   }
   deliverUdp(entry: { circuit: string }, payload: Buffer): void {
     this.udp.push({ circuit: entry.circuit, payload: Buffer.from(payload) });
@@ -193,4 +196,153 @@ test('re-chaining a circuit keeps its counters; deleting it releases it', () => 
   assert.deepEqual(removed, [c.auth]);
   assert.equal(table.size, 0);
   assert.equal(table.revision, 3);
+});
+
+// --- Policing and the per-packet tag at the ingress (docs/wire.md) ---
+
+/** A DATA packet with tags for `chain` (each ISP's circuit authenticator and key), in path order. */
+function taggedData(
+  auth: string,
+  seq: bigint,
+  chain: { auth: string; key: string }[],
+  payload = Buffer.from('hi'),
+): Buffer {
+  const buf = encode({
+    type: PacketType.Data,
+    hopLimit: 64,
+    authenticator: authToBytes(auth),
+    sequence: seq,
+    tags: chain.map(() => new Uint8Array(16)),
+    payload,
+  });
+  const seqBytes = buf.subarray(20, 28);
+  chain.forEach((c, i) =>
+    tagInto(
+      sipKey(Buffer.from(c.key, 'hex')),
+      authToBytes(c.auth),
+      0,
+      seqBytes,
+      0,
+      buf,
+      28 + 16 * chain.length,
+      buf.length,
+      buf,
+      28 + 16 * i,
+    ),
+  );
+  return buf;
+}
+
+test('policing: DATA over the bought rate is dropped as over-rate at the ingress, never counted in', () => {
+  const c = circuit({ bandwidthMbps: 8, burstBytes: 3000 });
+  const table = new ForwardingTable('ams');
+  table.put(c);
+  const out = new Recorder();
+  let now = 1e9;
+  const dp = new DataPlane(table, out, undefined, undefined, () => now);
+  const payload = Buffer.alloc(972); // 1000-byte datagrams
+  for (let i = 0; i < 5; i++) dp.process(data(c.auth, 64, payload), 5000, '127.0.0.1');
+  assert.equal(out.sent.length, 3, 'a 3000-byte burst');
+  assert.equal(dp.drops.counts['over-rate'], 2);
+  now += 1_000_000; // 1 ms at 8 Mb/s: 1000 bytes of credit
+  dp.process(data(c.auth, 64, payload), 5000, '127.0.0.1');
+  assert.equal(out.sent.length, 4);
+  const k = table.snapshotCounters()[c.auth]!;
+  assert.equal(k.drops['over-rate'], 2);
+  assert.equal(k.inPackets, 4, 'refused packets are not in: not the ISP loss');
+  // The egress PoP does not police: the internal hop carries what the ingress admitted.
+  const egress = new ForwardingTable('fra');
+  egress.put(c);
+  const eout = new Recorder();
+  const edp = new DataPlane(egress, eout, undefined, undefined, () => 1e9);
+  for (let i = 0; i < 10; i++) edp.process(data(c.internalAuth, 64, payload), 5000, '127.0.0.21');
+  assert.equal(eout.sent.length, 10);
+});
+
+test('tags: the ingress verifies its tag, pops it, and refuses forged, missing and replayed ones', () => {
+  const key = randomBytes(16).toString('hex');
+  const c = circuit({ tagKey: key });
+  const next = { auth: newAuthenticator(), key: randomBytes(16).toString('hex') }; // the next ISP's
+  const table = new ForwardingTable('ams');
+  table.put(c);
+  const out = new Recorder();
+  const dp = new DataPlane(table, out, undefined, undefined, () => 1e9);
+  const chain = [{ auth: c.auth, key }, next];
+
+  const good = taggedData(c.auth, 7n, chain);
+  const nextTag = Buffer.from(good.subarray(44, 60));
+  dp.process(Buffer.from(good), 5000, '127.0.0.1');
+  assert.equal(out.sent.length, 1);
+  const p = decode(out.sent[0]!.packet);
+  assert.ok(p.ok);
+  assert.equal(p.packet.tags?.length, 1, 'our tag popped, the next ISP’s kept');
+  assert.deepEqual(Buffer.from(p.packet.tags![0]!), nextTag);
+  assert.equal(Buffer.from(p.packet.payload).toString(), 'hi');
+  assert.equal(p.packet.hopLimit, 63);
+
+  dp.process(Buffer.from(good), 5000, '127.0.0.1');
+  assert.equal(dp.drops.counts.replay, 1, 'the same packet again');
+  const forged = taggedData(c.auth, 8n, [{ auth: c.auth, key: randomBytes(16).toString('hex') }, next]);
+  dp.process(forged, 5000, '127.0.0.1');
+  const altered = taggedData(c.auth, 9n, chain);
+  altered[altered.length - 1] = altered[altered.length - 1]! ^ 1;
+  dp.process(altered, 5000, '127.0.0.1');
+  dp.process(data(c.auth), 5000, '127.0.0.1');
+  assert.equal(dp.drops.counts['bad-tag'], 3, 'wrong key, altered payload, no tag at all');
+  // A forged packet did not move the window: the honest 9 and 8 still pass.
+  dp.process(taggedData(c.auth, 9n, chain), 5000, '127.0.0.1');
+  dp.process(taggedData(c.auth, 8n, chain), 5000, '127.0.0.1');
+  assert.equal(out.sent.length, 3);
+  const k = table.snapshotCounters()[c.auth]!;
+  assert.deepEqual(k.drops, { replay: 1, 'bad-tag': 3 });
+  assert.equal(k.inPackets, 3);
+});
+
+test('tags: forged packets cannot drain the owner’s bucket (the tag is checked before policing)', () => {
+  const key = randomBytes(16).toString('hex');
+  const c = circuit({ tagKey: key, bandwidthMbps: 1, burstBytes: 100 });
+  const table = new ForwardingTable('ams');
+  table.put(c);
+  const out = new Recorder();
+  const dp = new DataPlane(table, out, undefined, undefined, () => 1e9);
+  const wrong = randomBytes(16).toString('hex');
+  for (let i = 0; i < 1000; i++)
+    dp.process(taggedData(c.auth, BigInt(i), [{ auth: c.auth, key: wrong }]), 5000, '127.0.0.1');
+  assert.equal(dp.drops.counts['bad-tag'], 1000);
+  dp.process(taggedData(c.auth, 1n, [{ auth: c.auth, key }]), 5000, '127.0.0.1');
+  assert.equal(out.sent.length, 1, 'the owner’s packet still finds a full bucket');
+});
+
+test('tags: a router that checks none forwards tagged packets whole; deliver-udp strips the whole stack', () => {
+  const c = circuit(); // no tags required here
+  const table = new ForwardingTable('ams');
+  table.put(c);
+  const out = new Recorder();
+  const dp = new DataPlane(table, out, undefined, undefined, () => 1e9);
+  const chain = [{ auth: newAuthenticator(), key: randomBytes(16).toString('hex') }];
+  const pkt = taggedData(c.auth, 1n, chain);
+  dp.process(Buffer.from(pkt), 5000, '127.0.0.1');
+  const p = decode(out.sent[0]!.packet);
+  assert.ok(p.ok);
+  assert.deepEqual(Buffer.from(p.packet.tags![0]!), pkt.subarray(28, 44));
+
+  const u = circuit({
+    egressPop: 'ams',
+    internalAuth: '',
+    internalRouters: [],
+    action: { kind: 'deliver-udp', target: '127.0.0.9:53' },
+  });
+  const t2 = new ForwardingTable('ams');
+  t2.put(u);
+  const out2 = new Recorder();
+  new DataPlane(t2, out2, undefined, undefined, () => 1e9).process(
+    taggedData(u.auth, 1n, [...chain, ...chain]),
+    5000,
+    '127.0.0.1',
+  );
+  assert.equal(out2.udp[0]!.payload.toString(), 'hi');
+});
+
+test('DataPlane: every ingress refusal is a known drop reason', () => {
+  for (const r of INGRESS_REFUSALS) assert.ok(DROP_REASONS.includes(r));
 });

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { errorCode, hasCode, isExitStatus, unexpectedErrors } from '../src/util/errors.js';
 import { readState, statePath } from '../src/lab/control.js';
 import { Lab } from '../src/lab/lab.js';
+import { startComponent } from '../src/lab/process.js';
+import { stringify } from 'yaml';
 import { defaultTopology } from '../src/lab/topology.js';
 
 test('errorCode names errno codes, timeouts, and codes wrapped in a cause (as fetch does)', () => {
@@ -82,6 +84,39 @@ test('a lab whose boot fails part-way stops every process it started, ready or n
         }
       });
     assert.deepEqual(left, [], 'processes left behind by a failed boot');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a component that never gets ready is killed with a diagnostic report of where it waited', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-not-ready-'));
+  try {
+    // A router whose etcd store is not there waits for it (it must not forward with an empty table).
+    const config = join(dir, 'router.yaml');
+    writeFileSync(
+      config,
+      stringify({
+        isp: 'alpha',
+        pop: 'ams',
+        name: 'alpha-ams-1',
+        listen: '127.0.0.1:0',
+        store: { kind: 'etcd', endpoints: ['http://127.0.0.1:9'] },
+      }),
+    );
+    const err = await startComponent(['router', '--config', config], join(dir, 'router.log'), 3000).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    assert.ok(err, 'the router got ready without its store');
+    assert.match(err.message, /not ready within 3000 ms/);
+    assert.match(
+      err.message,
+      /router starting: reading the circuit store/,
+      'the log tail says how far it got',
+    );
+    assert.match(err.message, /report\.\d+\.\d+\.\d+\.\d+\.\d+\.json/, err.message);
+    assert.match(err.message, /main thread: [\s\S]*worker 1: [\s\S]*active handles: /, err.message);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

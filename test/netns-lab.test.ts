@@ -105,6 +105,15 @@ test('netns lab (needs root): 3 ISPs in namespaces on 10.77.x.y; echoes cross th
     assert.equal(delayOf('gamma-par-1'), 1);
     assert.equal(delayOf('gamma-lon-2'), 1);
     assert.equal(delayOf('alpha-ams-1'), undefined);
+    // The data plane: the kernel path where each router has its interface, except where the
+    // delay stage (Node) must see every packet.
+    assert.equal(
+      lab.router('alpha-ams-1').dataplane?.mode,
+      'kernel',
+      lab.router('alpha-ams-1').dataplane?.reason,
+    );
+    assert.equal(lab.router('gamma-par-1').dataplane?.mode, 'node');
+    assert.match(lab.router('gamma-par-1').dataplane?.reason ?? '', /impairment/);
 
     const host = await lab.addHost('client');
     assert.equal(host.address, '10.77.250.1');
@@ -206,6 +215,10 @@ test('arrow lab up --netns (needs root): lab fail/heal from the shell (link-down
     assert.ok(
       out.all.some((l) => /alpha-ams-1\s+10\.77\.1\.11:\d+/.test(l)),
       'routers listed at 10.77 addresses',
+    );
+    assert.ok(
+      out.all.some((l) => /alpha-ams-1\s+\S+\s+kernel \(tc on arrow-nscl-n\w+\)$/.test(l)),
+      `routers say they run the kernel path: ${out.all.join('\n')}`,
     );
     assert.ok(
       out.all.some((l) => /host client: 10\.77\.250\.1/.test(l)),

@@ -331,6 +331,75 @@ test('rate limit per account: 429 with Retry-After beyond the limit; other accou
   }
 });
 
+test('requireTags: the owner gets the tag key on create and GET, never in lists; burstBytes is set from the offer', async () => {
+  for (const c of await store.list()) await store.delete(c.auth);
+  const bad = await create({
+    ingressPop: 'ams',
+    egressPop: 'fra',
+    bandwidthMbps: 1,
+    deliver,
+    requireTags: 'yes',
+  });
+  assert.equal(bad.status, 400);
+  assert.match(String(bad.json.message), /requireTags.*boolean/);
+
+  const plain = await create({ ingressPop: 'ams', egressPop: 'fra', bandwidthMbps: 10, deliver });
+  assert.equal(plain.status, 201);
+  assert.equal(plain.json.tagKey, undefined);
+  assert.equal(plain.json.tagsRequired, undefined);
+  assert.equal(plain.json.burstBytes, 65_536, '50 ms of 10 Mb/s is 62,500 bytes: the 64 KiB floor');
+
+  const r = await create({
+    ingressPop: 'ams',
+    egressPop: 'fra',
+    bandwidthMbps: 1,
+    deliver,
+    requireTags: true,
+  });
+  assert.equal(r.status, 201);
+  assert.match(String(r.json.tagKey), /^[0-9a-f]{32}$/);
+  assert.equal(r.json.tagsRequired, true);
+  const stored = await store.get(String(r.json.auth));
+  assert.equal(stored!.tagKey, r.json.tagKey, 'the store carries the key to the routers');
+  const one = await app.inject({ method: 'GET', url: `/circuits/${String(r.json.auth)}`, headers: acme });
+  assert.equal(one.json().tagKey, r.json.tagKey);
+  const list = await app.inject({ method: 'GET', url: '/circuits', headers: acme });
+  const listed = list.json().circuits.find((c: { auth: string }) => c.auth === r.json.auth);
+  assert.equal(listed.tagsRequired, true);
+  assert.equal(listed.tagKey, undefined, 'never in a list');
+  const other = await app.inject({ method: 'GET', url: `/circuits/${String(r.json.auth)}`, headers: zeta });
+  assert.equal(other.statusCode, 404);
+  assert.doesNotMatch(other.body, new RegExp(String(r.json.tagKey)));
+});
+
+test('an ISP that requires tags issues a key with every circuit; offers take a burst', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'arrow-portal-tags-'));
+  const s = new SqliteStore(join(d, 'isp.db'));
+  const cfg: PortalConfig = {
+    ...config,
+    store: { kind: 'sqlite', path: join(d, 'isp.db') },
+    requireTags: true,
+    offers: [{ ...config.offers[0]!, burstMs: 200 }],
+  };
+  assert.deepEqual(checkPortalConfig(cfg), []);
+  const a = await buildPortal({ config: cfg, store: s });
+  try {
+    const r = await a.inject({
+      method: 'POST',
+      url: '/circuits',
+      headers: acme,
+      payload: { ingressPop: 'ams', egressPop: 'fra', bandwidthMbps: 10, deliver },
+    });
+    assert.equal(r.statusCode, 201);
+    assert.match(r.json().tagKey, /^[0-9a-f]{32}$/);
+    assert.equal(r.json().burstBytes, 250_000, '200 ms of 10 Mb/s');
+  } finally {
+    await a.close();
+    await s.close();
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
 test("a router's failover record between a customer's read and write is retried over; a customer's change is a 409", async () => {
   // The race made exactly: a store that lets "a router" (or "another customer") write the circuit
   // just before the portal's compare-and-swap, once per circuit.

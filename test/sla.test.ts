@@ -70,6 +70,8 @@ function feed(
     exitAt?: (entry: number) => number;
     delivered?: (entry: number) => number;
     ingressCounter?: (t: number, v: number) => number;
+    /** The ingress router's counter reads take this long (`countersReadMs`). */
+    ingressReadMs?: number;
   },
 ): void {
   const rate = opts.rate ?? 1;
@@ -86,10 +88,13 @@ function feed(
   for (let t = 0; t <= opts.ms; t += 100) {
     const ingressValue = entered(t);
     m.ingest([
-      published('ams-1', 'ams', t, {
-        in: opts.ingressCounter ? opts.ingressCounter(t, ingressValue) : ingressValue,
-        out: 0,
-      }),
+      {
+        ...published('ams-1', 'ams', t, {
+          in: opts.ingressCounter ? opts.ingressCounter(t, ingressValue) : ingressValue,
+          out: 0,
+        }),
+        ...(opts.ingressReadMs !== undefined ? { countersReadMs: opts.ingressReadMs } : {}),
+      },
       published('fra-1', 'fra', t + 37, { in: 0, out: left(t + 37) }),
     ]);
   }
@@ -153,6 +158,27 @@ describe('SLA window logic (pure)', () => {
     assert.equal(l.lossOk, false);
   });
 
+  test('a router that stalled while reading its counters says so, and what the stall blurs is slack, not loss', () => {
+    // Near the window's end (19 s) the ingress router's reads take 15 ms (a stolen CPU): its
+    // counts are from 15 ms after the instant it stamps them with, so `in` runs ahead of `out` there.
+    const late = (t: number, v: number): number => (t >= 18_900 ? v + 15 * 2 : v);
+    const blind = new SlaMonitor(60_000);
+    feed(blind, { ms: 20_000, rate: 2, ingressCounter: late });
+    const b = blind.report(CIRCUIT, BOUNDS, { ...OPTS, windowMs: 10_000 });
+    // Told nothing of it, the portal would see loss that never happened...
+    assert.ok(b.lostPackets > 0, JSON.stringify(b));
+    const told = new SlaMonitor(60_000);
+    feed(told, { ms: 20_000, rate: 2, ingressCounter: late, ingressReadMs: 15 });
+    const r = told.report(CIRCUIT, BOUNDS, { ...OPTS, windowMs: 10_000 });
+    // ...told, it counts that much as slack.
+    assert.equal(r.lostPackets, 0, JSON.stringify(r));
+    assert.ok(r.slackPackets >= 2 * 15, JSON.stringify(r));
+    // Real loss is still seen: 1% of 20,000 is far above a read's slack.
+    const lossy = new SlaMonitor(60_000);
+    feed(lossy, { ms: 20_000, rate: 2, ingressCounter: late, ingressReadMs: 15, delivered: () => 0.99 });
+    assert.equal(lossy.report(CIRCUIT, BOUNDS, { ...OPTS, windowMs: 10_000 }).lossOk, false);
+  });
+
   test('too few packets in the window: loss is not judged', () => {
     const m = new SlaMonitor(60_000);
     feed(m, { ms: 2100, rate: 0.5, delivered: () => 0 });
@@ -177,9 +203,9 @@ describe('SLA window logic (pure)', () => {
     s.add(1000, 0, 0);
     s.add(2000, 100, 50);
     s.add(2000, 999, 999); // the same publish read again
-    assert.deepEqual(s.at(1500), { in: 50, out: 25 });
-    assert.deepEqual(s.at(500), { in: 0, out: 0 }, 'counting started at 0');
-    assert.deepEqual(s.at(9000), { in: 100, out: 50 });
+    assert.deepEqual(s.at(1500), { in: 50, out: 25, overRate: 0 });
+    assert.deepEqual(s.at(500), { in: 0, out: 0, overRate: 0 }, 'counting started at 0');
+    assert.deepEqual(s.at(9000), { in: 100, out: 50, overRate: 0 });
   });
 
   test('a silent (dead) ingress router does not hold the window back', () => {
@@ -399,7 +425,8 @@ async function circuitTo(
   const circuit = await portal.createCircuit({
     ingressPop: 'a',
     egressPop: to,
-    bandwidthMbps: 1,
+    // Circuits are policed at what they buy: the tests send bursts of up to ~100 KB at 20 per ms.
+    bandwidthMbps: 100,
     deliver: { kind: 'endpoint', addresses: [receiver.address] },
   });
   await sleep(100); // routers learn it from the store within a poll interval (5 ms)

@@ -46,6 +46,7 @@ function ipv6(total: number, nextHeader = 17, firstPayloadByte = 0) {
 test('TUN MTU leaves room for IPv4 (20) + UDP (8) + ARROW (28): 1500 -> 1444', () => {
   assert.equal(tunMtuFor(1500), 1444);
   assert.equal(tunMtuFor(9000), 8944);
+  assert.equal(tunMtuFor(1500, 2), 1412, 'and 16 bytes less per per-packet tag');
 });
 
 test('checkIpPacket accepts whole IPv4/IPv6 packets and names what is wrong with the rest', () => {

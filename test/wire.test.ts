@@ -35,7 +35,7 @@ const packetArb: fc.Arbitrary<Packet> = fc.record(
     hopLimit: fc.integer({ min: 0, max: 255 }),
     authenticator: fc.uint8Array({ minLength: 16, maxLength: 16 }),
     sequence: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
-    tag: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+    tags: fc.array(fc.uint8Array({ minLength: 16, maxLength: 16 }), { maxLength: 4 }),
     payload: fc.uint8Array({ maxLength: 2000 }),
   },
   { requiredKeys: ['type', 'hopLimit', 'authenticator', 'sequence', 'payload'] },
@@ -45,7 +45,7 @@ test('encode then decode returns the same packet (property)', () => {
   fc.assert(
     fc.property(packetArb, (p) => {
       const bytes = encode(p);
-      assert.equal(bytes.length, HEADER_LENGTH + (p.tag ? TAG_LENGTH : 0) + p.payload.length);
+      assert.equal(bytes.length, HEADER_LENGTH + TAG_LENGTH * (p.tags?.length ?? 0) + p.payload.length);
       const r = decode(bytes);
       assert.ok(r.ok, 'valid packet must decode');
       assert.equal(r.packet.type, p.type);
@@ -53,7 +53,10 @@ test('encode then decode returns the same packet (property)', () => {
       assert.equal(r.packet.sequence, p.sequence);
       assert.deepEqual([...r.packet.authenticator], [...p.authenticator]);
       assert.deepEqual([...r.packet.payload], [...p.payload]);
-      assert.deepEqual(r.packet.tag ? [...r.packet.tag] : undefined, p.tag ? [...p.tag] : undefined);
+      assert.deepEqual(
+        (r.packet.tags ?? []).map((t) => [...t]),
+        (p.tags ?? []).map((t) => [...t]),
+      );
     }),
     { numRuns: 500 },
   );
@@ -91,7 +94,15 @@ test('garbage that looks almost like a header is classified precisely (property)
         if (at === 0 && value !== VERSION) assert.equal(!r.ok && r.error.code, 'bad-version');
         if (at === 1 && (value < 1 || value > PacketType.LastLegReply))
           assert.equal(!r.ok && r.error.code, 'unknown-type');
-        if (at === 2 && (value & ~FLAG_TAG) !== 0) assert.equal(!r.ok && r.error.code, 'reserved-flags');
+        // Bits 1-3 are reserved; a tag count (bits 4-7) without T is too.
+        if (at === 2 && ((value & 0x0e) !== 0 || ((value & FLAG_TAG) === 0 && value !== 0)))
+          assert.equal(!r.ok && r.error.code, 'reserved-flags');
+        if (at === 2 && (value & 0x0e) === 0 && (value & FLAG_TAG) !== 0) {
+          // A tag count: well formed if the datagram is long enough for that many tags.
+          const n = 1 + (value >> 4);
+          if (bytes.length < HEADER_LENGTH + TAG_LENGTH * n) assert.equal(!r.ok && r.error.code, 'truncated');
+          else assert.ok(r.ok && r.packet.tags?.length === n);
+        }
         if (at === 3) assert.ok(r.ok && r.packet.hopLimit === value);
       },
     ),
@@ -99,13 +110,13 @@ test('garbage that looks almost like a header is classified precisely (property)
   );
 });
 
-test('truncated packets are reported as truncated, including a missing tag', () => {
+test('truncated packets are reported as truncated, including missing tags', () => {
   const p: Packet = {
     type: PacketType.Data,
     hopLimit: 9,
     authenticator: new Uint8Array(16).fill(7),
     sequence: 5n,
-    tag: new Uint8Array(16).fill(1),
+    tags: [new Uint8Array(16).fill(1), new Uint8Array(16).fill(2)],
     payload: new Uint8Array(0),
   };
   const full = encode(p);
@@ -130,6 +141,33 @@ test('header layout is as documented in docs/wire.md', () => {
     '01' + '04' + '00' + '40' + '000102030405060708090a0b0c0d0e0f' + '0102030405060708' + 'aabb',
   );
 });
+
+test('the tag stack: T, the count in bits 4-7, tags in order after the sequence (docs/wire.md)', () => {
+  const tags = [new Uint8Array(16).fill(0x11), new Uint8Array(16).fill(0x22), new Uint8Array(16).fill(0x33)];
+  const bytes = encode({
+    type: PacketType.Data,
+    hopLimit: 64,
+    authenticator: new Uint8Array(16),
+    sequence: 1n,
+    tags,
+    payload: Uint8Array.of(0xaa),
+  });
+  assert.equal(bytes[2], 0x21, 'T with 3 tags: 0x01 | (3 - 1) << 4');
+  assert.equal(bytes.subarray(28, 44).toString('hex'), '11'.repeat(16));
+  assert.equal(bytes.subarray(60, 76).toString('hex'), '33'.repeat(16));
+  assert.equal(bytes[76], 0xaa);
+  // One tag is exactly the old T layout (flags 0x01, tag at 28, payload at 44).
+  const one = encode({ ...decodeOk(bytes), tags: [tags[0]!] });
+  assert.equal(one[2], 0x01);
+  assert.equal(one[44], 0xaa);
+  assert.throws(() => encode({ ...decodeOk(bytes), tags: Array.from({ length: 17 }, () => tags[0]!) }));
+});
+
+function decodeOk(b: Uint8Array): Packet {
+  const r = decode(b);
+  assert.ok(r.ok);
+  return r.packet;
+}
 
 test('addresses parse and format, and bad ones are refused with a message', () => {
   assert.deepEqual(parseAddress('127.0.0.1:4000'), { ok: true, address: { host: '127.0.0.1', port: 4000 } });

@@ -72,6 +72,12 @@ export const CreateCircuitBody = Type.Object(
     bandwidthMbps: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 }),
     next: Type.Optional(NextHop),
     deliver: Type.Optional(Deliver),
+    requireTags: Type.Optional(
+      Type.Boolean({
+        description:
+          "every DATA packet must carry this ISP's per-packet tag (docs/wire.md): the answer then holds the circuit's `tagKey`. An ISP may require tags on all its circuits whatever this says",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -85,6 +91,24 @@ export const CircuitView = Type.Object({
   ingress: Type.Array(Address, { description: 'ingress router addresses, primary first' }),
   next: Type.Optional(stored.nextHop),
   deliver: Type.Optional(stored.deliver),
+  burstBytes: Type.Optional(
+    Type.Integer({
+      description:
+        'policing burst: DATA beyond bandwidthMbps plus this many bytes at once is dropped (over-rate)',
+    }),
+  ),
+  tagsRequired: Type.Optional(
+    Type.Boolean({
+      description: "every DATA packet must carry this ISP's tag (docs/wire.md); absent: false",
+    }),
+  ),
+  tagKey: Type.Optional(
+    Type.String({
+      pattern: '^[0-9a-f]{32}$',
+      description:
+        "the SipHash-2-4 key for this circuit's tags, 32 hex digits: only in the answers to its owner's create and GET /circuits/{auth}, never in lists",
+    }),
+  ),
   createdAt: Type.String(),
   revision: Type.Integer(),
 });
@@ -124,7 +148,7 @@ const Traffic = Type.Object(
 );
 const DropsByReason = Type.Record(Type.String(), Type.Integer(), {
   description:
-    "drops of the circuit's packets by reason (hop-limit, no-next-hop, probe-rate, impair, send-error, …); reasons never seen are absent",
+    "drops of the circuit's packets by reason (hop-limit, no-next-hop, probe-rate, impair, send-error, and at the ingress over-rate, bad-tag, replay, …); reasons never seen are absent",
 });
 
 export const SlaViolation = Type.Object({
@@ -146,9 +170,15 @@ export const SlaReport = Type.Object(
     outPackets: Type.Integer({ description: 'DATA leaving the ISP in the span' }),
     slackPackets: Type.Integer({
       description:
-        "deficit within the routers' snapshot timing slack (recent rate × 2 ms), not counted as loss",
+        "deficit within the routers' snapshot timing slack (recent rate × (2 ms + twice the slowest counter reads, countersReadMs, of the ingress and egress routers)), not counted as loss",
     }),
     lostPackets: Type.Integer({ description: 'in - out - slack, never negative' }),
+    overRatePackets: Type.Optional(
+      Type.Integer({
+        description:
+          "DATA the ingress dropped in the span as over the bought rate (over-rate): the sender's excess, not the ISP's loss, so never in inPackets nor lostPackets",
+      }),
+    ),
     lossPct: Type.Union([Type.Number(), Type.Null()], {
       description: 'loss over the span; null with too few packets to judge',
     }),

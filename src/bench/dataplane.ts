@@ -5,6 +5,7 @@ import { authToBytes, newAuthenticator } from '../wire/authenticator.js';
 import { encode, OFFSET_HOP_LIMIT, PacketType } from '../wire/header.js';
 import { median, round } from '../util/stats.js';
 import { Checks, type Validity } from './validity.js';
+import { measureTableMemory, type TableMemory } from './table-memory.js';
 
 export interface DataPlaneBenchReport extends Validity {
   circuits: number;
@@ -20,6 +21,8 @@ export interface DataPlaneBenchReport extends Validity {
   baselineNs: number;
   /** nsPerPacket / baselineNs. */
   ratio: number;
+  /** Bytes per circuit at `circuits` circuits: the Node table, and the kernel's maps where it loads. */
+  memory: TableMemory;
 }
 
 /** Runs further apart than this (max / min ns) measured the machine's noise, not the data plane. */
@@ -54,7 +57,9 @@ export function runDataPlaneBench(opts: {
     owner: 'bench',
     ingressPop: 'p',
     egressPop: 'p',
-    bandwidthMbps: 1,
+    // Policed (an ingress circuit) at a rate no run reaches: the bucket's cost is measured, and it
+    // admits every packet.
+    bandwidthMbps: 1_000_000,
     internalAuth: '',
     internalRouters: [],
     action: { kind: 'forward', next: { addresses: ['127.0.0.1:9'], auth: next } },
@@ -101,6 +106,7 @@ export function runDataPlaneBench(opts: {
   if (copied !== 16 * opts.packets * opts.runs) throw new Error('the baseline loop did not run');
   const nsPerPacket = median(perRunNs);
   const baselineNs = median(baselineRuns);
+  const memory = measureTableMemory(opts.circuits);
   return {
     ...validateDataPlane({ packets: opts.packets, perRunNs }),
     circuits: opts.circuits,
@@ -110,6 +116,7 @@ export function runDataPlaneBench(opts: {
     perRunNs,
     baselineNs,
     ratio: round(nsPerPacket / baselineNs, 2),
+    memory,
   };
 }
 
@@ -131,4 +138,17 @@ export function runDataPlaneBenchCommand(o: {
     `  baseline (same loop, no ARROW work: hop-limit write + authenticator copy) ${r.baselineNs} ns/packet; ` +
       `ratio ${r.ratio}`,
   );
+  const m = r.memory;
+  const met = (ok: boolean | null): string => (ok === null ? 'not measured' : ok ? 'met' : 'MISSED');
+  console.log(
+    `Memory per circuit at ${m.circuits} circuits (target <= ${m.target.bytesPerCircuit} B on each path):`,
+  );
+  console.log(`  Node table: ${m.nodeBytesPerCircuit} B (${met(m.target.nodeMet)})`);
+  if ('unavailable' in m.kernel) console.log(`  kernel maps: not measured: ${m.kernel.unavailable}`);
+  else
+    console.log(
+      `  kernel maps (circuits + slots): ${m.kernel.mapBytesPerCircuit} B (${met(m.target.kernelMet)}); ` +
+        `tags map ${m.kernel.tagBytesPerTaggedCircuit} B per tagged circuit; ` +
+        `the Node side's mirror of them ${m.kernel.mirrorBytesPerCircuit} B`,
+    );
 }

@@ -7,12 +7,13 @@ import { DEFAULT_LIVENESS_INTERVAL_MS } from '../router/config.js';
 import { DEFAULT_DETECTOR, type DetectorOptions } from '../endpoint/connection.js';
 import { VerdictLog, wallNow, type Verdict } from '../lab/verdicts.js';
 import { Endpoint } from '../endpoint/endpoint.js';
-import { buyPath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
+import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
 import { Lab } from '../lab/lab.js';
+import type { DataplaneMode } from '../router/dataplane-mode.js';
 import type { Topology } from '../lab/topology.js';
 import { percentile, round } from '../util/stats.js';
 import { newAuthenticator } from '../wire/authenticator.js';
-import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
+import { cpuPercent, machinePercent, sampleCpu } from '../util/cpu.js';
 import { ClientFleet, type FleetClient } from './failover-clients.js';
 import { renderFailoverPlot } from './failover-plot.js';
 import { Checks, checkCpu, MAX_OTHER_CPU_PCT, type Validity } from './validity.js';
@@ -170,6 +171,11 @@ export interface FailoverRun extends Validity {
   tickLateMs: { p99: number; max: number };
   /** Time to buy the N paths (6 circuits each). */
   setupS: number;
+  /**
+   * Paths bought again because beta's portal handed out its second router first: its first
+   * router's registration had lapsed for a moment while thousands of circuits were being bought.
+   */
+  rebought: number;
   /** The router killed. */
   victim: string;
   /** Routers declared dead before the kill (false verdicts, e.g. under load): should be 0. */
@@ -242,6 +248,8 @@ export interface FailoverReport {
   calibration: Calibration;
   /** Keepalive interval of the runs with liveness on (× 3): the router default unless --liveness-interval. */
   livenessIntervalMs: number;
+  /** The data plane the labs' routers ran, as they reported it at start (`mixed` if they differed). */
+  dataplane: 'kernel' | 'node' | 'mixed';
   runs: FailoverRun[];
   targets: {
     /** repairMs p99 at the largest N < 50 ms, per liveness mode. */
@@ -265,6 +273,11 @@ export interface FailoverBenchOptions {
   probeIntervalMs?: number;
   /** Keepalive interval with liveness on (default: the router's, 200 ms × 3). */
   livenessIntervalMs?: number;
+  /**
+   * The routers' data plane (`arrow router --dataplane`). The bench's lab is on loopback, where
+   * `auto` is the Node path; `kernel` puts every router's DATA in the tc program on lo.
+   */
+  dataplane?: DataplaneMode;
   progress?: (line: string) => void;
 }
 
@@ -277,6 +290,7 @@ export async function runFailoverBenchCommand(o: {
   attempts: number;
   probeInterval?: number;
   livenessInterval?: number;
+  dataplane: DataplaneMode;
 }): Promise<void> {
   if (!(o.fraction > 0 && o.fraction <= 1))
     throw new Error(`--fraction must be above 0 and at most 1, got ${o.fraction}`);
@@ -288,6 +302,7 @@ export async function runFailoverBenchCommand(o: {
     liveness,
     fraction: o.fraction,
     attempts: o.attempts,
+    dataplane: o.dataplane,
     progress,
     ...(o.probeInterval === undefined ? {} : { probeIntervalMs: o.probeInterval }),
     ...(o.livenessInterval === undefined ? {} : { livenessIntervalMs: o.livenessInterval }),
@@ -332,19 +347,27 @@ export function echoIntervalFor(clients: number, rate: number): number {
 async function withLab<T>(
   label: string,
   liveness: { mode: LivenessMode; intervalMs: number },
-  current: { value: { dir: string; lab: Lab | undefined } | undefined },
+  current: {
+    value: { dir: string; lab: Lab | undefined } | undefined;
+    dataplane: DataplaneMode | undefined;
+    /** Every data plane a lab's routers reported. */
+    seen: Set<'kernel' | 'node'>;
+  },
   progress: ((line: string) => void) | undefined,
   use: (lab: Lab) => Promise<T>,
   keep: (result: T) => boolean,
 ): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), `arrow-bench-failover-${label}-`));
   current.value = { dir, lab: undefined };
-  const lab = await Lab.start(topology(liveness.mode, liveness.intervalMs), { dir, keep: true }).catch(
-    (err: Error) => {
-      throw new Error(`the lab did not start (logs in ${dir}): ${err.message}`, { cause: err });
-    },
-  );
+  const lab = await Lab.start(topology(liveness.mode, liveness.intervalMs), {
+    dir,
+    keep: true,
+    ...(current.dataplane ? { dataplane: current.dataplane } : {}),
+  }).catch((err: Error) => {
+    throw new Error(`the lab did not start (logs in ${dir}): ${err.message}`, { cause: err });
+  });
   current.value.lab = lab;
+  for (const r of lab.routers) current.seen.add(r.dataplane?.mode ?? 'node');
   let result: T | undefined;
   try {
     result = await use(lab);
@@ -365,7 +388,11 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
   const fraction = opts.fraction ?? DEFAULT_FRACTION;
   const attempts = opts.attempts ?? DEFAULT_ATTEMPTS;
   const livenessIntervalMs = opts.livenessIntervalMs ?? DEFAULT_LIVENESS_INTERVAL_MS;
-  const current: { value: { dir: string; lab: Lab | undefined } | undefined } = { value: undefined };
+  const current: Parameters<typeof withLab>[2] = {
+    value: undefined,
+    dataplane: opts.dataplane,
+    seen: new Set(),
+  };
   // Ctrl-C: stop the lab's processes (they also exit when our IPC channel closes).
   const onSigint = (): void => {
     process.stderr.write('interrupted: stopping the lab\n');
@@ -445,6 +472,7 @@ export async function runFailoverBench(opts: FailoverBenchOptions): Promise<Fail
   return {
     calibration,
     livenessIntervalMs,
+    dataplane: current.seen.size === 1 ? [...current.seen][0]! : 'mixed',
     runs,
     targets: checkTargets(runs),
     machine: { cpus: availableParallelism(), node: process.version },
@@ -505,25 +533,31 @@ function segments(lab: Lab): SegmentSpec[] {
   }));
 }
 
-/** Buys `count` paths, `concurrency` at a time, each with its own return path (reply authenticator). */
+/** Rounds of buying again the paths whose first router in beta is not the victim, and the wait before each. */
+const REBUY_ROUNDS = 3;
+const REBUY_WAIT_MS = 1000;
+
+/** One client's path: through every ISP to the echo server, with its own return path (reply authenticator). */
+function buyClientPath(lab: Lab, endpoint: Endpoint): Promise<BoughtPath> {
+  return buyPath(
+    { segments: segments(lab), target: { kind: 'udp', address: lab.server('echo').address } },
+    { replyTo: { addresses: [endpoint.address], auth: newAuthenticator() } },
+  );
+}
+
+/** Buys `count` client paths, `concurrency` at a time. */
 async function buyPaths(
   lab: Lab,
   endpoint: Endpoint,
   count: number,
   concurrency: number,
 ): Promise<BoughtPath[]> {
-  const spec = {
-    segments: segments(lab),
-    target: { kind: 'udp' as const, address: lab.server('echo').address },
-  };
   const paths: BoughtPath[] = new Array<BoughtPath>(count);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < count) {
       const i = next++;
-      paths[i] = await buyPath(spec, {
-        replyTo: { addresses: [endpoint.address], auth: newAuthenticator() },
-      });
+      paths[i] = await buyClientPath(lab, endpoint);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
@@ -831,8 +865,28 @@ async function measure(
     const setupS = (performance.now() - t0) / 1000;
     progress?.(`  bought ${run.clients} paths (${run.clients * 6} circuits) in ${setupS.toFixed(1)} s`);
 
-    // Every circuit's next hop in beta, forward and return, must start with the same router.
-    const victimAddress = paths[0]!.forward[1]!.circuit.ingress[0]!;
+    // Every circuit's next hop in beta, forward and return, must start with the same router. A
+    // portal lists only routers whose registration is current; one that lapsed under the set-up's
+    // load for a moment gave some paths the other router first: those are bought again.
+    const firstInBeta = (p: BoughtPath): string[] => [
+      p.forward[1]!.circuit.ingress[0]!,
+      p.reverse[1]!.circuit.ingress[0]!,
+    ];
+    const counts = new Map<string, number>();
+    for (const p of paths) for (const a of firstInBeta(p)) counts.set(a, (counts.get(a) ?? 0) + 1);
+    const victimAddress = [...counts].sort((a, b) => b[1] - a[1])[0]![0];
+    let rebought = 0;
+    for (let round = 1; round <= REBUY_ROUNDS; round++) {
+      const off = [...paths.keys()].filter((i) => firstInBeta(paths[i]!).some((a) => a !== victimAddress));
+      if (off.length === 0) break;
+      progress?.(`  ${off.length} path(s) got beta's other router first; buying them again (round ${round})`);
+      await sleep(REBUY_WAIT_MS);
+      for (const i of off) {
+        await releasePath(paths[i]!);
+        paths[i] = await buyClientPath(lab, endpoint);
+        rebought++;
+      }
+    }
     for (const [i, p] of paths.entries()) {
       const fwd = p.forward[1]!.circuit.ingress[0];
       const ret = p.reverse[1]!.circuit.ingress[0];
@@ -958,6 +1012,7 @@ async function measure(
       preKillTickLateMs: round(percentile(steadyLate, 99), 1),
       tickLateMs: { p99: round(percentile(late, 99), 1), max: round(late.length ? Math.max(...late) : 0, 1) },
       setupS: round(setupS, 1),
+      rebought,
       victim: victim.name,
       falseDeaths,
       verdicts,
@@ -1171,7 +1226,8 @@ export function formatFailoverReport(r: FailoverReport): string {
   const c = r.calibration;
   return [
     `ARROW failover vs number of clients: SIGKILL the middle ISP's router that every circuit crosses`,
-    `machine: ${r.machine.cpus} CPU(s), Node ${r.machine.node}; 3 ISPs x 1 PoP x 2 routers, real processes; ` +
+    `machine: ${r.machine.cpus} CPU(s), Node ${r.machine.node}; 3 ISPs x 1 PoP x 2 routers, real processes, ` +
+      `routers on the ${r.dataplane} path; ` +
       `detector: timeout ${d.timeoutMs} ms, ack timeout ${d.ackTimeoutMs} ms; echo and probe intervals per run`,
     'outage = longest reply gap around the kill (resolution: the echo interval); repair = first probe -> probe home,',
     'over the clients that probed (the others found the path repaired before their timeout); last loss = when the',

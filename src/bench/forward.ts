@@ -8,7 +8,14 @@ import type { CircuitInput } from '../store/circuit.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import { HEADER_LENGTH, MAX_DATAGRAM } from '../wire/header.js';
-import { cpuPercent, isGone, machinePercent, sampleCpu } from './cpu.js';
+import { cpuPercent, isGone, machinePercent, sampleCpu } from '../util/cpu.js';
+import {
+  formatKernelRows,
+  kernelRowsUnavailable,
+  runKernelRows,
+  type KernelReport,
+  type KernelRows,
+} from './forward-kernel.js';
 import { isReply, type Payload, type Reply, type Request } from './protocol.js';
 import {
   buildReport,
@@ -61,16 +68,49 @@ export interface ForwardBenchOptions {
   progress?: (line: string) => void;
 }
 
-export async function runForwardBenchCommand(o: {
+export interface ForwardBenchFlags {
   json?: boolean;
   duration: number;
   runs: number;
   sizes: string;
-}): Promise<void> {
+  kernel: 'auto' | 'on' | 'off';
+}
+
+/** The Node rows' report, with the kernel rows (or why they were not measured). */
+export type ForwardBenchOutput = ForwardBenchReport &
+  Partial<KernelRows> & {
+    /** Whether the kernel rows alone were valid (the report's `valid` covers both). */
+    kernelValid?: boolean;
+    kernelInvalidReason?: string | null;
+    /** Why the kernel rows were not measured. */
+    kernelUnavailable?: string;
+  };
+
+export async function runForwardBenchCommand(o: ForwardBenchFlags): Promise<void> {
   const sizes = parseSizes(o.sizes);
+  const unavailable = o.kernel === 'off' ? 'not asked for (--kernel off)' : kernelRowsUnavailable();
+  if (o.kernel === 'on' && unavailable !== undefined) throw new Error(`--kernel on: ${unavailable}`);
   const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
-  const report = await runForwardBench({ sizes, runs: o.runs, durationS: o.duration, progress });
-  console.log(o.json ? JSON.stringify(report) : formatReport(report));
+  const node = await runForwardBench({ sizes, runs: o.runs, durationS: o.duration, progress });
+  let report: ForwardBenchOutput = { ...node };
+  let kernel: KernelReport | undefined;
+  if (unavailable === undefined) {
+    kernel = await runKernelRows({ sizes, runs: o.runs, durationS: o.duration, progress });
+    const { valid, invalidReason, ...rows } = kernel;
+    report = { ...report, ...rows, kernelValid: valid, kernelInvalidReason: invalidReason };
+    if (!kernel.valid) {
+      report.valid = false;
+      report.invalidReason = [node.invalidReason, `kernel rows: ${kernel.invalidReason}`]
+        .filter(Boolean)
+        .join('; ');
+    }
+  } else report.kernelUnavailable = unavailable;
+  if (o.json) console.log(JSON.stringify(report));
+  else {
+    console.log(formatReport(node));
+    console.log('');
+    console.log(kernel ? formatKernelRows(kernel, sizes) : `kernel rows: not measured: ${unavailable}`);
+  }
   if (!report.valid) {
     console.error(`arrow: INVALID, not results: ${report.invalidReason}`);
     process.exitCode = 1;

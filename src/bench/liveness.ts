@@ -22,7 +22,7 @@ import {
 } from '../util/histogram.js';
 import { validateConfig } from '../util/config.js';
 import { percentile, round } from '../util/stats.js';
-import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
+import { cpuPercent, machinePercent, sampleCpu } from '../util/cpu.js';
 
 /**
  * `arrow bench liveness`: a soak of the routers' BFD-style neighbour liveness on a quiet lab.

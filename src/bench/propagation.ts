@@ -8,7 +8,7 @@ import type { CreateCircuitBody } from '../api/portal.js';
 import { Lab, type TableMessage } from '../lab/lab.js';
 import type { Topology } from '../lab/topology.js';
 import { percentile, round } from '../util/stats.js';
-import { cpuPercent, machinePercent, sampleCpu } from './cpu.js';
+import { cpuPercent, machinePercent, sampleCpu } from '../util/cpu.js';
 import { Checks, MAX_OTHER_CPU_PCT, type Validity } from './validity.js';
 
 export { MAX_OTHER_CPU_PCT };

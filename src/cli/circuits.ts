@@ -5,8 +5,10 @@ import { authPrefix } from '../wire/authenticator.js';
 /** The SLA column: `ok`, or what was violated over the portal's window. */
 export function slaText(s: CircuitStatsView): string {
   if (!s.sla) return '-';
-  if (s.sla.ok) return 'ok';
-  return `VIOLATED: ${s.sla.violations.map((v) => v.message).join(', ')}`;
+  // Traffic over the bought rate was dropped at the ingress: the sender's excess, not a breach.
+  const over = s.sla.overRatePackets ? ` (over-rate ${s.sla.overRatePackets}, not loss)` : '';
+  if (s.sla.ok) return `ok${over}`;
+  return `VIOLATED: ${s.sla.violations.map((v) => v.message).join(', ')}${over}`;
 }
 
 /** The SLA column, or the routers' refusal when a router could not compile the record. */
@@ -50,7 +52,8 @@ export async function runCircuits(o: { portal: string; key: string; json?: boole
     ...rows.map(({ circuit: c, stats: s }) => [
       authPrefix(c.auth),
       `${c.ingressPop}->${c.egressPop}`,
-      String(c.bandwidthMbps),
+      // `+tags`: DATA must carry this ISP's per-packet tag.
+      `${c.bandwidthMbps}${c.tagsRequired ? '+tags' : ''}`,
       String(s.in.packets),
       String(s.out.packets),
       dropsText(s),

@@ -13,6 +13,7 @@ import { logFailoverEvents, notReadyLines } from '../endpoint/failover-log.js';
 import { parseCidr, tunMtuFor, MIN_IPV4_MTU } from '../endpoint/tun-packet.js';
 import { assertTunPossible } from '../endpoint/tun-device.js';
 import { announceReady } from '../util/ready.js';
+import type { DataplaneMode } from '../router/dataplane-mode.js';
 import { ConfigError, validateConfig } from '../util/config.js';
 import { parseAddress } from '../wire/address.js';
 import { authPrefix } from '../wire/authenticator.js';
@@ -32,6 +33,7 @@ export interface EndpointFlags {
   detectTimeout?: number;
   probeInterval?: number;
   stats?: number;
+  dataplane?: DataplaneMode;
 }
 
 function fail(msg: string): never {
@@ -98,6 +100,7 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
     ...(o.route ? { routes: o.route } : {}),
     ...(o.netns ? { netns: o.netns } : {}),
     ...(o.listen ? { listen: o.listen } : {}),
+    ...(o.dataplane ? { dataplane: o.dataplane } : {}),
     detector: {
       ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
       ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),
@@ -120,6 +123,10 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
       `  ${c === tun.connection.active ? 'primary' : 'standby'} via ${c.isps.join(' > ')}: send to ${c.ingress.map((a) => `${a.host}:${a.port}`).join(', ')} auth ${authPrefix(c.auth.toString('hex'))}`,
     );
   if (tun.peer && o.writePeer) console.log(`peer file for the other side: ${o.writePeer}`);
+  const dp = tun.dataplane;
+  console.log(
+    `data path: ${dp.mode}${dp.mode === 'kernel' ? ` (tc on ${tun.name} and ${dp.underlay})` : ''}: ${dp.reason}`,
+  );
 
   const printStats = (): void => console.log(JSON.stringify({ event: 'stats', ...tun.stats() }));
   const timer = o.stats ? setInterval(printStats, o.stats * 1000) : undefined;

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { DataplaneMode } from '../router/dataplane-mode.js';
 
 export interface ExperimentFlags {
   out: string;
@@ -10,6 +11,7 @@ export interface ExperimentFlags {
   trials: number;
   pps: number;
   counts: string;
+  dataplane?: DataplaneMode;
 }
 
 function list(v: string, flag: string): number[] {
@@ -27,7 +29,14 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
   switch (name) {
     case 'hops': {
       const { runHops } = await import('../lab/experiments/hops.js');
-      result = await runHops({ runs: o.runs ?? 5, seconds: o.seconds, pings: o.pings, out, progress });
+      result = await runHops({
+        runs: o.runs ?? 5,
+        seconds: o.seconds,
+        pings: o.pings,
+        out,
+        progress,
+        ...(o.dataplane ? { dataplane: o.dataplane } : {}),
+      });
       break;
     }
     case 'download': {
@@ -38,7 +47,7 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
     case 'icmp-loss': {
       const { runIcmpLoss } = await import('../lab/experiments/icmp-loss.js');
       const r = await runIcmpLoss({ trials: o.trials, pps: o.pps, out, progress });
-      result = { pps: r.pps, trials: r.trials, lost: r.lost };
+      result = { pps: r.pps, trials: r.trials, lost: r.lost, endpointDataplane: r.endpointDataplane };
       break;
     }
     case 'clients': {

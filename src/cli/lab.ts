@@ -15,10 +15,11 @@ import {
 import { ConfigError, loadConfig } from '../util/config.js';
 import { join } from 'node:path';
 import { hasCode, noteUnexpected } from '../util/errors.js';
+import { dataplaneText, type DataplaneMode } from '../router/dataplane-mode.js';
 
 export async function runLabUp(
   file: string,
-  o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean; tls?: boolean },
+  o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean; tls?: boolean; dataplane?: DataplaneMode },
 ): Promise<void> {
   const topology = loadConfig(TopologySchema, file);
   if (o.store)
@@ -46,6 +47,7 @@ export async function runLabUp(
     netns: o.netns ?? false,
     state,
     tls: o.tls ?? true,
+    ...(o.dataplane ? { dataplane: o.dataplane } : {}),
   });
   // fail/heal from other shells reach this process here (path recorded in the state file).
   const control = state ? await serveControl(lab, join(runDir(), `${topology.name}.sock`)) : undefined;
@@ -65,7 +67,10 @@ export async function runLabUp(
       `  store: ${i.etcd ? `etcd cluster ${i.etcd.endpoints.join(',')}` : `sqlite ${i.storePath}`}`,
     );
     for (const p of i.pops)
-      for (const r of p.routers) console.log(`  ${p.name.padEnd(6)} ${r.name.padEnd(16)} ${r.address}`);
+      for (const r of p.routers)
+        console.log(
+          `  ${p.name.padEnd(6)} ${r.name.padEnd(16)} ${r.address.padEnd(21)} ${r.dataplane ? dataplaneText(r.dataplane) : ''}`,
+        );
   }
   for (const s of lab.servers) console.log(`server ${s.name}: udp echo on ${s.address}`);
   if (lab.atlas) console.log(`atlas: ${lab.atlas.url}`);

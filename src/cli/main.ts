@@ -3,6 +3,7 @@ import { Argument, Command, Option } from 'commander';
 import { ConfigError } from '../util/config.js';
 import type { AtlasBenchFlags } from '../bench/atlas.js';
 import type { LivenessBenchFlags } from '../bench/liveness.js';
+import type { DataplaneMode } from '../router/dataplane-mode.js';
 
 const program = new Command();
 program
@@ -28,9 +29,15 @@ program
   .command('router')
   .description('run one ARROW router (data plane) until SIGINT/SIGTERM')
   .requiredOption('-c, --config <file>', 'router config (YAML); see docs/operations.md')
-  .action(async (o: { config: string }) => {
+  .addOption(
+    new Option(
+      '--dataplane <mode>',
+      'kernel: the eBPF/XDP fast path (on loopback: tc on lo), or fail at start; node: this process; auto: kernel where it can (root, BPF, the listen address on an interface other than loopback), else node and why (default: the config, else auto; docs/dataplane.md)',
+    ).choices(['auto', 'kernel', 'node']),
+  )
+  .action(async (o: { config: string; dataplane?: DataplaneMode }) => {
     const { runRouter } = await import('../router/main.js');
-    await runRouter(o.config);
+    await runRouter(o.config, o.dataplane ? { dataplane: o.dataplane } : {});
   });
 
 const portal = program
@@ -144,8 +151,23 @@ lab
     '--no-tls',
     'serve portals and the atlas over plain HTTP (default: HTTPS with a CA made for the lab, <dir>/ca.pem; clients need --ca)',
   )
+  .addOption(
+    new Option(
+      '--dataplane <mode>',
+      "the routers' data plane (arrow router --dataplane); default auto: the kernel path with --netns where it loads, else node; kernel without --netns: tc on lo (root)",
+    ).choices(['auto', 'kernel', 'node']),
+  )
   .action(
-    async (file: string, o: { dir?: string; store?: 'sqlite' | 'etcd'; netns?: boolean; tls: boolean }) => {
+    async (
+      file: string,
+      o: {
+        dir?: string;
+        store?: 'sqlite' | 'etcd';
+        netns?: boolean;
+        tls: boolean;
+        dataplane?: DataplaneMode;
+      },
+    ) => {
       const { runLabUp } = await import('./lab.js');
       await runLabUp(file, o);
     },
@@ -198,6 +220,12 @@ lab
   .option('--trials <n>', 'icmp-loss: kill trials', (v) => positiveInt(v, '--trials'), 20)
   .option('--pps <n>', 'icmp-loss: pings per second', (v) => positiveInt(v, '--pps'), 100)
   .option('--counts <list>', 'clients: client counts', '5,20,40')
+  .addOption(
+    new Option(
+      '--dataplane <mode>',
+      "the lab routers' data plane (arrow router --dataplane); default auto: the kernel path where it loads",
+    ).choices(['auto', 'kernel', 'node']),
+  )
   .action(async (name: string, o: import('./experiment.js').ExperimentFlags) => {
     const { runExperimentCommand } = await import('./experiment.js');
     await runExperimentCommand(name, o);
@@ -286,6 +314,12 @@ program
     '--stats <seconds>',
     'print counters as a JSON line this often (also on SIGUSR1 and at exit)',
     (v) => positiveNumber(v, '--stats'),
+  )
+  .addOption(
+    new Option(
+      '--dataplane <mode>',
+      'who carries the IP packets: kernel: tc-BPF programs encapsulate and decapsulate (this process keeps probes and failover), or fail at start; node: this process; auto: kernel where it can (root, BPF, --listen on an IPv4 address of a real interface, no --netns), else node and why (default auto; docs/dataplane.md)',
+    ).choices(['auto', 'kernel', 'node']),
   )
   .action(async (o: import('./endpoint.js').EndpointFlags) => {
     const { runEndpoint } = await import('./endpoint.js');
@@ -434,13 +468,21 @@ const bench = program
 bench
   .command('forward')
   .description(
-    'packets/s and Mb/s through 1 and 2 ARROW hops vs a plain Node UDP relay, at 64 and 1400 bytes',
+    'packets/s and Mb/s through 1 and 2 ARROW hops vs a plain Node UDP relay, at 64 and 1400 bytes; as root, also the kernel rows (routers in XDP vs a plain XDP forwarder, on veth between namespaces): docs/performance.md',
   )
   .option('--json', 'print JSON')
   .option('--duration <seconds>', 'measurement window per run', (v) => positiveNumber(v, '--duration'), 2)
   .option('--runs <n>', 'runs per configuration; the median is reported', (v) => positiveInt(v, '--runs'), 3)
   .option('--sizes <list>', 'datagram sizes in bytes (UDP payload)', '64,1400')
-  .action(async (o: { json?: boolean; duration: number; runs: number; sizes: string }) => {
+  .addOption(
+    new Option(
+      '--kernel <when>',
+      'the kernel rows: auto (where root and the BPF build allow; else the report says why not), on (fail without them), off',
+    )
+      .choices(['auto', 'on', 'off'])
+      .default('auto'),
+  )
+  .action(async (o: import('../bench/forward.js').ForwardBenchFlags) => {
     const { runForwardBenchCommand } = await import('../bench/forward.js');
     await runForwardBenchCommand(o);
   });
@@ -496,10 +538,19 @@ bench
     "keepalive interval of the runs with liveness on, × 3 (default: the routers' own, 200 ms; 10 shows the lower bound)",
     (v) => positiveInt(v, '--liveness-interval'),
   )
+  .addOption(
+    new Option(
+      '--dataplane <mode>',
+      "the routers' data plane (arrow router --dataplane): the lab is on loopback, where auto is the Node path and kernel the tc program on lo (root)",
+    )
+      .choices(['auto', 'kernel', 'node'])
+      .default('auto'),
+  )
   .action(
     async (o: {
       clients: string;
       liveness: 'on' | 'off' | 'both';
+      dataplane: DataplaneMode;
       json?: boolean;
       out: string;
       fraction: number;
@@ -549,6 +600,16 @@ bench
   .action(async (o: LivenessBenchFlags) => {
     const { runLivenessBenchCommand } = await import('../bench/liveness.js');
     await runLivenessBenchCommand(o);
+  });
+
+program
+  .command('bench-xdp', { hidden: true })
+  .description("internal: holds one of arrow bench forward's XDP programs (sink or forward) on interfaces")
+  .requiredOption('--program <name>', 'sink | forward')
+  .requiredOption('--interfaces <list>', 'comma-separated interface names in this namespace')
+  .action(async (o: { program: string; interfaces: string }) => {
+    const { runXdpHolder } = await import('../bench/xdp-holder.js');
+    runXdpHolder(o.program, o.interfaces.split(','), 'native');
   });
 
 program

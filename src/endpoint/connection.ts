@@ -4,6 +4,7 @@ import { authToBytes, newAuthenticator } from '../wire/authenticator.js';
 import { formatAddress, mustParseAddress, type UdpAddress } from '../wire/address.js';
 import { PacketType, type Packet } from '../wire/header.js';
 import type { Endpoint } from './endpoint.js';
+import { tagChain, type TagLink } from './tags.js';
 import { abandonPaths, buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
 
 /** The customer's failure rule. Detection is the customer's choice, so each circuit can have its own. */
@@ -39,6 +40,8 @@ export class PathCircuit {
   ingress: UdpAddress[];
   activeIngress = 0;
   readonly auth: Buffer;
+  /** Tags its DATA carries: one per circuit of the path bought with tags, in path order. */
+  readonly tags: TagLink[];
   /** First send after the last thing heard on this circuit's return path. */
   unansweredSince: number | undefined;
   lastHeard = 0;
@@ -62,6 +65,7 @@ export class PathCircuit {
     const first = path.forward[0]!.circuit;
     this.ingress = first.ingress.map((a) => mustParseAddress(a));
     this.auth = authToBytes(first.auth);
+    this.tags = tagChain(path.forward);
   }
 
   get isps(): string[] {
@@ -212,7 +216,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const c = this.active;
     const now = this.now();
     c.unansweredSince ??= now;
-    this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Data, payload);
+    this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Data, payload, undefined, c.tags);
+  }
+
+  /**
+   * DATA went out on the active circuit by another way than `send` (the kernel's encapsulation,
+   * src/endpoint/kernel-endpoint.ts): the detector starts waiting for an answer as `send` does.
+   */
+  sentOutside(): void {
+    this.active.unansweredSince ??= this.now();
+  }
+
+  /** DATA came home on `c`'s return path by another way than this endpoint's socket (the kernel's decapsulation). */
+  receivedOutside(c: PathCircuit): void {
+    this.answered(c, this.now());
   }
 
   /**

@@ -6,6 +6,7 @@ import { mustParseAddress, type UdpAddress } from '../wire/address.js';
 import { decode, DEFAULT_HOP_LIMIT, encode, PacketType, type Packet } from '../wire/header.js';
 import { bindUdp } from './local-port.js';
 import type { BoughtPath } from './path.js';
+import { blankTags, fillTags, tagChain, type TagLink } from './tags.js';
 
 export interface EndpointEvents {
   /** A DATA packet arrived: its payload and header. */
@@ -40,6 +41,8 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
   private ingress: UdpAddress[] = [];
   private activeIngress = 0;
   private auth: Buffer | undefined;
+  /** Tags the circuit in use needs (useUnprotected), in path order. */
+  private tags: TagLink[] = [];
   private readonly pendingEchoes = new Map<bigint, (rttMs: number) => void>();
   private readonly pendingProbes = new Map<bigint, () => void>();
   /** `socketErrors`: errors the socket reported, e.g. ICMP unreachable from a dead router (not fatal). */
@@ -78,6 +81,7 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     const first = path.forward[0];
     if (!first) throw new Error('path has no circuits');
     this.useCircuitUnprotected(first.circuit.ingress, first.circuit.auth);
+    this.tags = tagChain(path.forward);
   }
 
   /** UNPROTECTED, like `useUnprotected`: one circuit given by its ingress routers and authenticator. */
@@ -85,6 +89,7 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     this.ingress = ingress.map((a) => mustParseAddress(a));
     this.activeIngress = 0;
     this.auth = authToBytes(auth);
+    this.tags = [];
   }
 
   /** Next sequence number for a packet we originate. */
@@ -92,19 +97,19 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
     return this.sequence++;
   }
 
-  /** Sends a DATA or PROBE packet on an explicit circuit: `auth` at router `to`. */
+  /**
+   * Sends a DATA or PROBE packet on an explicit circuit: `auth` at router `to`. DATA carries a
+   * tag for every link of `tags` (the path's tag-checking ISPs, in order).
+   */
   sendOn(
     to: UdpAddress,
     auth: Buffer,
     type: PacketType.Data | PacketType.Probe,
     payload: Uint8Array,
     sequence = this.nextSequence(),
+    tags: readonly TagLink[] = [],
   ): bigint {
-    this.socket.send(
-      encode({ type, hopLimit: DEFAULT_HOP_LIMIT, authenticator: auth, sequence, payload }),
-      to.port,
-      to.host,
-    );
+    this.socket.send(this.packet(type, DEFAULT_HOP_LIMIT, auth, sequence, payload, tags), to.port, to.host);
     if (type === PacketType.Data) this.counters.sent++;
     return sequence;
   }
@@ -121,12 +126,27 @@ export class Endpoint extends EventEmitter<EndpointEvents> {
       );
     const seq = this.sequence++;
     this.socket.send(
-      encode({ type: PacketType.Data, hopLimit, authenticator: this.auth, sequence: seq, payload }),
+      this.packet(PacketType.Data, hopLimit, this.auth, seq, payload, this.tags),
       to.port,
       to.host,
     );
     this.counters.sent++;
     return seq;
+  }
+
+  /** An encoded packet; DATA with the tags of `chain` (docs/wire.md, "The tag stack"). */
+  private packet(
+    type: PacketType,
+    hopLimit: number,
+    authenticator: Buffer,
+    sequence: bigint,
+    payload: Uint8Array,
+    chain: readonly TagLink[],
+  ): Buffer {
+    const n = type === PacketType.Data ? chain.length : 0;
+    const buf = encode({ type, hopLimit, authenticator, sequence, payload, tags: blankTags(n) });
+    if (n > 0) fillTags(buf, chain);
+    return buf;
   }
 
   /** ECHO to one router; resolves with the round-trip time in ms, or undefined on timeout. */

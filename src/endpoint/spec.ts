@@ -9,6 +9,11 @@ const Segment = Type.Object(
     ingressPop: Type.String({ minLength: 1 }),
     egressPop: Type.String({ minLength: 1 }),
     bandwidthMbps: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    requireTags: Type.Optional(
+      Type.Boolean({
+        description: 'buy with per-packet tags required; the sender then tags every DATA packet',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

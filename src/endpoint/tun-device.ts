@@ -138,6 +138,11 @@ export class TunDevice {
     for (const r of c.routes ?? []) await ip(this.netns, ['route', 'replace', r, 'dev', this.name]);
   }
 
+  /** Sets the interface's MTU (once the paths are known: their tags make it smaller). */
+  async setMtu(mtu: number): Promise<void> {
+    await ip(this.netns, ['link', 'set', 'dev', this.name, 'mtu', String(mtu)]);
+  }
+
   /**
    * Starts reading: `onPacket(packet)` for each packet, `onError(errno)` if the device fails.
    * `packet` is a view of a reused slot: copy what must outlive the call.

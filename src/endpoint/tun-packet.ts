@@ -1,7 +1,7 @@
 // Pure IP-packet logic for TUN mode: MTU arithmetic, what a packet read from or written to the TUN
 // is, and the ICMP "too big" answers. No I/O; the caller owns every buffer.
 import { isIP } from 'node:net';
-import { HEADER_LENGTH } from '../wire/header.js';
+import { HEADER_LENGTH, TAG_LENGTH } from '../wire/header.js';
 
 /** IPv4 (20) + UDP (8) headers of the underlay: ARROW travels in UDP over IPv4. */
 export const UNDERLAY_OVERHEAD = 20 + 8;
@@ -11,9 +11,12 @@ export const MIN_IPV4_MTU = 68;
 /** The smallest MTU IPv6 allows a link (RFC 8200); below it the kernel disables IPv6 on the TUN. */
 export const MIN_IPV6_MTU = 1280;
 
-/** The largest IP packet one ARROW DATA packet carries over an underlay of `underlayMtu`: the TUN MTU. */
-export function tunMtuFor(underlayMtu: number): number {
-  return underlayMtu - UNDERLAY_OVERHEAD - HEADER_LENGTH;
+/**
+ * The largest IP packet one ARROW DATA packet carries over an underlay of `underlayMtu`, with
+ * `tags` per-packet tags on it (one per tag-checking ISP of the path): the TUN MTU.
+ */
+export function tunMtuFor(underlayMtu: number, tags = 0): number {
+  return underlayMtu - UNDERLAY_OVERHEAD - HEADER_LENGTH - tags * TAG_LENGTH;
 }
 
 /** What is wrong with a would-be IP packet, or 'ok'. Strings, not objects: this runs per packet. */

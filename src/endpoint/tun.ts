@@ -22,6 +22,8 @@ import {
   type PathSpec,
 } from './path.js';
 import { TunDevice, TunError, type TunConfig } from './tun-device.js';
+import type { DataplaneMode } from '../router/dataplane-mode.js';
+import { KernelTunPath, type TunDataplane } from './tun-kernel.js';
 import {
   checkIpPacket,
   DEFAULT_UNDERLAY_MTU,
@@ -49,6 +51,8 @@ const PeerCircuit = Type.Object(
     egressPop: Type.String(),
     ingress: Type.Array(AddressString(), { minItems: 1 }),
     auth: Auth,
+    /** The circuit's tag key when it was bought with tags: the answerer tags what it sends on it. */
+    tagKey: Type.Optional(Auth), // 32 hex digits, written like an authenticator
   },
   { additionalProperties: false },
 );
@@ -107,6 +111,13 @@ export interface TunEndpointOptions {
   /** Answerer: what the buyer wrote (`TunEndpoint.peer`). */
   peer?: TunPeer;
   detector?: Partial<DetectorOptions>;
+  /**
+   * Who carries the IP packets (docs/dataplane.md, "The endpoint's data path"): `kernel` tc
+   * programs that encapsulate and decapsulate, with this process as the control plane, or `node`,
+   * this process for every packet. Default `auto`: the kernel where it can (root, BPF, an IPv4
+   * listen address on a real interface, the TUN in this namespace), else Node, saying why.
+   */
+  dataplane?: DataplaneMode;
 }
 
 /** What the endpoint counted. Every packet not carried is counted under one drop reason. */
@@ -161,6 +172,7 @@ function toPeerCircuit(b: BoughtCircuit): TunPeer['paths'][0]['forward'][0] {
     egressPop: c.egressPop,
     ingress: c.ingress,
     auth: c.auth,
+    ...(c.tagKey ? { tagKey: c.tagKey } : {}),
   };
 }
 
@@ -174,6 +186,7 @@ function fromPeerCircuit(c: TunPeer['paths'][0]['forward'][0]): BoughtCircuit {
     ingress: c.ingress,
     createdAt: '',
     revision: 0,
+    ...(c.tagKey ? { tagKey: c.tagKey } : {}),
   };
   return {
     segment: { isp: c.isp, portal: '', apiKey: '', ingressPop: c.ingressPop, egressPop: c.egressPop },
@@ -212,6 +225,7 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
     peer: TunPeer | undefined,
     /** Circuits whose first ingress router did not ack a probe while starting; the driver keeps probing them. */
     readonly notReady: PathCircuit[],
+    private readonly kernel: KernelTunPath | { reason: string; requested: DataplaneMode },
   ) {
     super();
     this.peer = peer;
@@ -235,7 +249,7 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
 
   static async start(o: TunEndpointOptions): Promise<TunEndpoint> {
     checkOptions(o);
-    const mtu = tunMtuFor(o.underlayMtu ?? DEFAULT_UNDERLAY_MTU);
+    let mtu = tunMtuFor(o.underlayMtu ?? DEFAULT_UNDERLAY_MTU);
     const listen = o.listen ?? o.peer?.listen ?? '127.0.0.1:0';
     const device = TunDevice.open(o.name);
     let endpoint: Endpoint | undefined;
@@ -282,11 +296,31 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
             replyAuth: p.replyAuth,
           });
       }
+      // Each tag-checking ISP of a path adds a 16-byte tag to every packet we send: the TUN takes
+      // that much less, so that the kernel's path MTU (and TCP's MSS) leave room for it.
+      const tags = Math.max(...connection.circuits.map((c) => c.tags.length));
+      if (tags > 0) {
+        mtu = tunMtuFor(o.underlayMtu ?? DEFAULT_UNDERLAY_MTU, tags);
+        if (mtu < MIN_IPV4_MTU)
+          throw new TunError(
+            `underlay MTU ${o.underlayMtu ?? DEFAULT_UNDERLAY_MTU} leaves ${mtu} bytes for IP packets once ${tags} tags are on them: below the ${MIN_IPV4_MTU} IPv4 needs`,
+          );
+        await device.setMtu(mtu);
+      }
       // Only the first ingress router is awaited: the peer may not be up yet, so nothing comes home.
       // Not fatal when it times out: the circuit may still come up, and the detector repairs; the
       // caller sees which circuits did not answer in `notReady`.
       const notReady = await connection.waitReady(READY_TIMEOUT_MS, 'ingress');
-      return new TunEndpoint(device, endpoint, connection, mtu, bought, peer, notReady);
+      const requested = o.dataplane ?? 'auto';
+      const opened = KernelTunPath.open({
+        requested,
+        tun: device.name,
+        tunNetns: o.netns,
+        listen: endpoint.address,
+        connection,
+      });
+      const kernel = opened instanceof KernelTunPath ? opened : { ...opened, requested };
+      return new TunEndpoint(device, endpoint, connection, mtu, bought, peer, notReady, kernel);
     } catch (err) {
       device.close();
       await connection?.close();
@@ -342,11 +376,23 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
     c.toTunBytes += p.length;
   }
 
-  /** A snapshot for `--stats`, SIGUSR1 and experiments: counters, the circuit in use, the ARROW socket's counters. */
+  /** Who carries the packets, and why; on the kernel path, the programs' counters. */
+  get dataplane(): TunDataplane {
+    const k = this.kernel;
+    return k instanceof KernelTunPath
+      ? k.status()
+      : { mode: 'node', requested: k.requested, reason: k.reason };
+  }
+
+  /**
+   * A snapshot for `--stats`, SIGUSR1 and experiments: counters (of this process's path; the kernel
+   * path's are in `dataplane`), the circuit in use, the ARROW socket's counters.
+   */
   stats(): {
     tun: string;
     mtu: number;
     address: string;
+    dataplane: TunDataplane;
     counters: TunCounters;
     endpoint: Endpoint['counters'];
     circuits: { isps: string[]; state: string; ingress: string; active: boolean }[];
@@ -356,6 +402,7 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
       tun: this.name,
       mtu: this.mtu,
       address: this.address,
+      dataplane: this.dataplane,
       counters: structuredClone(this.counters),
       endpoint: { ...this.endpoint.counters },
       circuits: this.connection.circuits.map((c) => ({
@@ -371,6 +418,7 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
   async stop(): Promise<Error[]> {
     if (this.stopped) return [];
     this.stopped = true;
+    if (this.kernel instanceof KernelTunPath) this.kernel.close();
     this.device.close();
     await this.connection.close();
     const failures: Error[] = [];

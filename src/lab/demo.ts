@@ -8,6 +8,7 @@ import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../endp
 import { PortalClient } from '../endpoint/portal-client.js';
 import { authPrefix } from '../wire/authenticator.js';
 import { percentile, round } from '../util/stats.js';
+import { dataplaneText } from '../router/dataplane-mode.js';
 import { Lab } from './lab.js';
 import { AtlasClient } from '../atlas/client.js';
 import type { PathCandidate, PathQuery } from '../atlas/query.js';
@@ -204,6 +205,12 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
       print(
         `  ${i.name.padEnd(6)} portal ${i.url}  ${i.pops.map((p) => `${p.name}[${p.routers.map((r) => r.address).join(' ')}]`).join('  ')}`,
       );
+    // Each router's data plane (docs/dataplane.md): on loopback the Node path, and why.
+    const planes = new Map<string, number>();
+    for (const r of lab.routers)
+      if (r.dataplane)
+        planes.set(dataplaneText(r.dataplane), (planes.get(dataplaneText(r.dataplane)) ?? 0) + 1);
+    for (const [text, n] of planes) print(`  data plane of ${n} router${n === 1 ? '' : 's'}: ${text}`);
 
     const endpoint = await Endpoint.open('127.0.0.1:0');
     const startedAt = wallNow();

@@ -16,6 +16,8 @@ import { removeState, writeState, type FailKind, type LabState } from './control
 import { LabCa } from './certs.js';
 import { hashApiKey, newApiKey } from '../portal/accounts.js';
 import { trustCa } from '../util/http-client.js';
+import type { ReadyMessage } from '../util/ready.js';
+import type { DataplaneMode } from '../router/dataplane-mode.js';
 
 export interface LabRouter {
   isp: string;
@@ -26,6 +28,8 @@ export interface LabRouter {
   managed: Managed | undefined;
   /** Its network namespace, in a netns lab. */
   ns: string | undefined;
+  /** The data plane it reported at start: `kernel` or `node`, and why. */
+  dataplane: ReadyMessage['dataplane'];
 }
 
 export interface LabIsp {
@@ -103,6 +107,11 @@ export interface LabOptions {
    * (`<dir>/ca.pem`, trusted by this process's clients and passed to the lab's components).
    */
   tls?: boolean;
+  /**
+   * The routers' data plane (`arrow router --dataplane`). Default `auto`: the kernel fast path in a
+   * netns lab (each router has an interface of its own), the Node path on loopback, each saying why.
+   */
+  dataplane?: DataplaneMode;
 }
 
 /** Where each kind of node sits in the address plan: loopback 127.1.x.y, or 10.77.x.y in a netns lab. */
@@ -151,6 +160,7 @@ export class Lab {
     private readonly keep: boolean,
     private readonly announceTable: boolean,
     private readonly stateful: boolean,
+    private readonly dataplane: DataplaneMode | undefined,
   ) {}
 
   /** True when every node runs in its own network namespace. */
@@ -170,6 +180,7 @@ export class Lab {
       opts.keep ?? opts.dir !== undefined,
       opts.announceTable ?? false,
       (opts.state ?? false) || (opts.netns ?? false),
+      opts.dataplane,
     );
     lab.onExit = (): void => lab.killAllSync();
     process.once('exit', lab.onExit);
@@ -304,6 +315,7 @@ export class Lab {
           socketBufferBytes: 4 * 1024 * 1024,
           registrationTtlMs: 3000,
           announceTable: this.announceTable,
+          ...(this.dataplane ? { dataplane: this.dataplane } : {}),
           ...(impair ? { impair } : {}),
           ...(this.topology.failover
             ? { failover: this.topology.failover as RouterConfigInput['failover'] }
@@ -312,7 +324,18 @@ export class Lab {
         const configPath = join(this.dir, `router-${name}.yaml`);
         writeFileSync(configPath, stringify(config));
         const ns = await this.place(name, host);
-        routers.push({ isp: isp.name, pop: pop.name, name, address: '', configPath, managed: undefined, ns });
+        // The kernel fast path routes with the kernel's FIB, which forwards only where allowed.
+        if (this.net) await this.net.enableForwarding(name);
+        routers.push({
+          isp: isp.name,
+          pop: pop.name,
+          name,
+          address: '',
+          configPath,
+          managed: undefined,
+          ns,
+          dataplane: undefined,
+        });
       }
       pops.push({ name: pop.name, routers });
     }
@@ -388,6 +411,7 @@ export class Lab {
       undefined,
       { netns: r.ns },
     );
+    r.dataplane = r.managed.ready.dataplane;
     r.managed.proc.on('message', (m: TableMessage) => {
       if (m?.event === 'table') this.onTable?.(r.name, m);
     });

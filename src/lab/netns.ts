@@ -203,6 +203,23 @@ export class LabNetwork {
     return n;
   }
 
+  /**
+   * Lets the kernel forward on the node's interface (net.ipv4.conf.<link>.forwarding=1, inside its
+   * namespace only): the kernel fast path's route lookup (bpf_fib_lookup) refuses to forward
+   * otherwise, and passes every packet up to the Node router (docs/dataplane.md).
+   */
+  async enableForwarding(node: string): Promise<void> {
+    const n = this.node(node);
+    try {
+      await execIp('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', `net.ipv4.conf.${n.link}.forwarding=1`]);
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`enabling forwarding on ${n.link} in ${n.ns}: ${(e.stderr ?? e.message).trim()}`, {
+        cause: err,
+      });
+    }
+  }
+
   /** Takes the node's interface down or up (its address stays; `link-down` fault injection). */
   async setLink(node: string, up: boolean): Promise<void> {
     const n = this.node(node);

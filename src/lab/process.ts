@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync, closeSync, readdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ReadyMessage } from '../util/ready.js';
 import { hasCode } from '../util/errors.js';
@@ -99,13 +99,38 @@ export async function stopComponent(proc: ChildProcess, graceMs = 3000): Promise
 /** The signal that makes a lab component write its Node diagnostic report. */
 const REPORT_SIGNAL = 'SIGUSR2';
 
+/**
+ * The report's file name and the gist of it: the main thread's and each worker's JavaScript stack,
+ * and the libuv handles by type. The gist goes into the error, as a test's lab folder is removed.
+ */
 function reports(dir: string, pid: number | undefined): string {
   try {
     const mine = readdirSync(dir).filter((f) => f.startsWith('report.') && f.includes(`.${pid}.`));
-    return mine.length > 0 ? mine.join(', ') : '(none written)';
+    if (mine.length === 0) return '(none written: its event loop was blocked, or it had not started)';
+    return mine.map((f) => `${f}\n${reportGist(join(dir, f))}`).join('\n');
   } catch (err) {
     return `(unreadable: ${(err as Error).message})`;
   }
+}
+
+interface NodeReport {
+  javascriptStack?: { message?: string; stack?: string[] };
+  libuv?: { type?: string; is_active?: boolean }[];
+  workers?: NodeReport[];
+}
+
+function reportGist(path: string): string {
+  const r = JSON.parse(readFileSync(path, 'utf8')) as NodeReport;
+  const stack = (x: NodeReport, who: string): string =>
+    `${who}: ${x.javascriptStack?.message ?? ''}\n    ${(x.javascriptStack?.stack ?? []).slice(0, 12).join('\n    ')}`;
+  const handles = new Map<string, number>();
+  for (const h of r.libuv ?? [])
+    if (h.is_active && h.type) handles.set(h.type, (handles.get(h.type) ?? 0) + 1);
+  return [
+    stack(r, 'main thread'),
+    ...(r.workers ?? []).map((w, i) => stack(w, `worker ${i + 1}`)),
+    `active handles: ${[...handles].map(([t, n]) => `${t} ${n}`).join(', ') || 'none'}`,
+  ].join('\n');
 }
 
 function tail(path: string, lines = 15): string {

@@ -3,8 +3,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Circuit, CircuitInput, EgressAction, PublishedCircuitCounters } from '../store/circuit.js';
 import type { CircuitStore } from '../store/store.js';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
+import { burstBytes } from '../router/police.js';
 import {
   CapacityError,
   ConflictError,
@@ -76,7 +77,11 @@ export class HttpError extends Error {
   }
 }
 
-export function toView(c: Circuit, ingress: string[]): CircuitViewT {
+/**
+ * A circuit as the API shows it. The tag key only with `withTagKey`: in the answers to the owner's
+ * create and single GET, never in a list (a list is the view most likely to be logged or shared).
+ */
+export function toView(c: Circuit, ingress: string[], withTagKey = false): CircuitViewT {
   const view: CircuitViewT = {
     auth: c.auth,
     ingressPop: c.ingressPop,
@@ -86,6 +91,11 @@ export function toView(c: Circuit, ingress: string[]): CircuitViewT {
     createdAt: c.createdAt,
     revision: c.revision,
   };
+  if (c.burstBytes !== undefined) view.burstBytes = c.burstBytes;
+  if (c.tagKey) {
+    view.tagsRequired = true;
+    if (withTagKey) view.tagKey = c.tagKey;
+  }
   const a = c.action;
   if (a.kind === 'forward') view.next = a.next;
   else if (a.kind === 'deliver-endpoint')
@@ -131,7 +141,8 @@ export async function circuitRoutes(
 ): Promise<void> {
   const { config, store, routers } = opts;
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
-  const view = async (c: Circuit): Promise<CircuitViewT> => toView(c, await routers.addresses(c.ingressPop));
+  const view = async (c: Circuit, withTagKey = false): Promise<CircuitViewT> =>
+    toView(c, await routers.addresses(c.ingressPop), withTagKey);
   const accounts = new AccountKeys(config.accounts);
   const pops = new Set(config.pops.map((p) => p.name));
   const offers = new Map(config.offers.map((o) => [`${o.from}->${o.to}`, o]));
@@ -260,7 +271,7 @@ export async function circuitRoutes(
       schema: {
         summary: 'Buy a circuit from ingress PoP to egress PoP',
         description:
-          'Give exactly one of `next` (chain to the next segment) or `deliver` (last segment). Returns the authenticator to send with and the ingress routers to send to. With an `Idempotency-Key` header, a retry with the same key (same account) returns the circuit the key created, with `Idempotent-Replayed: true`, and creates and bills nothing; the same key with a different body is 422.',
+          "Give exactly one of `next` (chain to the next segment) or `deliver` (last segment). Returns the authenticator to send with and the ingress routers to send to; with `requireTags` (or on an ISP that requires tags) also the circuit's `tagKey`. With an `Idempotency-Key` header, a retry with the same key (same account) returns the circuit the key created, with `Idempotent-Replayed: true`, and creates and bills nothing; the same key with a different body is 422.",
         tags: ['circuits'],
         security: [{ bearer: [] }],
         body: CreateCircuitBody,
@@ -315,6 +326,9 @@ export async function circuitRoutes(
         internalAuth: b.ingressPop === b.egressPop ? '' : newAuthenticator(),
         internalRouters,
         action,
+        burstBytes: burstBytes(b.bandwidthMbps, offer.burstMs),
+        // From the OS CSPRNG, like the authenticator; the owner gets it once here (and on GET).
+        ...(b.requireTags || config.requireTags ? { tagKey: randomBytes(16).toString('hex') } : {}),
       };
       const created = await store
         .create(
@@ -328,7 +342,7 @@ export async function circuitRoutes(
         req.log.info({ auth: created.auth.slice(0, 8), account: req.account }, 'idempotent create replayed');
         reply.header('idempotent-replayed', 'true');
       } else req.log.info({ auth: created.auth.slice(0, 8), account: req.account }, 'circuit created');
-      return reply.code(201).send(await view(created));
+      return reply.code(201).send(await view(created, true));
     },
   );
 
@@ -344,7 +358,7 @@ export async function circuitRoutes(
     },
     async (req) => {
       const list = await store.list({ owner: req.account }).catch(storeErrorToHttp);
-      return { circuits: await Promise.all(list.map(view)) };
+      return { circuits: await Promise.all(list.map((c) => view(c))) };
     },
   );
 
@@ -359,7 +373,7 @@ export async function circuitRoutes(
         response: { 200: CircuitView, ...errors },
       },
     },
-    async (req) => view(await owned(req.params.auth, req.account)),
+    async (req) => view(await owned(req.params.auth, req.account), true),
   );
 
   r.post(

@@ -4,6 +4,7 @@ import { AddressString, BindAddressString } from '../util/address-schema.js';
 import { TargetPolicySchema } from './target-policy.js';
 import { TlsConfigSchema } from '../util/http.js';
 import { API_KEY_HASH_PATTERN } from './accounts.js';
+import { DEFAULT_BURST_MS, MIN_BURST_BYTES } from '../router/police.js';
 
 const Address = AddressString();
 
@@ -19,6 +20,13 @@ export const OfferConfigSchema = Type.Object(
     maxLossPct: Type.Number({ minimum: 0, maximum: 100, default: 0.1 }),
     uptimePct: Type.Number({ minimum: 0, maximum: 100, default: 99.99 }),
     pricePerMbps: Type.Number({ minimum: 0, default: 1, description: 'monthly price per Mb/s' }),
+    burstMs: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 10_000,
+        description: `policing burst, as milliseconds of traffic at the bought rate (default ${DEFAULT_BURST_MS}); never less than ${MIN_BURST_BYTES} bytes`,
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -109,6 +117,12 @@ export const PortalConfigSchema = Type.Object(
       ),
     ),
     sla: Type.Optional(SlaConfigSchema),
+    requireTags: Type.Optional(
+      Type.Boolean({
+        description:
+          "every circuit sold must carry this ISP's per-packet tag (docs/wire.md), whether or not the buyer asks",
+      }),
+    ),
     /** Where customers may make this ISP send: absent means the production default (src/portal/target-policy.ts). */
     targetPolicy: Type.Optional(TargetPolicySchema),
   },

@@ -50,6 +50,11 @@ export interface SlaReport {
   slackPackets: number;
   /** in - out - slack, never negative. */
   lostPackets: number;
+  /**
+   * DATA the ingress refused in the span as over the bought rate. Never in `inPackets` (the routers
+   * count in only what they admit), so never loss: the customer's excess is not the ISP's breach.
+   */
+  overRatePackets: number;
   /** Loss over the span in percent; null with fewer than `minPackets` entering. */
   lossPct: number | null;
   /** Latest one-way latency estimate across the segment (ms); null when not measured. */
@@ -71,10 +76,15 @@ export class CounterSeries {
   readonly t: number[] = [];
   readonly in: number[] = [];
   readonly out: number[] = [];
+  /** DATA the ingress dropped as over the bought rate (`over-rate`): reported, never judged as loss. */
+  readonly overRate: number[] = [];
+  /** How long the router took to read the sample's counters (ms): its timestamp's uncertainty. */
+  readonly readMs: number[] = [];
   /** Counting began at 0 in the first sample: before it, the value is known to be 0. */
   private startsAtZero = false;
   private rawIn = 0;
   private rawOut = 0;
+  private rawOverRate = 0;
 
   constructor(
     readonly router: string,
@@ -94,33 +104,54 @@ export class CounterSeries {
   }
 
   /** Adds a sample; repeats and samples older than the last (a re-read of the same publish) are ignored. */
-  add(t: number, rawIn: number, rawOut: number): void {
+  add(t: number, rawIn: number, rawOut: number, rawOverRate = 0, readMs = 0): void {
     const n = this.t.length;
     if (n === 0) {
-      this.startsAtZero = rawIn === 0 && rawOut === 0;
-      this.push(t, rawIn, rawOut);
+      this.startsAtZero = rawIn === 0 && rawOut === 0 && rawOverRate === 0;
+      this.push(t, rawIn, rawOut, rawOverRate, readMs);
     } else {
       if (t <= this.t[n - 1]!) return;
-      const dIn = rawIn >= this.rawIn ? rawIn - this.rawIn : rawIn;
-      const dOut = rawOut >= this.rawOut ? rawOut - this.rawOut : rawOut;
-      this.push(t, this.in[n - 1]! + dIn, this.out[n - 1]! + dOut);
+      const d = (raw: number, last: number): number => (raw >= last ? raw - last : raw);
+      this.push(
+        t,
+        this.in[n - 1]! + d(rawIn, this.rawIn),
+        this.out[n - 1]! + d(rawOut, this.rawOut),
+        this.overRate[n - 1]! + d(rawOverRate, this.rawOverRate),
+        readMs,
+      );
     }
     this.rawIn = rawIn;
     this.rawOut = rawOut;
+    this.rawOverRate = rawOverRate;
   }
 
-  private push(t: number, vin: number, vout: number): void {
+  private push(t: number, vin: number, vout: number, vover: number, readMs: number): void {
     this.t.push(t);
     this.in.push(vin);
     this.out.push(vout);
+    this.overRate.push(vover);
+    this.readMs.push(Math.max(0, readMs));
+  }
+
+  /** The slowest counter read among the samples that `at` uses for instants in [from, to]. */
+  readUncertaintyMs(from: number, to: number): number {
+    let worst = 0;
+    for (let i = 0; i < this.t.length; i++) {
+      const next = this.t[i + 1] ?? Infinity;
+      // Sample i bounds the interpolation for instants from t[i-1] up to t[i+1].
+      if (next < from || (this.t[i - 1] ?? -Infinity) > to) continue;
+      worst = Math.max(worst, this.readMs[i]!);
+    }
+    return worst;
   }
 
   /** The cumulative counters at time `t`, or undefined before anything is known. */
-  at(t: number): { in: number; out: number } | undefined {
+  at(t: number): { in: number; out: number; overRate: number } | undefined {
     const n = this.t.length;
     if (n === 0) return undefined;
-    if (t < this.t[0]!) return this.startsAtZero ? { in: 0, out: 0 } : undefined;
-    if (t >= this.t[n - 1]!) return { in: this.in[n - 1]!, out: this.out[n - 1]! };
+    if (t < this.t[0]!) return this.startsAtZero ? { in: 0, out: 0, overRate: 0 } : undefined;
+    if (t >= this.t[n - 1]!)
+      return { in: this.in[n - 1]!, out: this.out[n - 1]!, overRate: this.overRate[n - 1]! };
     // Binary search for the last sample at or before t.
     let lo = 0;
     let hi = n - 1;
@@ -133,6 +164,7 @@ export class CounterSeries {
     return {
       in: this.in[lo]! + f * (this.in[hi]! - this.in[lo]!),
       out: this.out[lo]! + f * (this.out[hi]! - this.out[lo]!),
+      overRate: this.overRate[lo]! + f * (this.overRate[hi]! - this.overRate[lo]!),
     };
   }
 
@@ -144,6 +176,8 @@ export class CounterSeries {
     this.t.splice(0, drop);
     this.in.splice(0, drop);
     this.out.splice(0, drop);
+    this.overRate.splice(0, drop);
+    this.readMs.splice(0, drop);
     this.startsAtZero = false;
   }
 }
@@ -212,7 +246,13 @@ export class SlaMonitor {
         if (!rows) this.circuits.set(auth, (rows = new Map()));
         let series = rows.get(s.router);
         if (!series) rows.set(s.router, (series = new CounterSeries(s.router, s.pop, s.address)));
-        series.add(t, c.inPackets ?? 0, c.outPackets ?? 0);
+        series.add(
+          t,
+          c.inPackets ?? 0,
+          c.outPackets ?? 0,
+          c.drops?.['over-rate'] ?? 0,
+          s.countersReadMs ?? 0,
+        );
       }
     }
     this.prune();
@@ -286,12 +326,16 @@ export class SlaMonitor {
     );
     let inPackets = 0;
     let outPackets = 0;
+    let overRatePackets = 0;
     const carriedIn: CounterSeries[] = [];
     const carriedOut: CounterSeries[] = [];
     if (freshIn.length > 0 && freshOut.length > 0 && Number.isFinite(t1) && t1 > t0) {
       for (const r of ingress) {
-        const d = r.at(t1)!.in - r.at(t0)!.in;
+        const a = r.at(t0)!;
+        const b = r.at(t1)!;
+        const d = b.in - a.in;
         inPackets += d;
+        overRatePackets += b.overRate - a.overRate;
         if (d > 0) carriedIn.push(r);
       }
       for (const extra of IN_FLIGHT_EXTRA_MS) {
@@ -306,13 +350,18 @@ export class SlaMonitor {
       t0 = t1 = NaN;
     }
     // Routers' snapshots are a millisecond or two apart and timestamped to the ms: a deficit
-    // of that much traffic is measurement slack, not loss.
+    // of that much traffic is measurement slack, not loss. So is what a router's slow read of its
+    // counters blurs: each count at the window's two ends may be off by the traffic of that read.
     let slackPackets = 0;
     if (Number.isFinite(t1)) {
       const from = Math.max(t0, t1 - 1000);
       let recent = 0;
       for (const r of ingress) recent += r.at(t1)!.in - r.at(from)!.in;
-      if (t1 > from) slackPackets = Math.ceil((recent / (t1 - from)) * IN_FLIGHT_SLACK_MS);
+      const worst = (rows: CounterSeries[], a: number, b: number): number =>
+        Math.max(0, ...rows.map((r) => r.readUncertaintyMs(a, b)));
+      const readSlackMs =
+        2 * (worst(ingress, t0, t1 + longest) + worst(egress, t0 + shift, t1 + shift + longest));
+      if (t1 > from) slackPackets = Math.ceil((recent / (t1 - from)) * (IN_FLIGHT_SLACK_MS + readSlackMs));
     }
     inPackets = Math.round(inPackets);
     outPackets = Math.round(outPackets);
@@ -355,6 +404,7 @@ export class SlaMonitor {
       outPackets,
       slackPackets,
       lostPackets,
+      overRatePackets: Math.round(overRatePackets),
       lossPct,
       latencyMs: latencyMs === undefined ? null : round3(latencyMs),
       latencyMaxMs: latencyMaxMs === null ? null : round3(latencyMaxMs),

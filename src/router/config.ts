@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
 import { BindAddressString } from '../util/address-schema.js';
+import { DATAPLANE_MODES, KERNEL_ATTACHES } from './dataplane-mode.js';
 
 /** Router liveness keepalive interval by default (× 3 missed = dead), as SCION runs BFD. */
 export const DEFAULT_LIVENESS_INTERVAL_MS = 200;
@@ -145,6 +146,35 @@ export const RouterConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    dataplane: Type.Union(
+      DATAPLANE_MODES.map((m) => Type.Literal(m)),
+      {
+        default: 'auto',
+        description:
+          'where DATA of known circuits is forwarded: kernel (the eBPF/XDP fast path; the router does not start without it), node (this process), or auto (the kernel path when it loads and the listen address is on an interface other than loopback, else node, with the reason): docs/dataplane.md',
+      },
+    ),
+    kernel: Type.Object(
+      {
+        attach: Type.Union([Type.Literal('auto'), ...KERNEL_ATTACHES.map((m) => Type.Literal(m))], {
+          default: 'auto',
+          description:
+            'how the program is attached: auto tries xdp-native, xdp-generic, then tc (on a veth: xdp-generic, then tc)',
+        }),
+        maxCircuits: Type.Integer({
+          minimum: 1,
+          default: 65536,
+          description: 'circuits the kernel maps hold (192 bytes each); more stay on the Node path',
+        }),
+        maxTagged: Type.Integer({
+          minimum: 1,
+          default: 16384,
+          description:
+            'ingress circuits with per-packet tags the kernel holds (360 bytes each, preallocated)',
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     impair: Type.Optional(ImpairConfigSchema),
     announceTable: Type.Boolean({
       default: false,
@@ -167,11 +197,13 @@ type Defaulted =
   | 'storeThread'
   | 'socketBufferBytes'
   | 'registrationTtlMs'
-  | 'announceTable';
+  | 'announceTable'
+  | 'dataplane';
 /** A router config as written to a file: fields with defaults may be left out. */
-export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'impair'> &
+export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'impair' | 'kernel'> &
   Partial<Pick<RouterConfig, Defaulted>> & {
     failover?: DeepPartial<RouterConfig['failover']>;
+    kernel?: Partial<RouterConfig['kernel']>;
     impair?: ImpairConfigInput;
   };
 /** An `impair` section as written: `dropPct` and `delayMs` default to 0. */

@@ -1,13 +1,20 @@
+import { performance } from 'node:perf_hooks';
 import {
   AUTH_LENGTH,
+  HEADER_LENGTH,
   OFFSET_AUTH,
+  OFFSET_FLAGS,
   OFFSET_HOP_LIMIT,
   OFFSET_TYPE,
   PacketType,
+  TAG_LENGTH,
   check,
   headerLength,
+  tagCount,
+  tagFlags,
   type DecodeErrorCode,
 } from '../wire/header.js';
+import { admit } from './ingress.js';
 import { authKeyFromPacket } from '../wire/authenticator.js';
 import { formatAddress } from '../wire/address.js';
 import type { Entry, ForwardingTable, Hop } from './table.js';
@@ -26,7 +33,10 @@ export type DropReason =
   | 'impair'
   | 'bad-payload'
   | 'unsolicited-reply'
-  | 'relay-busy';
+  | 'relay-busy'
+  | 'over-rate'
+  | 'bad-tag'
+  | 'replay';
 
 export const DROP_REASONS: readonly DropReason[] = [
   'truncated',
@@ -44,11 +54,22 @@ export const DROP_REASONS: readonly DropReason[] = [
   'bad-payload',
   'unsolicited-reply',
   'relay-busy',
+  'over-rate',
+  'bad-tag',
+  'replay',
 ];
+
+/** Drops that refuse the customer's own DATA at the ISP's door: never counted `in`, never the ISP's loss. */
+export const INGRESS_REFUSALS: readonly DropReason[] = ['over-rate', 'bad-tag', 'replay'];
+
+/** Monotonic time in ns, for policing. */
+export type Clock = () => number;
+export const monotonicNs: Clock = () => Math.round(performance.now() * 1e6);
 
 /** The I/O the data plane needs, and nothing more: sockets live behind it. */
 export interface Output {
-  send(packet: Buffer, port: number, host: string): void;
+  /** Sends `packet` from byte `offset` on (a tag popped at the ingress moves the header up: docs/wire.md). */
+  send(packet: Buffer, port: number, host: string, offset?: number): void;
   /** Send a decapsulated payload to an unmodified UDP server from the circuit's own socket. */
   deliverUdp(entry: Entry & { kind: 'deliver-udp' }, payload: Buffer): void;
 }
@@ -123,9 +144,11 @@ export interface HandledCounters {
 
 /**
  * The packet path. `process` takes one datagram through a fixed sequence of
- * checks (well-formed, type, known authenticator, hop limit) and then performs
- * the circuit's action by rewriting the header in place. It never throws and
- * never awaits: the table is a Map that the store sync updates between packets.
+ * checks (well-formed, type, known authenticator, hop limit, and for DATA entering
+ * the ISP the tag and replay window, then policing) and then performs the circuit's
+ * action by rewriting the header in place. It never throws and never awaits: the
+ * table is a Map that the store sync updates between packets. The kernel path copies
+ * this order exactly (docs/wire.md, "What a router does with a packet").
  */
 export class DataPlane {
   readonly drops = new DropCounters();
@@ -146,6 +169,8 @@ export class DataPlane {
     private readonly out: Output,
     private readonly control: Control = NO_CONTROL,
     private readonly diagnostics: Diagnostics = NO_DIAGNOSTICS,
+    /** Monotonic ns for policing; a test passes its own. */
+    private readonly clock: Clock = monotonicNs,
   ) {}
 
   process(buf: Buffer, fromPort: number, fromHost: string): void {
@@ -190,17 +215,35 @@ export class DataPlane {
     const entry = this.table.lookup(authKeyFromPacket(buf, OFFSET_AUTH));
     if (entry === undefined) return this.drops.add('unknown-auth');
 
-    // DATA entering the ISP: counted before anything can drop it, so in - out is the segment's loss.
-    if (type === PacketType.Data && entry.ingress) countIn(entry.counters, buf.length);
-
-    // 4. Hop limit: a looped circuit dies here.
+    // 4. Hop limit: a looped circuit dies here. DATA entering the ISP is counted in first: a
+    //    loop is the ISP's loss.
     const hops = buf[OFFSET_HOP_LIMIT]!;
-    if (hops <= 1) return this.dropFor(entry, 'hop-limit');
-    buf[OFFSET_HOP_LIMIT] = hops - 1;
+    const entering = type === PacketType.Data && entry.ingress;
+    if (hops <= 1) {
+      if (entering) countIn(entry.counters, buf.length);
+      return this.dropFor(entry, 'hop-limit');
+    }
+
+    // 5. DATA entering the ISP: the tag and replay window when the circuit requires tags, then
+    //    policing at the bought rate. A refusal is the sender's doing, so it is never counted
+    //    in (nor as the ISP's loss); whatever passes is, so in - out is the segment's loss.
+    let start = 0;
+    const payloadAt = headerLength(buf);
+    if (entering) {
+      const guard = entry.guard;
+      if (guard !== undefined) {
+        const refused = admit(guard, buf, this.clock());
+        if (refused !== undefined) return this.dropFor(entry, refused);
+        // Pop our tag: the header moves up over it, so the next ISP finds its own tag first.
+        if (guard.tagKey !== undefined) start = popTag(buf);
+      }
+      countIn(entry.counters, buf.length);
+    }
+    buf[start + OFFSET_HOP_LIMIT] = hops - 1;
     entry.counters.packets++;
     entry.counters.bytes += buf.length;
 
-    // 5. Probes are acked to the previous hop before they travel on. The ack only says
+    // 6. Probes are acked to the previous hop before they travel on. The ack only says
     //    "this router is alive", so it is sent even for probes the rate limit then drops.
     if (type === PacketType.Probe) {
       this.handled.probes++;
@@ -225,12 +268,12 @@ export class DataPlane {
     }
     this.handled.data++;
 
-    // 6. The circuit's action.
+    // 7. The circuit's action.
     if (entry.kind === 'deliver-udp') {
-      countOut(entry.counters, buf.length);
-      return this.out.deliverUdp(entry, buf.subarray(headerLength(buf)));
+      countOut(entry.counters, buf.length - start);
+      return this.out.deliverUdp(entry, buf.subarray(payloadAt));
     }
-    this.forward(buf, entry.next, entry, false);
+    this.forward(buf, entry.next, entry, false, start);
   }
 
   private trace(buf: Buffer, entry: Entry, hops: number): void {
@@ -256,16 +299,17 @@ export class DataPlane {
     if (reason !== undefined) this.drops.add(reason);
   }
 
-  private forward(buf: Buffer, next: Hop, entry: Entry, probe: boolean): void {
+  /** Sends the packet that starts at `start` of `buf` (after a popped tag) to the hop's active address. */
+  private forward(buf: Buffer, next: Hop, entry: Entry, probe: boolean, start = 0): void {
     const to = next.addresses[next.active];
     if (to === undefined) return this.dropFor(entry, 'no-next-hop');
-    if (next.auth !== undefined) next.auth.copy(buf, OFFSET_AUTH, 0, AUTH_LENGTH);
-    const sent = this.trySend(buf, to.port, to.host);
+    if (next.auth !== undefined) next.auth.copy(buf, start + OFFSET_AUTH, 0, AUTH_LENGTH);
+    const sent = this.trySend(buf, to.port, to.host, start);
     if (probe) this.control.probeForwarded(next, buf);
-    else if (buf[OFFSET_TYPE] !== PacketType.Data) return;
+    else if (buf[start + OFFSET_TYPE] !== PacketType.Data) return;
     else if (!sent) countDrop(entry.counters, 'send-error');
     // Leaving the ISP: an egress-PoP entry hands the packet to the next ISP or the destination.
-    else if (entry.kind !== 'internal') countOut(entry.counters, buf.length);
+    else if (entry.kind !== 'internal') countOut(entry.counters, buf.length - start);
   }
 
   /**
@@ -293,9 +337,9 @@ export class DataPlane {
   }
 
   /** Sends, counting a failure as a `send-error` drop; false when it failed. Also for the router's own replies. */
-  trySend(buf: Buffer, port: number, host: string): boolean {
+  trySend(buf: Buffer, port: number, host: string, offset = 0): boolean {
     try {
-      this.out.send(buf, port, host);
+      this.out.send(buf, port, host, offset);
       return true;
     } catch {
       // Counted, not logged: this is the packet path (EAGAIN on a full buffer, a bad target).
@@ -303,6 +347,17 @@ export class DataPlane {
       return false;
     }
   }
+}
+
+/**
+ * Removes the first tag of the stack in place: the fixed header moves up by one tag over it, with
+ * one tag fewer in its flags. Returns where the packet now starts. No bytes of the payload move.
+ */
+function popTag(buf: Buffer): number {
+  const left = tagCount(buf) - 1;
+  buf.copyWithin(TAG_LENGTH, 0, HEADER_LENGTH);
+  buf[TAG_LENGTH + OFFSET_FLAGS] = tagFlags(left);
+  return TAG_LENGTH;
 }
 
 function countIn(c: CircuitCounters, bytes: number): void {

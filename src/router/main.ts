@@ -3,10 +3,12 @@ import { createLogger } from '../util/log.js';
 import { announceReady } from '../util/ready.js';
 import { RouterConfigSchema } from './config.js';
 import { Router } from './router.js';
+import { dataplaneText, type DataplaneMode } from './dataplane-mode.js';
 
-/** `arrow router --config FILE`: forward ARROW packets until SIGINT/SIGTERM. */
-export async function runRouter(configPath: string): Promise<void> {
+/** `arrow router --config FILE [--dataplane MODE]`: forward ARROW packets until SIGINT/SIGTERM. */
+export async function runRouter(configPath: string, o: { dataplane?: DataplaneMode } = {}): Promise<void> {
   const config = loadConfig(RouterConfigSchema, configPath);
+  if (o.dataplane) config.dataplane = o.dataplane;
   const log = createLogger(`router-${config.name}`);
   const router = new Router(config, log);
   if (config.announceTable && process.send) {
@@ -34,7 +36,21 @@ export async function runRouter(configPath: string): Promise<void> {
   };
   process.once('SIGINT', () => void shutdown());
   process.once('SIGTERM', () => void shutdown());
-  announceReady({ address: router.address }, shutdown);
+  const d = router.dataplaneStatus;
+  announceReady(
+    {
+      address: router.address,
+      dataplane: {
+        mode: d.mode,
+        reason: d.reason,
+        ...(d.interface ? { interface: d.interface } : {}),
+        ...(d.attach ? { attach: d.attach } : {}),
+      },
+    },
+    shutdown,
+  );
   if (!process.send)
-    console.log(`router ${config.name} (${config.isp}/${config.pop}) forwarding on ${router.address}`);
+    console.log(
+      `router ${config.name} (${config.isp}/${config.pop}) forwarding on ${router.address}; data plane: ${dataplaneText(d)}`,
+    );
 }

@@ -12,6 +12,17 @@ import { Failover } from './failover.js';
 import { RouterDiagnostics } from './diagnostics.js';
 import { ImpairStage, impairActive } from './impair.js';
 import { openStoreSync, type StoreSync } from './store-sync.js';
+import {
+  attachKernelPath,
+  dataplaneText,
+  KernelRequired,
+  openKernelPath,
+  type DataplaneStatus,
+  type KernelPathOptions,
+  type NodeReason,
+} from './dataplane-mode.js';
+import { KernelMirror } from './kernel-mirror.js';
+import type { KernelStats } from './kernel.js';
 
 /**
  * One ARROW router: a UDP socket, a forwarding table synced from the ISP's store,
@@ -41,13 +52,17 @@ export class Router {
   readonly diagnostics: RouterDiagnostics;
   /** Lab fault injection in front of the data plane, when the config asks for it. */
   readonly impair: ImpairStage | undefined;
+  /** The kernel fast path's maps, mirroring the table, when the router runs it. */
+  private kernel: KernelMirror | undefined;
+  private dataplaneNow: DataplaneStatus = { mode: 'node', requested: 'auto', reason: 'not started' };
 
   constructor(
     readonly config: RouterConfig,
     private readonly log: Logger,
   ) {
     this.table = new ForwardingTable(config.pop, (k) => this.failover.isDead(k));
-    const send = (b: Buffer, port: number, host: string): void => this.socket!.send(b, port, host);
+    const send = (b: Buffer, port: number, host: string, offset = 0): void =>
+      this.socket!.send(b, offset, b.length - offset, port, host);
     this.failover = new Failover(this.table, config.failover, send, () => this.sync, log);
     this.dataplane = new DataPlane(
       this.table,
@@ -71,11 +86,33 @@ export class Router {
     return this.boundAddress;
   }
 
+  /** Which data plane forwards DATA of known circuits, and why (decided by start). */
+  get dataplaneStatus(): DataplaneStatus {
+    return this.dataplaneNow;
+  }
+
   async start(): Promise<void> {
     const { config, log } = this;
     const listen = mustParseAddress(config.listen, { bind: true });
+    // Before the store: `--dataplane kernel` that cannot work fails at once, and the table's
+    // snapshot below goes straight into the kernel's maps.
+    const kernelOpts: KernelPathOptions = {
+      requested: config.dataplane,
+      host: listen.host,
+      attach: config.kernel.attach,
+      maxCircuits: config.kernel.maxCircuits,
+      maxTagged: config.kernel.maxTagged,
+    };
+    const kernelPath = impairActive(config.impair)
+      ? this.impairRefusal(config.dataplane)
+      : openKernelPath(kernelOpts);
+    if (kernelPath.program !== undefined) {
+      this.kernel = new KernelMirror(kernelPath.program, log);
+      this.table.observer = this.kernel;
+    }
     // Said before anything that can wait (the store thread, a store that is down): a router that
-    // never gets ready then shows how far it got.
+    // never gets ready then shows how far it got. After the kernel path's check, so that a
+    // `--dataplane kernel` that cannot work fails in one line.
     log.info({ router: config.name, store: config.store.kind }, 'router starting: reading the circuit store');
     this.sync = openStoreSync(
       { store: config.store, isp: config.isp, pollMs: config.storePollMs, thread: config.storeThread },
@@ -131,6 +168,26 @@ export class Router {
     socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'));
     const a = socket.address() as AddressInfo;
     this.boundAddress = formatAddress({ host: a.address, port: a.port });
+    // Attached only now: the program needs the bound port, and a packet it passes up needs the socket.
+    const attached =
+      kernelPath.program !== undefined
+        ? attachKernelPath(kernelPath, { ...kernelOpts, port: a.port }, log)
+        : kernelPath;
+    if (attached.mode !== undefined) this.dataplaneNow = attached;
+    else {
+      this.useNodePath();
+      this.dataplaneNow = { mode: 'node', requested: config.dataplane, reason: attached.reason };
+    }
+    const d = this.dataplaneNow;
+    log.info(
+      { ...d, circuits: this.kernel?.size, refused: this.kernel?.refusals() },
+      `data plane: ${dataplaneText(d)}`,
+    );
+    if (d.forwarding === false)
+      log.warn(
+        { interface: d.interface },
+        `forwarding is off on ${d.interface}: the kernel path passes every packet up (sysctl -w net.ipv4.conf.${d.interface}.forwarding=1)`,
+      );
 
     // Announce ourselves only once we forward: portals offer live routers as ingress and backups.
     this.sync.registerRouter(
@@ -145,17 +202,38 @@ export class Router {
   }
 
   stats(): RouterStats {
+    // The counters first, between two clock readings: the portal balances one router's `in`
+    // against another's `out` at common instants, so it must know when these were taken, and how
+    // uncertain that is when the process stalled while reading (a busy or stolen CPU).
+    const readFrom = Date.now();
+    // The kernel's per-circuit counts go into the table's first, so `circuits` covers both paths.
+    this.kernel?.fold();
+    const kernel = this.kernel?.stats();
+    const circuits = this.table.snapshotCounters();
+    const countersReadMs = Date.now() - readFrom;
     return {
       router: this.config.name,
       pop: this.config.pop,
       address: this.boundAddress,
-      updatedAt: new Date().toISOString(),
-      drops: { ...this.dataplane.drops.counts },
-      handled: { ...this.dataplane.handled },
+      updatedAt: new Date(readFrom).toISOString(),
+      countersReadMs,
+      drops: withKernelDrops({ ...this.dataplane.drops.counts }, kernel),
+      handled: withKernelData({ ...this.dataplane.handled }, kernel),
+      dataplane: {
+        ...this.dataplaneNow,
+        ...(this.kernel && kernel
+          ? {
+              kernel,
+              circuits: this.kernel.size,
+              refused: this.kernel.refusals(),
+              mapErrors: this.kernel.mapErrors,
+            }
+          : {}),
+      },
       failover: { ...this.failover.counters },
       neighbours: this.failover.neighbours.snapshot(),
       liveness: { keepaliveWaitMs: this.failover.keepaliveWait.snapshot() },
-      circuits: this.table.snapshotCounters(),
+      circuits,
       ...rejectionStats(this.table.snapshotRejections()),
       storeErrors: this.sync?.backgroundErrors ?? 0,
       loopDelayMs: this.takeLoopDelay(),
@@ -210,10 +288,42 @@ export class Router {
     this.impair?.stop();
     this.loopDelay.disable();
     await this.publishStats();
+    // Detaching ends the kernel's forwarding with the Node path's, as a crash would.
+    this.useNodePath();
     this.delivery?.close();
     await new Promise<void>((resolve) => (this.socket ? this.socket.close(() => resolve()) : resolve()));
     await this.sync?.close();
   }
+
+  /** Fault injection happens in this process, so the kernel must not forward past it. */
+  private impairRefusal(requested: RouterConfig['dataplane']): NodeReason {
+    const reason = 'impairment is configured, and it runs in the Node path';
+    if (requested === 'kernel') throw new KernelRequired(`--dataplane kernel: ${reason}`);
+    return { reason };
+  }
+
+  /** Detaches and unloads the kernel path (the table stays whole: the Node path has every entry). */
+  private useNodePath(): void {
+    this.table.observer = undefined;
+    this.kernel?.close();
+    this.kernel = undefined;
+  }
+}
+
+/** The router's drops by reason, with the kernel's (the same reasons, counted where they happened). */
+function withKernelDrops(drops: Record<string, number>, k: KernelStats | undefined): Record<string, number> {
+  if (k === undefined) return drops;
+  drops['hop-limit'] = (drops['hop-limit'] ?? 0) + k.dropHopLimit;
+  drops['over-rate'] = (drops['over-rate'] ?? 0) + k.dropOverRate;
+  drops['bad-tag'] = (drops['bad-tag'] ?? 0) + k.dropBadTag;
+  drops.replay = (drops.replay ?? 0) + k.dropReplay;
+  return drops;
+}
+
+/** DATA the router forwarded: the Node path's count and the kernel's sends. */
+function withKernelData(handled: Record<string, number>, k: KernelStats | undefined): Record<string, number> {
+  if (k !== undefined) handled.data = (handled.data ?? 0) + k.tx + k.redirect;
+  return handled;
 }
 
 function rejectionStats(r: { count: number; circuits: Record<string, string> }): Partial<RouterStats> {

@@ -1,6 +1,7 @@
 import type { ChangeEvent, Circuit, CircuitCounters, HopKind } from '../store/circuit.js';
 import { authKeyFromHex, authToBytes } from '../wire/authenticator.js';
 import { formatAddress, parseAddress, type UdpAddress } from '../wire/address.js';
+import { ingressGuard, type IngressGuard } from './ingress.js';
 
 /** A next hop as the data plane uses it: parsed addresses, the one in use, and the authenticator to write. */
 export interface Hop {
@@ -24,6 +25,8 @@ interface EntryBase {
   counters: CircuitCounters;
   /** This router is in the circuit's ingress PoP: its DATA enters the ISP here (counted `in`). */
   ingress: boolean;
+  /** At the ingress entry only: policing, and the tag and replay checks when the circuit requires tags. */
+  guard: IngressGuard | undefined;
 }
 export type Entry =
   | (EntryBase & { kind: 'forward' | 'internal' | 'deliver-endpoint'; next: Hop })
@@ -38,6 +41,25 @@ export interface HopMove {
   from: string;
   to: string;
   active: number;
+}
+
+/**
+ * Told of every change to the table's entries, as it happens, off the packet path: the kernel
+ * fast path mirrors the table into its maps through this (src/router/kernel-mirror.ts). A router
+ * holds at most one entry per circuit (the one of the PoP it sits in).
+ */
+export interface TableObserver {
+  /** The circuit's entry was compiled from a record: new, re-chained or re-keyed. */
+  compiled(key: string, entry: Entry): void;
+  /** Only the active address of the entry's hop changed (a repair, or the store's record of one). */
+  moved(key: string, entry: Entry): void;
+  /** The circuit left this router's table. */
+  removed(circuit: string): void;
+  /**
+   * A change is complete (a repair, a record): the `moved` calls since the last flush may be applied
+   * now, as one batch.
+   */
+  flush?(): void;
 }
 
 /**
@@ -160,14 +182,22 @@ export function compileCircuit(
   pop: string,
   counters: CircuitCounters,
   isDead: (key: string) => boolean = () => false,
+  previousGuard?: IngressGuard,
 ): Array<{ key: string; entry: Entry }> {
   const out: Array<{ key: string; entry: Entry }> = [];
   if (typeof circuit !== 'object' || circuit === null) throw new CompileError('record is not an object');
   compileAuth(circuit.auth, 'circuit authenticator');
   if (circuit.ingressPop !== pop && circuit.egressPop !== pop) return out;
   const sameCircuit = circuit.ingressPop === circuit.egressPop;
-  const base = { circuit: circuit.auth, owner: circuit.owner, counters, ingress: pop === circuit.ingressPop };
-  if (pop === circuit.ingressPop && !sameCircuit) {
+  const ingress = pop === circuit.ingressPop;
+  const mbps: unknown = circuit.bandwidthMbps;
+  if (ingress && !(typeof mbps === 'number' && Number.isFinite(mbps) && mbps > 0))
+    throw new CompileError(
+      `bandwidthMbps: expected a positive number to police at, got ${JSON.stringify(mbps)}`,
+    );
+  const guard = ingress ? ingressGuard(circuit, previousGuard) : undefined;
+  const base = { circuit: circuit.auth, owner: circuit.owner, counters, ingress, guard };
+  if (ingress && !sameCircuit) {
     out.push({
       key: authKeyFromHex(circuit.auth),
       entry: {
@@ -178,6 +208,9 @@ export function compileCircuit(
     });
   }
   if (pop === circuit.egressPop) {
+    // The egress entry of a circuit across PoPs is keyed by the internal authenticator: its
+    // DATA has been checked at the ingress PoP already.
+    if (!sameCircuit) base.guard = undefined;
     const key = compileAuth(
       sameCircuit ? circuit.auth : circuit.internalAuth,
       sameCircuit ? 'circuit authenticator' : 'internal authenticator',
@@ -251,6 +284,8 @@ export class ForwardingTable {
   /** circuit auth (hex) → keys it occupies in `entries`. */
   private readonly keysByCircuit = new Map<string, string[]>();
   private readonly counters = new Map<string, CircuitCounters>();
+  /** Ingress policing and replay state per circuit, kept across re-chains like the counters. */
+  private readonly guards = new Map<string, IngressGuard>();
   /** The store's record each circuit was compiled from, to tell a change of active hop from a new route. */
   private readonly records = new Map<string, Circuit>();
   /** neighbour `host:port` → hops whose active address it is. */
@@ -258,6 +293,8 @@ export class ForwardingTable {
   revision = 0;
   /** Called when a circuit leaves this router's table, so per-circuit resources can be released. */
   onRemove: ((circuit: string) => void) | undefined;
+  /** Told of every entry change (the kernel maps follow the table through it). */
+  observer: TableObserver | undefined;
   /** Called when a record is rejected (see put), so the router can log it. */
   onReject: ((circuit: string, reason: string) => void) | undefined;
   private readonly rejections = new Map<string, string>();
@@ -305,6 +342,7 @@ export class ForwardingTable {
     const auth = typeof circuit?.auth === 'string' ? circuit.auth : String(circuit?.auth);
     try {
       this.compileInto(circuit);
+      this.observer?.flush?.();
       this.rejections.delete(auth);
       return undefined;
     } catch (err) {
@@ -328,13 +366,25 @@ export class ForwardingTable {
     }
     let counters = this.counters.get(circuit.auth);
     // Compile before touching the table: a record that fails leaves nothing half-applied.
-    const compiled = compileCircuit(circuit, this.pop, counters ?? newCircuitCounters(), this.isDead);
+    const compiled = compileCircuit(
+      circuit,
+      this.pop,
+      counters ?? newCircuitCounters(),
+      this.isDead,
+      this.guards.get(circuit.auth),
+    );
+    const had = this.keysByCircuit.has(circuit.auth);
     this.remove(circuit.auth, false);
     if (compiled.length === 0) {
       this.counters.delete(circuit.auth);
+      this.guards.delete(circuit.auth);
       this.records.delete(circuit.auth);
+      if (had) this.observer?.removed(circuit.auth);
       return;
     }
+    const guard = compiled.find((c) => c.entry.guard)?.entry.guard;
+    if (guard) this.guards.set(circuit.auth, guard);
+    else this.guards.delete(circuit.auth);
     this.records.set(circuit.auth, circuit);
     counters ??= compiled[0]!.entry.counters;
     this.counters.set(circuit.auth, counters);
@@ -346,6 +396,7 @@ export class ForwardingTable {
       circuit.auth,
       compiled.map((c) => c.key),
     );
+    if (this.observer) for (const { key, entry } of compiled) this.observer.compiled(key, entry);
   }
 
   /** Records skipped because they could not be compiled: circuit auth → reason. */
@@ -376,7 +427,9 @@ export class ForwardingTable {
     this.keysByCircuit.delete(circuitAuth);
     if (forget) {
       this.records.delete(circuitAuth);
+      this.guards.delete(circuitAuth);
       const had = this.counters.delete(circuitAuth);
+      if (keys) this.observer?.removed(circuitAuth);
       if (had || keys) this.onRemove?.(circuitAuth);
     }
   }
@@ -423,8 +476,10 @@ export class ForwardingTable {
       this.unindex(h);
       h.active = to;
       this.index(h);
+      this.tellMoved(h.circuit);
       moved.push({ circuit: h.circuit, kind: h.kind, from: neighbour, to: h.keys[to]!, active: to });
     }
+    this.observer?.flush?.();
     return { moved, stranded };
   }
 
@@ -433,14 +488,23 @@ export class ForwardingTable {
     for (const key of this.keysByCircuit.get(circuit.auth) ?? []) {
       const entry = this.entries.get(key);
       if (!entry) continue;
+      let changed = false;
       for (const h of hopsOf(entry)) {
         const target = activeIndex(h.keys, circuit.active?.[h.kind], this.isDead);
         if (target === h.active) continue;
         this.unindex(h);
         h.active = target;
         this.index(h);
+        changed = true;
       }
+      if (changed) this.observer?.moved(key, entry);
     }
+  }
+
+  /** Tells the observer that a hop of `circuit` moved: one call per entry. */
+  private tellMoved(circuit: string): void {
+    if (!this.observer) return;
+    for (const key of this.keysByCircuit.get(circuit) ?? []) this.observer.moved(key, this.entries.get(key)!);
   }
 
   /** Per-circuit counters for publishing, keyed by customer authenticator. */

@@ -37,6 +37,16 @@ export interface CircuitInput {
    * repair, so every router of the PoP uses the same one and a restart keeps it.
    */
   active?: ActiveHops;
+  /**
+   * Policing burst in bytes, set from the offer at sale (docs/operations.md). Absent (records from
+   * older portals): DEFAULT_BURST_MS of the bandwidth, at least MIN_BURST_BYTES (src/router/police.ts).
+   */
+  burstBytes?: number;
+  /**
+   * The circuit's tag key, 32 hex digits, when its DATA must carry this ISP's per-packet tag
+   * (docs/wire.md, "The tag stack"). Issued to the owner only, with the circuit.
+   */
+  tagKey?: string;
 }
 
 /** Index into `action.next.addresses` (or `action.addresses`), `internalRouters`, `action.reply.addresses`. */
@@ -75,7 +85,14 @@ export interface RouterStats {
   router: string;
   pop: string;
   address: string;
+  /** When the router began reading its counters. */
   updatedAt: string;
+  /**
+   * How long reading the counters took (ms): the instant they describe lies within
+   * [updatedAt, updatedAt + countersReadMs]. A stalled router reads slowly, and the SLA's
+   * in-vs-out balance widens its slack by this much (src/portal/sla.ts).
+   */
+  countersReadMs?: number;
   /** Packets dropped before any circuit was identified, by reason. */
   drops: Record<string, number>;
   /** Packets handled by type, e.g. echo replies sent. */
@@ -98,11 +115,36 @@ export interface RouterStats {
   storeErrors?: number;
   /** The forwarding thread's event-loop delay since the previous publish (ms): what other work added to packets. */
   loopDelayMs?: { p50: number; p99: number; max: number };
+  /** Which data plane forwards DATA, and why (docs/dataplane.md); `drops`, `handled` and `circuits` cover both. */
+  dataplane?: PublishedDataplane;
+}
+
+/** A router's data plane as it publishes it (src/router/dataplane-mode.ts). */
+export interface PublishedDataplane {
+  mode: 'kernel' | 'node';
+  /** What the config or `--dataplane` asked for: auto, kernel or node. */
+  requested: string;
+  reason: string;
+  /** Kernel mode: the interface and how the program is attached (xdp-native, xdp-generic, tc). */
+  interface?: string;
+  attach?: string;
+  /** Kernel mode: the program's id (`bpftool prog show id N`). */
+  programId?: number;
+  /** net.ipv4.conf.<interface>.forwarding; off, the kernel passes everything up. */
+  forwarding?: boolean;
+  /** Kernel mode: the program's router-wide counters (`STAT_NAMES` in src/router/kernel.ts). */
+  kernel?: Record<string, number>;
+  /** Kernel mode: circuits in the kernel's maps, and those left to the Node path by why. */
+  circuits?: number;
+  refused?: Record<string, number>;
+  /** Kernel map updates refused (an errno): those circuits are forwarded by the Node path. */
+  mapErrors?: number;
 }
 
 /**
  * One router's counters for one circuit. `in` counts DATA entering the ISP (at an
- * ingress-PoP router), `out` DATA leaving it (forwarded to the next ISP or delivered, at an
+ * ingress-PoP router) once admitted: DATA refused at the door (`over-rate`, `bad-tag`, `replay`) is
+ * counted in `drops` only, never `in`, so it is never taken for the ISP's loss. `out` DATA leaving it (forwarded to the next ISP or delivered, at an
  * egress-PoP router); bytes are whole ARROW datagrams as they arrived. The portal derives
  * the segment's loss from in vs out (docs/api.md).
  */
@@ -116,7 +158,10 @@ export interface CircuitCounters {
   inBytes: number;
   outPackets: number;
   outBytes: number;
-  /** Drops by reason (`hop-limit`, `no-next-hop`, `probe-rate`, `impair`, `send-error`); absent reasons are 0. */
+  /**
+   * Drops by reason (`hop-limit`, `no-next-hop`, `probe-rate`, `impair`, `send-error`, and at the
+   * ingress `over-rate`, `bad-tag`, `replay`); absent reasons are 0.
+   */
   drops: Record<string, number>;
 }
 
@@ -131,7 +176,7 @@ export type PublishedCircuitCounters = Pick<CircuitCounters, 'packets' | 'bytes'
  * Pure: the one address parser (src/wire/address.ts) decides addresses.
  */
 export function circuitRecordProblems(
-  c: Pick<CircuitInput, 'auth' | 'internalAuth' | 'internalRouters' | 'action'>,
+  c: Pick<CircuitInput, 'auth' | 'internalAuth' | 'internalRouters' | 'action' | 'burstBytes' | 'tagKey'>,
 ): string[] {
   const problems: string[] = [];
   const auth = (field: string, value: unknown, optional = false): void => {
@@ -151,6 +196,13 @@ export function circuitRecordProblems(
   };
   auth('auth', c.auth);
   auth('internalAuth', c.internalAuth, true);
+  if (c.tagKey !== undefined && !(typeof c.tagKey === 'string' && isAuthenticatorHex(c.tagKey)))
+    problems.push('tagKey: not a 128-bit hex key');
+  if (
+    c.burstBytes !== undefined &&
+    !(typeof c.burstBytes === 'number' && Number.isSafeInteger(c.burstBytes) && c.burstBytes > 0)
+  )
+    problems.push('burstBytes: expected a positive integer');
   if (!Array.isArray(c.internalRouters)) problems.push('internalRouters: expected a list of addresses');
   else if (c.internalRouters.length > 0) addresses('internalRouters', c.internalRouters);
   const a = c.action as EgressAction | undefined;

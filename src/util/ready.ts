@@ -8,6 +8,8 @@ export interface ReadyMessage {
   event: 'ready';
   address?: string;
   url?: string;
+  /** A router's data plane: `kernel` or `node`, and why (src/router/dataplane-mode.ts). */
+  dataplane?: { mode: 'kernel' | 'node'; reason: string; interface?: string; attach?: string };
 }
 
 /** In a component process: tell the parent we are serving, and exit when the parent goes away. */

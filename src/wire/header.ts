@@ -4,11 +4,13 @@
  *
  *   0       version (1)
  *   1       type (PacketType)
- *   2       flags (FLAG_TAG = 0x01; all other bits must be zero)
+ *   2       flags: T = 0x01 (tags present); bits 4-7 = number of tags - 1 when T is set,
+ *           zero otherwise; bits 1-3 must be zero
  *   3       hop limit
  *   4..19   authenticator (128 bits)
  *   20..27  sequence (64 bits, unsigned)
- *   28..43  authentication tag (128 bits), present only when FLAG_TAG is set
+ *   28..    the tag stack: 1-16 authentication tags of 16 bytes, present only when T is set;
+ *           the first is checked (and removed) by the next ISP that checks tags
  *   ...     payload
  *
  * Everything here is pure: no I/O, no clocks, no randomness.
@@ -19,8 +21,11 @@ export const HEADER_LENGTH = 28;
 export const TAG_LENGTH = 16;
 export const AUTH_LENGTH = 16;
 export const FLAG_TAG = 0x01;
-/** Flags a version-1 receiver understands. Any other bit set means a newer sender; we drop rather than misparse. */
-export const KNOWN_FLAGS = FLAG_TAG;
+/** Bits 4-7 of the flags: the number of tags minus one, when T is set (docs/wire.md, "The tag stack"). */
+export const TAG_COUNT_SHIFT = 4;
+export const MAX_TAGS = 16;
+/** Flags a receiver understands. Any other bit set means a newer sender; we drop rather than misparse. */
+export const KNOWN_FLAGS = FLAG_TAG | (0x0f << TAG_COUNT_SHIFT);
 export const DEFAULT_HOP_LIMIT = 64;
 /** Largest UDP payload over IPv4. */
 export const MAX_DATAGRAM = 65507;
@@ -83,8 +88,8 @@ export interface Packet {
   /** 16 bytes. */
   authenticator: Uint8Array;
   sequence: bigint;
-  /** 16 bytes when present. */
-  tag?: Uint8Array;
+  /** The tag stack, 16 bytes each, first to be checked first; absent or empty: T clear. */
+  tags?: Uint8Array[];
   payload: Uint8Array;
 }
 
@@ -109,13 +114,26 @@ export function check(buf: Uint8Array): DecodeErrorCode | null {
   if (!isKnownType(type)) return 'unknown-type';
   const flags = buf[OFFSET_FLAGS]!;
   if ((flags & ~KNOWN_FLAGS) !== 0) return 'reserved-flags';
-  if ((flags & FLAG_TAG) !== 0 && buf.length < HEADER_LENGTH + TAG_LENGTH) return 'truncated';
+  // A tag count without T is not a header we know either.
+  if ((flags & FLAG_TAG) === 0 && flags !== 0) return 'reserved-flags';
+  if (buf.length < HEADER_LENGTH + TAG_LENGTH * tagCount(buf)) return 'truncated';
   return null;
 }
 
-/** Bytes before the payload: the fixed header plus the tag when present. Assumes check() passed. */
+/** Tags on the stack: 0 when T is clear, else 1-16. Reads the flags only. */
+export function tagCount(buf: Uint8Array): number {
+  const flags = buf[OFFSET_FLAGS]!;
+  return (flags & FLAG_TAG) === 0 ? 0 : 1 + (flags >>> TAG_COUNT_SHIFT);
+}
+
+/** The flags byte for `n` tags (0-16). */
+export function tagFlags(n: number): number {
+  return n === 0 ? 0 : FLAG_TAG | ((n - 1) << TAG_COUNT_SHIFT);
+}
+
+/** Bytes before the payload: the fixed header plus the tag stack. Assumes check() passed. */
 export function headerLength(buf: Uint8Array): number {
-  return (buf[OFFSET_FLAGS]! & FLAG_TAG) !== 0 ? HEADER_LENGTH + TAG_LENGTH : HEADER_LENGTH;
+  return HEADER_LENGTH + TAG_LENGTH * tagCount(buf);
 }
 
 const MESSAGES: Record<DecodeErrorCode, string> = {
@@ -140,8 +158,8 @@ export function decode(buf: Uint8Array): DecodeResult {
     return { ok: false, error: { code, message: MESSAGES[code] + detail } };
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const hasTag = (buf[OFFSET_FLAGS]! & FLAG_TAG) !== 0;
-  const start = hasTag ? HEADER_LENGTH + TAG_LENGTH : HEADER_LENGTH;
+  const tags = tagCount(buf);
+  const start = headerLength(buf);
   const packet: Packet = {
     type: buf[OFFSET_TYPE] as PacketType,
     hopLimit: buf[OFFSET_HOP_LIMIT]!,
@@ -149,7 +167,10 @@ export function decode(buf: Uint8Array): DecodeResult {
     sequence: view.getBigUint64(OFFSET_SEQUENCE),
     payload: buf.slice(start),
   };
-  if (hasTag) packet.tag = buf.slice(OFFSET_TAG, OFFSET_TAG + TAG_LENGTH);
+  if (tags > 0)
+    packet.tags = Array.from({ length: tags }, (_, i) =>
+      buf.slice(OFFSET_TAG + i * TAG_LENGTH, OFFSET_TAG + (i + 1) * TAG_LENGTH),
+    );
   return { ok: true, packet };
 }
 
@@ -157,7 +178,7 @@ export class EncodeError extends Error {}
 
 /** Length of the encoded packet. */
 export function encodedLength(p: Packet): number {
-  return HEADER_LENGTH + (p.tag ? TAG_LENGTH : 0) + p.payload.length;
+  return HEADER_LENGTH + TAG_LENGTH * (p.tags?.length ?? 0) + p.payload.length;
 }
 
 /**
@@ -166,7 +187,9 @@ export function encodedLength(p: Packet): number {
  */
 export function encodeInto(p: Packet, out: Uint8Array): number {
   if (p.authenticator.length !== AUTH_LENGTH) throw new EncodeError('authenticator must be 16 bytes');
-  if (p.tag && p.tag.length !== TAG_LENGTH) throw new EncodeError('tag must be 16 bytes');
+  const tags = p.tags ?? [];
+  if (tags.length > MAX_TAGS) throw new EncodeError(`at most ${MAX_TAGS} tags`);
+  if (tags.some((t) => t.length !== TAG_LENGTH)) throw new EncodeError('a tag must be 16 bytes');
   if (!Number.isInteger(p.hopLimit) || p.hopLimit < 0 || p.hopLimit > 255)
     throw new EncodeError('hop limit must be 0..255');
   if (p.sequence < 0n || p.sequence > 0xffff_ffff_ffff_ffffn) throw new EncodeError('sequence must be u64');
@@ -176,13 +199,13 @@ export function encodeInto(p: Packet, out: Uint8Array): number {
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   out[OFFSET_VERSION] = VERSION;
   out[OFFSET_TYPE] = p.type;
-  out[OFFSET_FLAGS] = p.tag ? FLAG_TAG : 0;
+  out[OFFSET_FLAGS] = tagFlags(tags.length);
   out[OFFSET_HOP_LIMIT] = p.hopLimit;
   out.set(p.authenticator, OFFSET_AUTH);
   view.setBigUint64(OFFSET_SEQUENCE, p.sequence);
   let at = HEADER_LENGTH;
-  if (p.tag) {
-    out.set(p.tag, OFFSET_TAG);
+  for (const t of tags) {
+    out.set(t, at);
     at += TAG_LENGTH;
   }
   out.set(p.payload, at);

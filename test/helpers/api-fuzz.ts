@@ -120,6 +120,7 @@ export function fromSchema(
       { weight: 6, arbitrary: fc.integer({ min: 1, max: 5 }) },
       { weight: 1, arbitrary: fc.double({ min: -1e7, max: 1e7, noNaN: true }) },
     );
+  else if (s.type === 'boolean') valid = fc.boolean();
   else valid = hostileValue;
   return fc.oneof({ weight: 40, arbitrary: valid }, { weight: 1, arbitrary: hostileValue });
 }

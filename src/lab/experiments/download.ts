@@ -27,6 +27,8 @@ export interface DownloadRun {
 
 export interface DownloadResult {
   runs: DownloadRun[];
+  /** Who carried the TUN endpoints' packets (`kernel ...` or `node ...`), as the buyer said in the last download. */
+  endpointDataplane: string;
 }
 
 /** The thesis seed's Table 5.1 (UDP channel): mean download time, typical and with a failure. */
@@ -61,6 +63,7 @@ export async function runDownload(o: DownloadOptions): Promise<DownloadResult> {
     stdio: 'ignore',
   });
   const runs: DownloadRun[] = [];
+  const seen = { dataplane: 'not started' };
   try {
     for (const mb of o.sizesMB) {
       const name = `file-${mb}MB.bin`;
@@ -78,7 +81,7 @@ export async function runDownload(o: DownloadOptions): Promise<DownloadResult> {
       // Alternate, so slow drift of the machine affects both kinds alike.
       for (let i = 0; i < o.runs * 2; i++) {
         const fail = i % 2 === 1;
-        const s = await oneDownload(x, www, name, mb, sha, fail, say);
+        const s = await oneDownload(x, www, name, mb, sha, fail, say, seen);
         (fail ? failover : baseline).push(s);
         say(
           `${mb} MB ${fail ? 'with failure' : 'baseline'} ${Math.floor(i / 2) + 1}/${o.runs}: ${s.toFixed(2)} s`,
@@ -98,8 +101,9 @@ export async function runDownload(o: DownloadOptions): Promise<DownloadResult> {
     httpd.kill('SIGTERM');
     await x.lab.stop();
   }
-  report(o, { runs });
-  return { runs };
+  const result = { runs, endpointDataplane: seen.dataplane };
+  report(o, result);
+  return result;
 }
 
 async function sha256(x: ExperimentLab, path: string): Promise<string> {
@@ -115,8 +119,10 @@ async function oneDownload(
   sha: string,
   fail: boolean,
   say: (l: string) => void,
+  seen: { dataplane: string },
 ): Promise<number> {
   const pair = await startTunPair(x, { subnet: 4, hops: TWO_ISPS });
+  seen.dataplane = pair.dataplane.client;
   const dest = join(x.lab.dir, `got-${name}`);
   rmSync(dest, { force: true });
   try {

@@ -18,6 +18,8 @@ export interface IcmpLossResult {
   lost: { min: number; median: number; max: number };
   /** Per trial, in order. */
   perTrial: number[];
+  /** Who carried the TUN endpoints' packets in the first trial (`kernel ...` or `node ...`), as the buyer said. */
+  endpointDataplane: string;
 }
 
 /** Seconds of pinging per trial: the kill comes after the first. */
@@ -34,11 +36,13 @@ export async function runIcmpLoss(o: IcmpLossOptions): Promise<IcmpLossResult> {
   const say = o.progress ?? ((): void => {});
   const x = await startExperimentLab('expicmp');
   const perTrial: number[] = [];
+  let endpointDataplane = 'not started';
   try {
     for (let t = 0; t < o.trials; t++) {
       const pair = await startTunPair(x, { subnet: 3, hops: TWO_ISPS });
       try {
         if (!pair.middle) throw new Error('no middle router on a 2-ISP path');
+        if (t === 0) endpointDataplane = pair.dataplane.client;
         const count = o.pps * TRIAL_S;
         const ping = x.client.run(
           ['ping', '-q', '-c', String(count), '-i', String(1 / o.pps), '-W', '1', pair.serverIp],
@@ -65,6 +69,7 @@ export async function runIcmpLoss(o: IcmpLossOptions): Promise<IcmpLossResult> {
     trials: o.trials,
     lost: { min: Math.min(...perTrial), median: midMedian(perTrial), max: Math.max(...perTrial) },
     perTrial,
+    endpointDataplane,
   };
   report(o, result);
   return result;

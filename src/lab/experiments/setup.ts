@@ -5,6 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab, type LabHost } from '../lab.js';
 import { defaultTopology, type Topology } from '../topology.js';
 import { hasCode } from '../../util/errors.js';
+import type { DataplaneMode } from '../../router/dataplane-mode.js';
+import type { TunEndpoint } from '../../endpoint/tun.js';
 
 /**
  * The experiments' network: the demo's ISPs in a row (alpha ams→fra, beta fra→par, gamma
@@ -19,7 +21,7 @@ export interface ExperimentLab {
 
 export async function startExperimentLab(
   name: string,
-  o: { transitDelayMs?: number } = {},
+  o: { transitDelayMs?: number; dataplane?: DataplaneMode } = {},
 ): Promise<ExperimentLab> {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0)
     throw new Error('the experiments need root: they make network namespaces, veth links and TUN interfaces');
@@ -28,8 +30,16 @@ export async function startExperimentLab(
   t.servers = [];
   t.statsIntervalMs = 500;
   if (o.transitDelayMs) for (const isp of t.isps) isp.transitDelayMs = o.transitDelayMs;
+  // The experiments measure the data path, as the seeds did (no policing there): every PoP pair
+  // sells more than this machine's veth carries, and each TUN pair buys TUN_PAIR_MBPS of it, so
+  // the policer never binds. (What policing does to TCP: docs/dataplane.md.)
+  for (const isp of t.isps) for (const offer of isp.offers) offer.capacityMbps = EXPERIMENT_CAPACITY_MBPS;
   // ARROW_EXPERIMENT_KEEP=1 keeps the lab's configs and logs for a post-mortem.
-  const lab = await Lab.start(t, { netns: true, keep: process.env.ARROW_EXPERIMENT_KEEP === '1' });
+  const lab = await Lab.start(t, {
+    netns: true,
+    keep: process.env.ARROW_EXPERIMENT_KEEP === '1',
+    ...(o.dataplane ? { dataplane: o.dataplane } : {}),
+  });
   if (lab.dir && process.env.ARROW_EXPERIMENT_KEEP === '1') process.stderr.write(`lab dir: ${lab.dir}\n`);
   try {
     const client = await lab.addHost('client');
@@ -56,12 +66,37 @@ export interface TunPair {
   serverIp: string;
   /** The router every forward circuit enters the middle ISP by (the one to fail), when there is one. */
   middle: string | undefined;
+  /** The two TUN endpoint processes (buyer, answerer), for CPU figures. */
+  pids(): number[];
+  /** Who carries each endpoint's packets, as its `data path:` line says: `kernel` or `node`, and why. */
+  dataplane: { client: string; server: string };
+  /** Each endpoint's counters now (SIGUSR1 makes it print a stats line to its log). */
+  stats(): Promise<{ client: TunPairStats; server: TunPairStats }>;
   stop(): Promise<void>;
 }
 
+/** What an experiment reads of a TUN endpoint's stats line: IP packets carried by its process and by its kernel path. */
+export interface TunPairStats {
+  node: { fromTun: number; toTun: number };
+  /** `superPackets`: TCP's GSO super-packets the kernel path sent whole (their segments are in `sent`). */
+  kernel?: { sent: number; received: number; passedUp: number; superPackets: number };
+}
+
+/** What each segment of an experiment's TUN pair buys: above what the path carries here (tens of Gb/s direct). */
+export const TUN_PAIR_MBPS = 40_000;
+/** What each PoP pair of the experiments' lab sells: room for two TUN pairs across one PoP pair (hops). */
+export const EXPERIMENT_CAPACITY_MBPS = 100_000;
+
 export async function startTunPair(
   x: ExperimentLab,
-  o: { subnet: number; hops: Hop[]; detectTimeoutMs?: number; probeIntervalMs?: number },
+  o: {
+    subnet: number;
+    hops: Hop[];
+    detectTimeoutMs?: number;
+    probeIntervalMs?: number;
+    /** The endpoints' `--dataplane` (default: theirs, auto). */
+    dataplane?: DataplaneMode;
+  },
 ): Promise<TunPair> {
   const { lab, client, server } = x;
   const dir = lab.dir;
@@ -78,6 +113,9 @@ export async function startTunPair(
         apiKey: lab.isp(isp).accounts[0]!.apiKey,
         ingressPop,
         egressPop,
+        // Every circuit is policed at what it bought: more than the path carries, and two pairs
+        // across alpha (hops) still fit its EXPERIMENT_CAPACITY_MBPS offers.
+        bandwidthMbps: TUN_PAIR_MBPS,
       })),
       target: { kind: 'endpoint', addresses: [`${server.address}:${port}`] },
     }),
@@ -87,6 +125,7 @@ export async function startTunPair(
     String(o.detectTimeoutMs ?? 50),
     '--probe-interval',
     String(o.probeIntervalMs ?? 10),
+    ...(o.dataplane ? ['--dataplane', o.dataplane] : []),
   ];
   const log = (who: string): number => openSync(join(dir, 'logs', `tun-${tag}-${who}.log`), 'a');
   const spawnLogged = (host: LabHost, who: string, args: string[]): ChildProcess => {
@@ -154,11 +193,60 @@ export async function startTunPair(
     // The buyer's forward circuits are the peer's `reverse`; the second one's first ingress is the middle router.
     const middleAddress = o.hops.length >= 2 ? peer.paths[0]!.reverse[1]!.ingress[0] : undefined;
     const middle = middleAddress ? lab.routers.find((r) => r.address === middleAddress)?.name : undefined;
-    return { clientIp: `10.99.${o.subnet}.1`, serverIp, middle, stop };
+    const pids = (): number[] => procs.flatMap((p) => (p.pid === undefined ? [] : [p.pid]));
+    const logs = {
+      client: join(dir, 'logs', `tun-${tag}-client.log`),
+      server: join(dir, 'logs', `tun-${tag}-server.log`),
+    };
+    const dataplane = { client: dataPathLine(logs.client), server: dataPathLine(logs.server) };
+    const stats = async (): Promise<{ client: TunPairStats; server: TunPairStats }> => {
+      const before = { client: statsLines(logs.client).length, server: statsLines(logs.server).length };
+      for (const p of procs) p.kill('SIGUSR1');
+      for (let waited = 0; ; waited += 20) {
+        const now = { client: statsLines(logs.client), server: statsLines(logs.server) };
+        if (now.client.length > before.client && now.server.length > before.server)
+          return { client: now.client.at(-1)!, server: now.server.at(-1)! };
+        if (waited > 5000)
+          throw new Error(`the TUN endpoints printed no stats line within 5 s (${logs.client})`);
+        await sleep(20);
+      }
+    };
+    return { clientIp: `10.99.${o.subnet}.1`, serverIp, middle, pids, dataplane, stats, stop };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** The stats lines an endpoint printed to its log (`{"event":"stats",...}`), oldest first. */
+function statsLines(log: string): TunPairStats[] {
+  return readFileSync(log, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{"event":"stats"'))
+    .map((l) => {
+      const s = JSON.parse(l) as ReturnType<TunEndpoint['stats']>;
+      const k = s.dataplane.mode === 'kernel' ? s.dataplane.counters : undefined;
+      return {
+        node: { fromTun: s.counters.fromTun, toTun: s.counters.toTun },
+        ...(k
+          ? {
+              kernel: {
+                sent: k.sent.packets,
+                received: k.received.packets,
+                passedUp: k.passedUp.packets,
+                superPackets: k.superPackets.packets,
+              },
+            }
+          : {}),
+      };
+    });
+}
+
+/** What an endpoint's `data path: MODE ...: REASON` line says, from its log. */
+function dataPathLine(log: string): string {
+  const m = /^data path: (.*)$/m.exec(readFileSync(log, 'utf8'));
+  if (!m) throw new Error(`no "data path:" line in ${log}:\n${tail(log)}`);
+  return m[1]!;
 }
 
 function tail(path: string): string {
