@@ -11,7 +11,7 @@ import {
 } from '../endpoint/tun.js';
 import { logFailoverEvents, notReadyLines } from '../endpoint/failover-log.js';
 import { parseCidr, tunMtuFor, MIN_IPV4_MTU } from '../endpoint/tun-packet.js';
-import { assertTunPossible } from '../endpoint/tun-device.js';
+import { assertTunPossible } from '../util/tun-device.js';
 import { announceReady } from '../util/ready.js';
 import type { DataplaneMode } from '../router/dataplane-mode.js';
 import { ConfigError, validateConfig } from '../util/config.js';

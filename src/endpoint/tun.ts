@@ -21,7 +21,7 @@ import {
   type BoughtPath,
   type PathSpec,
 } from './path.js';
-import { TunDevice, TunError, type TunConfig } from './tun-device.js';
+import { TunDevice, TunError, type TunConfig } from '../util/tun-device.js';
 import type { DataplaneMode } from '../router/dataplane-mode.js';
 import { KernelTunPath, type TunDataplane } from './tun-kernel.js';
 import {
@@ -35,7 +35,7 @@ import {
   tunMtuFor,
 } from './tun-packet.js';
 
-export { TunError } from './tun-device.js';
+export { TunError } from '../util/tun-device.js';
 
 /** How long `start` waits for the first ingress router of every circuit to ack. */
 export const READY_TIMEOUT_MS = 3000;
