@@ -66,6 +66,8 @@ export function provision() {
   ensurePackage('bpftool', 'bpftool', (b) => onPath(b) || existsSync('/usr/sbin/bpftool'));
   ensurePackage('/usr/include/bpf/libbpf.h', 'libbpf-dev', existsSync);
   ensurePackage('/usr/include/linux/bpf.h', 'linux-libc-dev', existsSync);
+  // The veth tests turn GRO on at the far end (test/bpf-forward.test.ts).
+  ensurePackage('ethtool', 'ethtool', (b) => onPath(b) || existsSync('/usr/sbin/ethtool'));
   provisionEtcd();
 }
 
