@@ -54,6 +54,10 @@ class Recorder implements Output {
   deliverUdp(entry: { circuit: string }, payload: Buffer): void {
     this.sent.push(`udp ${entry.circuit} ${payload.toString('hex')}`);
   }
+  deliverIp(entry: { circuit: string }, packet: Buffer): boolean {
+    this.sent.push(`ip ${entry.circuit} ${packet.toString('hex')}`);
+    return true;
+  }
 }
 
 // ---- Frames ------------------------------------------------------------------------------------

@@ -20,6 +20,13 @@ class Recorder implements Output {
   deliverUdp(entry: { circuit: string }, payload: Buffer): void {
     this.udp.push({ circuit: entry.circuit, payload: Buffer.from(payload) });
   }
+  ip: { circuit: string; packet: Buffer }[] = [];
+  /** Without an egress TUN the router refuses (no-egress): `egress` says whether this one has one. */
+  egress = true;
+  deliverIp(entry: { circuit: string }, packet: Buffer): boolean {
+    if (this.egress) this.ip.push({ circuit: entry.circuit, packet: Buffer.from(packet) });
+    return this.egress;
+  }
 }
 
 function circuit(over: Partial<Circuit> = {}): Circuit {

@@ -167,7 +167,7 @@ test('the data plane counts and drops malformed diagnostics and never throws (pr
   const sent: { to: string; bytes: Buffer }[] = [];
   const send = (b: Buffer, port: number, host: string): void =>
     void sent.push({ to: `${host}:${port}`, bytes: b });
-  const out: Output = { send, deliverUdp: () => {} };
+  const out: Output = { send, deliverUdp: () => {}, deliverIp: () => false };
   const diag = new RouterDiagnostics(
     { isp: 'alpha', pop: 'ams', router: 'alpha-ams-1' },
     () => '127.0.0.11:4000',

@@ -115,6 +115,9 @@ class Recorder implements Output {
     this.sent.push(`${host}:${port}`);
   }
   deliverUdp(): void {}
+  deliverIp(): boolean {
+    return false;
+  }
 }
 
 function data(auth: string): Buffer {

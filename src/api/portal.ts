@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { AddressString } from '../util/address-schema.js';
+import { AddressString, PrefixString } from '../util/address-schema.js';
+import { MAX_DELIVER_PREFIXES } from '../store/circuit.js';
 
 /**
  * The portal API's JSON schemas, shared by the server (validated at the edge, so handlers receive
@@ -54,6 +55,22 @@ function hopSchemas(address: typeof Address | typeof StoredAddress) {
       {
         additionalProperties: false,
         description: 'payload to an unmodified UDP server; its replies enter the `reply` circuit',
+      },
+    ),
+    Type.Object(
+      {
+        kind: Type.Literal('ip'),
+        prefixes: Type.Array(PrefixString('a destination prefix, e.g. 198.51.100.0/24'), {
+          minItems: 1,
+          maxItems: MAX_DELIVER_PREFIXES,
+        }),
+        source: PrefixString("the customer's tunnel prefix, inside the ISP's customerPrefixes"),
+        reply: Type.Optional(nextHop),
+      },
+      {
+        additionalProperties: false,
+        description:
+          'IP transit: the payload is an IP packet, handed to the egress host to route to one of `prefixes`; answers to `source` enter the `reply` circuit (docs/egress.md)',
       },
     ),
   ]);

@@ -74,7 +74,7 @@ export function runDataPlaneBench(opts: {
   table.put(circuit(probe, partner));
   table.put(circuit(partner, probe));
   let sent = 0;
-  const dp = new DataPlane(table, { send: () => void sent++, deliverUdp: () => {} });
+  const dp = new DataPlane(table, { send: () => void sent++, deliverUdp: () => {}, deliverIp: () => false });
   const packet = encode({
     type: PacketType.Data,
     hopLimit: 255,

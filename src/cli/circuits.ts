@@ -29,7 +29,10 @@ function dropsText(s: CircuitStatsView): string {
 
 function nextText(c: CircuitView): string {
   if (c.next) return `${c.next.addresses[0]} auth ${authPrefix(c.next.auth)}`;
-  return c.deliver?.kind === 'udp' ? `udp ${c.deliver.target}` : `endpoint ${c.deliver?.addresses[0]}`;
+  const d = c.deliver;
+  if (d?.kind === 'udp') return `udp ${d.target}`;
+  if (d?.kind === 'ip') return `ip ${d.prefixes.join(',')} from ${d.source}`;
+  return `endpoint ${d?.addresses[0]}`;
 }
 
 /**

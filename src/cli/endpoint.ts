@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
-import { PathFileSchema, type PathFile } from '../endpoint/spec.js';
+import { PathFileSchema, pathSpecOf, type PathFile } from '../endpoint/spec.js';
 import {
   parsePeer,
   READY_TIMEOUT_MS,
@@ -63,6 +63,13 @@ function check(o: EndpointFlags): void {
   if (!buyer && (o.peer || o.writePeer)) fail('--peer and --write-peer go with --path, not --peer-file');
 }
 
+/** `10.200.0.1/24` → `10.200.0.1/32`: the one address of ours that answers come back to. */
+function hostPrefixOf(cidr: string | undefined): string | undefined {
+  const host = cidr?.split('/')[0];
+  if (!host) return undefined;
+  return host.includes(':') ? `${host}/128` : `${host}/32`;
+}
+
 /** A path file; with --peer its target may be left out (it is the peer endpoint either way). */
 function loadPathFile(file: string, peer: string | undefined): PathFile {
   let raw: unknown;
@@ -107,7 +114,16 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
     },
   };
   if (o.path?.length) {
-    opts.paths = o.path.map((f) => loadPathFile(f, o.peer));
+    // A gateway's `ip` target defaults to our routes and our own address (docs/egress.md).
+    const ip = { routes: o.route ?? [], source: hostPrefixOf(o.address[0]) };
+    opts.paths = o.path.map((f) => {
+      try {
+        return pathSpecOf(loadPathFile(f, o.peer), ip);
+      } catch (err) {
+        if (err instanceof ConfigError) throw err;
+        return fail(`--path ${f}: ${(err as Error).message}`);
+      }
+    });
     if (o.peer) opts.peerAddress = o.peer;
   } else {
     opts.peer = parsePeer(await readPeerFile(o.peerFile!, o.wait), o.peerFile!);

@@ -1,8 +1,8 @@
 import { Forwarder } from '../endpoint/forwarder.js';
 import { logFailoverEvents, notReadyLines } from '../endpoint/failover-log.js';
-import { PathFileSchema } from '../endpoint/spec.js';
+import { PathFileSchema, pathSpecOf } from '../endpoint/spec.js';
 import type { DetectorOptions } from '../endpoint/connection.js';
-import { loadConfig } from '../util/config.js';
+import { ConfigError, loadConfig } from '../util/config.js';
 import { authPrefix } from '../wire/authenticator.js';
 
 export interface ForwardFlags {
@@ -17,7 +17,14 @@ export interface ForwardFlags {
 const READY_TIMEOUT_MS = 5000;
 
 export async function runForward(o: ForwardFlags): Promise<void> {
-  const specs = o.path.map((f) => loadConfig(PathFileSchema, f));
+  const specs = o.path.map((f) => {
+    try {
+      return pathSpecOf(loadConfig(PathFileSchema, f));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(`--path ${f}: ${(err as Error).message}`);
+    }
+  });
   const detector: Partial<DetectorOptions> = {
     ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
     ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),

@@ -269,11 +269,15 @@ program
 program
   .command('endpoint')
   .description(
-    'TUN mode (root): carry every IP packet routed into a TUN interface through bought circuits to a peer endpoint, with failover; see docs/endpoint.md',
+    'TUN mode (root): carry every IP packet routed into a TUN interface through bought circuits to a peer endpoint, or as a gateway to hosts that run nothing of ours (a path target of kind ip), with failover; see docs/endpoint.md and docs/egress.md',
   )
   .requiredOption('--tun <name>', 'TUN interface to create (at most 15 characters)')
   .requiredOption('--address <cidr>', 'address of the TUN, e.g. 10.200.0.1/24 (repeatable)', collect)
-  .option('--route <cidr>', 'more destinations to route into the TUN (repeatable)', collect)
+  .option(
+    '--route <cidr>',
+    "more destinations to route into the TUN (repeatable); a gateway's default target prefixes",
+    collect,
+  )
   .option('--netns <name>', 'move the TUN into this existing network namespace (the ARROW socket stays here)')
   .option(
     '--underlay-mtu <bytes>',

@@ -40,6 +40,7 @@ function hopLine(h: TraceHopResult, width: number): string {
   let action: string = h.action ?? '';
   if (h.action === 'return') action = `return -> ${h.next} (turns into the return path)`;
   else if (h.action === 'deliver-udp') action = `deliver-udp ${h.next} (no return path)`;
+  else if (h.action === 'deliver-ip') action = `deliver-ip to ${h.next} (no return path)`;
   else if (h.action === 'deliver-endpoint') action = `deliver-endpoint ${h.next}`;
   else if (h.action === 'forward') action = `forward -> ${h.next}`;
   const extra = [

@@ -17,7 +17,12 @@ export type TargetSpec =
   /** An unmodified UDP server: the last ISP decapsulates and sends it the payload. */
   | { kind: 'udp'; address: string }
   /** A destination running Arrow. */
-  | { kind: 'endpoint'; addresses: string[]; auth?: string };
+  | { kind: 'endpoint'; addresses: string[]; auth?: string }
+  /**
+   * IP transit (docs/egress.md): the last ISP decapsulates and routes each IP packet to one of
+   * `prefixes`, and answers to `source` (our tunnel prefix) come back by the return path.
+   */
+  | { kind: 'ip'; prefixes: string[]; source: string };
 
 export interface PathSpec {
   /** Segments in the order traffic crosses them. */
@@ -124,6 +129,17 @@ export async function buyPath(
           deliver: {
             kind: 'udp',
             target: spec.target.address,
+            ...(r ? { reply: { addresses: r.circuit.ingress, auth: r.circuit.auth } } : {}),
+          },
+        });
+      } else if (spec.target.kind === 'ip') {
+        const r = reverse[0];
+        b = await buy(s, {
+          ...base,
+          deliver: {
+            kind: 'ip',
+            prefixes: spec.target.prefixes,
+            source: spec.target.source,
             ...(r ? { reply: { addresses: r.circuit.ingress, auth: r.circuit.auth } } : {}),
           },
         });

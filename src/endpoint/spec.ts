@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { AddressString } from '../util/address-schema.js';
+import { AddressString, PrefixString } from '../util/address-schema.js';
+import type { PathSpec } from './path.js';
 
 const Segment = Type.Object(
   {
@@ -30,8 +31,45 @@ export const PathFileSchema = Type.Object(
         addresses: Type.Array(AddressString(), { minItems: 1 }),
         auth: Type.Optional(Type.String({ pattern: '^[0-9a-f]{32}$' })),
       }),
+      Type.Object(
+        {
+          kind: Type.Literal('ip'),
+          prefixes: Type.Optional(
+            Type.Array(PrefixString(), {
+              minItems: 1,
+              description: "destination prefixes; default: the endpoint's --route prefixes",
+            }),
+          ),
+          source: Type.Optional(
+            PrefixString(
+              "our tunnel prefix, that answers come back to; default: the endpoint's first --address as a host prefix",
+            ),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: 'IP transit to hosts that run nothing of ours (arrow endpoint --tun as a gateway)',
+        },
+      ),
     ]),
   },
   { additionalProperties: false },
 );
 export type PathFile = Static<typeof PathFileSchema>;
+
+/**
+ * The path a file describes, with an `ip` target's defaults filled in from the endpoint's own
+ * flags (`prefixes` from --route, `source` from the first --address). Throws a sentence naming what
+ * is missing; without `ip` defaults (arrow forward, which carries UDP, not IP packets) an `ip`
+ * target is refused.
+ */
+export function pathSpecOf(file: PathFile, ip?: { routes: string[]; source: string | undefined }): PathSpec {
+  const t = file.target;
+  if (t.kind !== 'ip') return { ...file, target: t };
+  if (!ip) throw new Error('target kind ip carries IP packets: use arrow endpoint --tun NAME --route PREFIX');
+  const prefixes = t.prefixes ?? ip.routes;
+  if (prefixes.length === 0) throw new Error('target kind ip: give prefixes, or --route PREFIX');
+  const source = t.source ?? ip.source;
+  if (source === undefined) throw new Error('target kind ip: give source, or --address');
+  return { ...file, target: { kind: 'ip', prefixes, source } };
+}

@@ -23,7 +23,7 @@ import {
 } from './path.js';
 import { TunDevice, TunError, type TunConfig } from '../util/tun-device.js';
 import type { DataplaneMode } from '../router/dataplane-mode.js';
-import { KernelTunPath, type TunDataplane } from './tun-kernel.js';
+import { EndpointKernelRequired, KernelTunPath, type TunDataplane } from './tun-kernel.js';
 import {
   checkIpPacket,
   DEFAULT_UNDERLAY_MTU,
@@ -103,7 +103,8 @@ export interface TunEndpointOptions {
   listen?: string;
   /**
    * Buyer: the paths to buy, primary first, then standbys. Each path's target is the peer endpoint:
-   * `peerAddress` when given, else the path's own `{kind: 'endpoint'}` target.
+   * `peerAddress` when given, else the path's own `{kind: 'endpoint'}` target; or, for a gateway,
+   * `{kind: 'ip'}`: the last ISP decapsulates to hosts that run nothing of ours (docs/egress.md).
    */
   paths?: PathSpec[];
   /** Buyer: the answerer's ARROW address (`host:port`), overriding each path's target. */
@@ -198,6 +199,19 @@ function fromPeerCircuit(c: TunPeer['paths'][0]['forward'][0]): BoughtCircuit {
  * An Arrow endpoint in TUN mode. `start` opens and configures the TUN, binds the ARROW socket,
  * buys the paths (buyer) or adopts the peer's (answerer), and carries packets both ways until `stop`.
  */
+/**
+ * A gateway's packets go through this process. The tc program on the TUN sees TCP's packets before
+ * their checksums are done (CHECKSUM_PARTIAL: the device is to finish them), and veth or lo carry
+ * them unfinished into the next namespace, where an egress router that decapsulates in user space
+ * (docs/egress.md) would read garbage checksums. Read from the TUN, they arrive finished.
+ */
+function gatewayOnNodePath(requested: DataplaneMode): { reason: string } {
+  const reason =
+    'a gateway (target kind ip): the egress decapsulates in user space, which needs the checksums the TUN read finishes';
+  if (requested === 'kernel') throw new EndpointKernelRequired(`--dataplane kernel: ${reason}`);
+  return { reason };
+}
+
 export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
   readonly counters: TunCounters = {
     fromTun: 0,
@@ -267,6 +281,13 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
         const paths: TunPeer['paths'] = [];
         let peerListen: string | undefined;
         for (const spec of o.paths) {
+          if (spec.target.kind === 'ip' && !o.peerAddress) {
+            // A gateway (docs/egress.md): the last ISP decapsulates; nothing of ours at the far end.
+            const path = await buyPath(spec, { replyTo: connection.replyTo() });
+            bought.push(path);
+            connection.add(path);
+            continue;
+          }
           const targetAuth = newAuthenticator();
           const target = o.peerAddress
             ? { kind: 'endpoint' as const, addresses: [o.peerAddress], auth: targetAuth }
@@ -275,7 +296,7 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
               : undefined;
           if (!target)
             throw new TunError(
-              'a TUN path delivers to the peer endpoint: give peerAddress (--peer) or a target of kind endpoint',
+              'a TUN path delivers to the peer endpoint (give peerAddress, --peer, or a target of kind endpoint) or is a gateway (a target of kind ip)',
             );
           peerListen ??= target.addresses[0];
           const path = await buyPath({ ...spec, target }, { replyTo: connection.replyTo() });
@@ -287,7 +308,8 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
             replyAuth: target.auth,
           });
         }
-        peer = { kind: 'arrow-tun-peer', version: 1, listen: peerListen!, buyer: endpoint.address, paths };
+        if (peerListen !== undefined)
+          peer = { kind: 'arrow-tun-peer', version: 1, listen: peerListen, buyer: endpoint.address, paths };
       } else {
         for (const p of o.peer!.paths)
           connection.add({
@@ -312,13 +334,16 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
       // caller sees which circuits did not answer in `notReady`.
       const notReady = await connection.waitReady(READY_TIMEOUT_MS, 'ingress');
       const requested = o.dataplane ?? 'auto';
-      const opened = KernelTunPath.open({
-        requested,
-        tun: device.name,
-        tunNetns: o.netns,
-        listen: endpoint.address,
-        connection,
-      });
+      const gateway = o.paths?.some((p) => p.target.kind === 'ip') ?? false;
+      const opened = gateway
+        ? gatewayOnNodePath(requested)
+        : KernelTunPath.open({
+            requested,
+            tun: device.name,
+            tunNetns: o.netns,
+            listen: endpoint.address,
+            connection,
+          });
       const kernel = opened instanceof KernelTunPath ? opened : { ...opened, requested };
       return new TunEndpoint(device, endpoint, connection, mtu, bought, peer, notReady, kernel);
     } catch (err) {

@@ -119,6 +119,11 @@ function planHost(netns: boolean, third: number, fourth: number): string {
   return `${netns ? LAB_NET : '127.1'}.${third}.${fourth}`;
 }
 
+/** The egress TUN of a router in an egress PoP (each router has a namespace of its own). */
+export const EGRESS_TUN = 'arrow-egress';
+/** Where lab customers' tunnel addresses come from (deliver-ip `source`): the shared address space of RFC 6598. */
+export const LAB_CUSTOMER_PREFIXES = '100.64.0.0/10';
+
 /** Hosts added with `addHost` are at 10.77.250.1 and up. */
 const HOST_SUBNET = 250;
 
@@ -172,6 +177,14 @@ export class Lab {
   onTable: ((router: string, msg: TableMessage) => void) | undefined;
 
   static async start(topology: Topology, opts: LabOptions = {}): Promise<Lab> {
+    const egress = topology.isps.flatMap((i) =>
+      i.pops.filter((p) => p.egress).map((p) => `${i.name}/${p.name}`),
+    );
+    // An egress router makes a TUN and routes customer prefixes into it: only inside a namespace of its own.
+    if (egress.length > 0 && !opts.netns)
+      throw new Error(
+        `egress PoPs (${egress.join(', ')}) need a netns lab (--netns): their routers add interfaces and routes`,
+      );
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'arrow-lab-'));
     mkdirSync(join(dir, 'logs'), { recursive: true });
     const lab = new Lab(
@@ -317,6 +330,7 @@ export class Lab {
           announceTable: this.announceTable,
           ...(this.dataplane ? { dataplane: this.dataplane } : {}),
           ...(impair ? { impair } : {}),
+          ...(pop.egress ? { egress: { tun: EGRESS_TUN } } : {}),
           ...(this.topology.failover
             ? { failover: this.topology.failover as RouterConfigInput['failover'] }
             : {}),
@@ -325,7 +339,7 @@ export class Lab {
         writeFileSync(configPath, stringify(config));
         const ns = await this.place(name, host);
         // The kernel fast path routes with the kernel's FIB, which forwards only where allowed.
-        if (this.net) await this.net.enableForwarding(name);
+        if (this.net) await this.net.enableForwarding(name, pop.egress === true);
         routers.push({
           isp: isp.name,
           pop: pop.name,
@@ -365,6 +379,14 @@ export class Lab {
       // The whole lab lives on one address plan that a production policy refuses (loopback, or
       // the netns lab's private net): open it explicitly. Production ISPs keep the default.
       targetPolicy: { allow: [this.netns ? `${LAB_NET}.0.0/16` : '127.0.0.0/8'], deny: [], internal: [] },
+      ...(isp.pops.some((p) => p.egress)
+        ? {
+            ipTransit: {
+              pops: isp.pops.filter((p) => p.egress).map((p) => p.name),
+              customerPrefixes: [LAB_CUSTOMER_PREFIXES],
+            },
+          }
+        : {}),
     };
     const portalConfigPath = join(this.dir, `portal-${isp.name}.yaml`);
     writeFileSync(portalConfigPath, stringify(portalConfig));

@@ -208,10 +208,13 @@ export class LabNetwork {
    * namespace only): the kernel fast path's route lookup (bpf_fib_lookup) refuses to forward
    * otherwise, and passes every packet up to the Node router (docs/dataplane.md).
    */
-  async enableForwarding(node: string): Promise<void> {
+  async enableForwarding(node: string, everyInterface = false): Promise<void> {
     const n = this.node(node);
+    // An egress router's host forwards between its TUN and its link: every interface, the TUN
+    // (made later by the router) included, which `ip_forward` sets through conf.all and conf.default.
+    const key = everyInterface ? 'net.ipv4.ip_forward' : `net.ipv4.conf.${n.link}.forwarding`;
     try {
-      await execIp('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', `net.ipv4.conf.${n.link}.forwarding=1`]);
+      await execIp('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', `${key}=1`]);
     } catch (err) {
       const e = err as { stderr?: string; message: string };
       throw new Error(`enabling forwarding on ${n.link} in ${n.ns}: ${(e.stderr ?? e.message).trim()}`, {

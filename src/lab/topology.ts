@@ -34,6 +34,12 @@ export const TopologySchema = Type.Object(
               name: Type.String({ pattern: '^[a-z][a-z0-9-]*$' }),
               routers: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'how many routers' }),
               impair: Type.Optional(LabImpairSchema),
+              egress: Type.Optional(
+                Type.Boolean({
+                  description:
+                    'IP transit leaves here (netns labs only): each router gets an egress TUN and decapsulates deliver-ip circuits; customer tunnel addresses come from 100.64.0.0/10 (docs/egress.md)',
+                }),
+              ),
             }),
             { minItems: 1 },
           ),

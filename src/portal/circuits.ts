@@ -14,14 +14,14 @@ import {
   NotFoundError,
   UnavailableError,
 } from '../store/store.js';
-import { addressKey, parseAddress } from '../wire/address.js';
+import { addressKey, parseAddress, parsePrefix, type IpPrefix } from '../wire/address.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { PortalConfig } from './config.js';
 import rateLimit from '@fastify/rate-limit';
 import { AccountKeys } from './accounts.js';
 import { SlaMonitor, SlaSampler } from './sla.js';
 import type { RouterDirectory } from './routers.js';
-import { TargetPolicy, type Infrastructure } from './target-policy.js';
+import { prefixesOverlap, prefixWithin, TargetPolicy, type Infrastructure } from './target-policy.js';
 import {
   AuthParams,
   CircuitStats,
@@ -100,7 +100,15 @@ export function toView(c: Circuit, ingress: string[], withTagKey = false): Circu
   if (a.kind === 'forward') view.next = a.next;
   else if (a.kind === 'deliver-endpoint')
     view.deliver = { kind: 'endpoint', addresses: a.addresses, ...(a.auth ? { auth: a.auth } : {}) };
-  else view.deliver = { kind: 'udp', target: a.target, ...(a.reply ? { reply: a.reply } : {}) };
+  else if (a.kind === 'deliver-udp')
+    view.deliver = { kind: 'udp', target: a.target, ...(a.reply ? { reply: a.reply } : {}) };
+  else
+    view.deliver = {
+      kind: 'ip',
+      prefixes: a.prefixes,
+      source: a.source,
+      ...(a.reply ? { reply: a.reply } : {}),
+    };
   return view;
 }
 
@@ -209,6 +217,53 @@ export async function circuitRoutes(
     });
   }
 
+  /**
+   * A deliver-ip circuit (docs/egress.md): sold only at the PoPs with an IP egress; every
+   * destination prefix passes the egress target policy whole (403), and the customer's source
+   * prefix lies in the ISP's customer pool and overlaps no other account's (409), since the egress
+   * routes it back to its routers: one account must not take another's (or anyone's) traffic.
+   */
+  async function checkIpTransit(
+    action: Extract<EgressAction, { kind: 'deliver-ip' }>,
+    egressPop: string,
+    account: string,
+  ): Promise<void> {
+    const transit = config.ipTransit;
+    if (!transit) throw new HttpError(403, `${config.isp} sells no IP transit (deliver kind ip)`);
+    if (!transit.pops.includes(egressPop))
+      throw new HttpError(
+        403,
+        `no IP egress at PoP ${egressPop}; IP transit leaves ${config.isp} at ${transit.pops.join(', ')}`,
+      );
+    const own = await routers.everyRouter().catch(storeErrorToHttp);
+    const infra: Infrastructure = {
+      routers: own.map((r) => r.address),
+      portal: [config.listen],
+      store: storeMembers,
+    };
+    action.prefixes.forEach((text, i) => {
+      const refused = policy.checkPrefix(mustParsePrefix(text, `deliver.prefixes[${i}]`), infra);
+      if (refused)
+        throw new HttpError(
+          403,
+          `deliver.prefixes[${i}] ${text} refused by this ISP's egress target policy (rule ${refused.rule}): ${refused.message}`,
+        );
+    });
+    const source = mustParsePrefix(action.source, 'deliver.source');
+    const pool = transit.customerPrefixes.map((p) => mustParsePrefix(p, 'ipTransit.customerPrefixes'));
+    if (!pool.some((p) => prefixWithin(source, p)))
+      throw new HttpError(
+        403,
+        `deliver.source ${action.source} is not inside this ISP's customer prefixes (${transit.customerPrefixes.join(', ')})`,
+      );
+    for (const c of await store.list().catch(storeErrorToHttp)) {
+      if (c.owner === account || c.action.kind !== 'deliver-ip') continue;
+      const theirs = parsePrefix(c.action.source);
+      if (theirs.ok && prefixesOverlap(source, theirs.prefix))
+        throw new HttpError(409, `deliver.source ${action.source} overlaps another account's tunnel prefix`);
+    }
+  }
+
   app.decorateRequest('account', '');
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const header = req.headers.authorization;
@@ -304,12 +359,22 @@ export async function circuitRoutes(
           addresses: b.deliver!.addresses,
           ...(b.deliver!.auth ? { auth: b.deliver!.auth } : {}),
         };
-      else
+      else if (b.deliver!.kind === 'udp')
         action = {
           kind: 'deliver-udp',
           target: b.deliver!.target,
           ...(b.deliver!.reply ? { reply: b.deliver!.reply } : {}),
         };
+      else {
+        const d = b.deliver!;
+        action = {
+          kind: 'deliver-ip',
+          prefixes: d.prefixes,
+          source: d.source,
+          ...(d.reply ? { reply: d.reply } : {}),
+        };
+        await checkIpTransit(action, b.egressPop, req.account);
+      }
       await checkHops(hopsOf(action));
       if ((await routers.addresses(b.ingressPop).catch(storeErrorToHttp)).length === 0)
         throw new HttpError(503, `no live router in ingress PoP ${b.ingressPop}; try again later`);
@@ -497,6 +562,13 @@ interface HopToCheck {
   single?: boolean;
 }
 
+/** A prefix the schema has checked already, parsed by the one parser; 400 naming the field otherwise. */
+function mustParsePrefix(text: string, field: string): IpPrefix {
+  const r = parsePrefix(text);
+  if (!r.ok) throw new HttpError(400, `${field}: ${r.message}`);
+  return r.prefix;
+}
+
 function label(h: HopToCheck, i: number): string {
   return h.single ? h.field : `${h.field}[${i}]`;
 }
@@ -514,6 +586,10 @@ function hopsOf(action: EgressAction): HopToCheck[] {
           ? [{ field: 'deliver.reply.addresses', addresses: action.reply.addresses, intoArrow: false }]
           : []),
       ];
+    case 'deliver-ip':
+      return action.reply
+        ? [{ field: 'deliver.reply.addresses', addresses: action.reply.addresses, intoArrow: false }]
+        : [];
   }
 }
 

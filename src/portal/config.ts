@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
-import { AddressString, BindAddressString } from '../util/address-schema.js';
+import { AddressString, BindAddressString, PrefixString } from '../util/address-schema.js';
 import { TargetPolicySchema } from './target-policy.js';
 import { TlsConfigSchema } from '../util/http.js';
 import { API_KEY_HASH_PATTERN } from './accounts.js';
@@ -123,6 +123,25 @@ export const PortalConfigSchema = Type.Object(
           "every circuit sold must carry this ISP's per-packet tag (docs/wire.md), whether or not the buyer asks",
       }),
     ),
+    ipTransit: Type.Optional(
+      Type.Object(
+        {
+          pops: Type.Array(Type.String({ minLength: 1 }), {
+            minItems: 1,
+            description: 'egress PoPs whose routers have an IP egress (router config `egress`)',
+          }),
+          customerPrefixes: Type.Array(PrefixString(), {
+            minItems: 1,
+            description:
+              "the pool customers' tunnel addresses (deliver-ip `source`) must lie in: the egress routes them back to its routers",
+          }),
+        },
+        {
+          additionalProperties: false,
+          description: 'IP transit (deliver-ip circuits, docs/egress.md); absent: not sold',
+        },
+      ),
+    ),
     /** Where customers may make this ISP send: absent means the production default (src/portal/target-policy.ts). */
     targetPolicy: Type.Optional(TargetPolicySchema),
   },
@@ -140,6 +159,8 @@ export function checkPortalConfig(c: PortalConfig): string[] {
     pops.add(p.name);
   }
   const pairs = new Set<string>();
+  for (const pop of c.ipTransit?.pops ?? [])
+    if (!pops.has(pop)) problems.push(`ipTransit.pops names unknown PoP ${pop}`);
   for (const o of c.offers) {
     for (const pop of [o.from, o.to])
       if (!pops.has(pop)) problems.push(`offer ${o.from}->${o.to} names unknown PoP ${pop}`);

@@ -50,6 +50,7 @@ export interface TargetRefusal {
 interface Rule {
   rule: string;
   why: string;
+  prefixes: string[];
   list: BlockList;
 }
 
@@ -77,21 +78,43 @@ const ALWAYS_REFUSED: Rule[] = [
   {
     rule: 'unspecified',
     why: 'unspecified and this-network addresses (0.0.0.0/8, ::) are not destinations',
+    prefixes: ['0.0.0.0/8', '::/128'],
     list: blockList(['0.0.0.0/8', '::/128']),
   },
   {
     rule: 'multicast',
     why: 'multicast addresses (224.0.0.0/4, ff00::/8) would copy customer payloads to a group',
+    prefixes: ['224.0.0.0/4', 'ff00::/8'],
     list: blockList(['224.0.0.0/4', 'ff00::/8']),
   },
   {
     rule: 'broadcast',
     why: 'the broadcast address (255.255.255.255; IPv6 has only multicast) would flood a network',
+    prefixes: ['255.255.255.255/32'],
     list: blockList(['255.255.255.255/32']),
   },
 ];
 
-const LOOPBACK = blockList(['127.0.0.0/8', '::1/128']);
+const LOOPBACK_PREFIXES = ['127.0.0.0/8', '::1/128'];
+const LOOPBACK = blockList(LOOPBACK_PREFIXES);
+
+/** Two CIDR prefixes overlap exactly when one holds the other's network address. */
+export function prefixesOverlap(a: IpPrefix, b: IpPrefix): boolean {
+  return a.family === b.family && (holds(a, b.network) || holds(b, a.network));
+}
+
+/** `inner` lies wholly inside `outer`. */
+export function prefixWithin(inner: IpPrefix, outer: IpPrefix): boolean {
+  return inner.family === outer.family && outer.length <= inner.length && holds(outer, inner.network);
+}
+
+function holds(p: IpPrefix, host: string): boolean {
+  return familyOf(host) === (p.family === 4 ? 'ipv4' : 'ipv6') && blockList([p]).check(host, familyOf(host));
+}
+
+function prefixText(p: IpPrefix): string {
+  return `${p.network}/${p.length}`;
+}
 
 /** The ISP's own hosts, as the portal knows them when a request arrives. */
 export interface Infrastructure {
@@ -116,7 +139,10 @@ export class TargetPolicy {
   private readonly allow: BlockList;
   private readonly internal: Array<{ prefix: string; list: BlockList }>;
 
+  private readonly allowPrefixes: IpPrefix[];
+
   constructor(config: Partial<TargetPolicyConfig> = {}) {
+    this.allowPrefixes = (config.allow ?? []).map(mustParsePrefix);
     this.deny = (config.deny ?? []).map((prefix) => ({ prefix, list: blockList([prefix]) }));
     this.allow = blockList(config.allow ?? []);
     this.internal = (config.internal ?? []).map((prefix) => ({ prefix, list: blockList([prefix]) }));
@@ -152,6 +178,47 @@ export class TargetPolicy {
           rule: 'infrastructure',
           message: `${host} is ${what}: the ISP's own infrastructure is ${allowHint}`,
         };
+    return undefined;
+  }
+
+  /**
+   * Undefined when a deliver-ip circuit may send to every address of `prefix`; otherwise the rule
+   * that refuses some of them. The rules are those of `check`, applied to the whole range: a prefix
+   * may not overlap what is always refused or denied, and may overlap loopback, the internal
+   * prefixes or the ISP's own hosts only when it lies wholly inside an allowed prefix. Pure.
+   */
+  checkPrefix(prefix: IpPrefix, infra: Infrastructure): TargetRefusal | undefined {
+    const text = prefixText(prefix);
+    for (const r of ALWAYS_REFUSED)
+      for (const q of r.prefixes)
+        if (prefixesOverlap(prefix, mustParsePrefix(q)))
+          return { rule: r.rule, message: `${text} overlaps ${q}: ${r.why}; no policy allows them` };
+    for (const d of this.deny)
+      if (prefixesOverlap(prefix, mustParsePrefix(d.prefix)))
+        return { rule: 'deny', message: `${text} overlaps the ISP's denied prefix ${d.prefix}` };
+    if (this.allowPrefixes.some((a) => prefixWithin(prefix, a))) return undefined;
+    const allowHint = 'refused unless the ISP allows the whole prefix (targetPolicy.allow)';
+    for (const q of LOOPBACK_PREFIXES)
+      if (prefixesOverlap(prefix, mustParsePrefix(q)))
+        return { rule: 'loopback', message: `${text} overlaps loopback ${q}, ${allowHint}` };
+    for (const i of this.internal)
+      if (prefixesOverlap(prefix, mustParsePrefix(i.prefix)))
+        return {
+          rule: 'internal',
+          message: `${text} overlaps the ISP's internal prefix ${i.prefix}, ${allowHint}`,
+        };
+    const own: Array<[keyof Infrastructure, string]> = [
+      ['routers', 'one of its routers'],
+      ['portal', 'its portal'],
+      ['store', 'a member of its circuit store'],
+    ];
+    for (const [kind, what] of own)
+      for (const host of hostsOf(infra[kind]))
+        if (holds(prefix, host))
+          return {
+            rule: 'infrastructure',
+            message: `${text} holds ${host}, ${what}: the ISP's own infrastructure is ${allowHint}`,
+          };
     return undefined;
   }
 }

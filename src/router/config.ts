@@ -175,6 +175,28 @@ export const RouterConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    egress: Type.Optional(
+      Type.Object(
+        {
+          tun: Type.String({
+            pattern: '^[A-Za-z0-9_.-]{1,15}$',
+            description:
+              "TUN interface (created at start, needs CAP_NET_ADMIN) through which deliver-ip circuits hand decapsulated packets to this host, and their customers' prefixes are routed back: docs/egress.md",
+          }),
+          underlayMtu: Type.Integer({
+            minimum: 1280,
+            maximum: 65535,
+            default: 1500,
+            description: 'MTU of the network the return traffic crosses; the TUN takes 56 bytes less',
+          }),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'IP transit at this router (docs/egress.md). Without it, deliver-ip DATA is dropped as no-egress.',
+        },
+      ),
+    ),
     impair: Type.Optional(ImpairConfigSchema),
     announceTable: Type.Boolean({
       default: false,
@@ -200,10 +222,11 @@ type Defaulted =
   | 'announceTable'
   | 'dataplane';
 /** A router config as written to a file: fields with defaults may be left out. */
-export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'impair' | 'kernel'> &
+export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'impair' | 'kernel' | 'egress'> &
   Partial<Pick<RouterConfig, Defaulted>> & {
     failover?: DeepPartial<RouterConfig['failover']>;
     kernel?: Partial<RouterConfig['kernel']>;
+    egress?: { tun: string; underlayMtu?: number };
     impair?: ImpairConfigInput;
   };
 /** An `impair` section as written: `dropPct` and `delayMs` default to 0. */

@@ -15,6 +15,7 @@ import {
   type DecodeErrorCode,
 } from '../wire/header.js';
 import { admit } from './ingress.js';
+import { innerPacketRefusal } from './deliver-ip.js';
 import { authKeyFromPacket } from '../wire/authenticator.js';
 import { formatAddress } from '../wire/address.js';
 import type { Entry, ForwardingTable, Hop } from './table.js';
@@ -36,7 +37,11 @@ export type DropReason =
   | 'relay-busy'
   | 'over-rate'
   | 'bad-tag'
-  | 'replay';
+  | 'replay'
+  | 'not-ip'
+  | 'outside-prefixes'
+  | 'spoofed-source'
+  | 'no-egress';
 
 export const DROP_REASONS: readonly DropReason[] = [
   'truncated',
@@ -57,6 +62,10 @@ export const DROP_REASONS: readonly DropReason[] = [
   'over-rate',
   'bad-tag',
   'replay',
+  'not-ip',
+  'outside-prefixes',
+  'spoofed-source',
+  'no-egress',
 ];
 
 /** Drops that refuse the customer's own DATA at the ISP's door: never counted `in`, never the ISP's loss. */
@@ -72,6 +81,11 @@ export interface Output {
   send(packet: Buffer, port: number, host: string, offset?: number): void;
   /** Send a decapsulated payload to an unmodified UDP server from the circuit's own socket. */
   deliverUdp(entry: Entry & { kind: 'deliver-udp' }, payload: Buffer): void;
+  /**
+   * Hands a decapsulated IP packet (checked against the circuit's prefixes) to the host's network
+   * stack; false when this router has no egress device (docs/egress.md).
+   */
+  deliverIp(entry: Entry & { kind: 'deliver-ip' }, packet: Buffer): boolean;
 }
 
 /**
@@ -251,7 +265,7 @@ export class DataPlane {
       ack[OFFSET_TYPE] = PacketType.ProbeAck;
       this.send(ack, fromPort, fromHost);
       if (!this.control.admitProbe(entry)) return this.dropFor(entry, 'probe-rate');
-      if (entry.kind === 'deliver-udp') {
+      if (entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip') {
         // The unmodified server knows nothing of probes. The probe turns around into the
         // circuit's return path instead, so it checks (and repairs) the way back too, and
         // comes home to the endpoint as the end-to-end answer.
@@ -273,12 +287,20 @@ export class DataPlane {
       countOut(entry.counters, buf.length - start);
       return this.out.deliverUdp(entry, buf.subarray(payloadAt));
     }
+    if (entry.kind === 'deliver-ip') {
+      // Decapsulation: only an IP packet from the customer's prefix to the circuit's prefixes
+      // leaves, so a circuit never relays into the ISP or spoofs another's addresses.
+      const refused = innerPacketRefusal(entry, buf, payloadAt);
+      if (refused !== undefined) return this.dropFor(entry, refused);
+      if (!this.out.deliverIp(entry, buf.subarray(payloadAt))) return this.dropFor(entry, 'no-egress');
+      return countOut(entry.counters, buf.length - start);
+    }
     this.forward(buf, entry.next, entry, false, start);
   }
 
   private trace(buf: Buffer, entry: Entry, hops: number): void {
     // The same turn into the return path as a probe at a deliver-udp last hop.
-    const next = entry.kind === 'deliver-udp' ? entry.reply : entry.next;
+    const next = entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip' ? entry.reply : entry.next;
     const refused = this.diagnostics.trace(buf, entry, hops, next);
     if (refused !== undefined) return this.dropFor(entry, refused);
     this.handled.traces++;
@@ -286,7 +308,7 @@ export class DataPlane {
   }
 
   private lastLeg(buf: Buffer, entry: Entry): void {
-    if (entry.kind !== 'deliver-udp' && entry.kind !== 'deliver-endpoint') {
+    if (entry.kind === 'forward' || entry.kind === 'internal') {
       this.handled.lastLegs++;
       return this.forward(buf, entry.next, entry, false);
     }

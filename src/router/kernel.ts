@@ -93,6 +93,7 @@ export function verdictOf(program: ProgramKind, action: number): Verdict {
 /** Why an entry stays on the Node path; undefined when the kernel can take it. */
 export function kernelRefusal(entry: Entry): string | undefined {
   if (entry.kind === 'deliver-udp') return 'deliver-udp circuits are delivered by the Node router';
+  if (entry.kind === 'deliver-ip') return 'deliver-ip circuits are decapsulated by the Node router';
   const to = entry.next.addresses[entry.next.active];
   if (to === undefined) return 'no active next hop';
   if (!isIPv4(to.host)) return 'the kernel path forwards over IPv4 only';
@@ -123,7 +124,7 @@ function writeU64(v: Buffer, n: number, at: number): void {
 /** encodeCircuit into `v` (CIRCUIT_VALUE_SIZE bytes, overwritten whole): no allocation. */
 export function encodeCircuitInto(entry: Entry, slot: number, v: Buffer): Buffer {
   const refusal = kernelRefusal(entry);
-  if (refusal !== undefined || entry.kind === 'deliver-udp')
+  if (refusal !== undefined || entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip')
     throw new Error(`not a kernel entry: ${refusal}`);
   v.fill(0);
   const next = entry.next;
@@ -560,7 +561,7 @@ export class KernelCircuits {
    */
   put(entry: Entry, key: Buffer): string | undefined {
     const refusal = kernelRefusal(entry);
-    if (refusal !== undefined || entry.kind === 'deliver-udp') {
+    if (refusal !== undefined || entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip') {
       this.remove(entry.circuit);
       return refusal;
     }

@@ -8,6 +8,7 @@ import type { RouterConfig } from './config.js';
 import { DataPlane } from './dataplane.js';
 import { ForwardingTable } from './table.js';
 import { UdpDelivery } from './udp-delivery.js';
+import { IpEgress } from './egress.js';
 import { Failover } from './failover.js';
 import { RouterDiagnostics } from './diagnostics.js';
 import { ImpairStage, impairActive } from './impair.js';
@@ -43,6 +44,8 @@ export class Router {
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   private statsTimer: NodeJS.Timeout | undefined;
   private delivery: UdpDelivery | undefined;
+  /** IP transit: the TUN that deliver-ip circuits decapsulate into, when configured (docs/egress.md). */
+  private egress: IpEgress | undefined;
   private boundAddress = '';
   /** Observer of applied store changes, after the table has them. */
   onTableChange: ((event: ChangeEvent) => void) | undefined;
@@ -66,7 +69,11 @@ export class Router {
     this.failover = new Failover(this.table, config.failover, send, () => this.sync, log);
     this.dataplane = new DataPlane(
       this.table,
-      { send, deliverUdp: (entry, payload) => this.delivery!.deliver(entry, payload) },
+      {
+        send,
+        deliverUdp: (entry, payload) => this.delivery!.deliver(entry, payload),
+        deliverIp: (entry, packet) => this.egress?.deliver(entry, packet) ?? false,
+      },
       this.failover,
       (this.diagnostics = new RouterDiagnostics(
         { isp: config.isp, pop: config.pop, router: config.name },
@@ -126,9 +133,12 @@ export class Router {
     // A store that is down at start is waited for: forwarding with an empty table would drop everything.
     const snap = await this.sync.start();
     this.table.replaceAll(snap.circuits, snap.revision);
+    this.holdIpCircuits(snap.circuits.map((c) => c.auth));
     this.sync.follow((events) => {
       for (const event of events) {
         this.table.apply(event);
+        if (event.type === 'put') this.holdIpCircuits([event.circuit.auth]);
+        else if (event.type === 'resync') this.holdIpCircuits(event.circuits.map((c) => c.auth));
         this.onTableChange?.(event);
       }
       log.debug({ changes: events.length, revision: events.at(-1)?.revision }, 'table changes');
@@ -138,6 +148,19 @@ export class Router {
       'table loaded from store',
     );
 
+    if (config.egress) {
+      const egress = new IpEgress(
+        config.egress,
+        (b, port, host) => this.dataplane.trySend(b, port, host),
+        this.dataplane.drops,
+        log,
+      );
+      this.egress = egress;
+      this.holdIpCircuits(snap.circuits.map((c) => c.auth));
+      // Before traffic: a deliver-ip circuit's first packet needs the TUN (TunError says why not).
+      await egress.open();
+      log.info({ tun: config.egress.tun }, 'IP egress up: deliver-ip circuits decapsulate here');
+    }
     const socket = createSocket({
       type: 'udp4',
       recvBufferSize: config.socketBufferBytes,
@@ -149,7 +172,10 @@ export class Router {
       (b, port, host) => socket.send(b, port, host),
       this.dataplane.drops,
     );
-    this.table.onRemove = (circuit) => this.delivery?.release(circuit);
+    this.table.onRemove = (circuit) => {
+      this.delivery?.release(circuit);
+      this.egress?.released(circuit);
+    };
     this.diagnostics.attach(this.delivery);
     const impair = this.impair;
     if (impair) {
@@ -238,6 +264,15 @@ export class Router {
       storeErrors: this.sync?.backgroundErrors ?? 0,
       loopDelayMs: this.takeLoopDelay(),
       ...(this.impair ? { impair: { ...this.impair.snapshot() } } : {}),
+      ...(this.egress
+        ? {
+            egress: {
+              interface: this.egress.interfaceName ?? '',
+              ...this.egress.counters,
+              customers: this.egress.mapping(),
+            },
+          }
+        : {}),
     };
   }
 
@@ -291,8 +326,17 @@ export class Router {
     // Detaching ends the kernel's forwarding with the Node path's, as a crash would.
     this.useNodePath();
     this.delivery?.close();
+    await this.egress?.close();
     await new Promise<void>((resolve) => (this.socket ? this.socket.close(() => resolve()) : resolve()));
     await this.sync?.close();
+  }
+
+  /** Tells the egress which deliver-ip circuits this router now holds (their prefixes are routed to it). */
+  private holdIpCircuits(auths: string[]): void {
+    const egress = this.egress;
+    if (!egress) return;
+    for (const auth of auths)
+      for (const e of this.table.entriesOf(auth)) if (e.kind === 'deliver-ip') egress.held(e);
   }
 
   /** Fault injection happens in this process, so the kernel must not forward past it. */

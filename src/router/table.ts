@@ -2,6 +2,7 @@ import type { ChangeEvent, Circuit, CircuitCounters, HopKind } from '../store/ci
 import { authKeyFromHex, authToBytes } from '../wire/authenticator.js';
 import { formatAddress, parseAddress, type UdpAddress } from '../wire/address.js';
 import { ingressGuard, type IngressGuard } from './ingress.js';
+import { PrefixSet } from '../wire/prefix-set.js';
 
 /** A next hop as the data plane uses it: parsed addresses, the one in use, and the authenticator to write. */
 export interface Hop {
@@ -30,7 +31,17 @@ interface EntryBase {
 }
 export type Entry =
   | (EntryBase & { kind: 'forward' | 'internal' | 'deliver-endpoint'; next: Hop })
-  | (EntryBase & { kind: 'deliver-udp'; target: UdpAddress; reply: Hop | undefined });
+  | (EntryBase & { kind: 'deliver-udp'; target: UdpAddress; reply: Hop | undefined })
+  | (EntryBase & {
+      kind: 'deliver-ip';
+      /** Where inner packets may go: anything else is dropped (`outside-prefixes`), never relayed. */
+      prefixes: PrefixSet;
+      /** The customer's own prefix: inner sources outside it are dropped (`spoofed-source`); return traffic to it enters `reply`. */
+      source: PrefixSet;
+      /** `source` as the record gives it, for the route into the egress TUN. */
+      sourcePrefix: string;
+      reply: Hop | undefined;
+    });
 
 export type EntryKind = Entry['kind'];
 
@@ -79,6 +90,16 @@ function compileAddress(text: unknown, what: string): UdpAddress {
   const r = parseAddress(text);
   if (!r.ok) throw new CompileError(`${what}: ${r.message}`);
   return r.address;
+}
+
+function compilePrefixes(texts: unknown, what: string): PrefixSet {
+  if (!Array.isArray(texts) || texts.length === 0)
+    throw new CompileError(`${what}: expected a non-empty list of prefixes`);
+  try {
+    return PrefixSet.parse(texts as string[]);
+  } catch (err) {
+    throw new CompileError(`${what}: ${(err as Error).message}`);
+  }
 }
 
 function compileAuth(hex: unknown, what: string): Buffer {
@@ -149,6 +170,14 @@ function sameAction(a: Circuit['action'], b: Circuit['action']): boolean {
       return (
         b.kind === 'deliver-udp' &&
         a.target === b.target &&
+        a.reply?.auth === b.reply?.auth &&
+        sameList(a.reply?.addresses ?? [], b.reply?.addresses ?? [])
+      );
+    case 'deliver-ip':
+      return (
+        b.kind === 'deliver-ip' &&
+        a.source === b.source &&
+        sameList(a.prefixes, b.prefixes) &&
         a.reply?.auth === b.reply?.auth &&
         sameList(a.reply?.addresses ?? [], b.reply?.addresses ?? [])
       );
@@ -241,6 +270,16 @@ export function compileCircuit(
           reply: a.reply ? hop(circuit, 'reply', a.reply.addresses, a.reply.auth, isDead) : undefined,
         };
         break;
+      case 'deliver-ip':
+        entry = {
+          ...base,
+          kind: 'deliver-ip',
+          prefixes: compilePrefixes(a.prefixes, 'deliver-ip prefixes'),
+          source: compilePrefixes([a.source], 'deliver-ip source'),
+          sourcePrefix: a.source,
+          reply: a.reply ? hop(circuit, 'reply', a.reply.addresses, a.reply.auth, isDead) : undefined,
+        };
+        break;
       default:
         throw new CompileError(`unknown action kind ${JSON.stringify((a as { kind: unknown }).kind)}`);
     }
@@ -267,7 +306,7 @@ export function newCircuitCounters(): CircuitCounters {
 export const MAX_PUBLISHED_REJECTIONS = 256;
 
 function hopsOf(entry: Entry): Hop[] {
-  if (entry.kind === 'deliver-udp') return entry.reply ? [entry.reply] : [];
+  if (entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip') return entry.reply ? [entry.reply] : [];
   return [entry.next];
 }
 

@@ -49,7 +49,8 @@ export class TraceResponder {
     // A ping (not every hop) is answered only where the trace ends.
     if (!request.everyHop && !end) return undefined;
     let action: HopAction = entry.kind;
-    if (entry.kind === 'deliver-udp' && next !== undefined) action = 'return';
+    if ((entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip') && next !== undefined)
+      action = 'return';
     const hop: TraceHop = {
       hopIndex: request.initialHopLimit - hopLimit + 1,
       hopLimit,
@@ -58,7 +59,13 @@ export class TraceResponder {
       end,
       ...this.who,
       address: this.address(),
-      next: to ?? (entry.kind === 'deliver-udp' ? formatAddress(entry.target) : ''),
+      next:
+        to ??
+        (entry.kind === 'deliver-udp'
+          ? formatAddress(entry.target)
+          : entry.kind === 'deliver-ip'
+            ? entry.prefixes.prefixes.map((p) => `${p.network}/${p.length}`).join(',')
+            : ''),
     };
     const reply = encode({
       type: PacketType.TraceReply,

@@ -1,5 +1,5 @@
 import type { HistogramSnapshot } from '../util/histogram.js';
-import { parseAddress } from '../wire/address.js';
+import { parseAddress, parsePrefix } from '../wire/address.js';
 import { isAuthenticatorHex } from '../wire/authenticator.js';
 
 /**
@@ -19,7 +19,16 @@ export type EgressAction =
   /** Destination runs Arrow: it gets the packet with its header. `auth`, when set, is written so it can demultiplex. */
   | { kind: 'deliver-endpoint'; addresses: string[]; auth?: string }
   /** Unmodified UDP server: payload only, from a per-circuit socket. Replies enter the circuit `reply`. */
-  | { kind: 'deliver-udp'; target: string; reply?: NextHop };
+  | { kind: 'deliver-udp'; target: string; reply?: NextHop }
+  /**
+   * IP transit (docs/egress.md): the last router strips the envelope and hands the inner IP packet
+   * to its host's network stack. Only packets to `prefixes` and from `source` leave; traffic the
+   * host routes back to `source` enters the circuit `reply`.
+   */
+  | { kind: 'deliver-ip'; prefixes: string[]; source: string; reply?: NextHop };
+
+/** Most destination prefixes one deliver-ip circuit may name: each inner packet is checked against them. */
+export const MAX_DELIVER_PREFIXES = 64;
 
 export interface CircuitInput {
   auth: string;
@@ -115,6 +124,17 @@ export interface RouterStats {
   storeErrors?: number;
   /** The forwarding thread's event-loop delay since the previous publish (ms): what other work added to packets. */
   loopDelayMs?: { p50: number; p99: number; max: number };
+  /** IP transit at this router (docs/egress.md): its TUN, what crossed it, and which circuit answers each customer prefix. */
+  egress?: {
+    interface: string;
+    delivered: number;
+    returned: number;
+    noReturnPath: number;
+    ignored: number;
+    writeErrors: number;
+    routeErrors: number;
+    customers: Record<string, string>;
+  };
   /** Which data plane forwards DATA, and why (docs/dataplane.md); `drops`, `handled` and `circuits` cover both. */
   dataplane?: PublishedDataplane;
 }
@@ -224,8 +244,24 @@ export function circuitRecordProblems(
       }
       break;
     }
+    case 'deliver-ip': {
+      if (!Array.isArray(a.prefixes) || a.prefixes.length === 0 || a.prefixes.length > MAX_DELIVER_PREFIXES)
+        problems.push(`action.prefixes: expected 1-${MAX_DELIVER_PREFIXES} destination prefixes`);
+      else
+        a.prefixes.forEach((p, i) => {
+          const r = parsePrefix(p);
+          if (!r.ok) problems.push(`action.prefixes[${i}]: ${r.message}`);
+        });
+      const r = parsePrefix(a.source);
+      if (!r.ok) problems.push(`action.source: ${r.message}`);
+      if (a.reply) {
+        addresses('action.reply.addresses', a.reply.addresses);
+        auth('action.reply.auth', a.reply.auth);
+      }
+      break;
+    }
     default:
-      problems.push('action: expected kind forward, deliver-endpoint or deliver-udp');
+      problems.push('action: expected kind forward, deliver-endpoint, deliver-udp or deliver-ip');
   }
   return problems;
 }

@@ -38,8 +38,16 @@ export const HOP_TURN = 0x01;
 export const HOP_END = 0x02;
 
 /** What a router did with the trace: its circuit action, or `return` for the turn into the return path. */
-export type HopAction = 'internal' | 'forward' | 'deliver-endpoint' | 'deliver-udp' | 'return';
-const ACTIONS: readonly HopAction[] = ['internal', 'forward', 'deliver-endpoint', 'deliver-udp', 'return'];
+export type HopAction = 'internal' | 'forward' | 'deliver-endpoint' | 'deliver-udp' | 'return' | 'deliver-ip';
+// Appended only: a hop's action travels as its index + 1.
+const ACTIONS: readonly HopAction[] = [
+  'internal',
+  'forward',
+  'deliver-endpoint',
+  'deliver-udp',
+  'return',
+  'deliver-ip',
+];
 
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 

@@ -1,0 +1,264 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { DEFAULT_HOP_LIMIT, encodeInto, HEADER_LENGTH, MAX_DATAGRAM, PacketType } from '../wire/header.js';
+import { ipv4Word, PrefixSet } from '../wire/prefix-set.js';
+import { parsePrefix } from '../wire/address.js';
+import type { Logger } from '../util/log.js';
+import { TunDevice } from '../util/tun-device.js';
+import type { DropCounters } from './dataplane.js';
+import type { Entry } from './table.js';
+
+const run = promisify(execFile);
+
+type IpEntry = Entry & { kind: 'deliver-ip' };
+
+/** Room the envelope takes on the underlay: outer IPv4 and UDP headers and the ARROW header. */
+export const EGRESS_OVERHEAD = 20 + 8 + HEADER_LENGTH;
+
+export interface EgressConfig {
+  /** The TUN interface decapsulated packets enter the host's stack by, and return traffic leaves it by. */
+  tun: string;
+  /** The underlay's MTU: the TUN's MTU is this less EGRESS_OVERHEAD, so return packets fit one datagram. */
+  underlayMtu: number;
+}
+
+/** One customer prefix routed into the TUN, and the circuit whose return path its traffic takes now. */
+interface Source {
+  prefix: string;
+  /** Circuits that name this prefix as their source; the route stays while any does. */
+  circuits: Map<string, IpEntry>;
+  /** The circuit that carried the prefix's most recent DATA: its return path gets the answers. */
+  active: IpEntry;
+  sequence: bigint;
+}
+
+export interface EgressCounters {
+  /** Inner packets handed to the host's stack. */
+  delivered: number;
+  /** Packets routed back into the TUN and sent into a circuit's return path. */
+  returned: number;
+  /** Return packets for no customer prefix we hold, or whose circuit has no return path. */
+  noReturnPath: number;
+  /** IPv6 link-local and multicast the host itself sends into the TUN (neighbour discovery, MLD): not traffic. */
+  ignored: number;
+  /** Writes to the TUN that failed (errno counted, not logged: this is the packet path). */
+  writeErrors: number;
+  /** `ip route` changes that failed (logged). */
+  routeErrors: number;
+}
+
+/**
+ * The decapsulation node's I/O (docs/egress.md): a TUN interface on the egress router's host.
+ * Decapsulated packets are written to it, and the host routes them on to their destinations like
+ * any other packet. Each customer prefix of a deliver-ip circuit held here is routed into the TUN,
+ * so the destinations' answers come back through it; they are wrapped in an ARROW header and sent
+ * into the return path of the circuit that last carried that customer's DATA (the thesis's
+ * "takes over on the first data packet": the EN-DN mapping, kept per router).
+ */
+export class IpEgress {
+  readonly counters: EgressCounters = {
+    delivered: 0,
+    returned: 0,
+    noReturnPath: 0,
+    ignored: 0,
+    writeErrors: 0,
+    routeErrors: 0,
+  };
+  private device: TunDevice | undefined;
+  private readonly sources = new Map<string, Source>();
+  /** IPv4 customer prefixes by length (longest first), each a map of masked network → source. */
+  private v4: { length: number; mask: number; byNetwork: Map<number, Source> }[] = [];
+  /** IPv6 customer prefixes, longest first (few: scanned). */
+  private v6: { set: PrefixSet; source: Source }[] = [];
+  private readonly scratch = Buffer.allocUnsafe(MAX_DATAGRAM);
+  /** Route changes run one at a time, in order. */
+  private routes: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly config: EgressConfig,
+    private readonly send: (packet: Buffer, port: number, host: string) => void,
+    private readonly drops: DropCounters,
+    private readonly log: Logger,
+  ) {}
+
+  get interfaceName(): string | undefined {
+    return this.device?.name;
+  }
+
+  /** Creates and brings up the TUN (needs CAP_NET_ADMIN), and starts reading return traffic. */
+  async open(): Promise<void> {
+    const device = TunDevice.open(this.config.tun);
+    await device.configure({ addresses: [], mtu: this.config.underlayMtu - EGRESS_OVERHEAD });
+    device.start(
+      (packet) => this.returnPacket(packet),
+      (errno) => this.log.error({ errno, tun: device.name }, 'egress TUN read failed'),
+    );
+    this.device = device;
+    // Prefixes of circuits compiled before the TUN existed (the table's snapshot).
+    for (const prefix of this.sources.keys()) this.route('replace', prefix);
+  }
+
+  /** The packet path: one decapsulated, checked IP packet to the host. False without a TUN. */
+  deliver(entry: IpEntry, packet: Buffer): boolean {
+    const device = this.device;
+    if (!device) return false;
+    const s = this.sources.get(entry.sourcePrefix);
+    // The customer's DATA now arrives on this circuit: its answers take this circuit's return path.
+    if (s !== undefined && s.active !== entry && s.circuits.has(entry.circuit)) s.active = entry;
+    if (device.write(packet) < 0) {
+      this.counters.writeErrors++;
+      this.drops.add('send-error');
+      return true;
+    }
+    this.counters.delivered++;
+    return true;
+  }
+
+  /** The table holds `entry` (new or recompiled): its customer prefix is routed into the TUN. */
+  held(entry: IpEntry): void {
+    let s = this.sources.get(entry.sourcePrefix);
+    if (s === undefined) {
+      s = { prefix: entry.sourcePrefix, circuits: new Map(), active: entry, sequence: 0n };
+      this.sources.set(entry.sourcePrefix, s);
+      this.index();
+      this.route('replace', entry.sourcePrefix);
+    }
+    s.circuits.set(entry.circuit, entry);
+    if (s.active.circuit === entry.circuit || !s.circuits.has(s.active.circuit)) s.active = entry;
+  }
+
+  /** The circuit left the table: its prefix's route goes with the last circuit naming it. */
+  released(circuit: string): void {
+    for (const s of [...this.sources.values()]) {
+      if (!s.circuits.delete(circuit)) continue;
+      const next = s.circuits.values().next();
+      if (next.done) {
+        this.sources.delete(s.prefix);
+        this.index();
+        this.route('del', s.prefix);
+      } else if (s.active.circuit === circuit) s.active = next.value;
+    }
+  }
+
+  /** Customer prefixes routed here, and the circuit answering each (for stats and tests). */
+  mapping(): Record<string, string> {
+    return Object.fromEntries([...this.sources].map(([p, s]) => [p, s.active.circuit]));
+  }
+
+  /** Waits for the route changes asked for so far. */
+  settled(): Promise<void> {
+    return this.routes;
+  }
+
+  async close(): Promise<void> {
+    await this.routes;
+    this.device?.close();
+    this.device = undefined;
+  }
+
+  /** Return traffic the host routed into the TUN: into the return path of the customer it is for. */
+  private returnPacket(packet: Buffer): void {
+    if (hostChatter(packet)) {
+      this.counters.ignored++;
+      return;
+    }
+    const s = this.lookup(packet);
+    const reply = s?.active.reply;
+    const to = reply?.addresses[reply.active];
+    if (s === undefined || reply === undefined || to === undefined || reply.auth === undefined) {
+      this.counters.noReturnPath++;
+      this.drops.add('no-reply-path');
+      return;
+    }
+    if (packet.length > MAX_DATAGRAM - HEADER_LENGTH) {
+      this.drops.add('send-error');
+      return;
+    }
+    const n = encodeInto(
+      {
+        type: PacketType.Data,
+        hopLimit: DEFAULT_HOP_LIMIT,
+        authenticator: reply.auth,
+        sequence: s.sequence++,
+        payload: packet,
+      },
+      this.scratch,
+    );
+    // The socket sends later: it gets its own copy, the scratch is reused at once.
+    this.send(Buffer.from(this.scratch.subarray(0, n)), to.port, to.host);
+    this.counters.returned++;
+  }
+
+  /** The customer prefix (longest match) holding the packet's destination. */
+  private lookup(packet: Buffer): Source | undefined {
+    const version = packet.length > 0 ? packet[0]! >> 4 : 0;
+    if (version === 4 && packet.length >= 20) {
+      const dst = packet.readUInt32BE(16);
+      for (const l of this.v4) {
+        const s = l.byNetwork.get((dst & l.mask) >>> 0);
+        if (s !== undefined) return s;
+      }
+      return undefined;
+    }
+    if (version === 6 && packet.length >= 40) {
+      for (const p of this.v6) if (p.set.hasV6(packet, 24)) return p.source;
+    }
+    return undefined;
+  }
+
+  /** Rebuilds the lookup structures (control plane: on a new or gone customer prefix). */
+  private index(): void {
+    const v4 = new Map<number, Map<number, Source>>();
+    const v6: { set: PrefixSet; length: number; source: Source }[] = [];
+    for (const s of this.sources.values()) {
+      const r = parsePrefix(s.prefix);
+      if (!r.ok) continue; // the table compiled it with the same parser: cannot happen
+      const { network, length, family } = r.prefix;
+      if (family === 6) {
+        v6.push({ set: new PrefixSet([r.prefix]), length, source: s });
+        continue;
+      }
+      const mask = maskOf(length);
+      if (!v4.has(length)) v4.set(length, new Map());
+      v4.get(length)!.set((ipv4Word(network) & mask) >>> 0, s);
+    }
+    this.v4 = [...v4]
+      .sort(([a], [b]) => b - a)
+      .map(([length, byNetwork]) => ({ length, mask: maskOf(length), byNetwork }));
+    this.v6 = v6.sort((a, b) => b.length - a.length);
+  }
+
+  private route(op: 'replace' | 'del', prefix: string): void {
+    const name = this.config.tun;
+    this.routes = this.routes.then(async () => {
+      if (!this.device) return;
+      const family = prefix.includes(':') ? '-6' : '-4';
+      try {
+        await run('ip', [family, 'route', op, prefix, 'dev', name]);
+        this.log.info({ prefix, tun: name, op }, 'customer prefix route');
+      } catch (err) {
+        this.counters.routeErrors++;
+        this.log.warn(
+          {
+            prefix,
+            tun: name,
+            op,
+            err: ((err as { stderr?: string }).stderr ?? (err as Error).message).trim(),
+          },
+          'customer prefix route change failed',
+        );
+      }
+    });
+  }
+}
+
+function maskOf(length: number): number {
+  return length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
+}
+
+/** An IPv6 packet to a multicast (ff00::/8) or link-local (fe80::/10) address: the host's own chatter on the TUN. */
+function hostChatter(packet: Buffer): boolean {
+  if (packet.length < 40 || packet[0]! >> 4 !== 6) return false;
+  const first = packet[24]!;
+  return first === 0xff || (first === 0xfe && (packet[25]! & 0xc0) === 0x80);
+}
