@@ -1,5 +1,6 @@
 // Builds the native parts; part of `npm run build`:
 // - the TUN addon (src/endpoint/tun-native.c -> dist/native/arrow-tun.node), for `arrow endpoint --tun`;
+// - sd_notify (src/util/sd-notify.c -> dist/native/arrow-notify.node), for routers under systemd;
 // - the router's kernel fast path: the XDP program (src/router/bpf/arrow.bpf.c -> dist/native/arrow.bpf.o,
 //   with clang) and its libbpf addon (src/router/bpf-native.c -> dist/native/arrow-bpf.node, -lbpf);
 // - the TUN endpoint's kernel path (src/endpoint/bpf/endpoint.bpf.c -> dist/native/endpoint.bpf.o);
@@ -54,6 +55,20 @@ function buildTun(headers) {
     return;
   }
   compileAddon(source, out, headers, [], 'arrow endpoint --tun will not work');
+}
+
+/** sd_notify for routers under systemd (src/util/sd-notify.c -> dist/native/arrow-notify.node). */
+function buildNotify(headers) {
+  const source = 'src/util/sd-notify.c';
+  const out = 'dist/native/arrow-notify.node';
+  if (upToDate(out, [source]) || !headers) return;
+  compileAddon(
+    source,
+    out,
+    headers,
+    [],
+    'routers under systemd cannot notify it (Type=notify, WatchdogSec=)',
+  );
 }
 
 /** A Node-API addon: a shared object built against Node's headers, linked with `libs`. */
@@ -130,6 +145,7 @@ export function buildNative() {
   if (process.platform !== 'linux') return; // TUN mode and XDP are Linux only
   const headers = nodeHeaders();
   buildTun(headers);
+  buildNotify(headers);
   buildBpfObject('src/router/bpf/arrow.bpf.c', 'dist/native/arrow.bpf.o', KERNEL_PATH_OFF);
   buildBpfAddon(headers);
   buildBpfObject('src/bench/bpf/bench.bpf.c', 'dist/native/bench.bpf.o', KERNEL_ROWS_OFF);

@@ -40,6 +40,35 @@ program
     await runRouter(o.config, o.dataplane ? { dataplane: o.dataplane } : {});
   });
 
+program
+  .command('supervise')
+  .description(
+    'run routers under a failure detector: a hung (no heartbeat), stalled (event loop) or leaking (memory) router is SIGKILLed, and a dead one restarted with exponential backoff; one JSON line per action (docs/supervise.md)',
+  )
+  .requiredOption('--router <config>', 'a router config to run (repeatable)', collect)
+  .option('--heartbeat-ms <ms>', 'how often each router reports (default 500)', (v) =>
+    positiveInt(v, '--heartbeat-ms'),
+  )
+  .option('--missed <n>', 'heartbeats missed in a row before a router is hung (default 4)', (v) =>
+    positiveInt(v, '--missed'),
+  )
+  .option('--max-loop-lag-ms <ms>', 'event-loop delay that makes a router stalled (default 2000)', (v) =>
+    positiveInt(v, '--max-loop-lag-ms'),
+  )
+  .option('--max-rss-mb <mb>', 'resident memory that makes a router leaking (default 2048)', (v) =>
+    positiveInt(v, '--max-rss-mb'),
+  )
+  .option('--backoff-initial-ms <ms>', 'first restart delay (default 100)', (v) =>
+    positiveInt(v, '--backoff-initial-ms'),
+  )
+  .option('--backoff-max-ms <ms>', 'longest restart delay (default 30000); it doubles per quick death', (v) =>
+    positiveInt(v, '--backoff-max-ms'),
+  )
+  .action(async (o: import('../supervisor/main.js').SuperviseFlags) => {
+    const { runSupervise } = await import('../supervisor/main.js');
+    await runSupervise(o);
+  });
+
 const portal = program
   .command('portal')
   .description(

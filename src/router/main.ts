@@ -1,6 +1,7 @@
 import { loadConfig } from '../util/config.js';
 import { createLogger } from '../util/log.js';
 import { announceReady } from '../util/ready.js';
+import { startHeartbeat } from '../util/heartbeat.js';
 import { RouterConfigSchema } from './config.js';
 import { Router } from './router.js';
 import { dataplaneText, type DataplaneMode } from './dataplane-mode.js';
@@ -30,7 +31,10 @@ export async function runRouter(configPath: string, o: { dataplane?: DataplaneMo
       process.send?.({ event: 'neighbour-dead', ...e, at: performance.timeOrigin + performance.now() });
   }
   await router.start();
+  // Proof of life from the forwarding thread, for `arrow supervise` or systemd's watchdog.
+  const stopHeartbeat = startHeartbeat((err) => log.warn({ err: err.message }, 'sd_notify failed'));
   const shutdown = async (): Promise<void> => {
+    stopHeartbeat();
     await router.stop();
     process.exit(0);
   };
