@@ -41,9 +41,13 @@ test('arrow demo --once --json: the atlas avoids flaky, echoes cross 3 ISPs, tra
   // demo reports each) may since have moved a hop to its sibling, which the traceroute then names.
   const traced = report.traceroute.map((h: { router: string }) => h.router);
   const forward = report.path.map((h: { router: string }) => h.router);
-  if (report.verdicts.length === 0) assert.deepEqual(traced.slice(0, forward.length), forward);
+  // The endpoint itself may likewise have moved to the first ISP's other ingress router.
+  if (report.verdicts.length === 0 && report.ingressMoves === 0)
+    assert.deepEqual(traced.slice(0, forward.length), forward);
   else {
-    console.log(`# the demo's routers made false verdicts: ${JSON.stringify(report.verdicts)}`);
+    console.log(
+      `# the demo's routers made false verdicts: ${JSON.stringify(report.verdicts)}; the endpoint moved ingress ${report.ingressMoves} times`,
+    );
     const where = (h: { isp: string; pop: string }): string => `${h.isp}/${h.pop}`;
     assert.deepEqual(report.traceroute.slice(0, forward.length).map(where), report.path.map(where));
     for (const h of report.traceroute.slice(0, forward.length))

@@ -598,6 +598,8 @@ async function pingLoop<R extends { seq: number; rttMs: number }>(
   count: number,
   opts: { intervalMs?: number; onReply?: (r: R) => void; signal?: AbortSignal },
   one: (seq: number) => Promise<R | undefined>,
+  /** Wait for each answer (or its timeout) before the interval to the next: a single-slot service. */
+  oneAtATime = false,
 ): Promise<{
   transmitted: number;
   received: number;
@@ -611,6 +613,7 @@ async function pingLoop<R extends { seq: number; rttMs: number }>(
   const replies: R[] = [];
   let transmitted = 0;
   for (let seq = 1; seq <= count && !opts.signal?.aborted; seq++) {
+    if (seq > 1 && oneAtATime) await inFlight.at(-1);
     if (seq > 1)
       await sleep(opts.intervalMs ?? 1000, undefined, { signal: opts.signal }).catch((err: unknown) => {
         // Ctrl-C during the wait ends the run (checked below); anything else is a real error.
@@ -696,27 +699,34 @@ export async function lastLegPing(
   );
   const failures: Partial<Record<LastLegStatus, number>> = {};
   let target: string | undefined;
-  const r = await pingLoop<LastLegReply>(opts.count ?? 4, opts, async (seq) => {
-    // Our wait covers the router's wait for the server, plus the way there and back.
-    const a = await sock.request(
-      circuit.ingress,
-      PacketType.LastLeg,
-      payload,
-      (opts.timeoutMs ?? 2000) + serverTimeoutMs,
-      (p, at, sentAt) => {
-        const d = p.type === PacketType.LastLegReply ? decodeLastLegReply(p.payload) : undefined;
-        return d ? { ...d, roundTripMs: at - sentAt } : undefined;
-      },
-      { auth: circuit.auth },
-    );
-    if (!a) return undefined;
-    if (a.target) target = a.target;
-    if (a.status !== 'reply') {
-      failures[a.status] = (failures[a.status] ?? 0) + 1;
-      return undefined;
-    }
-    const { target: t, rttMs, roundTripMs, replyLength, reply } = a;
-    return { seq, rttMs, roundTripMs, target: t, replyLength, reply };
-  });
+  const r = await pingLoop<LastLegReply>(
+    opts.count ?? 4,
+    opts,
+    async (seq) => {
+      // Our wait covers the router's wait for the server, plus the way there and back.
+      const a = await sock.request(
+        circuit.ingress,
+        PacketType.LastLeg,
+        payload,
+        (opts.timeoutMs ?? 2000) + serverTimeoutMs,
+        (p, at, sentAt) => {
+          const d = p.type === PacketType.LastLegReply ? decodeLastLegReply(p.payload) : undefined;
+          return d ? { ...d, roundTripMs: at - sentAt } : undefined;
+        },
+        { auth: circuit.auth },
+      );
+      if (!a) return undefined;
+      if (a.target) target = a.target;
+      if (a.status !== 'reply') {
+        failures[a.status] = (failures[a.status] ?? 0) + 1;
+        return undefined;
+      }
+      const { target: t, rttMs, roundTripMs, replyLength, reply } = a;
+      return { seq, rttMs, roundTripMs, target: t, replyLength, reply };
+      // The router holds one last-leg ping per circuit (src/router/last-leg.ts): a second sent while
+      // the first waits for a slow server would only be refused as busy.
+    },
+    true,
+  );
   return { ...r, failures, target };
 }

@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Endpoint } from '../endpoint/endpoint.js';
 import { Connection } from '../endpoint/connection.js';
+import { formatAddress } from '../wire/address.js';
 import { VerdictLog, wallNow, type Verdict } from './verdicts.js';
 import { openStore } from '../store/open.js';
 import { buyPath, releasePath, type BoughtPath, type SegmentSpec } from '../endpoint/path.js';
@@ -65,6 +66,11 @@ export interface DemoReport {
    * can make; it moves the hop to a sibling router, and the traceroute follows the move.
    */
   verdicts: Verdict[];
+  /**
+   * Times the endpoint moved to another ingress router of the first ISP before the traceroute
+   * (a false failure of a busy machine, as for verdicts): the traceroute enters where it does now.
+   */
+  ingressMoves: number;
   /** Traceroute along the bought path after the echoes: every hop, in order, with its RTT. */
   traceroute?: {
     index: number;
@@ -217,6 +223,8 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
     const verdictLog = new VerdictLog(lab, endpoint.address);
     // The customer's failure rule: no reply within 50 ms means the circuit is failing.
     const conn = new Connection(endpoint, { timeoutMs: 50, probeIntervalMs: 10, ackTimeoutMs: 40 });
+    let ingressMoves = 0;
+    conn.on('ingress', () => ingressMoves++);
     const chosen = lab.atlas ? await askAtlas(lab, lab.atlas.url, server.address, print) : undefined;
     const segments = chosen?.segments ?? throughSegments(lab);
     print(
@@ -276,6 +284,7 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
       circuits,
       ...(chosen ? { atlas: chosen.report } : {}),
       verdicts: [],
+      ingressMoves: 0,
     };
 
     print('\nPath, hop by hop:');
@@ -298,7 +307,8 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
       print(
         `  ${c.direction.padEnd(8)}${c.isp.padEnd(7)}${(c.from + '->' + c.to).padEnd(10)}${authPrefix(c.auth)}  packets ${c.packets}  bytes ${c.bytes}  dropped ${c.dropped}`,
       );
-    report.traceroute = await demoTraceroute(path, print);
+    report.traceroute = await demoTraceroute(path, conn, print);
+    report.ingressMoves = ingressMoves;
     report.verdicts = verdictLog.relativeTo(startedAt);
     verdictLog.close();
     if (report.verdicts.length > 0) {
@@ -385,16 +395,17 @@ function summary(p: PathCandidate): { isps: string[]; latencyMs: number; lossPct
 /** A traceroute along the bought path: each router answers, so the slow or lossy hop stands out. */
 async function demoTraceroute(
   path: BoughtPath,
+  conn: Connection,
   print: (line: string) => void,
 ): Promise<NonNullable<DemoReport['traceroute']>> {
   const first = path.forward[0]!.circuit;
-  const sock = await DiagnosticSocket.open({ toward: first.ingress[0]! });
+  // Through the ingress router the echoes use now: a false failure on a busy machine may have
+  // moved the connection to the first ISP's other one, and the traceroute shows the path in use.
+  const c = conn.circuits.find((x) => x.auth.toString('hex') === first.auth);
+  const ingress = c ? formatAddress(c.ingress[c.activeIngress]!) : first.ingress[0]!;
+  const sock = await DiagnosticSocket.open({ toward: ingress });
   try {
-    const t = await traceroute(
-      sock,
-      { ingress: first.ingress[0]!, auth: first.auth },
-      { queries: 3, timeoutMs: 500 },
-    );
+    const t = await traceroute(sock, { ingress, auth: first.auth }, { queries: 3, timeoutMs: 500 });
     print(`\nTraceroute along the circuit (arrow traceroute):`);
     for (const l of formatTraceroute(t, 64)) print(`  ${l}`);
     return t.hops.map((h) => {
