@@ -66,6 +66,8 @@ export function provision() {
   ensurePackage('bpftool', 'bpftool', (b) => onPath(b) || existsSync('/usr/sbin/bpftool'));
   ensurePackage('/usr/include/bpf/libbpf.h', 'libbpf-dev', existsSync);
   ensurePackage('/usr/include/linux/bpf.h', 'linux-libc-dev', existsSync);
+  // IP transit's egress PoPs announce customer prefixes with BIRD 2 (test/ip-transit.test.ts).
+  ensurePackage('bird', 'bird2', (b) => onPath(b) || existsSync('/usr/sbin/bird'));
   // The systemd units in deploy/ are checked with systemd-analyze verify (test/supervise.test.ts).
   ensurePackage('systemd-analyze', 'systemd');
   // The veth tests turn GRO on at the far end (test/bpf-forward.test.ts).

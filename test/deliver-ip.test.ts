@@ -34,6 +34,10 @@ class Recorder implements Output {
     if (this.egress) this.ip.push({ circuit: entry.circuit, packet: Buffer.from(packet) });
     return this.egress;
   }
+  probed: string[] = [];
+  probedIp(entry: { circuit: string }): void {
+    this.probed.push(entry.circuit);
+  }
 }
 
 function ipCircuit(over: Partial<Circuit> = {}): Circuit {
@@ -186,6 +190,8 @@ test('a probe at a deliver-ip egress turns into the return path, as at deliver-u
   assert.ok(p.ok && c.action.kind === 'deliver-ip');
   assert.equal(Buffer.from(p.packet.authenticator).toString('hex'), c.action.reply!.auth);
   assert.equal(out.ip.length, 0, 'a probe never leaves as IP');
+  // The probe says the customer's path leads here now: the egress may take the customer over.
+  assert.deepEqual(out.probed, [c.auth]);
 });
 
 test('deliver-ip records: prefixes and source are checked by the one prefix parser', () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { Lab, LAB_CUSTOMER_PREFIXES } from '../src/lab/lab.js';
+import { Lab, LAB_CUSTOMER_PREFIXES, type LabHost } from '../src/lab/lab.js';
 import { defaultTopology, type Topology } from '../src/lab/topology.js';
 import { throughSegments } from '../src/lab/demo.js';
 import type { RouterStats } from '../src/store/circuit.js';
@@ -16,8 +16,10 @@ import { eventually, routerStats } from './helpers/network.js';
 // Issue 12: IP transit to a host that runs nothing of ours. A customer's `arrow endpoint --tun`
 // gateway sends IP packets through a 2-ISP path whose last circuit is deliver-ip; beta's egress
 // router strips the envelope and its host routes the packet to an unmodified server (busybox
-// httpd, ping's echo). The answers come back through the egress TUN into the return path.
-// Everything runs in namespaces this test makes and removes.
+// httpd, ping's echo). The egress router that serves the customer announces its prefix through
+// BIRD to the PoP's edge router (the ESR, BIRD too), which the web host routes the answers to;
+// they come back through the egress TUN into the return path. Everything runs in namespaces this
+// test makes and removes.
 
 function requireRoot(): void {
   if (process.getuid?.() !== 0)
@@ -87,28 +89,38 @@ async function egressStats(lab: Lab): Promise<RouterStats[]> {
 
 const sum = (xs: RouterStats[], f: (s: RouterStats) => number): number => xs.reduce((n, s) => n + f(s), 0);
 
-test('IP transit: curl and ping from a customer gateway through 2 ISPs to an unmodified server; outside prefixes are dropped and counted', async () => {
+const CUSTOMER = '100.64.0.2';
+
+interface Transit {
+  lab: Lab;
+  dir: string;
+  client: LabHost;
+  web: LabHost;
+  esr: LabHost;
+  gateway: ChildProcess;
+  file: Buffer;
+  /** TEST-NET-2, routed into the gateway's TUN but outside the path's prefixes. */
+  outside: string;
+}
+
+/** The lab, an unmodified web host behind beta's edge router, and a customer gateway up. */
+async function startTransit(name: string, fileBytes: number): Promise<Transit> {
   requireRoot();
-  const lab = await Lab.start(transitTopology(), { netns: true });
+  const lab = await Lab.start({ ...transitTopology(), name }, { netns: true });
   const dir = mkdtempSync(join(tmpdir(), 'arrow-ip-transit-'));
-  let gateway: ChildProcess | undefined;
   try {
     const client = lab.hosts.find((h) => h.name === 'client')!;
     const web = lab.hosts.find((h) => h.name === 'web')!;
-    const [egress1] = lab.isp('beta').pops.find((p) => p.name === 'lon')!.routers;
+    const esr = lab.esr('beta');
     // The web host knows nothing of Arrow: an ordinary route sends customer addresses to the
-    // PoP's egress router, as an edge router would.
-    const egressHost = egress1!.address.split(':')[0]!;
-    const route = await web.run(['ip', 'route', 'replace', LAB_CUSTOMER_PREFIXES, 'via', egressHost]);
+    // edge router, which BGP tells which egress router serves each.
+    const route = await web.run(['ip', 'route', 'replace', LAB_CUSTOMER_PREFIXES, 'via', esr.address]);
     assert.equal(route.code, 0, route.stderr);
-    const file = randomBytes(3 * 1024 * 1024 + 17);
+    const file = randomBytes(fileBytes);
     writeFileSync(join(dir, 'file.bin'), file);
     const httpd = web.exec(['busybox', 'httpd', '-f', '-p', '8080', '-h', dir]);
     httpd.stdout!.resume();
     httpd.stderr!.resume();
-
-    // The gateway: traffic to the web host enters the TUN, and the path delivers it as IP. A
-    // second route (TEST-NET-2) is outside the path's prefixes: the egress drops it.
     const outside = '198.51.100.1';
     const pathFile = join(dir, 'path.yaml');
     writeFileSync(
@@ -118,12 +130,12 @@ test('IP transit: curl and ping from a customer gateway through 2 ISPs to an unm
         target: { kind: 'ip', prefixes: [`${web.address}/32`] },
       }),
     );
-    gateway = client.arrow([
+    const gateway = client.arrow([
       'endpoint',
       '--tun',
       'arw0',
       '--address',
-      '100.64.0.2/32',
+      `${CUSTOMER}/32`,
       '--route',
       `${web.address}/32`,
       '--route',
@@ -133,53 +145,88 @@ test('IP transit: curl and ping from a customer gateway through 2 ISPs to an unm
       '--listen',
       `${client.address}:0`,
     ]);
-    const out = watch(gateway);
-    await out.waitFor(/^tun arw0 up/, 30_000);
+    await watch(gateway).waitFor(/^tun arw0 up/, 30_000);
+    return { lab, dir, client, web, esr, gateway, file, outside };
+  } catch (err) {
+    await lab.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
 
+async function stopTransit(t: Transit): Promise<void> {
+  if (t.gateway.exitCode === null) {
+    const exited = new Promise((resolve) => t.gateway.once('exit', resolve));
+    t.gateway.kill('SIGINT');
+    await Promise.race([exited, sleep(10_000)]);
+  }
+  await t.lab.stop();
+  rmSync(t.dir, { recursive: true, force: true });
+}
+
+/** The edge router's route to the customer: the egress router's address it goes via, or undefined. */
+async function esrNextHop(esr: LabHost): Promise<string | undefined> {
+  const r = await esr.run(['ip', '-4', 'route', 'show', `${CUSTOMER}/32`]);
+  return /via (\S+)/.exec(r.stdout)?.[1];
+}
+
+/** curl, from the tunnel address, of the web host's file into `out`; prints bytes and connections. */
+function download(t: Transit, out: string, extra: string[] = []): ReturnType<LabHost['run']> {
+  return t.client.run(
+    [
+      'curl',
+      '-sS',
+      '--max-time',
+      '120',
+      ...extra,
+      '--interface',
+      CUSTOMER,
+      `http://${t.web.address}:8080/file.bin`,
+      '-o',
+      out,
+      '-w',
+      '%{size_download} %{num_connects}',
+    ],
+    { timeoutMs: 150_000 },
+  );
+}
+
+function hostOf(address: string): string {
+  return address.split(':')[0]!;
+}
+
+test('IP transit: curl and ping from a customer gateway through 2 ISPs to an unmodified server; outside prefixes are dropped and counted', async () => {
+  const t = await startTransit('iptransit', 3 * 1024 * 1024 + 17);
+  const { lab, client, web, esr } = t;
+  try {
     // ping: ICMP through the path and back, from the tunnel address.
-    const ping = await client.run([
-      'ping',
-      '-c',
-      '20',
-      '-i',
-      '0.05',
-      '-W',
-      '2',
-      '-I',
-      '100.64.0.2',
-      web.address,
-    ]);
+    const ping = await client.run(['ping', '-c', '20', '-i', '0.05', '-W', '2', '-I', CUSTOMER, web.address]);
     const received = Number(/(\d+) received/.exec(ping.stdout)?.[1] ?? -1);
     assert.ok(received >= 18, `ping: ${ping.stdout}${ping.stderr}`);
 
+    // The egress router that decapsulated took the customer over and announced it: the edge
+    // router routes the customer's prefix to it.
+    const serving = await eventually(async () => {
+      const s = (await egressStats(lab)).filter((x) => x.egress?.serving?.[`${CUSTOMER}/32`]);
+      return s.length > 0 ? s : undefined;
+    }, 5000);
+    assert.ok(serving, 'an egress router serves the customer');
+    const via = await eventually(() => esrNextHop(esr), 10_000);
+    assert.ok(
+      serving.some((s) => hostOf(s.address) === via),
+      `edge router routes ${CUSTOMER} via ${via}; serving: ${serving.map((s) => s.router).join(', ')}`,
+    );
+
     // curl: a TCP download, checked byte for byte.
-    const curl = await client.run(
-      [
-        'curl',
-        '-sS',
-        '--max-time',
-        '60',
-        '--interface',
-        '100.64.0.2',
-        `http://${web.address}:8080/file.bin`,
-        '-o',
-        join(dir, 'got.bin'),
-        '-w',
-        '%{size_download} %{num_connects}',
-      ],
-      { timeoutMs: 90_000 },
-    );
+    const got = join(t.dir, 'got.bin');
+    const curl = await download(t, got);
     assert.equal(curl.code, 0, curl.stderr);
-    const got = readFileSync(join(dir, 'got.bin'));
-    assert.equal(
-      createHash('sha256').update(got).digest('hex'),
-      createHash('sha256').update(file).digest('hex'),
-    );
-    assert.equal(curl.stdout.trim(), `${file.length} 1`, 'one TCP connection carried the whole file');
+    assert.equal(sha256(readFileSync(got)), sha256(t.file));
+    assert.equal(curl.stdout.trim(), `${t.file.length} 1`, 'one TCP connection carried the whole file');
 
     // Outside the circuit's prefixes: never leaves the ISP, counted at the egress.
     const before = sum(await egressStats(lab), (s) => s.drops['outside-prefixes'] ?? 0);
-    const lost = await client.run(['ping', '-c', '5', '-i', '0.05', '-W', '1', '-I', '100.64.0.2', outside]);
+    const lost = await client.run(['ping', '-c', '5', '-i', '0.05', '-W', '1', '-I', CUSTOMER, t.outside]);
     assert.match(lost.stdout, / 0 received/, lost.stdout);
     const dropped = await eventually(async () => {
       const n = sum(await egressStats(lab), (s) => s.drops['outside-prefixes'] ?? 0) - before;
@@ -196,15 +243,95 @@ test('IP transit: curl and ping from a customer gateway through 2 ISPs to an unm
     assert.ok(sum(stats, (s) => s.egress?.delivered ?? 0) >= 20);
     for (const s of stats) {
       assert.equal(s.egress?.interface, 'arrow-egress');
-      assert.ok(Object.keys(s.egress?.customers ?? {}).includes('100.64.0.2/32'), JSON.stringify(s.egress));
+      assert.ok(Object.keys(s.egress?.customers ?? {}).includes(`${CUSTOMER}/32`), JSON.stringify(s.egress));
     }
   } finally {
-    if (gateway && gateway.exitCode === null) {
-      const exited = new Promise((resolve) => gateway!.once('exit', resolve));
-      gateway.kill('SIGINT');
-      await Promise.race([exited, sleep(10_000)]);
-    }
-    await lab.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await stopTransit(t);
   }
 });
+
+test('reliable decapsulation: the active egress router is killed mid-download; a sibling takes over on its first DATA packet or probe, the edge router follows, the same TCP connection completes, and the healed router does not take the customer back', async () => {
+  const t = await startTransit('ipfailover', 8 * 1024 * 1024);
+  const { lab, client, web, esr } = t;
+  try {
+    const warm = await client.run(['ping', '-c', '5', '-i', '0.1', '-W', '2', '-I', CUSTOMER, web.address]);
+    assert.match(warm.stdout, / [45] received/, warm.stdout);
+    const active = await eventually(async () => {
+      const via = await esrNextHop(esr);
+      return (await egressStats(lab)).find(
+        (s) => hostOf(s.address) === via && s.egress?.serving?.[`${CUSTOMER}/32`],
+      );
+    }, 10_000);
+    assert.ok(active, 'the edge router routes the customer to the egress router serving it');
+    const sibling = (await egressStats(lab)).find((s) => s.router !== active.router)!;
+
+    // A download of about 5 s (curl limits its rate), with the serving router killed at ~40%.
+    const got = join(t.dir, 'got.bin');
+    const downloading = download(t, got, ['--limit-rate', '1600K']);
+    await sleep(2000);
+    // By role, as `arrow lab fail egress:beta --kind kill` does: the router serving the customer now.
+    assert.equal(await lab.resolveRole('egress:beta'), active.router);
+    const killedAt = Date.now();
+    await lab.fail(active.router, 'kill');
+    // The edge router's route follows the takeover: poll it as it happens.
+    let movedAt: number | undefined;
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      if ((await esrNextHop(esr)) === hostOf(sibling.address)) {
+        movedAt = Date.now();
+        break;
+      }
+      await sleep(10);
+    }
+    if (!movedAt) {
+      const now = (await egressStats(lab)).map((x) => `${x.router} ${x.address} ${JSON.stringify(x.egress)}`);
+      assert.fail(
+        `the edge router never routed ${CUSTOMER} via ${sibling.router} (it routes via ${await esrNextHop(esr)}); egress routers:\n${now.join('\n')}`,
+      );
+    }
+    const curl = await downloading;
+    assert.equal(curl.code, 0, curl.stderr);
+    assert.equal(curl.stdout.trim(), `${t.file.length} 1`, 'the same TCP connection completed: no reconnect');
+    assert.equal(sha256(readFileSync(got)), sha256(t.file));
+
+    const claim = (await egressStats(lab)).find((s) => s.router === sibling.router)?.egress?.serving?.[
+      `${CUSTOMER}/32`
+    ];
+    assert.ok(claim, `${sibling.router} serves the customer`);
+    const takeoverAt = Date.parse(claim.since);
+    console.log(
+      `# killed ${active.router}; ${sibling.router} took the customer over ${takeoverAt - killedAt} ms later (its first DATA packet or probe); the edge router's route followed ${movedAt - takeoverAt} ms after the takeover (BGP through BIRD, seen by polling every 10 ms)`,
+    );
+    assert.ok(takeoverAt >= killedAt - 5, 'the sibling claimed the customer only after the kill');
+
+    // No flapping: the old router comes back and carries nothing of the customer's, so it claims nothing.
+    await lab.heal(active.router);
+    const after = await client.run([
+      'ping',
+      '-c',
+      '20',
+      '-i',
+      '0.05',
+      '-W',
+      '2',
+      '-I',
+      CUSTOMER,
+      web.address,
+    ]);
+    assert.match(after.stdout, / (1[89]|20) received/, after.stdout);
+    await sleep(1000);
+    assert.equal(
+      await esrNextHop(esr),
+      hostOf(sibling.address),
+      'the edge router still routes to the sibling',
+    );
+    const healed = (await egressStats(lab)).find((s) => s.router === active.router);
+    assert.deepEqual(healed?.egress?.serving ?? {}, {}, `${active.router} claims nothing after it healed`);
+  } finally {
+    await stopTransit(t);
+  }
+});
+
+function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}

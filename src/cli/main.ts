@@ -214,7 +214,10 @@ lab
 lab
   .command('fail')
   .description('inject a failure into a router of a running `arrow lab up` (undo with `arrow lab heal`)')
-  .argument('<router>', 'router name, e.g. beta-fra-1')
+  .argument(
+    '<router>',
+    'router name, e.g. beta-fra-1, or a role: egress:ISP, the egress router that serves a customer now (IP transit)',
+  )
   .addOption(
     new Option('--kind <kind>', 'kill: SIGKILL; hang: SIGSTOP; link-down: its interface down (--netns labs)')
       .choices(['kill', 'hang', 'link-down'])

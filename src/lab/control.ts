@@ -103,7 +103,8 @@ export type ControlReply = { ok: true; message: string } | { ok: false; error: s
 
 /** What a lab does for its control server. */
 export interface ControlTarget {
-  fail(node: string, kind: FailKind): Promise<void>;
+  /** Returns the router failed (a role such as `egress:beta` names one). */
+  fail(node: string, kind: FailKind): Promise<string>;
   heal(node: string): Promise<void>;
 }
 
@@ -138,8 +139,9 @@ async function answer(target: ControlTarget, line: string): Promise<ControlReply
     if (req.op === 'fail') {
       if (!FAIL_KINDS.includes(req.kind as FailKind))
         return { ok: false, error: `--kind must be one of ${FAIL_KINDS.join(', ')}` };
-      await target.fail(req.node, req.kind as FailKind);
-      return { ok: true, message: `${req.node}: ${req.kind as string}` };
+      const router = await target.fail(req.node, req.kind as FailKind);
+      const role = router === req.node ? '' : ` (${req.node})`;
+      return { ok: true, message: `${router}${role}: ${req.kind as string}` };
     }
     if (req.op === 'heal') {
       await target.heal(req.node);

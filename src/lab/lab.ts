@@ -7,11 +7,13 @@ import type { PortalConfig } from '../portal/config.js';
 import type { RouterConfig, RouterConfigInput } from '../router/config.js';
 import type { Topology } from './topology.js';
 import type { StoreConfig } from '../store/config.js';
+import { openStore } from '../store/open.js';
 import { EtcdCluster } from './etcd-cluster.js';
 import type { AtlasConfig } from '../atlas/config.js';
 import { mustParseAddress } from '../wire/address.js';
 import { CLI_PATH, startComponent, stopComponent, type Managed } from './process.js';
 import { LAB_NET, LabNetwork } from './netns.js';
+import { ANNOUNCE_TABLE, egressRouterBird, esrBird, labAsn } from './bird.js';
 import { removeState, writeState, type FailKind, type LabState } from './control.js';
 import { LabCa } from './certs.js';
 import { hashApiKey, newApiKey } from '../portal/accounts.js';
@@ -143,6 +145,8 @@ export class Lab {
   atlas: { url: string; managed: Managed; configPath: string; ns: string | undefined } | undefined;
   /** Extra namespaces made with `addHost` (netns labs). */
   readonly hosts: LabHost[] = [];
+  /** Each ISP's edge router behind its egress PoPs (netns labs with `egress`): BIRD, and its control socket. */
+  private readonly esrs = new Map<string, { host: LabHost; socket: string }>();
   private readonly clusters: EtcdCluster[] = [];
   private readonly hostProcs = new Set<ChildProcess>();
   /** Every component process spawned and not yet exited, ready or not: what `stop` must end. */
@@ -213,6 +217,7 @@ export class Lab {
       lab.saveState();
       await lab.boot();
       if (lab.net) for (const h of topology.hosts ?? []) await lab.addHost(h);
+      if (lab.net) await lab.startEgressRouting();
       lab.saveState();
     } catch (err) {
       await lab.stop();
@@ -330,7 +335,7 @@ export class Lab {
           announceTable: this.announceTable,
           ...(this.dataplane ? { dataplane: this.dataplane } : {}),
           ...(impair ? { impair } : {}),
-          ...(pop.egress ? { egress: { tun: EGRESS_TUN } } : {}),
+          ...(pop.egress ? { egress: { tun: EGRESS_TUN, announceTable: ANNOUNCE_TABLE } } : {}),
           ...(this.topology.failover
             ? { failover: this.topology.failover as RouterConfigInput['failover'] }
             : {}),
@@ -466,7 +471,8 @@ export class Lab {
    * Failure injection on a router: `kill` (SIGKILL), `hang` (SIGSTOP) or `link-down` (its
    * interface down; netns labs only). `heal` undoes it.
    */
-  async fail(name: string, kind: FailKind): Promise<void> {
+  async fail(node: string, kind: FailKind): Promise<string> {
+    const name = await this.resolveRole(node);
     this.router(name);
     const already = this.failed.get(name);
     if (already) throw new Error(`${name} is already failed (${already}); heal it first`);
@@ -477,6 +483,34 @@ export class Lab {
     else if (kind === 'hang') this.kill(name, 'SIGSTOP');
     else throw new Error(`unknown failure kind ${String(kind)}: kill, hang or link-down`);
     this.failed.set(name, kind);
+    return name;
+  }
+
+  /**
+   * A router name as given, or the router a role names: `egress:ISP` is the egress router of ISP
+   * that took a customer over most recently (the active decapsulation node, from the routers'
+   * published `egress.serving`).
+   */
+  async resolveRole(node: string): Promise<string> {
+    const m = /^egress:([a-z][a-z0-9-]*)$/.exec(node);
+    if (!m) return node;
+    const isp = this.isp(m[1]!);
+    const store = await openStore(isp.store, { busyTimeoutMs: 1000, isp: isp.name });
+    try {
+      let best: { router: string; since: number } | undefined;
+      for (const s of await store.listRouterStats()) {
+        if (this.failed.has(s.router)) continue;
+        for (const c of Object.values(s.egress?.serving ?? {})) {
+          const since = Date.parse(c.since);
+          if (!best || since > best.since) best = { router: s.router, since };
+        }
+      }
+      if (!best)
+        throw new Error(`no egress router of ${isp.name} serves a customer now (egress:${isp.name})`);
+      return best.router;
+    } finally {
+      await store.close();
+    }
   }
 
   /** Undoes `fail`: a killed router restarts on the same address, a hung one continues, a link comes up. */
@@ -499,6 +533,112 @@ export class Lab {
    * An extra namespace on the lab network (netns labs), for unmodified programs and TUN
    * endpoints. Its namespace is `arrow-<lab>-host-<name>`, its address 10.77.250.N.
    */
+  /** The edge router (ESR) of `isp`'s egress PoPs: route the customers' prefixes via its address. */
+  esr(isp: string): LabHost {
+    const e = this.esrs.get(isp);
+    if (!e) throw new Error(`ISP ${isp} has no egress PoP (topology: egress: true), so no edge router`);
+    return e.host;
+  }
+
+  /** `birdc show route` style questions to an ISP's edge router: its BIRD's control socket. */
+  esrSocket(isp: string): string {
+    this.esr(isp);
+    return this.esrs.get(isp)!.socket;
+  }
+
+  /**
+   * For each ISP with egress PoPs: an edge router namespace (`esr-<isp>`) running BIRD, and BIRD on
+   * every egress router's host, peering over iBGP (src/lab/bird.ts). Waits until every session is
+   * up, so the first takeover is announced at once.
+   */
+  private async startEgressRouting(): Promise<void> {
+    for (const [ii, isp] of this.topology.isps.entries()) {
+      const egress = isp.pops.filter((p) => p.egress).map((p) => p.name);
+      if (egress.length === 0) continue;
+      const routers = this.isp(isp.name)
+        .pops.filter((p) => egress.includes(p.name))
+        .flatMap((p) => p.routers);
+      const esr = await this.addHost(`esr-${isp.name}`);
+      // It forwards the answers to the egress routers, on the same link: no redirects, which
+      // would teach the servers a router that may since have died.
+      // (The kernel sends redirects when `all` or the interface says so: both off.)
+      for (const key of [
+        'net.ipv4.ip_forward=1',
+        'net.ipv4.conf.all.send_redirects=0',
+        `net.ipv4.conf.${esr.link}.send_redirects=0`,
+      ])
+        await this.mustRun(esr, ['sysctl', '-qw', key]);
+      const asn = labAsn(ii);
+      const dir = join(this.dir, 'bird');
+      mkdirSync(dir, { recursive: true });
+      const socket = join(dir, `esr-${isp.name}.ctl`);
+      const conf = join(dir, `esr-${isp.name}.conf`);
+      const hosts = routers.map((r) => mustParseAddress(r.address).host);
+      writeFileSync(
+        conf,
+        esrBird({
+          routerId: esr.address,
+          asn,
+          routers: hosts,
+          log: join(this.dir, 'logs', `bird-esr-${isp.name}.log`),
+        }),
+      );
+      this.trackBird(esr.exec(['bird', '-f', '-c', conf, '-s', socket]), `esr-${isp.name}`);
+      for (const [i, r] of routers.entries()) {
+        const rconf = join(dir, `${r.name}.conf`);
+        writeFileSync(
+          rconf,
+          egressRouterBird({
+            routerId: hosts[i]!,
+            asn,
+            esr: esr.address,
+            log: join(this.dir, 'logs', `bird-${r.name}.log`),
+          }),
+        );
+        const proc = spawn(
+          'ip',
+          ['netns', 'exec', r.ns!, 'bird', '-f', '-c', rconf, '-s', join(dir, `${r.name}.ctl`)],
+          {
+            stdio: 'pipe',
+          },
+        );
+        this.hostProcs.add(proc);
+        proc.once('exit', () => this.hostProcs.delete(proc));
+        this.trackBird(proc, r.name);
+      }
+      this.esrs.set(isp.name, { host: esr, socket });
+      await this.waitBgp(esr, socket, routers.length);
+    }
+  }
+
+  /** A BIRD that exits while the lab runs is an error worth a line in the log. */
+  private trackBird(proc: ChildProcess, where: string): void {
+    let err = '';
+    proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    proc.stdout?.resume();
+    proc.once('exit', (code, signal) => {
+      if (!this.stopped) console.error(`lab: BIRD on ${where} exited (${code ?? signal}): ${err.trim()}`);
+    });
+  }
+
+  private async waitBgp(esr: LabHost, socket: string, sessions: number, ms = 20_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    let last = '';
+    while (Date.now() < deadline) {
+      const r = await esr.run(['birdc', '-s', socket, 'show', 'protocols'], { timeoutMs: 5000 });
+      last = r.stdout + r.stderr;
+      if ((last.match(/Established/g) ?? []).length >= sessions) return;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    throw new Error(`the edge router's BGP sessions did not come up in ${ms} ms:\n${last}`);
+  }
+
+  private async mustRun(host: LabHost, command: string[]): Promise<void> {
+    const r = await host.run(command, { timeoutMs: 10_000 });
+    if (r.code !== 0)
+      throw new Error(`${command.join(' ')} in ${host.ns}: exit ${r.code}: ${r.stderr.trim()}`);
+  }
+
   async addHost(name: string): Promise<LabHost> {
     if (!this.net) throw new Error('addHost needs a netns lab (Lab.start(topology, { netns: true }))');
     if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`host name "${name}": use a-z, 0-9 and "-"`);

@@ -189,6 +189,14 @@ export const RouterConfigSchema = Type.Object(
             default: 1500,
             description: 'MTU of the network the return traffic crosses; the TUN takes 56 bytes less',
           }),
+          announceTable: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 2 ** 31 - 1,
+              description:
+                "kernel routing table to announce the customer prefixes this router serves in (it takes one over on its first DATA packet), for the host's routing daemon to export; the route's metric is the claim time (docs/egress.md)",
+            }),
+          ),
         },
         {
           additionalProperties: false,
@@ -226,7 +234,7 @@ export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'imp
   Partial<Pick<RouterConfig, Defaulted>> & {
     failover?: DeepPartial<RouterConfig['failover']>;
     kernel?: Partial<RouterConfig['kernel']>;
-    egress?: { tun: string; underlayMtu?: number };
+    egress?: { tun: string; underlayMtu?: number; announceTable?: number };
     impair?: ImpairConfigInput;
   };
 /** An `impair` section as written: `dropPct` and `delayMs` default to 0. */

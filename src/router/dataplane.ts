@@ -86,6 +86,12 @@ export interface Output {
    * stack; false when this router has no egress device (docs/egress.md).
    */
   deliverIp(entry: Entry & { kind: 'deliver-ip' }, packet: Buffer): boolean;
+  /**
+   * A probe of a deliver-ip circuit reached this egress: the customer's path leads here now, so the
+   * egress takes the customer over as on DATA. A download's client sends nothing while its data
+   * is lost, but its failover probes do arrive (docs/egress.md).
+   */
+  probedIp?(entry: Entry & { kind: 'deliver-ip' }): void;
 }
 
 /**
@@ -265,6 +271,7 @@ export class DataPlane {
       ack[OFFSET_TYPE] = PacketType.ProbeAck;
       this.send(ack, fromPort, fromHost);
       if (!this.control.admitProbe(entry)) return this.dropFor(entry, 'probe-rate');
+      if (entry.kind === 'deliver-ip') this.out.probedIp?.(entry);
       if (entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip') {
         // The unmodified server knows nothing of probes. The probe turns around into the
         // circuit's return path instead, so it checks (and repairs) the way back too, and

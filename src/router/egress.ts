@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { DEFAULT_HOP_LIMIT, encodeInto, HEADER_LENGTH, MAX_DATAGRAM, PacketType } from '../wire/header.js';
+import { HEADER_LENGTH } from '../wire/header.js';
+import { ReturnPathSender } from './return-path.js';
+import type { EgressCounters } from '../store/circuit.js';
 import { ipv4Word, PrefixSet } from '../wire/prefix-set.js';
 import { parsePrefix } from '../wire/address.js';
 import type { Logger } from '../util/log.js';
@@ -20,6 +22,23 @@ export interface EgressConfig {
   tun: string;
   /** The underlay's MTU: the TUN's MTU is this less EGRESS_OVERHEAD, so return packets fit one datagram. */
   underlayMtu: number;
+  /**
+   * The kernel routing table this router announces the customer prefixes it serves in, for the
+   * host's routing daemon (BIRD) to export to the PoP's edge router. Unset: no announcements.
+   */
+  announceTable?: number;
+}
+
+/** Claims are stamped in deciseconds since this instant, as the route's metric (docs/egress.md). */
+const CLAIM_EPOCH_MS = Date.UTC(2026, 0, 1);
+
+/**
+ * A claim's route metric: deciseconds since 2026-01-01, so a later claim (a takeover) has a higher
+ * one, and the routing daemon turns it into the BGP LOCAL_PREF the edge router picks the newest by.
+ * Below 2^31 until 2032, as BIRD's integers are signed 32-bit.
+ */
+export function claimMetric(nowMs: number): number {
+  return Math.max(1, Math.min(2 ** 31 - 1, Math.floor((nowMs - CLAIM_EPOCH_MS) / 100)));
 }
 
 /** One customer prefix routed into the TUN, and the circuit whose return path its traffic takes now. */
@@ -30,21 +49,6 @@ interface Source {
   /** The circuit that carried the prefix's most recent DATA: its return path gets the answers. */
   active: IpEntry;
   sequence: bigint;
-}
-
-export interface EgressCounters {
-  /** Inner packets handed to the host's stack. */
-  delivered: number;
-  /** Packets routed back into the TUN and sent into a circuit's return path. */
-  returned: number;
-  /** Return packets for no customer prefix we hold, or whose circuit has no return path. */
-  noReturnPath: number;
-  /** IPv6 link-local and multicast the host itself sends into the TUN (neighbour discovery, MLD): not traffic. */
-  ignored: number;
-  /** Writes to the TUN that failed (errno counted, not logged: this is the packet path). */
-  writeErrors: number;
-  /** `ip route` changes that failed (logged). */
-  routeErrors: number;
 }
 
 /**
@@ -61,6 +65,7 @@ export class IpEgress {
     returned: 0,
     noReturnPath: 0,
     ignored: 0,
+    takeovers: 0,
     writeErrors: 0,
     routeErrors: 0,
   };
@@ -70,16 +75,23 @@ export class IpEgress {
   private v4: { length: number; mask: number; byNetwork: Map<number, Source> }[] = [];
   /** IPv6 customer prefixes, longest first (few: scanned). */
   private v6: { set: PrefixSet; source: Source }[] = [];
-  private readonly scratch = Buffer.allocUnsafe(MAX_DATAGRAM);
+  private readonly returnPath: ReturnPathSender;
   /** Route changes run one at a time, in order. */
   private routes: Promise<void> = Promise.resolve();
+  /**
+   * The EN-DN mapping's half held here: customer prefixes this router serves as the decapsulation
+   * node, announced in `announceTable`, with the circuit whose DATA made it take over and when.
+   */
+  private readonly serving = new Map<string, { circuit: string; since: number }>();
 
   constructor(
     private readonly config: EgressConfig,
-    private readonly send: (packet: Buffer, port: number, host: string) => void,
+    send: (packet: Buffer, port: number, host: string) => void,
     private readonly drops: DropCounters,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.returnPath = new ReturnPathSender(send);
+  }
 
   get interfaceName(): string | undefined {
     return this.device?.name;
@@ -105,6 +117,7 @@ export class IpEgress {
     const s = this.sources.get(entry.sourcePrefix);
     // The customer's DATA now arrives on this circuit: its answers take this circuit's return path.
     if (s !== undefined && s.active !== entry && s.circuits.has(entry.circuit)) s.active = entry;
+    this.arrived(entry);
     if (device.write(packet) < 0) {
       this.counters.writeErrors++;
       this.drops.add('send-error');
@@ -112,6 +125,15 @@ export class IpEgress {
     }
     this.counters.delivered++;
     return true;
+  }
+
+  /**
+   * The customer's DATA, or its failover probe, arrived on `entry`: the first for a prefix this
+   * router does not serve makes it take the customer over (the thesis's secondary DN) and announce
+   * the prefix, newer than any earlier claim.
+   */
+  arrived(entry: IpEntry): void {
+    if (this.config.announceTable !== undefined && !this.serving.has(entry.sourcePrefix)) this.claim(entry);
   }
 
   /** The table holds `entry` (new or recompiled): its customer prefix is routed into the TUN. */
@@ -136,8 +158,23 @@ export class IpEgress {
         this.sources.delete(s.prefix);
         this.index();
         this.route('del', s.prefix);
+        if (this.serving.delete(s.prefix)) this.announce('del', s.prefix, 0);
       } else if (s.active.circuit === circuit) s.active = next.value;
     }
+  }
+
+  /** Customer prefixes this router announces, the circuit that made it take each over, and when (ISO). */
+  claims(): Record<string, { circuit: string; since: string }> {
+    return Object.fromEntries(
+      [...this.serving].map(([p, c]) => [p, { circuit: c.circuit, since: new Date(c.since).toISOString() }]),
+    );
+  }
+
+  private claim(entry: IpEntry): void {
+    const now = Date.now();
+    this.serving.set(entry.sourcePrefix, { circuit: entry.circuit, since: now });
+    this.counters.takeovers++;
+    this.announce('replace', entry.sourcePrefix, claimMetric(now));
   }
 
   /** Customer prefixes routed here, and the circuit answering each (for stats and tests). */
@@ -163,29 +200,11 @@ export class IpEgress {
       return;
     }
     const s = this.lookup(packet);
-    const reply = s?.active.reply;
-    const to = reply?.addresses[reply.active];
-    if (s === undefined || reply === undefined || to === undefined || reply.auth === undefined) {
+    if (s === undefined || !this.returnPath.wrapAndSend(s.active.reply, s.sequence++, packet)) {
       this.counters.noReturnPath++;
       this.drops.add('no-reply-path');
       return;
     }
-    if (packet.length > MAX_DATAGRAM - HEADER_LENGTH) {
-      this.drops.add('send-error');
-      return;
-    }
-    const n = encodeInto(
-      {
-        type: PacketType.Data,
-        hopLimit: DEFAULT_HOP_LIMIT,
-        authenticator: reply.auth,
-        sequence: s.sequence++,
-        payload: packet,
-      },
-      this.scratch,
-    );
-    // The socket sends later: it gets its own copy, the scratch is reused at once.
-    this.send(Buffer.from(this.scratch.subarray(0, n)), to.port, to.host);
     this.counters.returned++;
   }
 
@@ -228,14 +247,21 @@ export class IpEgress {
     this.v6 = v6.sort((a, b) => b.length - a.length);
   }
 
-  private route(op: 'replace' | 'del', prefix: string): void {
+  /** The announcement of a served prefix: a route in `announceTable`, its metric the claim's time. */
+  private announce(op: 'replace' | 'del', prefix: string, metric: number): void {
+    const table = String(this.config.announceTable);
+    this.route(op, prefix, op === 'replace' ? ['table', table, 'metric', String(metric)] : ['table', table]);
+  }
+
+  private route(op: 'replace' | 'del', prefix: string, extra: string[] = []): void {
     const name = this.config.tun;
     this.routes = this.routes.then(async () => {
       if (!this.device) return;
       const family = prefix.includes(':') ? '-6' : '-4';
       try {
-        await run('ip', [family, 'route', op, prefix, 'dev', name]);
-        this.log.info({ prefix, tun: name, op }, 'customer prefix route');
+        // `del` names the table alone: the metric of a claim need not be known to withdraw it.
+        await run('ip', [family, 'route', op, prefix, 'dev', name, ...extra]);
+        this.log.info({ prefix, tun: name, op, extra }, 'customer prefix route');
       } catch (err) {
         this.counters.routeErrors++;
         this.log.warn(

@@ -73,6 +73,7 @@ export class Router {
         send,
         deliverUdp: (entry, payload) => this.delivery!.deliver(entry, payload),
         deliverIp: (entry, packet) => this.egress?.deliver(entry, packet) ?? false,
+        probedIp: (entry) => this.egress?.arrived(entry),
       },
       this.failover,
       (this.diagnostics = new RouterDiagnostics(
@@ -270,6 +271,7 @@ export class Router {
               interface: this.egress.interfaceName ?? '',
               ...this.egress.counters,
               customers: this.egress.mapping(),
+              serving: this.egress.claims(),
             },
           }
         : {}),

@@ -1,5 +1,5 @@
 import { createSocket, type Socket } from 'node:dgram';
-import { DEFAULT_HOP_LIMIT, encodeInto, HEADER_LENGTH, MAX_DATAGRAM, PacketType } from '../wire/header.js';
+import { ReturnPathSender } from './return-path.js';
 import type { Entry } from './table.js';
 import type { DropCounters } from './dataplane.js';
 
@@ -13,15 +13,17 @@ type UdpEntry = Entry & { kind: 'deliver-udp' };
  */
 export class UdpDelivery {
   private readonly sockets = new Map<string, { socket: Socket; entry: UdpEntry; sequence: bigint }>();
-  private readonly scratch = Buffer.allocUnsafe(MAX_DATAGRAM);
+  private readonly returnPath: ReturnPathSender;
   /** Sees every datagram a server sends back, before it goes into the return path (the last-leg ping). */
   onServerReply: ((circuit: string, payload: Buffer) => void) | undefined;
 
   constructor(
     private readonly bindHost: string,
-    private readonly send: (packet: Buffer, port: number, host: string) => void,
+    send: (packet: Buffer, port: number, host: string) => void,
     private readonly drops: DropCounters,
-  ) {}
+  ) {
+    this.returnPath = new ReturnPathSender(send);
+  }
 
   deliver(entry: UdpEntry, payload: Buffer): void {
     let s = this.sockets.get(entry.circuit);
@@ -40,24 +42,8 @@ export class UdpDelivery {
 
   private reply(state: { entry: UdpEntry; sequence: bigint }, payload: Buffer): void {
     this.onServerReply?.(state.entry.circuit, payload);
-    const reply = state.entry.reply;
-    const to = reply?.addresses[reply.active];
-    if (!reply || !to || !reply.auth || payload.length > MAX_DATAGRAM - HEADER_LENGTH) {
+    if (!this.returnPath.wrapAndSend(state.entry.reply, state.sequence++, payload))
       this.drops.add('no-reply-path');
-      return;
-    }
-    const n = encodeInto(
-      {
-        type: PacketType.Data,
-        hopLimit: DEFAULT_HOP_LIMIT,
-        authenticator: reply.auth,
-        sequence: state.sequence++,
-        payload,
-      },
-      this.scratch,
-    );
-    // send() copies nothing until the kernel call, so hand it its own buffer.
-    this.send(Buffer.from(this.scratch.subarray(0, n)), to.port, to.host);
   }
 
   release(circuit: string): void {

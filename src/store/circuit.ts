@@ -125,18 +125,32 @@ export interface RouterStats {
   /** The forwarding thread's event-loop delay since the previous publish (ms): what other work added to packets. */
   loopDelayMs?: { p50: number; p99: number; max: number };
   /** IP transit at this router (docs/egress.md): its TUN, what crossed it, and which circuit answers each customer prefix. */
-  egress?: {
+  egress?: EgressCounters & {
     interface: string;
-    delivered: number;
-    returned: number;
-    noReturnPath: number;
-    ignored: number;
-    writeErrors: number;
-    routeErrors: number;
     customers: Record<string, string>;
+    /** The EN-DN mapping as this router holds it: customer prefixes it serves and announces. */
+    serving?: Record<string, { circuit: string; since: string }>;
   };
   /** Which data plane forwards DATA, and why (docs/dataplane.md); `drops`, `handled` and `circuits` cover both. */
   dataplane?: PublishedDataplane;
+}
+
+/** What crossed a router's egress TUN (src/router/egress.ts, docs/egress.md). */
+export interface EgressCounters {
+  /** Inner packets handed to the host's stack. */
+  delivered: number;
+  /** Packets routed back into the TUN and sent into a circuit's return path. */
+  returned: number;
+  /** Return packets for no customer prefix we hold, or whose circuit has no return path. */
+  noReturnPath: number;
+  /** IPv6 link-local and multicast the host itself sends into the TUN (neighbour discovery, MLD): not traffic. */
+  ignored: number;
+  /** Customer prefixes this router took over on a first DATA packet and announced. */
+  takeovers: number;
+  /** Writes to the TUN that failed (errno counted, not logged: this is the packet path). */
+  writeErrors: number;
+  /** `ip route` changes that failed (logged). */
+  routeErrors: number;
 }
 
 /** A router's data plane as it publishes it (src/router/dataplane-mode.ts). */
