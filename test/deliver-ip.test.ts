@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { BlockList } from 'node:net';
 import fc from 'fast-check';
 import { DataPlane, type Output } from '../src/router/dataplane.js';
-import { ForwardingTable, type Entry } from '../src/router/table.js';
+import { ForwardingTable } from '../src/router/table.js';
 import { circuitRecordProblems, type Circuit } from '../src/store/circuit.js';
 import { PrefixSet } from '../src/wire/prefix-set.js';
 import { parsePrefix } from '../src/wire/address.js';
@@ -281,17 +281,28 @@ test('egress policy for prefixes: a prefix may not overlap what is refused, unle
   assert.equal(overlap('100.64.0.0/24', '2001:db8::/32'), false);
 });
 
-// Keeps the Entry type honest: a deliver-ip entry exposes what the egress needs.
-const _shape: (e: Entry & { kind: 'deliver-ip' }) => string = (e) => e.sourcePrefix;
-void _shape;
-
-test("the portal sells deliver-ip only where configured, checks prefixes whole and keeps accounts off each other's tunnel prefixes", async () => {
+/** A portal on a fresh SQLite store, given to `use`, closed and removed after. */
+async function withPortal(
+  config: (db: string) => Promise<PortalConfig>,
+  use: (app: Awaited<ReturnType<typeof buildPortal>>, store: SqliteStore) => Promise<void>,
+): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'arrow-deliver-ip-portal-'));
   const store = new SqliteStore(join(dir, 'isp.db'));
-  const config: PortalConfig = {
+  const app = await buildPortal({ config: await config(join(dir, 'isp.db')), store });
+  try {
+    await use(app, store);
+  } finally {
+    await app.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("the portal sells deliver-ip only where configured, checks prefixes whole and keeps accounts off each other's tunnel prefixes", async () => {
+  const config = async (db: string): Promise<PortalConfig> => ({
     isp: 'beta',
     listen: '127.0.0.1:0',
-    store: { kind: 'sqlite', path: join(dir, 'isp.db') },
+    store: { kind: 'sqlite', path: db },
     pops: [
       { name: 'fra', routers: ['127.0.0.21:4000'] },
       { name: 'lon', routers: ['127.0.0.31:4000'] },
@@ -322,9 +333,8 @@ test("the portal sells deliver-ip only where configured, checks prefixes whole a
     ],
     targetPolicy: { allow: ['127.0.0.0/8'], deny: ['203.0.113.0/24'], internal: ['10.0.0.0/8'] },
     ipTransit: { pops: ['lon'], customerPrefixes: ['100.64.0.0/10'] },
-  };
-  const app = await buildPortal({ config, store });
-  try {
+  });
+  await withPortal(config, async (app, store) => {
     const create = async (
       deliver: object,
       who = 'acme',
@@ -374,21 +384,15 @@ test("the portal sells deliver-ip only where configured, checks prefixes whole a
     assert.match(theft.message, /overlaps another account's tunnel prefix/);
     assert.equal((await create(ip(), 'acme')).status, 201);
     assert.equal((await create(ip({ source: '100.64.1.0/24' }), 'zeta')).status, 201);
-  } finally {
-    await app.close();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('an ISP without ipTransit refuses deliver-ip with 403', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'arrow-deliver-ip-none-'));
-  const store = new SqliteStore(join(dir, 'isp.db'));
-  const app = await buildPortal({
-    config: {
+  await withPortal(
+    async (db): Promise<PortalConfig> => ({
       isp: 'gamma',
       listen: '127.0.0.1:0',
-      store: { kind: 'sqlite', path: join(dir, 'isp.db') },
+      store: { kind: 'sqlite', path: db },
       pops: [{ name: 'lon', routers: ['127.0.0.31:4000'] }],
       offers: [
         {
@@ -402,26 +406,21 @@ test('an ISP without ipTransit refuses deliver-ip with 403', async () => {
         },
       ],
       accounts: [{ name: 'acme', apiKeyHash: await hashApiKey('acme-key-0000000000') }],
+    }),
+    async (app) => {
+      const r = await app.inject({
+        method: 'POST',
+        url: '/circuits',
+        headers: { authorization: 'Bearer acme-key-0000000000' },
+        payload: {
+          ingressPop: 'lon',
+          egressPop: 'lon',
+          bandwidthMbps: 1,
+          deliver: { kind: 'ip', prefixes: ['198.51.100.0/24'], source: '100.64.0.2/32' },
+        },
+      });
+      assert.equal(r.statusCode, 403);
+      assert.match(r.json().message, /sells no IP transit/);
     },
-    store,
-  });
-  try {
-    const r = await app.inject({
-      method: 'POST',
-      url: '/circuits',
-      headers: { authorization: 'Bearer acme-key-0000000000' },
-      payload: {
-        ingressPop: 'lon',
-        egressPop: 'lon',
-        bandwidthMbps: 1,
-        deliver: { kind: 'ip', prefixes: ['198.51.100.0/24'], source: '100.64.0.2/32' },
-      },
-    });
-    assert.equal(r.statusCode, 403);
-    assert.match(r.json().message, /sells no IP transit/);
-  } finally {
-    await app.close();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  );
 });

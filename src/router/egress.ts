@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { HEADER_LENGTH } from '../wire/header.js';
 import { ReturnPathSender } from './return-path.js';
 import type { EgressCounters } from '../store/circuit.js';
-import { ipv4Word, PrefixSet } from '../wire/prefix-set.js';
+import { ipv4Word, maskWord, PrefixSet } from '../wire/prefix-set.js';
 import { parsePrefix } from '../wire/address.js';
 import type { Logger } from '../util/log.js';
 import { TunDevice } from '../util/tun-device.js';
@@ -237,13 +237,13 @@ export class IpEgress {
         v6.push({ set: new PrefixSet([r.prefix]), length, source: s });
         continue;
       }
-      const mask = maskOf(length);
+      const mask = maskWord(length);
       if (!v4.has(length)) v4.set(length, new Map());
       v4.get(length)!.set((ipv4Word(network) & mask) >>> 0, s);
     }
     this.v4 = [...v4]
       .sort(([a], [b]) => b - a)
-      .map(([length, byNetwork]) => ({ length, mask: maskOf(length), byNetwork }));
+      .map(([length, byNetwork]) => ({ length, mask: maskWord(length), byNetwork }));
     this.v6 = v6.sort((a, b) => b.length - a.length);
   }
 
@@ -276,10 +276,6 @@ export class IpEgress {
       }
     });
   }
-}
-
-function maskOf(length: number): number {
-  return length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
 }
 
 /** An IPv6 packet to a multicast (ff00::/8) or link-local (fe80::/10) address: the host's own chatter on the TUN. */

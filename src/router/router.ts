@@ -134,7 +134,6 @@ export class Router {
     // A store that is down at start is waited for: forwarding with an empty table would drop everything.
     const snap = await this.sync.start();
     this.table.replaceAll(snap.circuits, snap.revision);
-    this.holdIpCircuits(snap.circuits.map((c) => c.auth));
     this.sync.follow((events) => {
       for (const event of events) {
         this.table.apply(event);

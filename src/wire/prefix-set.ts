@@ -76,7 +76,7 @@ export class PrefixSet {
 }
 
 /** The top `length` bits set, of 32. */
-function maskWord(length: number): number {
+export function maskWord(length: number): number {
   return length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
 }
 
