@@ -214,11 +214,15 @@ for (const dataplane of LAB_DATAPLANES)
         await sleep(200);
       }
       endpoint.off('data', onData);
-      const siblingStats = viaSibling ? undefined : await statsOf(lab, sibling.name);
-      assert.ok(
-        viaSibling,
-        `sibling ${sibling.name} forwards on the new next hop it read from the store: ${JSON.stringify(siblingStats)}`,
-      );
+      if (!viaSibling) {
+        // Everything that tells a dead sibling from one whose table stopped following the store.
+        const s = await statsOf(lab, sibling.name);
+        assert.fail(
+          `sibling ${sibling.name} forwards on the new next hop it read from the store (record revision ` +
+            `${record!.revision}; its table at ${s.tableRevision}, stats ${Date.now() - Date.parse(s.updatedAt)} ms old): ` +
+            `${JSON.stringify(s)}\n${lab.routerState(sibling.name)}`,
+        );
+      }
 
       // The dead router comes back: it is re-checked and eligible again, but circuits do not flap back.
       await lab.restart(victim);

@@ -11,7 +11,7 @@ import { openStore } from '../store/open.js';
 import { EtcdCluster } from './etcd-cluster.js';
 import type { AtlasConfig } from '../atlas/config.js';
 import { mustParseAddress } from '../wire/address.js';
-import { CLI_PATH, startComponent, stopComponent, type Managed } from './process.js';
+import { CLI_PATH, componentState, startComponent, stopComponent, type Managed } from './process.js';
 import { LAB_NET, LabNetwork } from './netns.js';
 import { ANNOUNCE_TABLE, egressRouterBird, esrBird, labAsn } from './bird.js';
 import { removeState, writeState, type FailKind, type LabState } from './control.js';
@@ -234,6 +234,12 @@ export class Lab {
     const r = this.routers.find((x) => x.name === name);
     if (!r) throw new Error(`no router ${name}; routers: ${this.routers.map((x) => x.name).join(', ')}`);
     return r;
+  }
+
+  /** A router's process state and the end of its log, for a failure message. */
+  routerState(name: string): string {
+    const m = this.router(name).managed;
+    return m ? componentState(m) : 'not started';
   }
 
   isp(name: string): LabIsp {

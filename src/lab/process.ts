@@ -96,6 +96,19 @@ export async function stopComponent(proc: ChildProcess, graceMs = 3000): Promise
   clearTimeout(timer);
 }
 
+/**
+ * Whether a component still runs, and the end of its log: what a test's failure message needs when
+ * a component stopped doing its part (a lab's folder is removed after the test).
+ */
+export function componentState(m: Managed, lines = 15): string {
+  const { proc } = m;
+  const state =
+    proc.exitCode !== null || proc.signalCode !== null
+      ? `exited (${proc.signalCode ?? proc.exitCode})`
+      : 'running';
+  return `pid ${proc.pid} ${state}; log ${m.logPath}:\n${tail(m.logPath, lines)}`;
+}
+
 /** The signal that makes a lab component write its Node diagnostic report. */
 const REPORT_SIGNAL = 'SIGUSR2';
 

@@ -262,6 +262,7 @@ export class Router {
       circuits,
       ...rejectionStats(this.table.snapshotRejections()),
       storeErrors: this.sync?.backgroundErrors ?? 0,
+      tableRevision: this.table.revision,
       loopDelayMs: this.takeLoopDelay(),
       ...(this.impair ? { impair: { ...this.impair.snapshot() } } : {}),
       ...(this.egress

@@ -122,6 +122,8 @@ export interface RouterStats {
   rejections?: Record<string, string>;
   /** Errors met by the store client in background work (watch delivery, lease renewal), counted. */
   storeErrors?: number;
+  /** The store revision the forwarding table has applied: behind the store's for long means the table stopped following it. */
+  tableRevision?: number;
   /** The forwarding thread's event-loop delay since the previous publish (ms): what other work added to packets. */
   loopDelayMs?: { p50: number; p99: number; max: number };
   /** IP transit at this router (docs/egress.md): its TUN, what crossed it, and which circuit answers each customer prefix. */

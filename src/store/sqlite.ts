@@ -72,6 +72,11 @@ interface ChangeRow {
   data: string | null;
 }
 
+/** How often a watcher reads the change log even when `data_version` says nothing changed. */
+const FULL_LOOK_MS = 1000;
+/** How long a watch poll may keep finding the database busy before it is reported. */
+const BUSY_REPORT_MS = 2000;
+
 /** Changes a watcher applies per turn of the event loop; the rest follow on the next turns. */
 const WATCH_CHUNK = 256;
 
@@ -288,12 +293,19 @@ export class SqliteStore implements CircuitStore {
     let seenVersion = -1;
     let seenLocal = -1;
     let closed = false;
+    // A full look once a second whatever data_version says: a commit it failed to show would
+    // otherwise leave the table behind the store for good, silently. Finding one is reported.
+    let fullLookAt = Date.now() + FULL_LOOK_MS;
+    let busySince = 0;
     const onEvent = (e: ChangeEvent): void => this.background.deliver(listen, e);
     const poll = (): void => {
       if (closed) return;
       try {
         const version = this.db.pragma('data_version', { simple: true }) as number;
-        if (version === seenVersion && seenLocal === this.localWrites) return;
+        const unchanged = version === seenVersion && seenLocal === this.localWrites;
+        const now = Date.now();
+        if (unchanged && now < fullLookAt) return;
+        fullLookAt = now + FULL_LOOK_MS;
         seenVersion = version;
         seenLocal = this.localWrites;
         const compacted = this.q.compacted.get()?.value ?? 0;
@@ -303,6 +315,12 @@ export class SqliteStore implements CircuitStore {
           onEvent({ type: 'resync', revision: snap.revision, circuits: snap.circuits });
         }
         const rows = this.q.changesAfter.all(last);
+        busySince = 0;
+        if (unchanged && rows.length > 0)
+          this.background.add(
+            new Error(`changes after revision ${last} were committed but data_version did not move`),
+            'watch full look',
+          );
         for (const row of rows) {
           last = row.revision;
           if (row.kind === 'delete') onEvent({ type: 'delete', revision: row.revision, auth: row.auth });
@@ -322,6 +340,12 @@ export class SqliteStore implements CircuitStore {
         // Anything else is counted and reported too, then retried the same way.
         seenVersion = -1;
         if (!isBusy(err)) this.background.add(err, 'watch poll');
+        else if (busySince === 0) busySince = Date.now();
+        else if (Date.now() - busySince > BUSY_REPORT_MS) {
+          // Busy for this long is no longer transient: the table is not following the store.
+          this.background.add(err, `watch poll busy for ${Date.now() - busySince} ms`);
+          busySince = Date.now();
+        }
       }
     };
     const timer = setInterval(poll, this.pollMs);
