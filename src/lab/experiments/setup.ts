@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -128,6 +128,9 @@ export async function startTunPair(
     ...(o.dataplane ? ['--dataplane', o.dataplane] : []),
   ];
   const log = (who: string): number => openSync(join(dir, 'logs', `tun-${tag}-${who}.log`), 'a');
+  // Where this pair's lines start: the logs are appended to by every pair with this tag.
+  const logStart = (who: string): number => sizeOf(join(dir, 'logs', `tun-${tag}-${who}.log`));
+  const from = { client: logStart('client'), server: logStart('server') };
   const spawnLogged = (host: LabHost, who: string, args: string[]): ChildProcess => {
     const fd = log(who);
     const p = host.arrow(args, { stdio: ['ignore', fd, fd] });
@@ -198,7 +201,12 @@ export async function startTunPair(
       client: join(dir, 'logs', `tun-${tag}-client.log`),
       server: join(dir, 'logs', `tun-${tag}-server.log`),
     };
-    const dataplane = { client: dataPathLine(logs.client), server: dataPathLine(logs.server) };
+    // Waited for: on the kernel path the programs answer pings before `start` has returned and
+    // the endpoint has printed anything (a clean run once found the server's log still empty).
+    const dataplane = {
+      client: await dataPathLine(logs.client, from.client),
+      server: await dataPathLine(logs.server, from.server),
+    };
     const stats = async (): Promise<{ client: TunPairStats; server: TunPairStats }> => {
       const before = { client: statsLines(logs.client).length, server: statsLines(logs.server).length };
       for (const p of procs) p.kill('SIGUSR1');
@@ -242,11 +250,23 @@ function statsLines(log: string): TunPairStats[] {
     });
 }
 
-/** What an endpoint's `data path: MODE ...: REASON` line says, from its log. */
-function dataPathLine(log: string): string {
-  const m = /^data path: (.*)$/m.exec(readFileSync(log, 'utf8'));
-  if (!m) throw new Error(`no "data path:" line in ${log}:\n${tail(log)}`);
-  return m[1]!;
+/** What an endpoint's `data path: MODE ...: REASON` line says, from its log, waiting up to 10 s for it. */
+async function dataPathLine(log: string, from: number): Promise<string> {
+  for (let waited = 0; ; waited += 50) {
+    const m = /^data path: (.*)$/m.exec(readFileSync(log).subarray(from).toString('utf8'));
+    if (m) return m[1]!;
+    if (waited >= 10_000) throw new Error(`no "data path:" line in ${log} within 10 s:\n${tail(log)}`);
+    await sleep(50);
+  }
+}
+
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (err) {
+    if (hasCode(err, 'ENOENT')) return 0; // the first pair with this tag
+    throw err;
+  }
 }
 
 function tail(path: string): string {
