@@ -72,6 +72,8 @@ export function provision() {
   ensurePackage('systemd-analyze', 'systemd');
   // The veth tests turn GRO on at the far end (test/bpf-forward.test.ts).
   ensurePackage('ethtool', 'ethtool', (b) => onPath(b) || existsSync('/usr/sbin/ethtool'));
+  // An egress with source NAT installs an nftables rule (test/ip-transit.test.ts).
+  ensurePackage('nft', 'nftables', (b) => onPath(b) || existsSync('/usr/sbin/nft'));
   provisionEtcd();
 }
 

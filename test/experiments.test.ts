@@ -13,7 +13,7 @@ import { boundText, hopsVerdict, pathDataplane, type HopsResult } from '../src/l
 const out = mkdtempSync(join(tmpdir(), 'arrow-experiments-'));
 process.on('exit', () => rmSync(out, { recursive: true, force: true }));
 
-function experiment(name: string, args: string[]): Record<string, unknown> {
+function experiment(name: string, args: string[], report = name): Record<string, unknown> {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0)
     assert.fail('test/experiments.test.ts needs root: the experiments make namespaces, veth links and TUNs');
   const r = spawnSync(
@@ -31,10 +31,10 @@ function experiment(name: string, args: string[]): Record<string, unknown> {
   );
   // The report, its plot and its JSON are written.
   for (const ext of ['md', 'png', 'json'])
-    assert.ok(existsSync(join(out, `${name}.${ext}`)), `${name}.${ext}`);
-  const png = readFileSync(join(out, `${name}.png`));
+    assert.ok(existsSync(join(out, `${report}.${ext}`)), `${report}.${ext}`);
+  const png = readFileSync(join(out, `${report}.png`));
   assert.deepEqual([...png.subarray(1, 4)], [...Buffer.from('PNG')]);
-  assert.match(readFileSync(join(out, `${name}.md`), 'utf8'), /seed|paper|thesis/);
+  assert.match(readFileSync(join(out, `${report}.md`), 'utf8'), /seed|paper|thesis/);
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
@@ -169,4 +169,49 @@ test('experiment clients (needs root): UDP clients over a 3-ISP path, link-down 
   assert.equal(run.allEchoesBefore, true);
   assert.equal(run.recovered, 5);
   assert.ok(run.failoverMs.median > 10 && run.failoverMs.median < 5000, JSON.stringify(run));
+});
+
+test('experiment download --mode gateway (needs root): curl to a web host that runs nothing of ours, the egress router killed at 40%, the same TCP connection', () => {
+  // The experiment fails a run whose download differs from the file (size, SHA-256) or that took a
+  // second TCP connection (curl's num_connects).
+  const r = experiment(
+    'download',
+    ['--mode', 'gateway', '--sizes', '8', '--runs', '1'],
+    'download-gateway',
+  ) as {
+    mode: string;
+    sameConnection: boolean;
+    runs: { fileMB: number; baselineS: { median: number }; failoverS: { median: number }; addedS: number }[];
+  };
+  assert.equal(r.mode, 'gateway');
+  assert.equal(r.sameConnection, true);
+  const run = r.runs[0]!;
+  assert.equal(run.fileMB, 8);
+  assert.ok(run.baselineS.median > 0 && run.failoverS.median > 0, JSON.stringify(run));
+  const saved = JSON.parse(readFileSync(join(out, 'download-gateway.json'), 'utf8')) as {
+    runs: { takeovers: { killed: string; sibling: string; convergenceMs: number | null }[] }[];
+  };
+  const [takeover] = saved.runs[0]!.takeovers;
+  // The killed router and the one that took over are beta's two egress routers at lon.
+  assert.match(
+    `${takeover?.killed} ${takeover?.sibling}`,
+    /^beta-lon-[12] beta-lon-[12]$/,
+    JSON.stringify(takeover),
+  );
+  assert.notEqual(takeover!.killed, takeover!.sibling);
+  assert.equal(typeof takeover!.convergenceMs, 'number', 'the edge router followed the takeover');
+});
+
+test('experiment icmp-loss --mode gateway (needs root): pings lost when the egress router is killed; takeover and route convergence reported', () => {
+  const r = experiment('icmp-loss', ['--mode', 'gateway', '--trials', '2'], 'icmp-loss-gateway') as {
+    mode: string;
+    trials: number;
+    lost: Record<string, number>;
+    convergenceMs: number | null;
+  };
+  assert.equal(r.mode, 'gateway');
+  assert.equal(r.trials, 2);
+  // Some loss (the decapsulating router died) but a takeover, not an outage: 300 pings per trial.
+  assert.ok(r.lost.min! >= 1 && r.lost.max! < 150, JSON.stringify(r.lost));
+  assert.equal(typeof r.convergenceMs, 'number', JSON.stringify(r));
 });

@@ -251,6 +251,12 @@ for (const dataplane of LAB_DATAPLANES)
       await ready(conn);
       const traffic = echoLoop(conn);
       await sleep(200);
+      // Killed while the circuit is up: a false failure on a loaded machine, still being repaired
+      // at the kill, would swallow the real one's 'failure' event (a clean run saw only 'repaired').
+      assert.ok(
+        await eventually(async () => circuit.state === 'up', 5000),
+        `the circuit is up before the kill (${circuit.state})`,
+      );
       const ingress = path.forward[0]!.circuit.ingress;
       // The ingress in use now: on a loaded machine a late ack may already have moved the endpoint.
       const inUse = circuit.activeIngress;
@@ -276,7 +282,7 @@ for (const dataplane of LAB_DATAPLANES)
       assert.deepEqual(
         events.slice(events.indexOf('failure'), events.indexOf('failure') + 3),
         ['failure', 'ingress', 'repaired'],
-        'a late reply did not end the failure; the move to the live ingress did',
+        `a late reply did not end the failure; the move to the live ingress did (events: ${events.join(', ')})`,
       );
       await sleep(200);
       const { replies } = await traffic.stop();

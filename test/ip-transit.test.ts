@@ -1,17 +1,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stringify } from 'yaml';
-import { Lab, LAB_CUSTOMER_PREFIXES, type LabHost } from '../src/lab/lab.js';
-import { defaultTopology, type Topology } from '../src/lab/topology.js';
-import { throughSegments } from '../src/lab/demo.js';
+import { promisify } from 'node:util';
+import type { LabHost } from '../src/lab/lab.js';
+import {
+  CUSTOMER,
+  egressStats,
+  esrMovedTo,
+  esrNextHop,
+  hostOf,
+  startGateway,
+  startGatewayLab,
+  type Gateway,
+  type GatewayLab,
+} from '../src/lab/experiments/gateway.js';
 import type { RouterStats } from '../src/store/circuit.js';
-import { eventually, routerStats } from './helpers/network.js';
+import { eventually } from './helpers/network.js';
 
 // Issue 12: IP transit to a host that runs nothing of ours. A customer's `arrow endpoint --tun`
 // gateway sends IP packets through a 2-ISP path whose last circuit is deliver-ip; beta's egress
@@ -21,153 +30,52 @@ import { eventually, routerStats } from './helpers/network.js';
 // they come back through the egress TUN into the return path. Everything runs in namespaces this
 // test makes and removes.
 
+const run = promisify(execFile);
+
 function requireRoot(): void {
   if (process.getuid?.() !== 0)
     assert.fail('IP transit tests need root (namespaces, TUN): run `npm test` as root');
 }
 
-/** Two ISPs: alpha ams→fra, beta fra→lon, where lon is an egress PoP (2 routers, each with a TUN). */
-function transitTopology(): Topology {
-  const t = defaultTopology();
-  const [alpha, beta] = t.isps;
-  return {
-    ...t,
-    name: 'iptransit',
-    isps: [
-      alpha!,
-      {
-        ...beta!,
-        pops: [
-          { name: 'fra', routers: 2 },
-          { name: 'lon', routers: 2, egress: true },
-        ],
-        offers: beta!.offers.map((o) => ({
-          ...o,
-          from: o.from === 'par' ? 'lon' : o.from,
-          to: o.to === 'par' ? 'lon' : o.to,
-        })),
-      },
-    ],
-    servers: [],
-    hosts: ['client', 'web'],
-  };
-}
-
-/** Lines of a child's stdout, and a bounded wait for one. */
-function watch(proc: ChildProcess): {
-  all: string[];
-  err: () => string;
-  waitFor: (re: RegExp, ms: number) => Promise<void>;
-} {
-  const all: string[] = [];
-  let partial = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    const parts = (partial + d.toString()).split('\n');
-    partial = parts.pop()!;
-    all.push(...parts);
-  });
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  return {
-    all,
-    err: () => err,
-    waitFor: async (re, ms) => {
-      const deadline = Date.now() + ms;
-      while (Date.now() < deadline) {
-        if (all.some((l) => re.test(l))) return;
-        if (proc.exitCode !== null) break;
-        await sleep(50);
-      }
-      assert.fail(`no line matching ${re} within ${ms} ms; stdout:\n${all.join('\n')}\nstderr:\n${err}`);
-    },
-  };
-}
-
-async function egressStats(lab: Lab): Promise<RouterStats[]> {
-  return (await routerStats(lab, 'beta')).filter((s) => s.pop === 'lon');
-}
-
 const sum = (xs: RouterStats[], f: (s: RouterStats) => number): number => xs.reduce((n, s) => n + f(s), 0);
 
-const CUSTOMER = '100.64.0.2';
-
-interface Transit {
-  lab: Lab;
+interface Transit extends GatewayLab {
   dir: string;
-  client: LabHost;
-  web: LabHost;
-  esr: LabHost;
-  gateway: ChildProcess;
+  gateway: Gateway;
   file: Buffer;
   /** TEST-NET-2, routed into the gateway's TUN but outside the path's prefixes. */
   outside: string;
 }
 
-/** The lab, an unmodified web host behind beta's edge router, and a customer gateway up. */
-async function startTransit(name: string, fileBytes: number): Promise<Transit> {
+/** The lab (src/lab/experiments/gateway.ts), an unmodified web server, and a customer gateway up. */
+async function startTransit(name: string, fileBytes: number, o: { snat?: boolean } = {}): Promise<Transit> {
   requireRoot();
-  const lab = await Lab.start({ ...transitTopology(), name }, { netns: true });
+  const g = await startGatewayLab(name, o);
   const dir = mkdtempSync(join(tmpdir(), 'arrow-ip-transit-'));
   try {
-    const client = lab.hosts.find((h) => h.name === 'client')!;
-    const web = lab.hosts.find((h) => h.name === 'web')!;
-    const esr = lab.esr('beta');
-    // The web host knows nothing of Arrow: an ordinary route sends customer addresses to the
-    // edge router, which BGP tells which egress router serves each.
-    const route = await web.run(['ip', 'route', 'replace', LAB_CUSTOMER_PREFIXES, 'via', esr.address]);
-    assert.equal(route.code, 0, route.stderr);
     const file = randomBytes(fileBytes);
     writeFileSync(join(dir, 'file.bin'), file);
-    const httpd = web.exec(['busybox', 'httpd', '-f', '-p', '8080', '-h', dir]);
+    const httpd = g.web.exec(['busybox', 'httpd', '-f', '-p', '8080', '-h', dir]);
     httpd.stdout!.resume();
     httpd.stderr!.resume();
     const outside = '198.51.100.1';
-    const pathFile = join(dir, 'path.yaml');
-    writeFileSync(
-      pathFile,
-      stringify({
-        segments: throughSegments(lab).map((s) => ({ ...s, bandwidthMbps: 200 })),
-        target: { kind: 'ip', prefixes: [`${web.address}/32`] },
-      }),
-    );
-    const gateway = client.arrow([
-      'endpoint',
-      '--tun',
-      'arw0',
-      '--address',
-      `${CUSTOMER}/32`,
-      '--route',
-      `${web.address}/32`,
-      '--route',
-      `${outside}/32`,
-      '--path',
-      pathFile,
-      '--listen',
-      `${client.address}:0`,
-    ]);
-    await watch(gateway).waitFor(/^tun arw0 up/, 30_000);
-    return { lab, dir, client, web, esr, gateway, file, outside };
+    const gateway = await startGateway(g, {
+      tag: 'test',
+      prefixes: [`${g.web.address}/32`],
+      routes: [`${g.web.address}/32`, `${outside}/32`],
+    });
+    return { ...g, dir, gateway, file, outside };
   } catch (err) {
-    await lab.stop();
+    await g.lab.stop();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 }
 
 async function stopTransit(t: Transit): Promise<void> {
-  if (t.gateway.exitCode === null) {
-    const exited = new Promise((resolve) => t.gateway.once('exit', resolve));
-    t.gateway.kill('SIGINT');
-    await Promise.race([exited, sleep(10_000)]);
-  }
+  await t.gateway.stop();
   await t.lab.stop();
   rmSync(t.dir, { recursive: true, force: true });
-}
-
-/** The edge router's route to the customer: the egress router's address it goes via, or undefined. */
-async function esrNextHop(esr: LabHost): Promise<string | undefined> {
-  const r = await esr.run(['ip', '-4', 'route', 'show', `${CUSTOMER}/32`]);
-  return /via (\S+)/.exec(r.stdout)?.[1];
 }
 
 /** curl, from the tunnel address, of the web host's file into `out`; prints bytes and connections. */
@@ -189,10 +97,6 @@ function download(t: Transit, out: string, extra: string[] = []): ReturnType<Lab
     ],
     { timeoutMs: 150_000 },
   );
-}
-
-function hostOf(address: string): string {
-  return address.split(':')[0]!;
 }
 
 test('IP transit: curl and ping from a customer gateway through 2 ISPs to an unmodified server; outside prefixes are dropped and counted', async () => {
@@ -274,15 +178,7 @@ test('reliable decapsulation: the active egress router is killed mid-download; a
     const killedAt = Date.now();
     await lab.fail(active.router, 'kill');
     // The edge router's route follows the takeover: poll it as it happens.
-    let movedAt: number | undefined;
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      if ((await esrNextHop(esr)) === hostOf(sibling.address)) {
-        movedAt = Date.now();
-        break;
-      }
-      await sleep(10);
-    }
+    const movedAt = await esrMovedTo(esr, hostOf(sibling.address), 30_000);
     if (!movedAt) {
       const now = (await egressStats(lab)).map((x) => `${x.router} ${x.address} ${JSON.stringify(x.egress)}`);
       assert.fail(
@@ -334,6 +230,56 @@ test('reliable decapsulation: the active egress router is killed mid-download; a
     );
     const healed = (await egressStats(lab)).find((s) => s.router === active.router);
     assert.deepEqual(healed?.egress?.serving ?? {}, {}, `${active.router} claims nothing after it healed`);
+  } finally {
+    await stopTransit(t);
+  }
+});
+
+test('source NAT at the egress: the web host answers the egress router and needs no route to customers; a move to the sibling breaks the TCP connection (the documented limit), and a new one works', async () => {
+  const t = await startTransit('ipsnat', 8 * 1024 * 1024, { snat: true });
+  const { lab, client, web, esr } = t;
+  try {
+    // The web host has no route to customer addresses: only NAT can make its answers come back.
+    const route = await web.run(['ip', 'route', 'get', CUSTOMER]);
+    assert.notEqual(route.code, 0, `the web host routes ${CUSTOMER}: ${route.stdout}`);
+    const ping = await client.run(['ping', '-c', '20', '-i', '0.05', '-W', '2', '-I', CUSTOMER, web.address]);
+    assert.match(ping.stdout, / (1[89]|20) received/, ping.stdout);
+    const got = join(t.dir, 'got.bin');
+    const curl = await download(t, got);
+    assert.equal(curl.code, 0, curl.stderr);
+    assert.equal(sha256(readFileSync(got)), sha256(t.file));
+
+    // The router that decapsulates holds the customer (EN-DN mapping), its nftables rule is in
+    // place, and nothing is announced: the edge router has no route to the customer.
+    const serving = await lab.resolveRole('egress:beta');
+    const rule = await run('ip', [
+      'netns',
+      'exec',
+      lab.router(serving).ns!,
+      'nft',
+      'list',
+      'table',
+      'ip',
+      'arrow_snat_arrow_egress',
+    ]);
+    assert.match(rule.stdout, /iifname "arrow-egress" masquerade/, rule.stdout);
+    assert.equal(await esrNextHop(esr), undefined, 'no announcement with source NAT');
+
+    // The limit: the sibling NATs to its own address, which the web server never talked to.
+    const downloading = download(t, got, ['--limit-rate', '1600K']);
+    await sleep(2000);
+    await lab.fail(serving, 'kill');
+    const broken = await downloading;
+    assert.notEqual(broken.code, 0, `the connection survived a change of NAT address: ${broken.stdout}`);
+    // A new connection goes out through the sibling, from its address.
+    const again = await download(t, got);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(sha256(readFileSync(got)), sha256(t.file));
+    const sibling = await lab.resolveRole('egress:beta');
+    assert.notEqual(sibling, serving);
+    console.log(
+      `# source NAT: killing ${serving} broke the download (curl: ${broken.stderr.trim()}); a new one went out via ${sibling}`,
+    );
   } finally {
     await stopTransit(t);
   }

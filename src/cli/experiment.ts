@@ -12,6 +12,7 @@ export interface ExperimentFlags {
   pps: number;
   counts: string;
   dataplane?: DataplaneMode;
+  mode: 'peer' | 'gateway';
 }
 
 function list(v: string, flag: string): number[] {
@@ -26,6 +27,10 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
   const out = resolve(o.out);
   const progress = (l: string): void => void process.stderr.write(`${l}\n`);
   let result: unknown;
+  if (o.mode === 'gateway' && name !== 'download' && name !== 'icmp-loss')
+    throw new Error(`--mode gateway: only download and icmp-loss have it, not ${name}`);
+  if (o.mode === 'gateway' && o.dataplane)
+    throw new Error('--mode gateway: --dataplane is not supported (deliver-ip runs on the Node path)');
   switch (name) {
     case 'hops': {
       const { runHops } = await import('../lab/experiments/hops.js');
@@ -40,11 +45,35 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
       break;
     }
     case 'download': {
+      if (o.mode === 'gateway') {
+        const { runDownloadGateway } = await import('../lab/experiments/download-gateway.js');
+        const r = await runDownloadGateway({
+          sizesMB: list(o.sizes, '--sizes'),
+          runs: o.runs ?? 10,
+          out,
+          progress,
+        });
+        result = { ...r, runs: r.runs.map(({ takeovers: _, ...run }) => run) };
+        break;
+      }
       const { runDownload } = await import('../lab/experiments/download.js');
       result = await runDownload({ sizesMB: list(o.sizes, '--sizes'), runs: o.runs ?? 10, out, progress });
       break;
     }
     case 'icmp-loss': {
+      if (o.mode === 'gateway') {
+        const { runIcmpLossGateway } = await import('../lab/experiments/icmp-loss-gateway.js');
+        const r = await runIcmpLossGateway({ trials: o.trials, pps: o.pps, out, progress });
+        result = {
+          mode: r.mode,
+          pps: r.pps,
+          trials: r.trials,
+          lost: r.lost,
+          takeoverMs: r.takeoverMs,
+          convergenceMs: r.convergenceMs,
+        };
+        break;
+      }
       const { runIcmpLoss } = await import('../lab/experiments/icmp-loss.js');
       const r = await runIcmpLoss({ trials: o.trials, pps: o.pps, out, progress });
       result = { pps: r.pps, trials: r.trials, lost: r.lost, endpointDataplane: r.endpointDataplane };

@@ -258,6 +258,14 @@ lab
       "the lab routers' data plane (arrow router --dataplane); default auto: the kernel path where it loads",
     ).choices(['auto', 'kernel', 'node']),
   )
+  .addOption(
+    new Option(
+      '--mode <mode>',
+      'download, icmp-loss: peer (TUN endpoints at both ends) or gateway (a customer gateway to a web host that runs nothing of ours, through deliver-ip; the egress router is killed)',
+    )
+      .choices(['peer', 'gateway'])
+      .default('peer'),
+  )
   .action(async (name: string, o: import('./experiment.js').ExperimentFlags) => {
     const { runExperimentCommand } = await import('./experiment.js');
     await runExperimentCommand(name, o);

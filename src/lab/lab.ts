@@ -189,6 +189,11 @@ export class Lab {
       throw new Error(
         `egress PoPs (${egress.join(', ')}) need a netns lab (--netns): their routers add interfaces and routes`,
       );
+    const natOnly = topology.isps.flatMap((i) =>
+      i.pops.filter((p) => p.egressSnat && !p.egress).map((p) => `${i.name}/${p.name}`),
+    );
+    if (natOnly.length > 0)
+      throw new Error(`egressSnat needs egress: true on the same PoP (${natOnly.join(', ')})`);
     const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'arrow-lab-'));
     mkdirSync(join(dir, 'logs'), { recursive: true });
     const lab = new Lab(
@@ -341,7 +346,14 @@ export class Lab {
           announceTable: this.announceTable,
           ...(this.dataplane ? { dataplane: this.dataplane } : {}),
           ...(impair ? { impair } : {}),
-          ...(pop.egress ? { egress: { tun: EGRESS_TUN, announceTable: ANNOUNCE_TABLE } } : {}),
+          ...(pop.egress
+            ? {
+                egress: {
+                  tun: EGRESS_TUN,
+                  ...(pop.egressSnat ? { snat: 'masquerade' } : { announceTable: ANNOUNCE_TABLE }),
+                },
+              }
+            : {}),
           ...(this.topology.failover
             ? { failover: this.topology.failover as RouterConfigInput['failover'] }
             : {}),

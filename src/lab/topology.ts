@@ -40,6 +40,12 @@ export const TopologySchema = Type.Object(
                     'IP transit leaves here (netns labs only): each router gets an egress TUN and decapsulates deliver-ip circuits; customer tunnel addresses come from 100.64.0.0/10 (docs/egress.md)',
                 }),
               ),
+              egressSnat: Type.Optional(
+                Type.Boolean({
+                  description:
+                    "with egress: the routers source-NAT customers' packets to their own address (masquerade) instead of announcing the customers' prefixes to the edge router",
+                }),
+              ),
             }),
             { minItems: 1 },
           ),

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
-import { BindAddressString } from '../util/address-schema.js';
+import { BindAddressString, SnatString } from '../util/address-schema.js';
 import { DATAPLANE_MODES, KERNEL_ATTACHES } from './dataplane-mode.js';
 
 /** Router liveness keepalive interval by default (× 3 missed = dead), as SCION runs BFD. */
@@ -197,6 +197,11 @@ export const RouterConfigSchema = Type.Object(
                 "kernel routing table to announce the customer prefixes this router serves in (it takes one over on its first DATA packet), for the host's routing daemon to export; the route's metric is the claim time (docs/egress.md)",
             }),
           ),
+          snat: Type.Optional(
+            SnatString(
+              "source NAT for what leaves the TUN (nftables): `masquerade` (the outgoing interface's address) or an IPv4 address of this host. Existing TCP connections do not survive a move to another router (docs/egress.md)",
+            ),
+          ),
         },
         {
           additionalProperties: false,
@@ -234,7 +239,7 @@ export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'imp
   Partial<Pick<RouterConfig, Defaulted>> & {
     failover?: DeepPartial<RouterConfig['failover']>;
     kernel?: Partial<RouterConfig['kernel']>;
-    egress?: { tun: string; underlayMtu?: number; announceTable?: number };
+    egress?: { tun: string; underlayMtu?: number; announceTable?: number; snat?: string };
     impair?: ImpairConfigInput;
   };
 /** An `impair` section as written: `dropPct` and `delayMs` default to 0. */

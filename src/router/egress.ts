@@ -27,6 +27,11 @@ export interface EgressConfig {
    * host's routing daemon (BIRD) to export to the PoP's edge router. Unset: no announcements.
    */
   announceTable?: number;
+  /**
+   * Source NAT instead of the customers' own addresses: `masquerade` (the address of the interface
+   * a packet leaves by) or an IPv4 address of this host. Unset: no NAT (docs/egress.md).
+   */
+  snat?: string;
 }
 
 /** Claims are stamped in deciseconds since this instant, as the route's metric (docs/egress.md). */
@@ -106,6 +111,7 @@ export class IpEgress {
       (errno) => this.log.error({ errno, tun: device.name }, 'egress TUN read failed'),
     );
     this.device = device;
+    if (this.config.snat !== undefined) await this.installSnat(this.config.snat);
     // Prefixes of circuits compiled before the TUN existed (the table's snapshot).
     for (const prefix of this.sources.keys()) this.route('replace', prefix);
   }
@@ -133,7 +139,7 @@ export class IpEgress {
    * the prefix, newer than any earlier claim.
    */
   arrived(entry: IpEntry): void {
-    if (this.config.announceTable !== undefined && !this.serving.has(entry.sourcePrefix)) this.claim(entry);
+    if (!this.serving.has(entry.sourcePrefix)) this.claim(entry);
   }
 
   /** The table holds `entry` (new or recompiled): its customer prefix is routed into the TUN. */
@@ -158,7 +164,8 @@ export class IpEgress {
         this.sources.delete(s.prefix);
         this.index();
         this.route('del', s.prefix);
-        if (this.serving.delete(s.prefix)) this.announce('del', s.prefix, 0);
+        if (this.serving.delete(s.prefix) && this.config.announceTable !== undefined)
+          this.announce('del', s.prefix, 0);
       } else if (s.active.circuit === circuit) s.active = next.value;
     }
   }
@@ -174,7 +181,8 @@ export class IpEgress {
     const now = Date.now();
     this.serving.set(entry.sourcePrefix, { circuit: entry.circuit, since: now });
     this.counters.takeovers++;
-    this.announce('replace', entry.sourcePrefix, claimMetric(now));
+    if (this.config.announceTable !== undefined)
+      this.announce('replace', entry.sourcePrefix, claimMetric(now));
   }
 
   /** Customer prefixes routed here, and the circuit answering each (for stats and tests). */
@@ -191,6 +199,33 @@ export class IpEgress {
     await this.routes;
     this.device?.close();
     this.device = undefined;
+    // After a SIGKILL the table stays, matching nothing (its TUN is gone); the next start replaces it.
+    if (this.config.snat !== undefined)
+      await nft(`delete table ip ${snatTable(this.config.tun)}\n`).catch((err: Error) =>
+        this.log.warn({ err: err.message }, 'source NAT table not removed'),
+      );
+  }
+
+  /**
+   * Source NAT for everything the host forwards out of the TUN (nftables, one table per TUN):
+   * conntrack turns the answers back to the customer's address before routing, so they come back
+   * into the TUN and the return path as without NAT. Replaced whole, in one transaction.
+   */
+  private async installSnat(snat: string): Promise<void> {
+    const table = snatTable(this.config.tun);
+    const action = snat === 'masquerade' ? 'masquerade' : `snat to ${snat}`;
+    try {
+      await nft(
+        `table ip ${table}\ndelete table ip ${table}\ntable ip ${table} {\n` +
+          `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
+          `    iifname "${this.config.tun}" ${action}\n  }\n}\n`,
+      );
+    } catch (err) {
+      throw new Error(`egress source NAT (${snat}) on ${this.config.tun}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    this.log.info({ tun: this.config.tun, snat }, 'egress source NAT on');
   }
 
   /** Return traffic the host routed into the TUN: into the return path of the customer it is for. */
@@ -276,6 +311,24 @@ export class IpEgress {
       }
     });
   }
+}
+
+/** The nftables table that holds a TUN's source NAT rule. */
+export function snatTable(tun: string): string {
+  return `arrow_snat_${tun.replace(/[^A-Za-z0-9_]/g, '_')}`;
+}
+
+/** Runs an nftables script (`nft -f -`); rejects with nft's own message. */
+function nft(script: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('nft', ['-f', '-'], (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      const why =
+        (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'nft not found (apt install nftables)' : '';
+      reject(new Error(why || stderr.trim() || err.message));
+    });
+    child.stdin?.end(script);
+  });
 }
 
 /** An IPv6 packet to a multicast (ff00::/8) or link-local (fe80::/10) address: the host's own chatter on the TUN. */

@@ -16,11 +16,24 @@ import {
 export const ADDRESS_FORMAT = 'arrow-address';
 export const BIND_ADDRESS_FORMAT = 'arrow-bind-address';
 export const PREFIX_FORMAT = 'arrow-prefix';
+export const SNAT_FORMAT = 'arrow-snat';
+
+/** An egress's source NAT: `masquerade`, or an IPv4 address (no prefix length). */
+function parseSnat(value: unknown): { ok: true } | { ok: false; message: string } {
+  if (value === 'masquerade') return { ok: true };
+  if (typeof value !== 'string' || value.includes('/'))
+    return { ok: false, message: `expected "masquerade" or an IPv4 address, got ${JSON.stringify(value)}` };
+  const r = parsePrefix(value);
+  if (!r.ok) return r;
+  if (r.prefix.family !== 4) return { ok: false, message: `source NAT is IPv4 only, got ${value}` };
+  return { ok: true };
+}
 
 export const addressFormats: Record<string, (text: string) => boolean> = {
   [ADDRESS_FORMAT]: isValidAddress,
   [BIND_ADDRESS_FORMAT]: isValidBindAddress,
   [PREFIX_FORMAT]: isValidPrefix,
+  [SNAT_FORMAT]: (text) => parseSnat(text).ok,
 };
 
 for (const [name, check] of Object.entries(addressFormats)) FormatRegistry.Set(name, check);
@@ -30,6 +43,7 @@ export function addressFormatMessage(format: string, value: unknown): string | u
   if (format === ADDRESS_FORMAT) return messageOf(parseAddress(value));
   if (format === BIND_ADDRESS_FORMAT) return messageOf(parseAddress(value, { bind: true }));
   if (format === PREFIX_FORMAT) return messageOf(parsePrefix(value));
+  if (format === SNAT_FORMAT) return messageOf(parseSnat(value));
   return undefined;
 }
 
@@ -52,4 +66,9 @@ export function BindAddressString(
 /** An IP prefix in CIDR notation (a bare IP is a single host). */
 export function PrefixString(description = 'IP prefix in CIDR notation, e.g. 10.0.0.0/8'): TString {
   return Type.String({ format: PREFIX_FORMAT, maxLength: 64, description });
+}
+
+/** An egress's source NAT: `masquerade` or an IPv4 address of the host. */
+export function SnatString(description: string): TString {
+  return Type.String({ format: SNAT_FORMAT, maxLength: 64, description });
 }

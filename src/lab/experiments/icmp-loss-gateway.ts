@@ -1,0 +1,170 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pingCounts } from './setup.js';
+import { chartPng, machineLine, writeReport } from './report.js';
+import { CUSTOMER, killServingRouter, startGateway, startGatewayLab, type Takeover } from './gateway.js';
+import { medianOf } from './download-gateway.js';
+import { midMedian } from '../../util/stats.js';
+
+export interface IcmpLossGatewayOptions {
+  trials: number;
+  pps: number;
+  out: string;
+  progress?: (line: string) => void;
+}
+
+export interface IcmpLossGatewayResult {
+  mode: 'gateway';
+  pps: number;
+  trials: number;
+  lost: { min: number; median: number; max: number };
+  perTrial: number[];
+  /** Per trial: kill → the sibling's claim, and claim → the edge router's route. */
+  takeovers: Takeover[];
+  takeoverMs: number | null;
+  convergenceMs: number | null;
+}
+
+const TRIAL_S = 3;
+const KILL_AFTER_MS = 1000;
+
+/**
+ * `arrow lab experiment icmp-loss --mode gateway` (the thesis seed's §5.1 in its own setting): ping
+ * at 100/s from the customer's tunnel address to a web host that runs nothing of ours, through the
+ * customer's gateway and a 2-ISP path ending in deliver-ip; 1 s in, the egress router serving the
+ * customer is SIGKILLed. Each trial starts a new gateway (new circuits) and heals the killed router.
+ */
+export async function runIcmpLossGateway(o: IcmpLossGatewayOptions): Promise<IcmpLossGatewayResult> {
+  const say = o.progress ?? ((): void => {});
+  const g = await startGatewayLab('expicmpgw', { keep: process.env.ARROW_EXPERIMENT_KEEP === '1' });
+  const perTrial: number[] = [];
+  const takeovers: Takeover[] = [];
+  try {
+    for (let t = 0; t < o.trials; t++) {
+      const gateway = await startGateway(g, { tag: `icmp-${t}` });
+      try {
+        const warm = await g.client.run([
+          'ping',
+          '-c',
+          '3',
+          '-i',
+          '0.1',
+          '-W',
+          '2',
+          '-I',
+          CUSTOMER,
+          g.web.address,
+        ]);
+        if (!/ [1-3] received/.test(warm.stdout))
+          throw new Error(`no ping through the gateway: ${warm.stdout}`);
+        const count = o.pps * TRIAL_S;
+        const ping = g.client.run(
+          [
+            'ping',
+            '-q',
+            '-c',
+            String(count),
+            '-i',
+            String(1 / o.pps),
+            '-W',
+            '1',
+            '-I',
+            CUSTOMER,
+            g.web.address,
+          ],
+          { timeoutMs: (TRIAL_S + 10) * 1000 },
+        );
+        await sleep(KILL_AFTER_MS);
+        const kill = await killServingRouter(g);
+        const { sent, received } = pingCounts((await ping).stdout);
+        if (sent !== count) throw new Error(`ping sent ${sent} of ${count}`);
+        const takeover = await kill.done();
+        perTrial.push(sent - received);
+        takeovers.push(takeover);
+        say(
+          `trial ${t + 1}/${o.trials}: killed ${takeover.killed}, lost ${sent - received} of ${sent}; ` +
+            `${takeover.sibling} took over ${takeover.takeoverMs ?? 'before'} ms after, the edge router followed ${takeover.convergenceMs} ms later`,
+        );
+        await g.lab.heal(takeover.killed);
+      } finally {
+        await gateway.stop();
+      }
+      await sleep(600);
+    }
+  } finally {
+    await g.lab.stop();
+  }
+  const result: IcmpLossGatewayResult = {
+    mode: 'gateway',
+    pps: o.pps,
+    trials: o.trials,
+    lost: { min: Math.min(...perTrial), median: midMedian(perTrial), max: Math.max(...perTrial) },
+    perTrial,
+    takeovers,
+    takeoverMs: medianOf(takeovers.map((t) => t.takeoverMs)),
+    convergenceMs: medianOf(takeovers.map((t) => t.convergenceMs)),
+  };
+  report(o, result);
+  return result;
+}
+
+export function report(o: IcmpLossGatewayOptions, r: IcmpLossGatewayResult): void {
+  const ms = (n: number): string => `${((n * 1000) / r.pps).toFixed(0)} ms`;
+  const md = `# Experiment \`icmp-loss --mode gateway\`: pings lost when the egress router dies (the thesis seed's §5.1)
+
+\`arrow lab experiment icmp-loss --mode gateway --trials ${o.trials} --pps ${o.pps}\`. ${machineLine()}
+
+\`ping -i ${1 / o.pps} -I ${CUSTOMER}\` from the customer's host to a web host that runs nothing of
+ours, through the customer's \`arrow endpoint --tun\` gateway and a path across two ISPs (alpha
+ams→fra, beta fra→lon) whose last circuit is \`deliver-ip\`. ${KILL_AFTER_MS / 1000} s in, the egress
+router serving the customer (the thesis's active decapsulation node, \`arrow lab fail egress:beta\`) is
+SIGKILLed; ${TRIAL_S} s of pings per trial. Each trial starts a new gateway (new circuits) and
+restarts the killed router afterwards. The gateway's detector: 50 ms without an answer, probes
+every 10 ms.
+
+| | lost pings at ${o.pps}/s (min / median / max) | outage | kill → takeover (median) | takeover → edge router's route (median) |
+|---|---|---|---|---|
+| Arrow gateway, ${r.trials} trials | ${r.lost.min} / ${r.lost.median} / ${r.lost.max} | ${ms(r.lost.median)} median | ${r.takeoverMs ?? '–'} ms | ${r.convergenceMs ?? '–'} ms |
+| thesis (seed 002), 45 trials per environment | 20 – 110 for most runs | 0.2 – 1 s | | |
+| target | median ≤ 5 | | | |
+
+Per trial (lost): ${r.perTrial.join(', ')}. Per trial (kill → claim ms / claim → route ms):
+${r.takeovers.map((t) => `${t.takeoverMs ?? 'earlier'}/${t.convergenceMs ?? '–'}`).join(', ')}.
+
+![pings lost per trial](icmp-loss-gateway.png)
+
+**Why.** A ping is lost on the way out until the customer's failover moves the circuit to the
+sibling (as in peer mode), and on the way back until the edge router routes the customer's address
+to the sibling: the sibling claims the customer on the first DATA packet or probe it decapsulates,
+and BIRD carries the claim to the edge router over iBGP (the last column). Peer mode
+(\`icmp-loss.md\`) has no second term: both ends run Arrow and the return path is repaired like
+the forward one.
+`;
+  const png = chartPng({
+    title: `icmp-loss --mode gateway: pings lost at ${r.pps}/s when the egress router is killed`,
+    subtitle: `${r.trials} trials; thesis: 20-110 lost (grey lines); target: median <= 5 (green)`,
+    panels: [
+      {
+        title: '',
+        xLabel: 'trial',
+        yLabel: 'pings lost',
+        xLog: false,
+        xTicks: r.perTrial.map((_, i) => i + 1).filter((i) => i === 1 || i % 5 === 0),
+        series: [
+          {
+            label: 'Arrow gateway: lost per trial',
+            color: [200, 40, 40],
+            marker: 'circle',
+            width: 2,
+            points: r.perTrial.map((y, i) => ({ x: i + 1, y })),
+          },
+        ],
+        hlines: [
+          { y: 20, label: 'thesis, low', color: [150, 150, 150] },
+          { y: 110, label: 'thesis, high', color: [150, 150, 150] },
+          { y: 5, label: 'target median', color: [20, 140, 60] },
+        ],
+      },
+    ],
+  });
+  writeReport(o.out, 'icmp-loss-gateway', md, png, r);
+}
