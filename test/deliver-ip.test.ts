@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlockList } from 'node:net';
 import fc from 'fast-check';
-import { DataPlane, type Output } from '../src/router/dataplane.js';
+import { DataPlane, DropCounters, type Output } from '../src/router/dataplane.js';
+import { IpEgress } from '../src/router/egress.js';
+import { createLogger } from '../src/util/log.js';
 import { ForwardingTable } from '../src/router/table.js';
 import { circuitRecordProblems, type Circuit } from '../src/store/circuit.js';
 import { PrefixSet } from '../src/wire/prefix-set.js';
@@ -192,6 +194,37 @@ test('a probe at a deliver-ip egress turns into the return path, as at deliver-u
   assert.equal(out.ip.length, 0, 'a probe never leaves as IP');
   // The probe says the customer's path leads here now: the egress may take the customer over.
   assert.deepEqual(out.probed, [c.auth]);
+});
+
+test('EN-DN mapping: the egress router the store names claims the customer, anew when traffic comes back to it, and withdraws when the store names its sibling', () => {
+  const { c, table } = setup();
+  const entry = table.entriesOf(c.auth).find((e) => e.kind === 'deliver-ip')!;
+  assert.equal(entry.kind, 'deliver-ip');
+  // No TUN opened: route changes are skipped, the mapping is pure state.
+  const egress = new IpEgress(
+    { tun: 'arrow-unit', underlayMtu: 1500, announceTable: 100 },
+    () => {},
+    new DropCounters(),
+    createLogger('test', 'silent'),
+  );
+  egress.held(entry);
+  assert.deepEqual(egress.claims(), {}, 'nothing known: no claim before DATA or the store says');
+  egress.held(entry, true);
+  const first = egress.claims()['100.64.0.2/32'];
+  assert.equal(first?.circuit, c.auth, 'designated by the store: claimed');
+  egress.held(entry, true);
+  assert.equal(egress.claims()['100.64.0.2/32']?.since, first!.since, 'the same record again: no new claim');
+  egress.held(entry, false);
+  assert.deepEqual(egress.claims(), {}, 'the store names the sibling: withdrawn');
+  assert.equal(egress.counters.unclaims, 1);
+  egress.arrived(entry);
+  assert.ok(
+    egress.claims()['100.64.0.2/32'],
+    'a first DATA packet or probe claims at once, before the store says',
+  );
+  egress.held(entry, false);
+  egress.held(entry, true);
+  assert.equal(egress.counters.takeovers, 3, 'store, DATA, store again: each a claim');
 });
 
 test('deliver-ip records: prefixes and source are checked by the one prefix parser', () => {

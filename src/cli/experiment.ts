@@ -70,7 +70,7 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
           trials: r.trials,
           lost: r.lost,
           takeoverMs: r.takeoverMs,
-          convergenceMs: r.convergenceMs,
+          routeMs: r.routeMs,
         };
         break;
       }

@@ -6,8 +6,10 @@
  * into its kernel, where the destinations' answers follow it. Pure text; the lab runs `bird`.
  */
 
-/** The kernel table egress routers announce in (router config `egress.announceTable`). */
+/** The kernel table egress routers announce their claims in (router config `egress.announceTable`). */
 export const ANNOUNCE_TABLE = 100;
+/** The kernel table egress routers announce every customer they hold in, as a standby (`egress.standbyTable`). */
+export const STANDBY_TABLE = 101;
 /** The lab's private AS for an ISP's PoP: iBGP between its egress routers and its edge router. */
 export function labAsn(ispIndex: number): number {
   return 64512 + ispIndex;
@@ -28,16 +30,42 @@ protocol device {
   scan time 10;
 }
 
-# The customer prefixes the router announces: device routes into its egress TUN in table
-# ${ANNOUNCE_TABLE}, their metric the claim's time (deciseconds since 2026).
+# The customer prefixes the router serves (its claims): device routes into its egress TUN in
+# table ${ANNOUNCE_TABLE}, their metric the claim's time (deciseconds since 2026).
 protocol kernel customers {
   learn;
   kernel table ${ANNOUNCE_TABLE};
   scan time 1;
   ipv4 {
+    preference 20;
     import all;
     export none;
   };
+}
+
+# Every customer prefix the router holds a circuit for, as a standby: table ${STANDBY_TABLE},
+# metric 1. A claim of the same prefix is preferred; without one (the serving router just
+# died) the edge router falls back to a standby at once, which returns the answers too. One
+# kernel syncer per BIRD table: the standbys have a table of their own, piped into master4.
+ipv4 table standby4;
+
+protocol kernel standby {
+  learn;
+  kernel table ${STANDBY_TABLE};
+  scan time 1;
+  ipv4 {
+    table standby4;
+    preference 10;
+    import all;
+    export none;
+  };
+}
+
+protocol pipe standbys {
+  table standby4;
+  peer table master4;
+  import none;
+  export all;
 }
 
 protocol bgp esr {

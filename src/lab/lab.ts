@@ -13,7 +13,7 @@ import type { AtlasConfig } from '../atlas/config.js';
 import { mustParseAddress } from '../wire/address.js';
 import { CLI_PATH, componentState, startComponent, stopComponent, type Managed } from './process.js';
 import { LAB_NET, LabNetwork } from './netns.js';
-import { ANNOUNCE_TABLE, egressRouterBird, esrBird, labAsn } from './bird.js';
+import { ANNOUNCE_TABLE, STANDBY_TABLE, egressRouterBird, esrBird, labAsn } from './bird.js';
 import { removeState, writeState, type FailKind, type LabState } from './control.js';
 import { LabCa } from './certs.js';
 import { hashApiKey, newApiKey } from '../portal/accounts.js';
@@ -350,7 +350,9 @@ export class Lab {
             ? {
                 egress: {
                   tun: EGRESS_TUN,
-                  ...(pop.egressSnat ? { snat: 'masquerade' } : { announceTable: ANNOUNCE_TABLE }),
+                  ...(pop.egressSnat
+                    ? { snat: 'masquerade' }
+                    : { announceTable: ANNOUNCE_TABLE, standbyTable: STANDBY_TABLE }),
                 },
               }
             : {}),

@@ -197,6 +197,14 @@ export const RouterConfigSchema = Type.Object(
                 "kernel routing table to announce the customer prefixes this router serves in (it takes one over on its first DATA packet), for the host's routing daemon to export; the route's metric is the claim time (docs/egress.md)",
             }),
           ),
+          standbyTable: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 2 ** 31 - 1,
+              description:
+                'kernel routing table to announce every customer prefix this router holds a circuit for in, at metric 1: the edge router falls back to it at once when the serving router dies (docs/egress.md)',
+            }),
+          ),
           snat: Type.Optional(
             SnatString(
               "source NAT for what leaves the TUN (nftables): `masquerade` (the outgoing interface's address) or an IPv4 address of this host. Existing TCP connections do not survive a move to another router (docs/egress.md)",
@@ -239,7 +247,13 @@ export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'imp
   Partial<Pick<RouterConfig, Defaulted>> & {
     failover?: DeepPartial<RouterConfig['failover']>;
     kernel?: Partial<RouterConfig['kernel']>;
-    egress?: { tun: string; underlayMtu?: number; announceTable?: number; snat?: string };
+    egress?: {
+      tun: string;
+      underlayMtu?: number;
+      announceTable?: number;
+      standbyTable?: number;
+      snat?: string;
+    };
     impair?: ImpairConfigInput;
   };
 /** An `impair` section as written: `dropPct` and `delayMs` default to 0. */

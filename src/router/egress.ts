@@ -28,6 +28,12 @@ export interface EgressConfig {
    */
   announceTable?: number;
   /**
+   * The kernel routing table this router announces every customer prefix it holds a circuit for
+   * in, at metric 1: a standby the edge router falls back to the moment the serving router's
+   * claim is withdrawn, before any sibling has claimed the customer. Unset: no standbys.
+   */
+  standbyTable?: number;
+  /**
    * Source NAT instead of the customers' own addresses: `masquerade` (the address of the interface
    * a packet leaves by) or an IPv4 address of this host. Unset: no NAT (docs/egress.md).
    */
@@ -54,6 +60,8 @@ interface Source {
   /** The circuit that carried the prefix's most recent DATA: its return path gets the answers. */
   active: IpEntry;
   sequence: bigint;
+  /** Whether the store's record of the active circuit names this router as the egress in use (undefined: not known yet). */
+  designated: boolean | undefined;
 }
 
 /**
@@ -71,6 +79,7 @@ export class IpEgress {
     noReturnPath: 0,
     ignored: 0,
     takeovers: 0,
+    unclaims: 0,
     writeErrors: 0,
     routeErrors: 0,
   };
@@ -113,7 +122,10 @@ export class IpEgress {
     this.device = device;
     if (this.config.snat !== undefined) await this.installSnat(this.config.snat);
     // Prefixes of circuits compiled before the TUN existed (the table's snapshot).
-    for (const prefix of this.sources.keys()) this.route('replace', prefix);
+    for (const prefix of this.sources.keys()) {
+      this.route('replace', prefix);
+      this.standby('replace', prefix);
+    }
   }
 
   /** The packet path: one decapsulated, checked IP packet to the host. False without a TUN. */
@@ -142,17 +154,34 @@ export class IpEgress {
     if (!this.serving.has(entry.sourcePrefix)) this.claim(entry);
   }
 
-  /** The table holds `entry` (new or recompiled): its customer prefix is routed into the TUN. */
-  held(entry: IpEntry): void {
+  /**
+   * The table holds `entry` (new or recompiled): its customer prefix is routed into the TUN.
+   * `designated`: whether the circuit's record in the store names this router as the egress its
+   * ingress PoP uses now (`internalRouters[active.internal]`, which the upstream router's repair
+   * writes). Becoming designated claims the customer anew, so a claim follows the traffic back
+   * to a router that had served it before; ceasing to be withdraws the claim (the standby stays).
+   */
+  held(entry: IpEntry, designated?: boolean): void {
     let s = this.sources.get(entry.sourcePrefix);
     if (s === undefined) {
-      s = { prefix: entry.sourcePrefix, circuits: new Map(), active: entry, sequence: 0n };
+      s = {
+        prefix: entry.sourcePrefix,
+        circuits: new Map(),
+        active: entry,
+        sequence: 0n,
+        designated: undefined,
+      };
       this.sources.set(entry.sourcePrefix, s);
       this.index();
       this.route('replace', entry.sourcePrefix);
+      this.standby('replace', entry.sourcePrefix);
     }
     s.circuits.set(entry.circuit, entry);
     if (s.active.circuit === entry.circuit || !s.circuits.has(s.active.circuit)) s.active = entry;
+    if (designated === undefined || s.active.circuit !== entry.circuit || designated === s.designated) return;
+    s.designated = designated;
+    if (designated) this.claim(entry);
+    else this.unclaim(entry.sourcePrefix);
   }
 
   /** The circuit left the table: its prefix's route goes with the last circuit naming it. */
@@ -164,6 +193,7 @@ export class IpEgress {
         this.sources.delete(s.prefix);
         this.index();
         this.route('del', s.prefix);
+        this.standby('del', s.prefix);
         if (this.serving.delete(s.prefix) && this.config.announceTable !== undefined)
           this.announce('del', s.prefix, 0);
       } else if (s.active.circuit === circuit) s.active = next.value;
@@ -175,6 +205,13 @@ export class IpEgress {
     return Object.fromEntries(
       [...this.serving].map(([p, c]) => [p, { circuit: c.circuit, since: new Date(c.since).toISOString() }]),
     );
+  }
+
+  /** The store names another router as the egress in use: withdraw the claim (the standby stays). */
+  private unclaim(prefix: string): void {
+    if (!this.serving.delete(prefix)) return;
+    this.counters.unclaims++;
+    if (this.config.announceTable !== undefined) this.announce('del', prefix, 0);
   }
 
   private claim(entry: IpEntry): void {
@@ -286,6 +323,13 @@ export class IpEgress {
   private announce(op: 'replace' | 'del', prefix: string, metric: number): void {
     const table = String(this.config.announceTable);
     this.route(op, prefix, op === 'replace' ? ['table', table, 'metric', String(metric)] : ['table', table]);
+  }
+
+  /** A held customer prefix as a standby announcement: metric 1, below every claim. */
+  private standby(op: 'replace' | 'del', prefix: string): void {
+    if (this.config.standbyTable === undefined) return;
+    const table = String(this.config.standbyTable);
+    this.route(op, prefix, op === 'replace' ? ['table', table, 'metric', '1'] : ['table', table]);
   }
 
   private route(op: 'replace' | 'del', prefix: string, extra: string[] = []): void {

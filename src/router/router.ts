@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import type { ChangeEvent, RouterStats } from '../store/circuit.js';
+import type { ChangeEvent, Circuit, RouterStats } from '../store/circuit.js';
 import { formatAddress, mustParseAddress } from '../wire/address.js';
 import type { Logger } from '../util/log.js';
 import type { RouterConfig } from './config.js';
@@ -137,7 +137,7 @@ export class Router {
     this.sync.follow((events) => {
       for (const event of events) {
         this.table.apply(event);
-        if (event.type === 'put') this.holdIpCircuits([event.circuit.auth]);
+        if (event.type === 'put') this.holdIpCircuits([event.circuit.auth], event.circuit);
         else if (event.type === 'resync') this.holdIpCircuits(event.circuits.map((c) => c.auth));
         this.onTableChange?.(event);
       }
@@ -334,11 +334,15 @@ export class Router {
   }
 
   /** Tells the egress which deliver-ip circuits this router now holds (their prefixes are routed to it). */
-  private holdIpCircuits(auths: string[]): void {
+  /** Hands deliver-ip entries to the egress; with a changed record, whether it names us as the egress in use. */
+  private holdIpCircuits(auths: string[], record?: Circuit): void {
     const egress = this.egress;
     if (!egress) return;
+    const inUse = record?.internalRouters[record.active?.internal ?? 0];
+    const designated =
+      inUse === undefined || this.boundAddress === '' ? undefined : inUse === this.boundAddress;
     for (const auth of auths)
-      for (const e of this.table.entriesOf(auth)) if (e.kind === 'deliver-ip') egress.held(e);
+      for (const e of this.table.entriesOf(auth)) if (e.kind === 'deliver-ip') egress.held(e, designated);
   }
 
   /** Fault injection happens in this process, so the kernel must not forward past it. */

@@ -147,8 +147,10 @@ export interface EgressCounters {
   noReturnPath: number;
   /** IPv6 link-local and multicast the host itself sends into the TUN (neighbour discovery, MLD): not traffic. */
   ignored: number;
-  /** Customer prefixes this router took over on a first DATA packet and announced. */
+  /** Customer prefixes this router took over (on a first DATA packet or probe, or when the store named it) and announced. */
   takeovers: number;
+  /** Claims withdrawn because the store named another router as the egress in use. */
+  unclaims: number;
   /** Writes to the TUN that failed (errno counted, not logged: this is the packet path). */
   writeErrors: number;
   /** `ip route` changes that failed (logged). */

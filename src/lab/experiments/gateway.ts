@@ -131,6 +131,11 @@ export async function startGateway(
       pathFile,
       '--listen',
       `${g.client.address}:0`,
+      // The peer-mode experiments' detector (src/lab/experiments/setup.ts), for like-for-like figures.
+      '--detect-timeout',
+      '50',
+      '--probe-interval',
+      '10',
     ],
     { stdio: ['ignore', fd, fd] },
   );
@@ -194,8 +199,11 @@ export interface Takeover {
   sibling: string;
   /** Kill → the sibling's claim (its first DATA packet or probe for the customer), ms; null if it had claimed before. */
   takeoverMs: number | null;
-  /** Claim (or kill, if the claim was earlier) → the edge router's route via the sibling, ms (polled every 10 ms). */
-  convergenceMs: number | null;
+  /**
+   * Kill → the edge router's route to the customer via the sibling, ms (polled every 10 ms): the
+   * return path's convergence. With standby announcements it does not wait for the takeover.
+   */
+  routeMs: number | null;
 }
 
 /**
@@ -205,8 +213,14 @@ export interface Takeover {
  */
 export async function killServingRouter(g: GatewayLab): Promise<{ done: () => Promise<Takeover> }> {
   const killed = await g.lab.resolveRole(`egress:${EGRESS_ISP}`);
-  const sibling = (await egressStats(g.lab)).find((s) => s.router !== killed);
+  const stats = await egressStats(g.lab);
+  const sibling = stats.find((s) => s.router !== killed);
   if (!sibling) throw new Error(`no sibling of ${killed} published stats`);
+  // The return path's DN is the one the edge router routes the customer to: it must be the one killed.
+  const via = await esrNextHop(g.esr);
+  const serving = stats.find((s) => s.router === killed);
+  if (serving && via !== hostOf(serving.address))
+    throw new Error(`the edge router routes the customer via ${via}, not via ${killed}, which serves it`);
   const killedAt = Date.now();
   await g.lab.fail(killed, 'kill');
   const moved = esrMovedTo(g.esr, hostOf(sibling.address), 20_000);
@@ -221,10 +235,7 @@ export async function killServingRouter(g: GatewayLab): Promise<{ done: () => Pr
         killed,
         sibling: sibling.router,
         takeoverMs: since !== undefined && since >= killedAt ? since - killedAt : null,
-        convergenceMs:
-          movedAt !== undefined && since !== undefined
-            ? Math.max(0, movedAt - Math.max(since, killedAt))
-            : null,
+        routeMs: movedAt !== undefined ? movedAt - killedAt : null,
       };
     },
   };

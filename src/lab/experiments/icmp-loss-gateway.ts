@@ -21,7 +21,7 @@ export interface IcmpLossGatewayResult {
   /** Per trial: kill → the sibling's claim, and claim → the edge router's route. */
   takeovers: Takeover[];
   takeoverMs: number | null;
-  convergenceMs: number | null;
+  routeMs: number | null;
 }
 
 const TRIAL_S = 3;
@@ -82,7 +82,7 @@ export async function runIcmpLossGateway(o: IcmpLossGatewayOptions): Promise<Icm
         takeovers.push(takeover);
         say(
           `trial ${t + 1}/${o.trials}: killed ${takeover.killed}, lost ${sent - received} of ${sent}; ` +
-            `${takeover.sibling} took over ${takeover.takeoverMs ?? 'before'} ms after, the edge router followed ${takeover.convergenceMs} ms later`,
+            `${takeover.sibling} took over ${takeover.takeoverMs ?? 'before'} ms after, the edge router's route moved to it ${takeover.routeMs} ms after the kill`,
         );
         await g.lab.heal(takeover.killed);
       } finally {
@@ -101,7 +101,7 @@ export async function runIcmpLossGateway(o: IcmpLossGatewayOptions): Promise<Icm
     perTrial,
     takeovers,
     takeoverMs: medianOf(takeovers.map((t) => t.takeoverMs)),
-    convergenceMs: medianOf(takeovers.map((t) => t.convergenceMs)),
+    routeMs: medianOf(takeovers.map((t) => t.routeMs)),
   };
   report(o, result);
   return result;
@@ -121,23 +121,23 @@ SIGKILLed; ${TRIAL_S} s of pings per trial. Each trial starts a new gateway (new
 restarts the killed router afterwards. The gateway's detector: 50 ms without an answer, probes
 every 10 ms.
 
-| | lost pings at ${o.pps}/s (min / median / max) | outage | kill → takeover (median) | takeover → edge router's route (median) |
+| | lost pings at ${o.pps}/s (min / median / max) | outage | kill → the sibling's takeover (median) | kill → the edge router's route via the sibling (median) |
 |---|---|---|---|---|
-| Arrow gateway, ${r.trials} trials | ${r.lost.min} / ${r.lost.median} / ${r.lost.max} | ${ms(r.lost.median)} median | ${r.takeoverMs ?? '–'} ms | ${r.convergenceMs ?? '–'} ms |
+| Arrow gateway, ${r.trials} trials | ${r.lost.min} / ${r.lost.median} / ${r.lost.max} | ${ms(r.lost.median)} median | ${r.takeoverMs ?? '–'} ms | ${r.routeMs ?? '–'} ms |
 | thesis (seed 002), 45 trials per environment | 20 – 110 for most runs | 0.2 – 1 s | | |
 | target | median ≤ 5 | | | |
 
-Per trial (lost): ${r.perTrial.join(', ')}. Per trial (kill → claim ms / claim → route ms):
-${r.takeovers.map((t) => `${t.takeoverMs ?? 'earlier'}/${t.convergenceMs ?? '–'}`).join(', ')}.
+Per trial (lost): ${r.perTrial.join(', ')}. Per trial (kill → the sibling's claim ms / kill → the edge router's route via the sibling ms):
+${r.takeovers.map((t) => `${t.takeoverMs ?? 'earlier'}/${t.routeMs ?? '–'}`).join(', ')}.
 
 ![pings lost per trial](icmp-loss-gateway.png)
 
 **Why.** A ping is lost on the way out until the customer's failover moves the circuit to the
-sibling (as in peer mode), and on the way back until the edge router routes the customer's address
-to the sibling: the sibling claims the customer on the first DATA packet or probe it decapsulates,
-and BIRD carries the claim to the edge router over iBGP (the last column). Peer mode
-(\`icmp-loss.md\`) has no second term: both ends run Arrow and the return path is repaired like
-the forward one.
+sibling (as in peer mode: detection, probe, the upstream router's repair), and on the way back
+until the edge router routes the customer's address to the sibling. The second does not wait for
+the first: the dead router's routes vanish with its TUN, BIRD withdraws its claim, and the edge
+router falls back to the sibling's standby announcement, which returns the answers too. Peer mode
+(\`icmp-loss.md\`) repairs the return path like the forward one.
 `;
   const png = chartPng({
     title: `icmp-loss --mode gateway: pings lost at ${r.pps}/s when the egress router is killed`,
