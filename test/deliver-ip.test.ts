@@ -4,11 +4,13 @@ import { BlockList } from 'node:net';
 import fc from 'fast-check';
 import { DataPlane, DropCounters, type Output } from '../src/router/dataplane.js';
 import { IpEgress } from '../src/router/egress.js';
+import { ReturnPathSender } from '../src/router/return-path.js';
+import type { Hop } from '../src/router/table.js';
 import { createLogger } from '../src/util/log.js';
 import { ForwardingTable } from '../src/router/table.js';
 import { circuitRecordProblems, type Circuit } from '../src/store/circuit.js';
 import { PrefixSet } from '../src/wire/prefix-set.js';
-import { parsePrefix } from '../src/wire/address.js';
+import { mustParseAddress, parsePrefix } from '../src/wire/address.js';
 import { TargetPolicy, prefixesOverlap } from '../src/portal/target-policy.js';
 import { decode, encode, PacketType } from '../src/wire/header.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -218,13 +220,41 @@ test('EN-DN mapping: the egress router the store names claims the customer, anew
   assert.deepEqual(egress.claims(), {}, 'the store names the sibling: withdrawn');
   assert.equal(egress.counters.unclaims, 1);
   egress.arrived(entry);
-  assert.ok(
-    egress.claims()['100.64.0.2/32'],
-    'a first DATA packet or probe claims at once, before the store says',
-  );
-  egress.held(entry, false);
+  const byData = egress.claims()['100.64.0.2/32'];
+  assert.ok(byData, 'a first DATA packet or probe claims at once, before the store says');
   egress.held(entry, true);
-  assert.equal(egress.counters.takeovers, 3, 'store, DATA, store again: each a claim');
+  assert.equal(
+    egress.claims()['100.64.0.2/32']?.since,
+    byData.since,
+    'the store then naming it keeps that claim',
+  );
+  assert.equal(egress.counters.takeovers, 2);
+  // Stray DATA while the store names the sibling: the claim goes with the next record.
+  egress.held(entry, false);
+  egress.arrived(entry);
+  assert.ok(egress.claims()['100.64.0.2/32']);
+  egress.held(entry, false);
+  assert.deepEqual(egress.claims(), {});
+  assert.equal(egress.counters.unclaims, 3);
+});
+
+test('return traffic enters the return circuit at this router when it is one of its ingress routers, not at a sibling that may be dead', () => {
+  const sent: string[] = [];
+  const rp = new ReturnPathSender((_b, port, host) => sent.push(`${host}:${port}`));
+  const reply: Hop = {
+    circuit: 'c',
+    kind: 'reply',
+    addresses: [mustParseAddress('10.0.0.1:4000'), mustParseAddress('10.0.0.2:4000')],
+    keys: ['10.0.0.1:4000', '10.0.0.2:4000'],
+    active: 0,
+    auth: Buffer.alloc(16, 7),
+  };
+  assert.equal(rp.wrapAndSend(reply, 1n, Buffer.from('answer')), true);
+  rp.self = mustParseAddress('10.0.0.2:4000');
+  assert.equal(rp.wrapAndSend(reply, 2n, Buffer.from('answer')), true);
+  rp.self = mustParseAddress('10.0.0.3:4000');
+  assert.equal(rp.wrapAndSend(reply, 3n, Buffer.from('answer')), true);
+  assert.deepEqual(sent, ['10.0.0.1:4000', '10.0.0.2:4000', '10.0.0.1:4000']);
 });
 
 test('deliver-ip records: prefixes and source are checked by the one prefix parser', () => {

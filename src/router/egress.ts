@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { HEADER_LENGTH } from '../wire/header.js';
 import { ReturnPathSender } from './return-path.js';
+import type { UdpAddress } from '../wire/address.js';
 import type { EgressCounters } from '../store/circuit.js';
 import { ipv4Word, maskWord, PrefixSet } from '../wire/prefix-set.js';
 import { parsePrefix } from '../wire/address.js';
@@ -62,6 +63,8 @@ interface Source {
   sequence: bigint;
   /** Whether the store's record of the active circuit names this router as the egress in use (undefined: not known yet). */
   designated: boolean | undefined;
+  /** When the store last named another router (ms since the epoch; 0: never). */
+  undesignatedAt: number;
 }
 
 /**
@@ -105,6 +108,11 @@ export class IpEgress {
     private readonly log: Logger,
   ) {
     this.returnPath = new ReturnPathSender(send);
+  }
+
+  /** This router's bound address: return traffic enters the return circuit here when it can (ReturnPathSender). */
+  set self(address: UdpAddress) {
+    this.returnPath.self = address;
   }
 
   get interfaceName(): string | undefined {
@@ -170,6 +178,7 @@ export class IpEgress {
         active: entry,
         sequence: 0n,
         designated: undefined,
+        undesignatedAt: 0,
       };
       this.sources.set(entry.sourcePrefix, s);
       this.index();
@@ -178,10 +187,21 @@ export class IpEgress {
     }
     s.circuits.set(entry.circuit, entry);
     if (s.active.circuit === entry.circuit || !s.circuits.has(s.active.circuit)) s.active = entry;
-    if (designated === undefined || s.active.circuit !== entry.circuit || designated === s.designated) return;
+    if (designated === undefined || s.active.circuit !== entry.circuit) return;
+    const was = s.designated;
     s.designated = designated;
-    if (designated) this.claim(entry);
-    else this.unclaim(entry.sourcePrefix);
+    if (!designated) {
+      // Withdrawn on every record that names another router, so a claim made on stray DATA
+      // does not outlive the store's word; DATA arriving here again claims again at once.
+      if (was !== false) s.undesignatedAt = Date.now();
+      this.unclaim(entry.sourcePrefix);
+      return;
+    }
+    if (was === true) return;
+    // A claim made since the store last named another router (the customer's DATA got here
+    // first) stands: it is already newer than any claim the sibling made meanwhile.
+    const mine = this.serving.get(entry.sourcePrefix);
+    if (mine === undefined || mine.since < s.undesignatedAt) this.claim(entry);
   }
 
   /** The circuit left the table: its prefix's route goes with the last circuit naming it. */

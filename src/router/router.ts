@@ -194,6 +194,9 @@ export class Router {
     socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'));
     const a = socket.address() as AddressInfo;
     this.boundAddress = formatAddress({ host: a.address, port: a.port });
+    const self = mustParseAddress(this.boundAddress);
+    this.delivery.self = self;
+    if (this.egress) this.egress.self = self;
     // Attached only now: the program needs the bound port, and a packet it passes up needs the socket.
     const attached =
       kernelPath.program !== undefined

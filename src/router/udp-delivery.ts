@@ -1,5 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { ReturnPathSender } from './return-path.js';
+import type { UdpAddress } from '../wire/address.js';
 import type { Entry } from './table.js';
 import type { DropCounters } from './dataplane.js';
 
@@ -23,6 +24,11 @@ export class UdpDelivery {
     private readonly drops: DropCounters,
   ) {
     this.returnPath = new ReturnPathSender(send);
+  }
+
+  /** This router's bound address: return traffic enters the return circuit here when it can (ReturnPathSender). */
+  set self(address: UdpAddress) {
+    this.returnPath.self = address;
   }
 
   deliver(entry: UdpEntry, payload: Buffer): void {

@@ -212,15 +212,15 @@ export interface Takeover {
  * when the sibling took over and when the route followed.
  */
 export async function killServingRouter(g: GatewayLab): Promise<{ done: () => Promise<Takeover> }> {
-  const killed = await g.lab.resolveRole(`egress:${EGRESS_ISP}`);
+  // The active DN: the router the edge router routes the customer's answers to (with source NAT,
+  // where there is no route, the newest claim: `arrow lab fail egress:beta`).
   const stats = await egressStats(g.lab);
+  const via = await esrNextHop(g.esr);
+  const killed =
+    stats.find((s) => via !== undefined && hostOf(s.address) === via)?.router ??
+    (await g.lab.resolveRole(`egress:${EGRESS_ISP}`));
   const sibling = stats.find((s) => s.router !== killed);
   if (!sibling) throw new Error(`no sibling of ${killed} published stats`);
-  // The return path's DN is the one the edge router routes the customer to: it must be the one killed.
-  const via = await esrNextHop(g.esr);
-  const serving = stats.find((s) => s.router === killed);
-  if (serving && via !== hostOf(serving.address))
-    throw new Error(`the edge router routes the customer via ${via}, not via ${killed}, which serves it`);
   const killedAt = Date.now();
   await g.lab.fail(killed, 'kill');
   const moved = esrMovedTo(g.esr, hostOf(sibling.address), 20_000);
