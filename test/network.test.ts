@@ -200,7 +200,8 @@ for (const dataplane of LAB_DATAPLANES)
       const ingress = path.forward[0]!.circuit.ingress[0]!;
       const victim = lab.routers.find((r) => r.address === ingress)!;
       lab.kill(victim.name, 'SIGKILL');
-      await sleep(100);
+      // Gone, not only signalled: its kernel program forwards until the process has exited.
+      await lab.exited(victim.name);
       assert.equal(
         (await runEchoes(endpoint, 5, 2, 300)).received,
         0,

@@ -476,6 +476,19 @@ export class Lab {
     r.managed?.proc.kill(signal);
   }
 
+  /**
+   * Waits until a killed router's process is gone (at most `ms`): only then are its sockets and its
+   * kernel program's link closed, which on a busy machine can come well after the signal.
+   */
+  async exited(name: string, ms = 5000): Promise<void> {
+    const proc = this.router(name).managed?.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const gone = new Promise<boolean>((resolve) => proc.once('exit', () => resolve(true)));
+    const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref());
+    if (!(await Promise.race([gone, timer])))
+      throw new Error(`router ${name} still runs ${ms} ms after its signal`);
+  }
+
   /** Starts a stopped or killed router again, on the same address and store. */
   async restart(name: string): Promise<void> {
     const r = this.router(name);

@@ -266,6 +266,7 @@ export class Router {
       ...rejectionStats(this.table.snapshotRejections()),
       storeErrors: this.sync?.backgroundErrors ?? 0,
       tableRevision: this.table.revision,
+      storeThreadRestarts: this.sync?.restarts ?? 0,
       loopDelayMs: this.takeLoopDelay(),
       ...(this.impair ? { impair: { ...this.impair.snapshot() } } : {}),
       ...(this.egress

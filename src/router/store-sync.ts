@@ -13,6 +13,8 @@ export interface StoreSyncOptions {
   pollMs: number;
   /** Store work on its own thread (default), or on the forwarding thread (memory stores, comparisons). */
   thread: boolean;
+  /** Tests only: the first store thread blocks this long after posting its snapshot (a hang). */
+  faultHangMs?: number;
 }
 
 /**
@@ -33,6 +35,8 @@ export interface StoreSync {
   registerRouter(router: RouterRegistration, ttlMs: number): void;
   /** Errors the store client met in background work, counted. */
   readonly backgroundErrors: number;
+  /** Store threads replaced because they stopped answering (0 without a store thread). */
+  readonly restarts: number;
   close(): Promise<void>;
 }
 
@@ -74,8 +78,14 @@ function describeStore(s: StoreConfig): string {
       : s.kind;
 }
 
+/** How often the forwarding thread pings its store thread. */
+const STORE_THREAD_PING_MS = 1000;
+/** A store thread silent this long (no answer to pings, nothing else) is replaced. */
+export const STORE_THREAD_STALL_MS = 5000;
+
 /** The store client on the forwarding thread itself. */
 class LocalStoreSync implements StoreSync {
+  readonly restarts = 0;
   private store: CircuitStore | undefined;
   private revision = 0;
   private registration: Registration | undefined;
@@ -164,7 +174,7 @@ export async function snapshotWaiting(
  * on the worker.
  */
 class WorkerStoreSync implements StoreSync {
-  private readonly worker: Worker;
+  private worker!: Worker;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   private onChanges: ((events: ChangeEvent[]) => void) | undefined;
@@ -175,21 +185,78 @@ class WorkerStoreSync implements StoreSync {
   private exited = false;
   private closing = false;
   private readonly report: (err: Error, context: string) => void;
+  /** When the store thread last said anything (ms since the epoch). */
+  private heardAt = Date.now();
+  private checkedAt = Date.now();
+  private readonly liveness: NodeJS.Timeout;
+  private started = false;
+  private registration: { router: RouterRegistration; ttlMs: number } | undefined;
+  /** Store threads replaced because they stopped answering. */
+  restarts = 0;
 
   constructor(
-    opts: StoreSyncOptions,
+    private readonly opts: StoreSyncOptions,
     private readonly log: Logger,
   ) {
     this.report = rateLimitedReport(log);
-    this.worker = new Worker(new URL('./store-worker.js', import.meta.url), {
-      workerData: { store: opts.store, isp: opts.isp, pollMs: opts.pollMs },
+    this.spawn();
+    // Crash-only, as for routers (docs/supervise.md): a store thread that answers nothing for
+    // STORE_THREAD_STALL_MS (a hang seen in clean runs, stuck while loading modules) is replaced,
+    // and the new one's snapshot replaces the table. Its pings come from this thread's timer.
+    this.liveness = setInterval(() => this.checkLiveness(), STORE_THREAD_PING_MS);
+    this.liveness.unref();
+  }
+
+  private spawn(): void {
+    const worker = new Worker(new URL('./store-worker.js', import.meta.url), {
+      workerData: {
+        store: this.opts.store,
+        isp: this.opts.isp,
+        pollMs: this.opts.pollMs,
+        // Only the first thread hangs: its replacement must work.
+        faultHangMs: this.restarts === 0 ? this.opts.faultHangMs : undefined,
+      },
     });
-    this.worker.on('message', (m: FromSync) => this.receive(m));
-    this.worker.on('error', (err) => this.fail(new Error(`store thread failed: ${err.message}`)));
-    this.worker.on('exit', (code) => {
+    this.worker = worker;
+    this.heardAt = Date.now();
+    this.exited = false;
+    // A replaced thread's last words are not this store's.
+    worker.on('message', (m: FromSync) => worker === this.worker && this.receive(m));
+    worker.on(
+      'error',
+      (err) => worker === this.worker && this.fail(new Error(`store thread failed: ${err.message}`)),
+    );
+    worker.on('exit', (code) => {
+      if (worker !== this.worker) return;
       this.exited = true;
       if (code !== 0 && !this.closing) this.fail(new Error(`store thread exited with code ${code}`));
     });
+  }
+
+  private checkLiveness(): void {
+    const now = Date.now();
+    // This thread was itself stopped (SIGSTOP) or stalled: the store thread could not have been
+    // heard meanwhile, so its silence counts from now.
+    if (now - this.checkedAt > 2 * STORE_THREAD_PING_MS) this.heardAt = now;
+    this.checkedAt = now;
+    if (this.closing || this.exited) return;
+    const silentMs = now - this.heardAt;
+    if (silentMs < STORE_THREAD_STALL_MS) {
+      this.send({ op: 'ping' });
+      return;
+    }
+    this.restarts++;
+    this.log.error(
+      { silentMs, restarts: this.restarts },
+      'circuit store thread stopped answering; replacing it (the table reloads from a new snapshot)',
+    );
+    const old = this.worker;
+    void old.terminate();
+    for (const p of this.pending.values()) p.reject(new Error('the store thread was replaced'));
+    this.pending.clear();
+    this.spawn();
+    this.send({ op: 'start' });
+    if (this.registration) this.send({ op: 'register', ...this.registration });
   }
 
   get backgroundErrors(): number {
@@ -201,6 +268,13 @@ class WorkerStoreSync implements StoreSync {
       this.snapshot = { resolve, reject };
       this.send({ op: 'start' });
     });
+  }
+
+  /** The snapshot of a replacement thread: the table is replaced by it, as after a compaction. */
+  private restarted(snap: Snapshot): void {
+    const event: ChangeEvent = { type: 'resync', revision: snap.revision, circuits: snap.circuits };
+    if (this.onChanges) this.onChanges([event]);
+    else this.early.push(event);
   }
 
   follow(onChanges: (events: ChangeEvent[]) => void): void {
@@ -217,10 +291,12 @@ class WorkerStoreSync implements StoreSync {
   }
 
   registerRouter(router: RouterRegistration, ttlMs: number): void {
+    this.registration = { router, ttlMs };
     this.send({ op: 'register', router, ttlMs });
   }
 
   async close(): Promise<void> {
+    clearInterval(this.liveness);
     if (this.exited) return;
     await this.call({ op: 'close' }).catch((err: Error) =>
       this.log.warn({ err: err.message }, 'store thread did not close cleanly'),
@@ -243,8 +319,13 @@ class WorkerStoreSync implements StoreSync {
   }
 
   private receive(m: FromSync): void {
+    this.heardAt = Date.now();
     switch (m.ev) {
+      case 'pong':
+        break;
       case 'snapshot':
+        if (this.started) this.restarted({ revision: m.revision, circuits: m.circuits });
+        this.started = true;
         this.snapshot?.resolve({ revision: m.revision, circuits: m.circuits });
         this.snapshot = undefined;
         break;

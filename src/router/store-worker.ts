@@ -10,7 +10,9 @@ export type ToSync =
   | { op: 'setActive'; id: number; changes: ActiveChange[] }
   | { op: 'stats'; id: number; stats: RouterStats }
   | { op: 'register'; router: RouterRegistration; ttlMs: number }
-  | { op: 'close'; id: number };
+  | { op: 'close'; id: number }
+  /** Liveness: answered with `pong` at once (a hung store thread is restarted, store-sync.ts). */
+  | { op: 'ping' };
 
 /** Store thread → forwarding thread. */
 export type FromSync =
@@ -19,12 +21,14 @@ export type FromSync =
   | { ev: 'reply'; id: number; error?: string; errorName?: string }
   | { ev: 'background'; count: number; context: string; message: string }
   | { ev: 'waiting'; message: string; retryMs: number }
-  | { ev: 'fatal'; message: string };
+  | { ev: 'fatal'; message: string }
+  | { ev: 'pong' };
 
 interface SyncData {
   store: StoreConfig;
   isp: string;
   pollMs: number;
+  faultHangMs?: number;
 }
 
 /**
@@ -68,6 +72,9 @@ async function main(): Promise<void> {
             post({ ev: 'waiting', message, retryMs }),
           );
           post({ ev: 'snapshot', revision: snap.revision, circuits: snap.circuits });
+          // Tests only (StoreSyncOptions.faultHangMs): a thread that stops answering.
+          if (data.faultHangMs)
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, data.faultHangMs);
           store.watch(snap.revision, (e) => {
             if (pending.length === 0) queueMicrotask(flush);
             pending.push(e);
@@ -82,6 +89,9 @@ async function main(): Promise<void> {
         break;
       case 'register':
         registration = store?.registerRouter(m.router, m.ttlMs);
+        break;
+      case 'ping':
+        post({ ev: 'pong' });
         break;
       case 'close':
         // The forwarding thread terminates this thread once answered.

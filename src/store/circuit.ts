@@ -124,6 +124,8 @@ export interface RouterStats {
   storeErrors?: number;
   /** The store revision the forwarding table has applied: behind the store's for long means the table stopped following it. */
   tableRevision?: number;
+  /** Store threads replaced because they stopped answering (docs/operations.md, "Threads"). */
+  storeThreadRestarts?: number;
   /** The forwarding thread's event-loop delay since the previous publish (ms): what other work added to packets. */
   loopDelayMs?: { p50: number; p99: number; max: number };
   /** IP transit at this router (docs/egress.md): its TUN, what crossed it, and which circuit answers each customer prefix. */

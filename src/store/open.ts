@@ -1,6 +1,5 @@
 import type { CircuitStore } from './store.js';
 import type { StoreConfig } from './config.js';
-import { EtcdStore } from './etcd.js';
 import { MemoryStore } from './memory.js';
 import { SqliteStore, type SqliteStoreOptions } from './sqlite.js';
 
@@ -14,12 +13,16 @@ export async function openStore(
   switch (config.kind) {
     case 'sqlite':
       return new SqliteStore(config.path, opts);
-    case 'etcd':
+    case 'etcd': {
+      // Loaded only for etcd: its gRPC stack is most of what a process loads, and a router's
+      // store thread on SQLite has no use for it.
+      const { EtcdStore } = await import('./etcd.js');
       return new EtcdStore({
         endpoints: config.endpoints,
         prefix: config.prefix ?? `/arrow/${opts.isp}/`,
         ...(config.callTimeoutMs ? { callTimeoutMs: config.callTimeoutMs } : {}),
       });
+    }
     case 'memory':
       return new MemoryStore();
   }

@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chartPng, machineLine, writeReport } from './report.js';
@@ -7,28 +7,18 @@ import {
   killServingRouter,
   startGateway,
   startGatewayLab,
+  warmUp,
   type GatewayLab,
   type Takeover,
 } from './gateway.js';
-import { mean, midMedian, round } from '../../util/stats.js';
-import { hasCode } from '../../util/errors.js';
+import { downloadRun, randomFile, type DownloadOptions, type DownloadRun } from './download.js';
+import { sizeOf } from './setup.js';
+import { midMedian } from '../../util/stats.js';
 
-export interface DownloadGatewayOptions {
-  sizesMB: number[];
-  runs: number;
-  out: string;
-  progress?: (line: string) => void;
-}
+export type DownloadGatewayOptions = DownloadOptions;
 
-export interface DownloadGatewayRun {
-  fileMB: number;
-  baselineS: { mean: number; median: number };
-  failoverS: { mean: number; median: number };
-  /** failover median − baseline median. */
-  addedS: number;
-  baseline: number[];
-  failover: number[];
-  /** Per failure run: kill → the sibling's claim, and claim → the edge router's route. */
+export interface DownloadGatewayRun extends DownloadRun {
+  /** Per failure run: kill → the sibling's claim, and kill → the edge router's route via the sibling. */
   takeovers: Takeover[];
 }
 
@@ -65,16 +55,7 @@ export async function runDownloadGateway(o: DownloadGatewayOptions): Promise<Dow
     for (const mb of o.sizesMB) {
       const name = `file-${mb}MB.bin`;
       say(`making a ${mb} MB file of random bytes...`);
-      const made = await g.web.run(
-        ['sh', '-c', `head -c ${mb * 1_000_000} /dev/urandom > ${join(www, name)}`],
-        {
-          timeoutMs: 300_000,
-        },
-      );
-      if (made.code !== 0) throw new Error(`could not make ${name}: ${made.stderr}`);
-      const sha = (await g.web.run(['sha256sum', join(www, name)], { timeoutMs: 300_000 })).stdout.split(
-        ' ',
-      )[0]!;
+      const sha = await randomFile(g.web, join(www, name), mb);
       const baseline: number[] = [];
       const failover: number[] = [];
       const takeovers: Takeover[] = [];
@@ -91,15 +72,7 @@ export async function runDownloadGateway(o: DownloadGatewayOptions): Promise<Dow
         );
       }
       rmSync(join(www, name), { force: true });
-      runs.push({
-        fileMB: mb,
-        baselineS: { mean: round(mean(baseline)), median: round(midMedian(baseline)) },
-        failoverS: { mean: round(mean(failover)), median: round(midMedian(failover)) },
-        addedS: round(midMedian(failover) - midMedian(baseline)),
-        baseline: baseline.map((v) => round(v)),
-        failover: failover.map((v) => round(v)),
-        takeovers,
-      });
+      runs.push({ ...downloadRun(mb, baseline, failover), takeovers });
     }
   } finally {
     httpd.kill('SIGTERM');
@@ -119,20 +92,7 @@ async function oneDownload(
   const dest = join(g.lab.dir, `got-${o.name}`);
   rmSync(dest, { force: true });
   try {
-    // The customer's first packets make an egress router take it over (and announce it).
-    const warm = await g.client.run([
-      'ping',
-      '-c',
-      '3',
-      '-i',
-      '0.1',
-      '-W',
-      '2',
-      '-I',
-      CUSTOMER,
-      g.web.address,
-    ]);
-    if (!/ [1-3] received/.test(warm.stdout)) throw new Error(`no ping through the gateway: ${warm.stdout}`);
+    await warmUp(g);
     const bytes = o.mb * 1_000_000;
     const curl = g.client.run(
       [
@@ -152,7 +112,7 @@ async function oneDownload(
     let kill: Awaited<ReturnType<typeof killServingRouter>> | undefined;
     if (o.fail) {
       const deadline = Date.now() + 600_000;
-      while (Date.now() < deadline && arrived(dest) < KILL_AT * bytes) await sleep(5);
+      while (Date.now() < deadline && sizeOf(dest) < KILL_AT * bytes) await sleep(5);
       kill = await killServingRouter(g);
     }
     const r = await curl;
@@ -170,15 +130,6 @@ async function oneDownload(
     rmSync(dest, { force: true });
     await gateway.stop();
     await sleep(600);
-  }
-}
-
-function arrived(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch (err) {
-    if (hasCode(err, 'ENOENT')) return 0; // curl has not created it yet
-    throw err;
   }
 }
 

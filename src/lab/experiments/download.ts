@@ -1,10 +1,10 @@
-import { statSync, rmSync, mkdirSync } from 'node:fs';
+import { rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TWO_ISPS, startExperimentLab, startTunPair, type ExperimentLab } from './setup.js';
+import { TWO_ISPS, sizeOf, startExperimentLab, startTunPair, type ExperimentLab } from './setup.js';
+import type { LabHost } from '../lab.js';
 import { chartPng, machineLine, writeReport } from './report.js';
 import { mean, midMedian, round } from '../../util/stats.js';
-import { hasCode } from '../../util/errors.js';
 
 export interface DownloadOptions {
   /** File sizes in MB (the thesis: 63 and 625). */
@@ -68,14 +68,7 @@ export async function runDownload(o: DownloadOptions): Promise<DownloadResult> {
     for (const mb of o.sizesMB) {
       const name = `file-${mb}MB.bin`;
       say(`making a ${mb} MB file of random bytes...`);
-      const made = await x.server.run(
-        ['sh', '-c', `head -c ${mb * 1_000_000} /dev/urandom > ${join(www, name)}`],
-        {
-          timeoutMs: 300_000,
-        },
-      );
-      if (made.code !== 0) throw new Error(`could not make ${name}: ${made.stderr}`);
-      const sha = await sha256(x, join(www, name));
+      const sha = await randomFile(x.server, join(www, name), mb);
       const baseline: number[] = [];
       const failover: number[] = [];
       // Alternate, so slow drift of the machine affects both kinds alike.
@@ -88,14 +81,7 @@ export async function runDownload(o: DownloadOptions): Promise<DownloadResult> {
         );
       }
       rmSync(join(www, name), { force: true });
-      runs.push({
-        fileMB: mb,
-        baselineS: { mean: round(mean(baseline)), median: round(midMedian(baseline)) },
-        failoverS: { mean: round(mean(failover)), median: round(midMedian(failover)) },
-        addedS: round(midMedian(failover) - midMedian(baseline)),
-        baseline: baseline.map((v) => round(v)),
-        failover: failover.map((v) => round(v)),
-      });
+      runs.push(downloadRun(mb, baseline, failover));
     }
   } finally {
     httpd.kill('SIGTERM');
@@ -106,9 +92,31 @@ export async function runDownload(o: DownloadOptions): Promise<DownloadResult> {
   return result;
 }
 
-async function sha256(x: ExperimentLab, path: string): Promise<string> {
-  const r = await x.server.run(['sha256sum', path], { timeoutMs: 300_000 });
+/** The SHA-256 of a file on `host`. */
+async function sha256(host: LabHost, path: string): Promise<string> {
+  const r = await host.run(['sha256sum', path], { timeoutMs: 300_000 });
   return r.stdout.split(' ')[0]!;
+}
+
+/** Makes a file of `mb` MB of random bytes on `host`; its SHA-256. */
+export async function randomFile(host: LabHost, path: string, mb: number): Promise<string> {
+  const made = await host.run(['sh', '-c', `head -c ${mb * 1_000_000} /dev/urandom > ${path}`], {
+    timeoutMs: 300_000,
+  });
+  if (made.code !== 0) throw new Error(`could not make ${path}: ${made.stderr}`);
+  return sha256(host, path);
+}
+
+/** One file size's times, summed up: means, medians, and the median added by the failure. */
+export function downloadRun(fileMB: number, baseline: number[], failover: number[]): DownloadRun {
+  return {
+    fileMB,
+    baselineS: { mean: round(mean(baseline)), median: round(midMedian(baseline)) },
+    failoverS: { mean: round(mean(failover)), median: round(midMedian(failover)) },
+    addedS: round(midMedian(failover) - midMedian(baseline)),
+    baseline: baseline.map((v) => round(v)),
+    failover: failover.map((v) => round(v)),
+  };
 }
 
 async function oneDownload(
@@ -145,12 +153,7 @@ async function oneDownload(
       if (!pair.middle) throw new Error('no middle router on a 2-ISP path');
       const deadline = Date.now() + 600_000;
       while (Date.now() < deadline) {
-        let got = 0;
-        try {
-          got = statSync(dest).size;
-        } catch (err) {
-          if (!hasCode(err, 'ENOENT')) throw err; // ENOENT: curl has not created it yet
-        }
+        const got = sizeOf(dest);
         if (got >= KILL_AT * bytes) break;
         await sleep(5);
       }
@@ -161,8 +164,7 @@ async function oneDownload(
     if (r.code !== 0) throw new Error(`curl failed (${r.code}): ${r.stderr}`);
     const [time, size] = r.stdout.trim().split(' ').map(Number) as [number, number];
     if (size !== bytes) throw new Error(`downloaded ${size} bytes of ${bytes}`);
-    const got = await x.server.run(['sha256sum', dest], { timeoutMs: 300_000 });
-    if (got.stdout.split(' ')[0] !== sha)
+    if ((await sha256(x.server, dest)) !== sha)
       throw new Error(`${name}: the download's SHA-256 differs from the file's`);
     if (killed) {
       await x.lab.heal(killed);

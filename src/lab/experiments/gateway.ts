@@ -240,3 +240,9 @@ export async function killServingRouter(g: GatewayLab): Promise<{ done: () => Pr
     },
   };
 }
+
+/** A few pings from the customer: its first packets make an egress router take it over (and announce it). */
+export async function warmUp(g: GatewayLab): Promise<void> {
+  const warm = await g.client.run(['ping', '-c', '3', '-i', '0.1', '-W', '2', '-I', CUSTOMER, g.web.address]);
+  if (!/ [1-3] received/.test(warm.stdout)) throw new Error(`no ping through the gateway: ${warm.stdout}`);
+}

@@ -1,7 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pingCounts } from './setup.js';
-import { chartPng, machineLine, writeReport } from './report.js';
-import { CUSTOMER, killServingRouter, startGateway, startGatewayLab, type Takeover } from './gateway.js';
+import { machineLine, writeReport } from './report.js';
+import { lossChart } from './icmp-loss.js';
+import {
+  CUSTOMER,
+  killServingRouter,
+  startGateway,
+  startGatewayLab,
+  warmUp,
+  type Takeover,
+} from './gateway.js';
 import { medianOf } from './download-gateway.js';
 import { midMedian } from '../../util/stats.js';
 
@@ -42,20 +50,7 @@ export async function runIcmpLossGateway(o: IcmpLossGatewayOptions): Promise<Icm
     for (let t = 0; t < o.trials; t++) {
       const gateway = await startGateway(g, { tag: `icmp-${t}` });
       try {
-        const warm = await g.client.run([
-          'ping',
-          '-c',
-          '3',
-          '-i',
-          '0.1',
-          '-W',
-          '2',
-          '-I',
-          CUSTOMER,
-          g.web.address,
-        ]);
-        if (!/ [1-3] received/.test(warm.stdout))
-          throw new Error(`no ping through the gateway: ${warm.stdout}`);
+        await warmUp(g);
         const count = o.pps * TRIAL_S;
         const ping = g.client.run(
           [
@@ -139,32 +134,10 @@ the first: the dead router's routes vanish with its TUN, BIRD withdraws its clai
 router falls back to the sibling's standby announcement, which returns the answers too. Peer mode
 (\`icmp-loss.md\`) repairs the return path like the forward one.
 `;
-  const png = chartPng({
-    title: `icmp-loss --mode gateway: pings lost at ${r.pps}/s when the egress router is killed`,
-    subtitle: `${r.trials} trials; thesis: 20-110 lost (grey lines); target: median <= 5 (green)`,
-    panels: [
-      {
-        title: '',
-        xLabel: 'trial',
-        yLabel: 'pings lost',
-        xLog: false,
-        xTicks: r.perTrial.map((_, i) => i + 1).filter((i) => i === 1 || i % 5 === 0),
-        series: [
-          {
-            label: 'Arrow gateway: lost per trial',
-            color: [200, 40, 40],
-            marker: 'circle',
-            width: 2,
-            points: r.perTrial.map((y, i) => ({ x: i + 1, y })),
-          },
-        ],
-        hlines: [
-          { y: 20, label: 'thesis, low', color: [150, 150, 150] },
-          { y: 110, label: 'thesis, high', color: [150, 150, 150] },
-          { y: 5, label: 'target median', color: [20, 140, 60] },
-        ],
-      },
-    ],
-  });
+  const png = lossChart(
+    `icmp-loss --mode gateway: pings lost at ${r.pps}/s when the egress router is killed`,
+    'Arrow gateway: lost per trial',
+    r.perTrial,
+  );
   writeReport(o.out, 'icmp-loss-gateway', md, png, r);
 }

@@ -104,23 +104,38 @@ next to the dead one move every circuit to the other router of beta's PoP (docs/
 the return path is repaired when the probe, turned around at the far end, reaches it. At
 ${r.pps} pings/s, each lost ping is ${ms(1)} of outage.
 `;
-  const png = chartPng({
-    title: `icmp-loss: pings lost at ${r.pps}/s when the middle ISP's router is killed`,
-    subtitle: `${r.trials} trials; thesis: 20-110 lost (grey lines); target: median <= 5 (green)`,
+  const png = lossChart(
+    `icmp-loss: pings lost at ${r.pps}/s when the middle ISP's router is killed`,
+    'Arrow: lost per trial',
+    r.perTrial,
+  );
+  writeReport(o.out, 'icmp-loss', md, png, {
+    pps: r.pps,
+    trials: r.trials,
+    lost: r.lost,
+    perTrial: r.perTrial,
+  });
+}
+
+/** The icmp-loss plots: pings lost per trial, with the thesis's range and the target. */
+export function lossChart(title: string, label: string, perTrial: number[]): Buffer {
+  return chartPng({
+    title,
+    subtitle: `${perTrial.length} trials; thesis: 20-110 lost (grey lines); target: median <= 5 (green)`,
     panels: [
       {
         title: '',
         xLabel: 'trial',
         yLabel: 'pings lost',
         xLog: false,
-        xTicks: r.perTrial.map((_, i) => i + 1).filter((i) => i === 1 || i % 5 === 0),
+        xTicks: perTrial.map((_, i) => i + 1).filter((i) => i === 1 || i % 5 === 0),
         series: [
           {
-            label: 'Arrow: lost per trial',
+            label,
             color: [200, 40, 40],
             marker: 'circle',
             width: 2,
-            points: r.perTrial.map((y, i) => ({ x: i + 1, y })),
+            points: perTrial.map((y, i) => ({ x: i + 1, y })),
           },
         ],
         hlines: [
@@ -130,11 +145,5 @@ ${r.pps} pings/s, each lost ping is ${ms(1)} of outage.
         ],
       },
     ],
-  });
-  writeReport(o.out, 'icmp-loss', md, png, {
-    pps: r.pps,
-    trials: r.trials,
-    lost: r.lost,
-    perTrial: r.perTrial,
   });
 }

@@ -260,11 +260,12 @@ async function dataPathLine(log: string, from: number): Promise<string> {
   }
 }
 
-function sizeOf(path: string): number {
+/** A file's size, 0 when it does not exist yet (a log no pair wrote to, a download curl has not begun). */
+export function sizeOf(path: string): number {
   try {
     return statSync(path).size;
   } catch (err) {
-    if (hasCode(err, 'ENOENT')) return 0; // the first pair with this tag
+    if (hasCode(err, 'ENOENT')) return 0;
     throw err;
   }
 }
