@@ -214,8 +214,7 @@ export class IpEgress {
         this.index();
         this.route('del', s.prefix);
         this.standby('del', s.prefix);
-        if (this.serving.delete(s.prefix) && this.config.announceTable !== undefined)
-          this.announce('del', s.prefix, 0);
+        if (this.serving.delete(s.prefix)) this.announce('del', s.prefix);
       } else if (s.active.circuit === circuit) s.active = next.value;
     }
   }
@@ -231,15 +230,14 @@ export class IpEgress {
   private unclaim(prefix: string): void {
     if (!this.serving.delete(prefix)) return;
     this.counters.unclaims++;
-    if (this.config.announceTable !== undefined) this.announce('del', prefix, 0);
+    this.announce('del', prefix);
   }
 
   private claim(entry: IpEntry): void {
     const now = Date.now();
     this.serving.set(entry.sourcePrefix, { circuit: entry.circuit, since: now });
     this.counters.takeovers++;
-    if (this.config.announceTable !== undefined)
-      this.announce('replace', entry.sourcePrefix, claimMetric(now));
+    this.announce('replace', entry.sourcePrefix, claimMetric(now));
   }
 
   /** Customer prefixes routed here, and the circuit answering each (for stats and tests). */
@@ -340,16 +338,20 @@ export class IpEgress {
   }
 
   /** The announcement of a served prefix: a route in `announceTable`, its metric the claim's time. */
-  private announce(op: 'replace' | 'del', prefix: string, metric: number): void {
-    const table = String(this.config.announceTable);
-    this.route(op, prefix, op === 'replace' ? ['table', table, 'metric', String(metric)] : ['table', table]);
+  private announce(op: 'replace' | 'del', prefix: string, metric = 0): void {
+    this.tableRoute(this.config.announceTable, op, prefix, metric);
   }
 
   /** A held customer prefix as a standby announcement: metric 1, below every claim. */
   private standby(op: 'replace' | 'del', prefix: string): void {
-    if (this.config.standbyTable === undefined) return;
-    const table = String(this.config.standbyTable);
-    this.route(op, prefix, op === 'replace' ? ['table', table, 'metric', '1'] : ['table', table]);
+    this.tableRoute(this.config.standbyTable, op, prefix, 1);
+  }
+
+  /** A route into the TUN in an announcement table (none configured: nothing to do). */
+  private tableRoute(table: number | undefined, op: 'replace' | 'del', prefix: string, metric: number): void {
+    if (table === undefined) return;
+    const t = String(table);
+    this.route(op, prefix, op === 'replace' ? ['table', t, 'metric', String(metric)] : ['table', t]);
   }
 
   private route(op: 'replace' | 'del', prefix: string, extra: string[] = []): void {
