@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ForwardingTable } from '../src/router/table.js';
 import {
+  CF_DECAP,
   CF_INGRESS,
   CF_POLICE,
   CF_REWRITE,
@@ -17,6 +18,7 @@ import {
   decodeSlot,
   encodeCircuit,
   encodeConfig,
+  encodePrefixKeys,
   encodeTagGuard,
   foldSlot,
   kernelRefusal,
@@ -92,12 +94,36 @@ test('kernelRefusal: deliver-udp and IPv6 next hops stay on the Node path', () =
   );
 });
 
+test('encodeCircuit and encodePrefixKeys: a deliver-ip circuit has no next hop, CF_DECAP only when the egress decapsulates it, and its IPv4 prefixes as LPM keys (length incl. slot and role, slot big-endian, role, address)', () => {
+  const e = entryOf(
+    circuit({
+      action: { kind: 'deliver-ip', prefixes: ['198.51.100.0/24', '2001:db8::/32'], source: '10.99.0.0/16' },
+    }),
+  );
+  assert.equal(kernelRefusal(e), undefined, 'the kernel takes deliver-ip');
+  const v = encodeCircuit(e, 5, true);
+  assert.equal(v[4], KernelKind['deliver-ip']);
+  assert.equal(v[5], CF_INGRESS | CF_POLICE | CF_DECAP);
+  assert.ok(v.subarray(6, 28).equals(Buffer.alloc(22)), 'no next hop');
+  assert.equal(encodeCircuit(e, 5)[5]! & CF_DECAP, 0);
+  assert.deepEqual(
+    encodePrefixKeys(e as typeof e & { kind: 'deliver-ip' }, 5).map((k) => k.toString('hex')),
+    ['40000000' + '00000005' + '00' + 'c6336400', '38000000' + '00000005' + '01' + '0a630000'],
+    'IPv6 prefixes stay with the Node router',
+  );
+});
+
 test('encodeTagGuard and encodeConfig: key at 16, an empty window; address, port, clock', () => {
   const g = encodeTagGuard(Buffer.from('0123456789abcdef0123456789abcdef', 'hex'));
   assert.equal(g.subarray(16, 32).toString('hex'), '0123456789abcdef0123456789abcdef');
   assert.ok(g.subarray(0, 16).equals(Buffer.alloc(16)) && g.subarray(32).equals(Buffer.alloc(256)));
   const c = encodeConfig('10.1.2.3', 4000, 5n);
-  assert.equal(c.toString('hex'), '0a010203' + '0fa0' + '0000' + '0500000000000000');
+  assert.equal(
+    c.toString('hex'),
+    '0a010203' + '0fa0' + '0000' + '00000000' + '00000000' + '0500000000000000',
+  );
+  const e = encodeConfig('10.1.2.3', 4000, 0n, 7);
+  assert.equal(e.readUInt32LE(8), 7, 'the egress TUN ifindex at 8');
   assert.throws(() => encodeConfig('::1', 4000), /IPv4/);
 });
 

@@ -615,7 +615,15 @@ export async function runKernelRows(opts: {
       dropBadTag: delta('dropBadTag'),
       dropReplay: delta('dropReplay'),
       dropOverRate: delta('dropOverRate'),
-      passedUp: ['passNotOurs', 'passMalformed', 'passNotData', 'passUnknown', 'passNoRoute', 'passBig']
+      passedUp: [
+        'passNotOurs',
+        'passMalformed',
+        'passNotData',
+        'passUnknown',
+        'passNoRoute',
+        'passBig',
+        'passEgress',
+      ]
         .map(delta)
         .reduce((a, b) => a + b, 0),
     };

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { HEADER_LENGTH } from '../wire/header.js';
 import { ReturnPathSender } from './return-path.js';
@@ -87,6 +88,7 @@ export class IpEgress {
     routeErrors: 0,
   };
   private device: TunDevice | undefined;
+  private ifindex = 0;
   private readonly sources = new Map<string, Source>();
   /** IPv4 customer prefixes by length (longest first), each a map of masked network → source. */
   private v4: { length: number; mask: number; byNetwork: Map<number, Source> }[] = [];
@@ -100,6 +102,11 @@ export class IpEgress {
    * node, announced in `announceTable`, with the circuit whose DATA made it take over and when.
    */
   private readonly serving = new Map<string, { circuit: string; since: number }>();
+  /**
+   * Told when `decapsulates` may have changed for a circuit (a claim, a withdrawal, a new circuit
+   * for the answers): the kernel fast path rewrites its CF_DECAP flag (kernel-mirror.ts).
+   */
+  onDecapChange: ((entry: IpEntry) => void) | undefined;
 
   constructor(
     private readonly config: EgressConfig,
@@ -119,6 +126,23 @@ export class IpEgress {
     return this.device?.name;
   }
 
+  /** The TUN's interface index once open (the kernel fast path redirects decapsulated packets to it). */
+  get interfaceIndex(): number | undefined {
+    return this.device === undefined ? undefined : this.ifindex;
+  }
+
+  /**
+   * Whether the kernel fast path may decapsulate this circuit's DATA without this process seeing
+   * it: the router serves the customer (its claim stands) and the circuit is the one the answers
+   * take. Anything else must come here first: a first packet claims, another circuit's moves the
+   * answers (`deliver`).
+   */
+  decapsulates(entry: Entry): boolean {
+    if (entry.kind !== 'deliver-ip' || this.device === undefined) return false;
+    const s = this.sources.get(entry.sourcePrefix);
+    return s !== undefined && s.active.circuit === entry.circuit && this.serving.has(entry.sourcePrefix);
+  }
+
   /** Creates and brings up the TUN (needs CAP_NET_ADMIN), and starts reading return traffic. */
   async open(): Promise<void> {
     const device = TunDevice.open(this.config.tun);
@@ -128,6 +152,7 @@ export class IpEgress {
       (errno) => this.log.error({ errno, tun: device.name }, 'egress TUN read failed'),
     );
     this.device = device;
+    this.ifindex = Number(readFileSync(`/sys/class/net/${device.name}/ifindex`, 'utf8').trim());
     if (this.config.snat !== undefined) await this.installSnat(this.config.snat);
     // Prefixes of circuits compiled before the TUN existed (the table's snapshot).
     for (const prefix of this.sources.keys()) {
@@ -142,7 +167,11 @@ export class IpEgress {
     if (!device) return false;
     const s = this.sources.get(entry.sourcePrefix);
     // The customer's DATA now arrives on this circuit: its answers take this circuit's return path.
-    if (s !== undefined && s.active !== entry && s.circuits.has(entry.circuit)) s.active = entry;
+    if (s !== undefined && s.active !== entry && s.circuits.has(entry.circuit)) {
+      const moved = s.active.circuit !== entry.circuit;
+      s.active = entry;
+      if (moved) this.decapChanged(s);
+    }
     this.arrived(entry);
     if (device.write(packet) < 0) {
       this.counters.writeErrors++;
@@ -186,7 +215,11 @@ export class IpEgress {
       this.standby('replace', entry.sourcePrefix);
     }
     s.circuits.set(entry.circuit, entry);
-    if (s.active.circuit === entry.circuit || !s.circuits.has(s.active.circuit)) s.active = entry;
+    if (s.active.circuit === entry.circuit || !s.circuits.has(s.active.circuit)) {
+      const moved = s.active.circuit !== entry.circuit;
+      s.active = entry;
+      if (moved) this.decapChanged(s);
+    }
     if (designated === undefined || s.active.circuit !== entry.circuit) return;
     const was = s.designated;
     s.designated = designated;
@@ -215,7 +248,10 @@ export class IpEgress {
         this.route('del', s.prefix);
         this.standby('del', s.prefix);
         if (this.serving.delete(s.prefix)) this.announce('del', s.prefix);
-      } else if (s.active.circuit === circuit) s.active = next.value;
+      } else if (s.active.circuit === circuit) {
+        s.active = next.value;
+        this.decapChanged(s);
+      }
     }
   }
 
@@ -231,6 +267,8 @@ export class IpEgress {
     if (!this.serving.delete(prefix)) return;
     this.counters.unclaims++;
     this.announce('del', prefix);
+    const s = this.sources.get(prefix);
+    if (s !== undefined) this.decapChanged(s);
   }
 
   private claim(entry: IpEntry): void {
@@ -238,6 +276,15 @@ export class IpEgress {
     this.serving.set(entry.sourcePrefix, { circuit: entry.circuit, since: now });
     this.counters.takeovers++;
     this.announce('replace', entry.sourcePrefix, claimMetric(now));
+    const s = this.sources.get(entry.sourcePrefix);
+    if (s !== undefined) this.decapChanged(s);
+  }
+
+  /** Every circuit of the customer prefix: whether the kernel may decapsulate it may have changed. */
+  private decapChanged(s: Source): void {
+    const tell = this.onDecapChange;
+    if (tell === undefined) return;
+    for (const e of s.circuits.values()) tell(e);
   }
 
   /** Customer prefixes routed here, and the circuit answering each (for stats and tests). */

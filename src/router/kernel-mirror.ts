@@ -31,11 +31,16 @@ export class KernelMirror implements TableObserver {
   /** Map writes the kernel refused (an errno); the circuit then stays on the Node path. */
   mapErrors = 0;
 
+  /**
+   * @param decapsulates whether the kernel decapsulates a deliver-ip circuit now (the router's
+   *   egress decides: IpEgress.decapsulates); `refresh` when that changes.
+   */
   constructor(
     readonly program: KernelProgram,
     private readonly log: Logger,
+    decapsulates?: (entry: Entry) => boolean,
   ) {
-    this.circuits = new KernelCircuits(program);
+    this.circuits = new KernelCircuits(program, decapsulates);
   }
 
   get size(): number {
@@ -60,6 +65,12 @@ export class KernelMirror implements TableObserver {
     // An address the kernel cannot send to (IPv6) takes the circuit out: its counts are folded first.
     if (kernelRefusal(entry) !== undefined && this.held.has(entry.circuit)) this.foldOne(entry.circuit);
     this.write(key, entry, !this.held.has(entry.circuit));
+  }
+
+  /** The entry's CF_DECAP may have changed (the egress claimed or withdrew its customer): rewritten. */
+  refresh(entry: Entry): void {
+    this.flush();
+    if (this.held.has(entry.circuit)) this.guard(entry.circuit, () => this.circuits.refresh(entry));
   }
 
   removed(circuit: string): void {

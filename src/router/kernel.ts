@@ -16,25 +16,33 @@ import { AUTH_LENGTH } from '../wire/header.js';
 import { SIP_KEY_LENGTH } from '../wire/siphash.js';
 import type { DropReason } from './dataplane.js';
 import type { Entry, EntryKind } from './table.js';
+import type { IpPrefix } from '../wire/address.js';
+import { ipv4Word, maskWord } from '../wire/prefix-set.js';
 
 // ---- Layout of the map values (keep in step with arrow.bpf.c) ------------------------------------
 
 /** struct arrow_circuit. */
 export const CIRCUIT_VALUE_SIZE = 48;
 /** struct arrow_slot. */
-export const SLOT_VALUE_SIZE = 64;
+export const SLOT_VALUE_SIZE = 72;
 /** struct arrow_tag_guard. */
 export const TAG_GUARD_SIZE = 288;
 /** struct arrow_config. */
-export const CONFIG_SIZE = 16;
+export const CONFIG_SIZE = 24;
+/** struct arrow_prefix_key: prefix length (u32), slot (4, big-endian), role (1), IPv4 address (4). */
+export const PREFIX_KEY_SIZE = 13;
+/** The key bits before the address: the slot and the role. */
+const PREFIX_KEY_BASE_BITS = 40;
+export const PrefixRole = { destination: 0, source: 1 } as const;
 
-export const KernelKind = { forward: 1, internal: 2, 'deliver-endpoint': 3 } as const;
+export const KernelKind = { forward: 1, internal: 2, 'deliver-endpoint': 3, 'deliver-ip': 4 } as const;
 export type KernelEntryKind = keyof typeof KernelKind;
 
 export const CF_INGRESS = 0x01;
 export const CF_POLICE = 0x02;
 export const CF_TAGGED = 0x04;
 export const CF_REWRITE = 0x08;
+export const CF_DECAP = 0x10;
 
 /** BPF_F_LOCK, BPF_ANY: map update flags. */
 const BPF_ANY = 0;
@@ -54,6 +62,11 @@ export const STAT_NAMES = [
   'dropBadTag',
   'dropReplay',
   'error',
+  'passEgress',
+  'decap',
+  'dropNotIp',
+  'dropOutsidePrefixes',
+  'dropSpoofedSource',
 ] as const;
 export type KernelStatName = (typeof STAT_NAMES)[number];
 export type KernelStats = Record<KernelStatName, number>;
@@ -93,7 +106,7 @@ export function verdictOf(program: ProgramKind, action: number): Verdict {
 /** Why an entry stays on the Node path; undefined when the kernel can take it. */
 export function kernelRefusal(entry: Entry): string | undefined {
   if (entry.kind === 'deliver-udp') return 'deliver-udp circuits are delivered by the Node router';
-  if (entry.kind === 'deliver-ip') return 'deliver-ip circuits are decapsulated by the Node router';
+  if (entry.kind === 'deliver-ip') return undefined;
   const to = entry.next.addresses[entry.next.active];
   if (to === undefined) return 'no active next hop';
   if (!isIPv4(to.host)) return 'the kernel path forwards over IPv4 only';
@@ -111,8 +124,8 @@ export function ipv4Bytes(host: string, out: Buffer, at: number): void {
  * Throws for an entry the kernel cannot take (check kernelRefusal first). Integers are in host
  * (little-endian) order except the next hop's address and port, which are as on the wire.
  */
-export function encodeCircuit(entry: Entry, slot: number): Buffer {
-  return encodeCircuitInto(entry, slot, Buffer.alloc(CIRCUIT_VALUE_SIZE));
+export function encodeCircuit(entry: Entry, slot: number, decap = false): Buffer {
+  return encodeCircuitInto(entry, slot, Buffer.alloc(CIRCUIT_VALUE_SIZE), decap);
 }
 
 /** A u64 in host order from a JS integer below 2^53, without BigInt (a repair writes thousands). */
@@ -121,25 +134,33 @@ function writeU64(v: Buffer, n: number, at: number): void {
   v.writeUInt32LE(Math.floor(n / 0x1_0000_0000), at + 4);
 }
 
-/** encodeCircuit into `v` (CIRCUIT_VALUE_SIZE bytes, overwritten whole): no allocation. */
-export function encodeCircuitInto(entry: Entry, slot: number, v: Buffer): Buffer {
+/**
+ * encodeCircuit into `v` (CIRCUIT_VALUE_SIZE bytes, overwritten whole): no allocation. `decap`:
+ * a deliver-ip circuit the kernel decapsulates (CF_DECAP: the egress serves its customer and this
+ * is the circuit the answers take); without it the kernel passes its DATA up to the Node router.
+ */
+export function encodeCircuitInto(entry: Entry, slot: number, v: Buffer, decap = false): Buffer {
   const refusal = kernelRefusal(entry);
-  if (refusal !== undefined || entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip')
+  if (refusal !== undefined || entry.kind === 'deliver-udp')
     throw new Error(`not a kernel entry: ${refusal}`);
   v.fill(0);
-  const next = entry.next;
-  const to = next.addresses[next.active]!;
   v.writeUInt32LE(slot, 0);
   v[4] = KernelKind[entry.kind];
   let flags = 0;
   if (entry.ingress) flags |= CF_INGRESS;
   if (entry.guard !== undefined) flags |= CF_POLICE;
   if (entry.guard?.tagKey !== undefined) flags |= CF_TAGGED;
-  if (next.auth !== undefined) flags |= CF_REWRITE;
+  if (entry.kind === 'deliver-ip') {
+    if (decap) flags |= CF_DECAP;
+  } else {
+    const next = entry.next;
+    const to = next.addresses[next.active]!;
+    if (next.auth !== undefined) flags |= CF_REWRITE;
+    v.writeUInt16BE(to.port, 6);
+    ipv4Bytes(to.host, v, 8);
+    next.auth?.copy(v, 12, 0, AUTH_LENGTH);
+  }
   v[5] = flags;
-  v.writeUInt16BE(to.port, 6);
-  ipv4Bytes(to.host, v, 8);
-  next.auth?.copy(v, 12, 0, AUTH_LENGTH);
   // 28-31: padding before the u64s.
   if (entry.guard !== undefined) {
     writeU64(v, entry.guard.police.nsPerByteQ16, 32);
@@ -156,14 +177,43 @@ export function encodeTagGuard(tagKey: Buffer): Buffer {
   return v;
 }
 
-/** struct arrow_config: the router's own IPv4 address and UDP port, and the test clock. */
-export function encodeConfig(host: string, port: number, testNowNs = 0n): Buffer {
+/**
+ * struct arrow_config: the router's own IPv4 address and UDP port, the egress TUN's ifindex
+ * (0: none), and the test clock.
+ */
+export function encodeConfig(host: string, port: number, testNowNs = 0n, egressIfindex = 0): Buffer {
   if (!isIPv4(host)) throw new Error(`the kernel path needs the router's IPv4 address, got ${host}`);
   const v = Buffer.alloc(CONFIG_SIZE);
   ipv4Bytes(host, v, 0);
   v.writeUInt16BE(port, 4);
-  v.writeBigUInt64LE(testNowNs, 8);
+  v.writeUInt32LE(egressIfindex, 8);
+  v.writeBigUInt64LE(testNowNs, CONFIG_CLOCK_AT);
   return v;
+}
+
+const CONFIG_CLOCK_AT = 16;
+
+/**
+ * The LPM keys of a deliver-ip circuit in slot `slot`: its destination prefixes and its customer's
+ * source prefix, IPv4 only (the kernel passes inner IPv6 up to the Node router).
+ */
+export function encodePrefixKeys(entry: Entry & { kind: 'deliver-ip' }, slot: number): Buffer[] {
+  const keys: Buffer[] = [];
+  const add = (role: number, prefixes: readonly IpPrefix[]): void => {
+    for (const p of prefixes) {
+      if (p.family !== 4) continue;
+      const k = Buffer.alloc(PREFIX_KEY_SIZE);
+      k.writeUInt32LE(PREFIX_KEY_BASE_BITS + p.length, 0);
+      k.writeUInt32BE(slot, 4);
+      k[8] = role;
+      // Bits past the prefix length are ignored by the trie, but zero keeps equal keys equal.
+      k.writeUInt32BE((ipv4Word(p.network) & maskWord(p.length)) >>> 0, 9);
+      keys.push(k);
+    }
+  };
+  add(PrefixRole.destination, entry.prefixes.prefixes);
+  add(PrefixRole.source, entry.source.prefixes);
+  return keys;
 }
 
 /** The kernel's counters of one circuit (struct arrow_slot, without the lock and the bucket). */
@@ -177,6 +227,10 @@ export interface SlotCounters {
   overRate: number;
   badTag: number;
   replay: number;
+  /** deliver-ip refusals of the inner packet. */
+  notIp: number;
+  outsidePrefixes: number;
+  spoofedSource: number;
 }
 
 export function decodeSlot(v: Buffer): SlotCounters {
@@ -189,10 +243,21 @@ export function decodeSlot(v: Buffer): SlotCounters {
     overRate: v.readUInt32LE(48),
     badTag: v.readUInt32LE(52),
     replay: v.readUInt32LE(56),
+    notIp: v.readUInt32LE(60),
+    outsidePrefixes: v.readUInt32LE(64),
+    spoofedSource: v.readUInt32LE(68),
   };
 }
 
-const U32_FIELDS = ['hopLimit', 'overRate', 'badTag', 'replay'] as const;
+const U32_FIELDS = [
+  'hopLimit',
+  'overRate',
+  'badTag',
+  'replay',
+  'notIp',
+  'outsidePrefixes',
+  'spoofedSource',
+] as const;
 
 /**
  * Totals from a new raw read: the kernel's drop counters are u32 (they keep a circuit's kernel
@@ -215,6 +280,9 @@ export const ZERO_SLOT: SlotCounters = {
   overRate: 0,
   badTag: 0,
   replay: 0,
+  notIp: 0,
+  outsidePrefixes: 0,
+  spoofedSource: 0,
 };
 
 /**
@@ -228,14 +296,20 @@ export function circuitCounters(s: SlotCounters, kind: EntryKind, ingress: boole
   if (s.overRate > 0) drops['over-rate'] = s.overRate;
   if (s.badTag > 0) drops['bad-tag'] = s.badTag;
   if (s.replay > 0) drops.replay = s.replay;
+  if (s.notIp > 0) drops['not-ip'] = s.notIp;
+  if (s.outsidePrefixes > 0) drops['outside-prefixes'] = s.outsidePrefixes;
+  if (s.spoofedSource > 0) drops['spoofed-source'] = s.spoofedSource;
   const out = kind !== 'internal';
+  // deliver-ip counts a packet before checking its inner header (DataPlane.process): the refused
+  // ones are in `packets` but never `out`.
+  const refusedInside = s.notIp + s.outsidePrefixes + s.spoofedSource;
   return {
     packets: s.packets,
     bytes: s.bytes,
-    dropped: s.hopLimit + s.overRate + s.badTag + s.replay,
+    dropped: s.hopLimit + s.overRate + s.badTag + s.replay + refusedInside,
     inPackets: ingress ? s.packets + s.hopLimit : 0,
     inBytes: ingress ? s.bytes + s.hopLimitBytes : 0,
-    outPackets: out ? s.packets : 0,
+    outPackets: out ? s.packets - refusedInside : 0,
     outBytes: out ? s.outBytes : 0,
     drops,
   };
@@ -342,7 +416,14 @@ export class KernelProgram {
   private readonly n: BpfNative;
   private readonly obj: object;
   readonly programs: Record<ProgramKind, number>;
-  readonly maps: { circuits: number; slots: number; tags: number; config: number; stats: number };
+  readonly maps: {
+    circuits: number;
+    slots: number;
+    tags: number;
+    prefixes: number;
+    config: number;
+    stats: number;
+  };
   private links = new Map<number, number>();
   private config: Buffer = Buffer.alloc(CONFIG_SIZE);
 
@@ -359,6 +440,7 @@ export class KernelProgram {
       circuits: n.mapFd(obj, 'circuits'),
       slots: n.mapFd(obj, 'slots'),
       tags: n.mapFd(obj, 'tags'),
+      prefixes: n.mapFd(obj, 'prefixes'),
       config: n.mapFd(obj, 'config'),
       stats: n.mapFd(obj, 'stats'),
     };
@@ -373,6 +455,8 @@ export class KernelProgram {
       n.setMaxEntries(obj, 'circuits', max);
       n.setMaxEntries(obj, 'slots', max);
       n.setMaxEntries(obj, 'tags', opts.maxTagged ?? max);
+      // A deliver-ip circuit has a few prefixes; the trie allocates only what is used.
+      n.setMaxEntries(obj, 'prefixes', max * 4);
       if (opts.testMode) n.setConst(obj, 'clock_from_map', 1);
       if (opts.testMode || opts.loopback) n.setConst(obj, 'use_fib', 0);
       // The encoders here and the structs there must agree, or every map update is garbage.
@@ -381,6 +465,7 @@ export class KernelProgram {
         slots: SLOT_VALUE_SIZE,
         tags: TAG_GUARD_SIZE,
         config: CONFIG_SIZE,
+        prefixes: PREFIX_PRESENT.length,
       };
       for (const [m, size] of Object.entries(sizes))
         if (n.mapValueSize(obj, m) !== size)
@@ -402,13 +487,24 @@ export class KernelProgram {
 
   /** The router's own address: DATA to anything else goes up untouched. */
   setAddress(host: string, port: number): void {
-    this.config = encodeConfig(host, port, this.config.readBigUInt64LE(8));
+    this.config = encodeConfig(
+      host,
+      port,
+      this.config.readBigUInt64LE(CONFIG_CLOCK_AT),
+      this.config.readUInt32LE(8),
+    );
+    this.update(this.maps.config, u32(0), this.config);
+  }
+
+  /** The egress TUN deliver-ip circuits decapsulate into (its ifindex); 0: none, all go up to Node. */
+  setEgress(ifindex: number): void {
+    this.config.writeUInt32LE(ifindex, 8);
     this.update(this.maps.config, u32(0), this.config);
   }
 
   /** Tests only (testMode): the time policing sees, ns. */
   setTestClock(ns: number): void {
-    this.config.writeBigUInt64LE(BigInt(ns), 8);
+    this.config.writeBigUInt64LE(BigInt(ns), CONFIG_CLOCK_AT);
     this.update(this.maps.config, u32(0), this.config);
   }
 
@@ -513,6 +609,9 @@ export class KernelProgram {
   }
 }
 
+/** The prefixes map's value: presence is all the program reads. */
+const PREFIX_PRESENT = Buffer.from([1]);
+
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n, 0);
@@ -525,6 +624,8 @@ interface Held {
   kind: KernelEntryKind;
   ingress: boolean;
   tagKeyHex: string | undefined;
+  /** A deliver-ip circuit's keys in the prefixes map (hex). */
+  prefixKeys: Set<string>;
   lastRaw: SlotCounters;
   total: SlotCounters;
 }
@@ -548,7 +649,15 @@ export class KernelCircuits {
     circuits: [] as string[],
   };
 
-  constructor(private readonly prog: KernelProgram) {}
+  /**
+   * @param decapsulates whether the kernel decapsulates a deliver-ip circuit now (CF_DECAP): the
+   *   router's egress serves its customer and the circuit is the one its answers take. Read at
+   *   every write of the circuit; `refresh` rewrites one when the answer changes.
+   */
+  constructor(
+    private readonly prog: KernelProgram,
+    private readonly decapsulates: (entry: Entry) => boolean = () => false,
+  ) {}
 
   get size(): number {
     return this.held.size;
@@ -561,7 +670,7 @@ export class KernelCircuits {
    */
   put(entry: Entry, key: Buffer): string | undefined {
     const refusal = kernelRefusal(entry);
-    if (refusal !== undefined || entry.kind === 'deliver-udp' || entry.kind === 'deliver-ip') {
+    if (refusal !== undefined || entry.kind === 'deliver-udp') {
       this.remove(entry.circuit);
       return refusal;
     }
@@ -585,6 +694,7 @@ export class KernelCircuits {
         kind: entry.kind,
         ingress: entry.ingress,
         tagKeyHex: undefined,
+        prefixKeys: new Set(),
         lastRaw: { ...ZERO_SLOT },
         total: { ...ZERO_SLOT },
       };
@@ -604,10 +714,44 @@ export class KernelCircuits {
       }
       h.tagKeyHex = tagKeyHex;
     }
+    // A deliver-ip circuit's prefixes before its value, so the program never checks an inner
+    // packet against a half-written set; those it no longer has go after.
+    const stale = this.writePrefixes(h, entry);
     // Last, so the program never sees the circuit before its slot and tag guard are ready. For a
     // circuit already held with the same tag key (a repair), this is the only map update.
-    this.prog.update(this.prog.maps.circuits, h.key, encodeCircuitInto(entry, h.slot, this.scratch));
+    this.prog.update(
+      this.prog.maps.circuits,
+      h.key,
+      encodeCircuitInto(entry, h.slot, this.scratch, this.decapsulates(entry)),
+    );
+    for (const k of stale) this.deletePrefix(h, k);
     return undefined;
+  }
+
+  /** Rewrites a held circuit's value (its CF_DECAP changed); false when it is not held. */
+  refresh(entry: Entry): boolean {
+    const h = this.held.get(entry.circuit);
+    if (h === undefined) return false;
+    return this.put(entry, h.key) === undefined;
+  }
+
+  /** Adds the entry's prefix keys; returns the held ones it no longer has (to delete after). */
+  private writePrefixes(h: Held, entry: Entry): string[] {
+    const want = entry.kind === 'deliver-ip' ? encodePrefixKeys(entry, h.slot) : [];
+    const wanted = new Set<string>();
+    for (const k of want) {
+      const hex = k.toString('hex');
+      wanted.add(hex);
+      if (h.prefixKeys.has(hex)) continue;
+      this.prog.update(this.prog.maps.prefixes, k, PREFIX_PRESENT);
+      h.prefixKeys.add(hex);
+    }
+    return [...h.prefixKeys].filter((k) => !wanted.has(k));
+  }
+
+  private deletePrefix(h: Held, hex: string): void {
+    this.prog.delete(this.prog.maps.prefixes, Buffer.from(hex, 'hex'));
+    h.prefixKeys.delete(hex);
   }
 
   /**
@@ -630,7 +774,10 @@ export class KernelCircuits {
       this.staged.values = values;
     }
     h.key.copy(this.staged.keys, n * AUTH_LENGTH);
-    encodeCircuitInto(entry, h.slot, this.scratch).copy(this.staged.values, n * CIRCUIT_VALUE_SIZE);
+    encodeCircuitInto(entry, h.slot, this.scratch, this.decapsulates(entry)).copy(
+      this.staged.values,
+      n * CIRCUIT_VALUE_SIZE,
+    );
     this.staged.circuits.push(entry.circuit);
     return true;
   }
@@ -675,6 +822,8 @@ export class KernelCircuits {
     this.held.delete(circuit);
     this.prog.delete(this.prog.maps.circuits, h.key);
     if (h.tagKeyHex !== undefined) this.prog.delete(this.prog.maps.tags, u32(h.slot));
+    // After the value: no packet finds the circuit any more, so none sees its prefixes go.
+    for (const k of [...h.prefixKeys]) this.deletePrefix(h, k);
     this.free.push(h.slot);
   }
 

@@ -115,7 +115,11 @@ export class Router {
       ? this.impairRefusal(config.dataplane)
       : openKernelPath(kernelOpts);
     if (kernelPath.program !== undefined) {
-      this.kernel = new KernelMirror(kernelPath.program, log);
+      this.kernel = new KernelMirror(
+        kernelPath.program,
+        log,
+        (entry) => this.egress?.decapsulates(entry) ?? false,
+      );
       this.table.observer = this.kernel;
     }
     // Said before anything that can wait (the store thread, a store that is down): a router that
@@ -159,6 +163,12 @@ export class Router {
       this.holdIpCircuits(snap.circuits.map((c) => c.auth));
       // Before traffic: a deliver-ip circuit's first packet needs the TUN (TunError says why not).
       await egress.open();
+      // The kernel path decapsulates into the same TUN, for customers the egress serves.
+      const kernel = this.kernel;
+      if (kernel !== undefined) {
+        egress.onDecapChange = (entry) => kernel.refresh(entry);
+        kernel.program.setEgress(egress.interfaceIndex ?? 0);
+      }
       log.info({ tun: config.egress.tun }, 'IP egress up: deliver-ip circuits decapsulate here');
     }
     const socket = createSocket({
@@ -274,6 +284,8 @@ export class Router {
             egress: {
               interface: this.egress.interfaceName ?? '',
               ...this.egress.counters,
+              // Decapsulated in the kernel, or written to the TUN here: the same packets to the host.
+              delivered: this.egress.counters.delivered + (kernel?.decap ?? 0),
               customers: this.egress.mapping(),
               serving: this.egress.claims(),
             },
@@ -371,12 +383,24 @@ function withKernelDrops(drops: Record<string, number>, k: KernelStats | undefin
   drops['over-rate'] = (drops['over-rate'] ?? 0) + k.dropOverRate;
   drops['bad-tag'] = (drops['bad-tag'] ?? 0) + k.dropBadTag;
   drops.replay = (drops.replay ?? 0) + k.dropReplay;
+  drops['not-ip'] = (drops['not-ip'] ?? 0) + k.dropNotIp;
+  drops['outside-prefixes'] = (drops['outside-prefixes'] ?? 0) + k.dropOutsidePrefixes;
+  drops['spoofed-source'] = (drops['spoofed-source'] ?? 0) + k.dropSpoofedSource;
   return drops;
 }
 
 /** DATA the router forwarded: the Node path's count and the kernel's sends. */
 function withKernelData(handled: Record<string, number>, k: KernelStats | undefined): Record<string, number> {
-  if (k !== undefined) handled.data = (handled.data ?? 0) + k.tx + k.redirect;
+  // As DataPlane counts `data`: every DATA past admission, a deliver-ip refusal of its inner packet too.
+  if (k !== undefined)
+    handled.data =
+      (handled.data ?? 0) +
+      k.tx +
+      k.redirect +
+      k.decap +
+      k.dropNotIp +
+      k.dropOutsidePrefixes +
+      k.dropSpoofedSource;
   return handled;
 }
 

@@ -11,6 +11,13 @@
 // packets, deliver-udp circuits (not in the maps at all), packets not for this router, IP options
 // or fragments, and DATA whose next hop the kernel cannot route to yet (no neighbour entry).
 //
+// deliver-ip circuits (IP transit, docs/egress.md) are decapsulated here too, by the tc build only:
+// the outer headers are stripped and the inner IPv4 packet is redirected into the ingress of the
+// router's egress TUN, as if the Node router had written it there. The Node router keeps the
+// first packet of a customer it does not serve yet (that packet makes it take the customer over),
+// inner IPv6, GSO super-packets, and everything under XDP, which cannot hand a frame to another
+// device's ingress.
+//
 // Maps (per circuit, at 1 M circuits; sizes in bytes):
 //
 //   circuits  HASH   key: authenticator[16]  value: struct arrow_circuit (48)
@@ -23,7 +30,11 @@
 //             is kept across re-chains, as the Node table keeps counters and guards.
 //   tags      HASH   key: slot (u32)         value: struct arrow_tag_guard (288)
 //             The tag key and replay window, only for ingress circuits that require tags.
-//   config    ARRAY  [0]: struct arrow_config: the router's own IPv4 address and UDP port.
+//   prefixes  LPM_TRIE  key: slot, role, IPv4 prefix  value: u8
+//             A deliver-ip circuit's destination prefixes (role 0) and its customer's source prefix
+//             (role 1), IPv4 only: the inner packet's checks, as src/router/deliver-ip.ts makes them.
+//   config    ARRAY  [0]: struct arrow_config: the router's own IPv4 address and UDP port, and
+//             the egress TUN's ifindex.
 //   stats     PERCPU_ARRAY  router-wide counters by enum arrow_stat (a few dozen u64 in all).
 //
 // So 192 bytes per circuit plus 360 per tagged ingress circuit (tags element, its bucket).
@@ -54,13 +65,15 @@
 #define REPLAY_WINDOW (REPLAY_BITS - 32)
 
 // Circuit kinds the kernel handles (deliver-udp never enters the maps).
-enum arrow_kind { KIND_FORWARD = 1, KIND_INTERNAL = 2, KIND_DELIVER_ENDPOINT = 3 };
+enum arrow_kind { KIND_FORWARD = 1, KIND_INTERNAL = 2, KIND_DELIVER_ENDPOINT = 3, KIND_DELIVER_IP = 4 };
 
 // arrow_circuit.flags
 #define CF_INGRESS 0x01 // DATA enters the ISP here: counted in (Entry.ingress)
 #define CF_POLICE 0x02  // an ingress guard: police at the bought rate (Entry.guard)
 #define CF_TAGGED 0x04  // the guard has a tag key: verify, replay-check and pop the tag
 #define CF_REWRITE 0x08 // the next hop names an authenticator to write (Hop.auth)
+#define CF_DECAP 0x10   // deliver-ip: this router serves the customer now, and this circuit is the
+                        // one its answers take (IpEgress): decapsulate here. Without it, up to Node.
 
 struct arrow_circuit {
   __u32 slot;
@@ -84,7 +97,9 @@ struct arrow_slot {
   __u32 over_rate;
   __u32 bad_tag;
   __u32 replay;
-  __u32 unused;
+  __u32 not_ip;           // deliver-ip refusals of the inner packet (deliver-ip.ts)
+  __u32 outside_prefixes;
+  __u32 spoofed_source;
 };
 
 struct arrow_tag_guard {
@@ -99,6 +114,7 @@ struct arrow_config {
   __be32 ip;     // the router's own address and port: DATA must be addressed to them
   __be16 port;
   __u16 unused;
+  __u32 egress_ifindex; // the egress TUN deliver-ip circuits decapsulate into; 0: none (up to Node)
   __u64 test_now; // the clock when clock_from_map is set (tests only)
 };
 
@@ -117,6 +133,11 @@ enum arrow_stat {
   STAT_DROP_BAD_TAG,
   STAT_DROP_REPLAY,
   STAT_ERROR, // an inconsistent map (a tagged circuit without its guard) or a failed helper
+  STAT_PASS_EGRESS, // deliver-ip DATA left to the Node router (not served yet, XDP, IPv6, GSO, no TUN)
+  STAT_DECAP,       // deliver-ip DATA decapsulated into the egress TUN
+  STAT_DROP_NOT_IP,
+  STAT_DROP_OUTSIDE_PREFIXES,
+  STAT_DROP_SPOOFED_SOURCE,
   STAT_COUNT,
 };
 
@@ -140,6 +161,27 @@ struct {
   __type(key, __u32);
   __type(value, struct arrow_tag_guard);
 } tags SEC(".maps");
+
+// The LPM key: the prefix length counts the slot and the role too (40 + the prefix's bits), so a
+// lookup of slot, role and address (prefixlen 72) finds the longest prefix of that circuit's role.
+struct arrow_prefix_key {
+  __u32 prefixlen;
+  __u8 slot[4]; // big-endian: the trie compares bytes from the first
+  __u8 role;    // PREFIX_DESTINATION or PREFIX_SOURCE
+  __u8 addr[4];
+} __attribute__((packed));
+
+#define PREFIX_DESTINATION 0
+#define PREFIX_SOURCE 1
+#define PREFIX_KEY_BITS 72
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, 262144);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct arrow_prefix_key);
+  __type(value, __u8);
+} prefixes SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -254,6 +296,29 @@ static __always_inline __u32 replicated_len(__u8 *inner, void *data_end) {
   return ARROW_HEADER + ihl + l4;
 }
 
+/*
+ * Why a deliver-ip circuit's inner packet (`length` bytes at `inner`) may not leave the ISP, as a
+ * drop stat, or 0 when it may: innerPacketRefusal (src/router/deliver-ip.ts) for IPv4, whose IPv6
+ * half stays in Node (the caller passes inner IPv6 up before any check).
+ */
+static __always_inline __u32 inner_refusal(__u32 slot, __u8 *inner, __u32 length, void *data_end) {
+  if (length < 1 || (void *)(inner + sizeof(struct iphdr)) > data_end) return STAT_DROP_NOT_IP;
+  struct iphdr *ip = (void *)inner;
+  if (ip->version != 4 || length < sizeof(struct iphdr) || ip->ihl < 5 || bpf_ntohs(ip->tot_len) != length)
+    return STAT_DROP_NOT_IP;
+  struct arrow_prefix_key k = {.prefixlen = PREFIX_KEY_BITS, .role = PREFIX_DESTINATION};
+  k.slot[0] = slot >> 24;
+  k.slot[1] = slot >> 16;
+  k.slot[2] = slot >> 8;
+  k.slot[3] = slot;
+  __builtin_memcpy(k.addr, &ip->daddr, 4);
+  if (!bpf_map_lookup_elem(&prefixes, &k)) return STAT_DROP_OUTSIDE_PREFIXES;
+  k.role = PREFIX_SOURCE;
+  __builtin_memcpy(k.addr, &ip->saddr, 4);
+  if (!bpf_map_lookup_elem(&prefixes, &k)) return STAT_DROP_SPOOFED_SOURCE;
+  return 0;
+}
+
 // The Ethernet, IP, UDP and fixed ARROW headers, rewritten on the stack and written back at the
 // (possibly moved) start of the frame.
 struct frame_head {
@@ -268,7 +333,8 @@ struct frame_head {
 #define GSO_PULL 120
 
 // What the program decided; arrow_xdp and arrow_tc turn it into their own return codes.
-enum verdict { V_PASS, V_DROP, V_TX, V_REDIRECT };
+// V_DECAP: redirect into the ingress of *out_ifindex (the egress TUN), tc only.
+enum verdict { V_PASS, V_DROP, V_TX, V_REDIRECT, V_DECAP };
 
 #define CTX_DATA(ctx, xdp)                                                                            \
   ((xdp) ? (void *)(long)((struct xdp_md *)(ctx))->data : (void *)(long)((struct __sk_buff *)(ctx))->data)
@@ -351,12 +417,22 @@ static __always_inline int arrow_process(void *ctx, const int xdp, __u32 *out_if
     stat(STAT_PASS_BIG);
     return V_PASS;
   }
+  // deliver-ip: the kernel's to decapsulate, or the Node router's, decided before any state moves.
+  // Node takes what the kernel cannot hand to the TUN, and the first DATA of a customer this router
+  // does not serve yet (that packet makes it take the customer over, egress.ts).
+  int decap = c->kind == KIND_DELIVER_IP;
+  __u8 *inner = a + ARROW_HEADER + ARROW_TAG * (ntags & 0x1f);
+  if (decap && (xdp || !(c->flags & CF_DECAP) || cfg->egress_ifindex == 0 || segs > 1 ||
+                ((void *)(inner + 1) <= data_end && (inner[0] >> 4) == 6))) {
+    stat(STAT_PASS_EGRESS);
+    return V_PASS;
+  }
 
   // The route to the next hop, before any check that changes state: a packet the kernel cannot
   // send yet (no neighbour entry) goes up unchanged and leaves no trace here; the Node router
   // sends it, which also resolves the neighbour for the packets after it.
   struct bpf_fib_lookup fib = {};
-  if (use_fib) {
+  if (use_fib && !decap) {
     fib.family = AF_INET;
     fib.l4_protocol = IPPROTO_UDP;
     fib.sport = cfg->port;
@@ -419,6 +495,32 @@ static __always_inline int arrow_process(void *ctx, const int xdp, __u32 *out_if
       stat(STAT_DROP_OVER_RATE);
       return V_DROP;
     }
+  }
+
+  // 6a. Decapsulate (tc only): the inner packet checked against the circuit's prefixes, then the
+  // outer IP, UDP and ARROW headers (with any tags) removed after the MAC header, and the frame
+  // redirected into the egress TUN's ingress, where the host routes it as Node's write would.
+  if (!xdp && decap) {
+    // Counted as DataPlane counts it: every packet past the checks above, then the refusal or `out`.
+    __sync_fetch_and_add(&s->packets, 1);
+    __sync_fetch_and_add(&s->bytes, len);
+    __u32 refused = inner_refusal(c->slot, inner, payload_len, data_end);
+    if (refused != 0) {
+      if (refused == STAT_DROP_NOT_IP) __sync_fetch_and_add(&s->not_ip, 1);
+      else if (refused == STAT_DROP_OUTSIDE_PREFIXES) __sync_fetch_and_add(&s->outside_prefixes, 1);
+      else __sync_fetch_and_add(&s->spoofed_source, 1);
+      stat(refused);
+      return V_DROP;
+    }
+    __sync_fetch_and_add(&s->out_bytes, pop ? len - ARROW_TAG : len);
+    __s32 strip = sizeof(struct iphdr) + sizeof(struct udphdr) + ARROW_HEADER + ARROW_TAG * (ntags & 0x1f);
+    if (bpf_skb_adjust_room(ctx, -strip, BPF_ADJ_ROOM_MAC, 0) != 0) {
+      stat(STAT_ERROR);
+      return V_DROP;
+    }
+    stat(STAT_DECAP);
+    *out_ifindex = cfg->egress_ifindex;
+    return V_DECAP;
   }
 
   // 6. Forward: the header rewritten on the stack, then written where the frame now starts.
@@ -517,6 +619,7 @@ int arrow_tc(struct __sk_buff *skb) {
   case V_DROP: return TC_ACT_SHOT;
   case V_TX: return bpf_redirect(skb->ifindex, 0); // back out of the interface it came in on
   case V_REDIRECT: return bpf_redirect(ifindex, 0);
+  case V_DECAP: return bpf_redirect(ifindex, BPF_F_INGRESS);
   default: return TC_ACT_UNSPEC;
   }
 }
