@@ -1,3 +1,4 @@
+import { AdminConfigSchema } from '../api/admin.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
 import { BindAddressString, SnatString } from '../util/address-schema.js';
@@ -164,7 +165,7 @@ export const RouterConfigSchema = Type.Object(
         maxCircuits: Type.Integer({
           minimum: 1,
           default: 65536,
-          description: 'circuits the kernel maps hold (192 bytes each); more stay on the Node path',
+          description: 'circuits the kernel maps hold (200 bytes each); more stay on the Node path',
         }),
         maxTagged: Type.Integer({
           minimum: 1,
@@ -219,6 +220,18 @@ export const RouterConfigSchema = Type.Object(
       ),
     ),
     impair: Type.Optional(ImpairConfigSchema),
+    admin: { ...AdminConfigSchema, default: {} },
+    metrics: Type.Object(
+      {
+        circuits: Type.Array(Type.String({ pattern: '^[0-9a-f]{32}$' }), {
+          default: [],
+          maxItems: 1000,
+          description:
+            'circuits (authenticator hex) that get Prometheus series of their own; none by default, as a router holds up to millions',
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     announceTable: Type.Boolean({
       default: false,
       description:
@@ -241,10 +254,14 @@ type Defaulted =
   | 'socketBufferBytes'
   | 'registrationTtlMs'
   | 'announceTable'
-  | 'dataplane';
+  | 'dataplane'
+  | 'admin'
+  | 'metrics';
 /** A router config as written to a file: fields with defaults may be left out. */
 export type RouterConfigInput = Omit<RouterConfig, Defaulted | 'failover' | 'impair' | 'kernel' | 'egress'> &
-  Partial<Pick<RouterConfig, Defaulted>> & {
+  Partial<Pick<RouterConfig, Exclude<Defaulted, 'admin' | 'metrics'>>> & {
+    admin?: Partial<RouterConfig['admin']>;
+    metrics?: Partial<RouterConfig['metrics']>;
     failover?: DeepPartial<RouterConfig['failover']>;
     kernel?: Partial<RouterConfig['kernel']>;
     egress?: {

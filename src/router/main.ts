@@ -44,6 +44,7 @@ export async function runRouter(configPath: string, o: { dataplane?: DataplaneMo
   announceReady(
     {
       address: router.address,
+      ...(router.adminUrl ? { admin: router.adminUrl } : {}),
       dataplane: {
         mode: d.mode,
         reason: d.reason,
@@ -55,6 +56,6 @@ export async function runRouter(configPath: string, o: { dataplane?: DataplaneMo
   );
   if (!process.send)
     console.log(
-      `router ${config.name} (${config.isp}/${config.pop}) forwarding on ${router.address}; data plane: ${dataplaneText(d)}`,
+      `router ${config.name} (${config.isp}/${config.pop}) forwarding on ${router.address}; data plane: ${dataplaneText(d)}; admin API ${router.adminUrl}`,
     );
 }

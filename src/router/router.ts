@@ -23,6 +23,7 @@ import {
   type NodeReason,
 } from './dataplane-mode.js';
 import { KernelMirror } from './kernel-mirror.js';
+import { RouterAdmin } from './admin-thread.js';
 import type { KernelStats } from './kernel.js';
 
 /**
@@ -40,6 +41,8 @@ export class Router {
   readonly dataplane: DataPlane;
   private socket: Socket | undefined;
   private sync: StoreSync | undefined;
+  /** The admin API's thread (/metrics, /status, /log/level): fed the stats snapshot. */
+  private admin: RouterAdmin | undefined;
   /** Delay of this (the forwarding) thread's event loop: what store work would add to packets. */
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   private statsTimer: NodeJS.Timeout | undefined;
@@ -95,6 +98,11 @@ export class Router {
   }
 
   /** Which data plane forwards DATA of known circuits, and why (decided by start). */
+  /** The admin API's base URL (/metrics, /status, /log/level), once started. */
+  get adminUrl(): string | undefined {
+    return this.admin?.url;
+  }
+
   get dataplaneStatus(): DataplaneStatus {
     return this.dataplaneNow;
   }
@@ -125,6 +133,23 @@ export class Router {
     // Said before anything that can wait (the store thread, a store that is down): a router that
     // never gets ready then shows how far it got. After the kernel path's check, so that a
     // `--dataplane kernel` that cannot work fails in one line.
+    // The admin thread (its own thread: no scrape runs here) starts while the store loads.
+    const adminStarting = RouterAdmin.start(
+      {
+        admin: config.admin,
+        router: config.name,
+        isp: config.isp,
+        pop: config.pop,
+        level: log.level,
+        circuits: config.metrics.circuits,
+      },
+      log,
+      (level) => {
+        log.level = level;
+      },
+    );
+    // Awaited after the bind; until then a failure must not go unhandled.
+    adminStarting.catch(() => undefined);
     log.info({ router: config.name, store: config.store.kind }, 'router starting: reading the circuit store');
     this.sync = openStoreSync(
       { store: config.store, isp: config.isp, pollMs: config.storePollMs, thread: config.storeThread },
@@ -217,6 +242,8 @@ export class Router {
       this.useNodePath();
       this.dataplaneNow = { mode: 'node', requested: config.dataplane, reason: attached.reason };
     }
+    // A listen address that cannot be had stops the start, said once.
+    this.admin = await adminStarting;
     const d = this.dataplaneNow;
     log.info(
       { ...d, circuits: this.kernel?.size, refused: this.kernel?.refusals() },
@@ -276,6 +303,7 @@ export class Router {
       ...rejectionStats(this.table.snapshotRejections()),
       storeErrors: this.sync?.backgroundErrors ?? 0,
       tableRevision: this.table.revision,
+      ...(this.admin ? { admin: this.admin.url } : {}),
       storeThreadRestarts: this.sync?.restarts ?? 0,
       loopDelayMs: this.takeLoopDelay(),
       ...(this.impair ? { impair: { ...this.impair.snapshot() } } : {}),
@@ -327,7 +355,9 @@ export class Router {
 
   private async publishStats(): Promise<void> {
     try {
-      await this.sync?.putRouterStats(this.stats());
+      const stats = this.stats();
+      this.admin?.publish(stats);
+      await this.sync?.putRouterStats(stats);
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'stats flush skipped');
     }
@@ -341,6 +371,7 @@ export class Router {
     this.impair?.stop();
     this.loopDelay.disable();
     await this.publishStats();
+    await this.admin?.close();
     // Detaching ends the kernel's forwarding with the Node path's, as a crash would.
     this.useNodePath();
     this.delivery?.close();

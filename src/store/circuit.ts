@@ -122,6 +122,8 @@ export interface RouterStats {
   rejections?: Record<string, string>;
   /** Errors met by the store client in background work (watch delivery, lease renewal), counted. */
   storeErrors?: number;
+  /** The router's admin API (/metrics, /status, /log/level): its base URL (docs/operations.md). */
+  admin?: string;
   /** The store revision the forwarding table has applied: behind the store's for long means the table stopped following it. */
   tableRevision?: number;
   /** Store threads replaced because they stopped answering (docs/operations.md, "Threads"). */

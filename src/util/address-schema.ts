@@ -59,8 +59,9 @@ export function AddressString(description = 'UDP address IPv4:PORT or [IPv6]:POR
 /** A bind/listen address: as a destination, but port 0 (the OS picks one) is allowed. */
 export function BindAddressString(
   description = 'address to bind, IP:PORT; port 0 picks a free one',
+  extra: { default?: string } = {},
 ): TString {
-  return Type.String({ format: BIND_ADDRESS_FORMAT, maxLength: 64, description });
+  return Type.String({ format: BIND_ADDRESS_FORMAT, maxLength: 64, description, ...extra });
 }
 
 /** An IP prefix in CIDR notation (a bare IP is a single host). */

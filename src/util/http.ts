@@ -48,7 +48,15 @@ export function isLoopback(host: string): boolean {
  */
 export async function listenHttp(
   app: FastifyInstance,
-  o: { service: string; listen: string; tls: boolean; allowPlainHttp?: boolean | undefined; log: Logger },
+  o: {
+    service: string;
+    listen: string;
+    tls: boolean;
+    allowPlainHttp?: boolean | undefined;
+    log: Logger;
+    /** Plain HTTP on loopback is how this service is meant to run (the admin API): no warning then. */
+    plainOnLoopbackExpected?: boolean;
+  },
 ): Promise<string> {
   const at = mustParseAddress(o.listen, { bind: true });
   if (!o.tls && !isLoopback(at.host) && !o.allowPlainHttp)
@@ -60,7 +68,7 @@ export async function listenHttp(
   const scheme = o.tls ? 'https' : 'http';
   const host = typeof addr === 'object' && addr ? addr.address : at.host;
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${typeof addr === 'object' && addr ? addr.port : at.port}`;
-  if (!o.tls) {
+  if (!o.tls && !(o.plainOnLoopbackExpected && isLoopback(at.host))) {
     const warning = `${o.service}: plain HTTP without TLS on ${url}${isLoopback(at.host) ? ' (loopback, for development)' : ' (allowPlainHttp)'}; configure tls: {cert, key} to serve HTTPS`;
     o.log.warn({ url }, warning);
     console.error(`warning: ${warning}`);

@@ -24,7 +24,7 @@
 //             What the router's table says: written by user space only, so a repair (new active
 //             next hop) is one whole-value update that the program sees entirely or not at all.
 //             Cost: 48 (element header) + 16 + 48 + 16 (bucket) = 128.
-//   slots     ARRAY  index: slot             value: struct arrow_slot (64)
+//   slots     ARRAY  index: slot             value: struct arrow_slot (72)
 //             What the kernel writes per circuit: counters and the policing bucket. Separate from
 //             `circuits` so that user-space updates never overwrite kernel state; the slot number
 //             is kept across re-chains, as the Node table keeps counters and guards.
@@ -37,7 +37,8 @@
 //             the egress TUN's ifindex.
 //   stats     PERCPU_ARRAY  router-wide counters by enum arrow_stat (a few dozen u64 in all).
 //
-// So 192 bytes per circuit plus 360 per tagged ingress circuit (tags element, its bucket).
+// So 200 bytes per circuit plus 360 per tagged ingress circuit (tags element, its bucket), plus a
+// deliver-ip circuit's prefixes in the trie.
 //
 // Per-circuit counters are shared atomics rather than per-CPU: per-CPU values cost 40+ bytes per
 // circuit per CPU (2.5 GB at 1 M circuits on 64 CPUs), and an ingress circuit's policing bucket is

@@ -1,0 +1,60 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { BindAddressString } from '../util/address-schema.js';
+
+/**
+ * The admin API's JSON schemas (docs/operations.md, "The admin API"), shared by every daemon that
+ * serves it (src/admin/server.ts) and by its clients (`arrow status`, tests). The admin API is
+ * separate from the customer API and unauthenticated: it binds to loopback unless configured.
+ */
+
+/** pino's levels, as `/log/level` takes and reports them. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const LogLevelSchema = Type.Object(
+  {
+    level: Type.Union(
+      LOG_LEVELS.map((l) => Type.Literal(l)),
+      { description: `the log level: ${LOG_LEVELS.join(', ')}` },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type LogLevelBody = Static<typeof LogLevelSchema>;
+
+export const ServiceKind = Type.Union(
+  ['router', 'portal', 'atlas', 'supervisor'].map((s) => Type.Literal(s)),
+  { description: 'which daemon this is' },
+);
+
+/** What every daemon says about itself; `detail` is its own (a router: data path, store, circuits). */
+export const AdminStatusSchema = Type.Object(
+  {
+    service: ServiceKind,
+    name: Type.String({ description: 'its name: a router ISP-PoP-N, a portal its ISP, ...' }),
+    version: Type.String(),
+    pid: Type.Integer(),
+    startedAt: Type.String({ description: 'ISO time the process started' }),
+    uptimeSeconds: Type.Number(),
+    logLevel: Type.String(),
+    detail: Type.Record(Type.String(), Type.Unknown(), {
+      description: "the daemon's own state (docs/operations.md lists each daemon's fields)",
+    }),
+  },
+  { additionalProperties: false },
+);
+export type AdminStatus = Static<typeof AdminStatusSchema>;
+
+/** `admin:` in a daemon's config. */
+export const AdminConfigSchema = Type.Object(
+  {
+    listen: BindAddressString('admin API address, IP:PORT (port 0 picks one); loopback unless you mean it', {
+      default: '127.0.0.1:0',
+    }),
+    allowPlainHttp: Type.Optional(
+      Type.Boolean({ description: 'serve the admin API over plain HTTP on a non-loopback address' }),
+    ),
+  },
+  { additionalProperties: false, description: 'the admin API: /metrics, /status, /log/level' },
+);
+export type AdminConfig = Static<typeof AdminConfigSchema>;

@@ -1,0 +1,207 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import { CLI_PATH } from '../src/lab/process.js';
+import { SqliteStore } from '../src/store/sqlite.js';
+import { encode, PacketType } from '../src/wire/header.js';
+import { eventually, sendRaw } from './helpers/network.js';
+
+// Issue 13, part 1: a router's admin API, read with curl as Prometheus or an operator would. Known
+// traffic goes through a real router process (the Node path, on loopback), and /metrics must give
+// back exactly what was sent: packets forwarded, in and out, drops by reason, the listed circuit's
+// own series. /status and /log/level answer too, and a bad level is a 400 that says why.
+
+const run = promisify(execFile);
+const HOST = '127.0.0.93';
+const SINK = '127.0.0.94';
+const AUTH = 'a1'.repeat(16);
+const SENT = 100;
+const UNKNOWN = 7;
+const EXPIRED = 3;
+
+async function curl(args: string[]): Promise<{ status: number; body: string }> {
+  const r = await run('curl', ['-sS', '-w', '\n%{http_code}', ...args]);
+  const at = r.stdout.lastIndexOf('\n');
+  return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) };
+}
+
+/** The value of one series in Prometheus text, or undefined. */
+function sample(text: string, series: string): number | undefined {
+  for (const line of text.split('\n'))
+    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1));
+  return undefined;
+}
+
+test('router admin API: /metrics gives back exactly the traffic sent (curl), per listed circuit too; /status; /log/level GET and PUT, a bad level refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-admin-'));
+  const sink = createSocket('udp4');
+  let received = 0;
+  sink.on('message', () => received++);
+  await new Promise<void>((resolve) => sink.bind(0, SINK, () => resolve()));
+  const sinkPort = sink.address().port;
+  const dbPath = join(dir, 'alpha.db');
+  const store = new SqliteStore(dbPath);
+  await store.create({
+    auth: AUTH,
+    owner: 'acme',
+    ingressPop: 'ams',
+    egressPop: 'ams',
+    bandwidthMbps: 100,
+    internalAuth: 'b2'.repeat(16),
+    internalRouters: [],
+    action: { kind: 'deliver-endpoint', addresses: [`${SINK}:${sinkPort}`] },
+  });
+  const config = join(dir, 'router.yaml');
+  writeFileSync(
+    config,
+    stringify({
+      isp: 'alpha',
+      pop: 'ams',
+      name: 'alpha-ams-1',
+      listen: `${HOST}:0`,
+      store: { kind: 'sqlite', path: dbPath },
+      dataplane: 'node',
+      statsIntervalMs: 100,
+      metrics: { circuits: [AUTH] },
+    }),
+  );
+  const router = spawn(process.execPath, [CLI_PATH, 'router', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  let stderr = '';
+  router.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  router.stdout!.resume();
+  try {
+    const ready = await new Promise<{ address: string; admin?: string }>((resolve, reject) => {
+      router.on('message', (m: { event?: string; address: string; admin?: string }) => {
+        if (m.event === 'ready') resolve(m);
+      });
+      router.once('exit', (code) => reject(new Error(`router exited ${code}: ${stderr}`)));
+    });
+    assert.match(
+      ready.admin ?? '',
+      /^http:\/\/127\.0\.0\.1:\d+$/,
+      'the admin API binds to loopback by default',
+    );
+    const admin = ready.admin!;
+
+    const data = (hopLimit: number, auth = AUTH): Buffer =>
+      encode({
+        type: PacketType.Data,
+        hopLimit,
+        authenticator: Buffer.from(auth, 'hex'),
+        sequence: 1n,
+        payload: new Uint8Array(100),
+      });
+    await sendRaw(ready.address, [
+      ...Array.from({ length: SENT }, () => data(16)),
+      ...Array.from({ length: UNKNOWN }, () => data(16, 'ee'.repeat(16))),
+      ...Array.from({ length: EXPIRED }, () => data(1)),
+    ]);
+    const metrics = await eventually(async () => {
+      const r = await curl([`${admin}/metrics`]);
+      return (sample(r.body, 'arrow_router_forwarded_packets_total') ?? 0) >= SENT &&
+        (sample(r.body, 'arrow_router_dropped_packets_total{reason="hop-limit"}') ?? 0) >= EXPIRED
+        ? r
+        : undefined;
+    }, 10_000);
+    assert.ok(metrics, 'the counts reached /metrics');
+    assert.equal(received, SENT, 'the sink got every packet');
+    const m = metrics.body;
+    const bytes = SENT * data(16).length;
+    const expected: Record<string, number> = {
+      arrow_router_forwarded_packets_total: SENT,
+      arrow_router_forwarded_bytes_total: bytes,
+      // DATA enters the ISP here: admitted packets and hop-limit drops are `in` (docs/wire.md).
+      arrow_router_input_packets_total: SENT + EXPIRED,
+      arrow_router_output_packets_total: SENT,
+      arrow_router_output_bytes_total: bytes,
+      'arrow_router_packets_total{type="data"}': SENT,
+      'arrow_router_dropped_packets_total{reason="unknown-auth"}': UNKNOWN,
+      'arrow_router_dropped_packets_total{reason="hop-limit"}': EXPIRED,
+      arrow_router_circuits: 1,
+      [`arrow_router_circuit_packets_total{circuit="${AUTH}"}`]: SENT,
+      [`arrow_router_circuit_input_packets_total{circuit="${AUTH}"}`]: SENT + EXPIRED,
+      [`arrow_router_circuit_dropped_packets_total{circuit="${AUTH}"}`]: EXPIRED,
+      'arrow_router_dataplane_info{mode="node",attach="",interface=""}': 1,
+    };
+    for (const [series, value] of Object.entries(expected))
+      assert.equal(sample(m, series), value, `${series} in:\n${m}`);
+    assert.match(m, /^# TYPE arrow_router_forwarded_packets_total counter$/m);
+    assert.match(m, /^process_resident_memory_bytes \d+/m, 'process metrics');
+
+    const status = await curl([`${admin}/status`]);
+    assert.equal(status.status, 200);
+    const s = JSON.parse(status.body) as {
+      service: string;
+      name: string;
+      logLevel: string;
+      detail: {
+        circuits: number;
+        isp: string;
+        dataplane: { mode: string };
+        store: { tableRevision: number };
+      };
+    };
+    assert.equal(s.service, 'router');
+    assert.equal(s.name, 'alpha-ams-1');
+    assert.equal(s.detail.isp, 'alpha');
+    assert.equal(s.detail.circuits, 1);
+    assert.equal(s.detail.dataplane.mode, 'node');
+    assert.ok(s.detail.store.tableRevision >= 1);
+
+    assert.deepEqual(JSON.parse((await curl([`${admin}/log/level`])).body), { level: 'info' });
+    const bad = await curl([
+      '-X',
+      'PUT',
+      '-H',
+      'content-type: application/json',
+      '-d',
+      '{"level":"loud"}',
+      `${admin}/log/level`,
+    ]);
+    assert.equal(bad.status, 400, bad.body);
+    assert.match(bad.body, /level/);
+    const set = await curl([
+      '-X',
+      'PUT',
+      '-H',
+      'content-type: application/json',
+      '-d',
+      '{"level":"debug"}',
+      `${admin}/log/level`,
+    ]);
+    assert.equal(set.status, 200, set.body);
+    assert.deepEqual(JSON.parse((await curl([`${admin}/log/level`])).body), { level: 'debug' });
+    // The forwarding thread's logger took it: a table change is logged at debug level now.
+    await store.create({
+      auth: 'c3'.repeat(16),
+      owner: 'acme',
+      ingressPop: 'ams',
+      egressPop: 'ams',
+      bandwidthMbps: 1,
+      internalAuth: 'd4'.repeat(16),
+      internalRouters: [],
+      action: { kind: 'deliver-endpoint', addresses: [`${SINK}:${sinkPort}`] },
+    });
+    assert.ok(
+      await eventually(async () => stderr.includes('"msg":"table changes"'), 5000),
+      `a debug line after PUT /log/level debug:\n${stderr.slice(-2000)}`,
+    );
+    const openapi = await curl([`${admin}/openapi.json`]);
+    assert.equal(openapi.status, 200);
+    assert.ok(Object.keys((JSON.parse(openapi.body) as { paths: object }).paths).includes('/metrics'));
+  } finally {
+    router.kill('SIGTERM');
+    await new Promise((resolve) => (router.exitCode !== null ? resolve(null) : router.once('exit', resolve)));
+    sink.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
