@@ -45,11 +45,14 @@ export const AdminStatusSchema = Type.Object(
 );
 export type AdminStatus = Static<typeof AdminStatusSchema>;
 
+/** Where the admin API listens unless configured: loopback, a port the kernel picks. */
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:0';
+
 /** `admin:` in a daemon's config. */
 export const AdminConfigSchema = Type.Object(
   {
     listen: BindAddressString('admin API address, IP:PORT (port 0 picks one); loopback unless you mean it', {
-      default: '127.0.0.1:0',
+      default: DEFAULT_ADMIN_LISTEN,
     }),
     allowPlainHttp: Type.Optional(
       Type.Boolean({ description: 'serve the admin API over plain HTTP on a non-loopback address' }),

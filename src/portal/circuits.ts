@@ -20,6 +20,7 @@ import type { PortalConfig } from './config.js';
 import rateLimit from '@fastify/rate-limit';
 import { AccountKeys } from './accounts.js';
 import { SlaMonitor, SlaSampler } from './sla.js';
+import type { PortalMetrics } from './metrics.js';
 import type { RouterDirectory } from './routers.js';
 import { prefixesOverlap, prefixWithin, TargetPolicy, type Infrastructure } from './target-policy.js';
 import {
@@ -145,10 +146,15 @@ export function storeErrorToHttp(err: unknown): never {
  */
 export async function circuitRoutes(
   app: FastifyInstance,
-  opts: { config: PortalConfig; store: CircuitStore; routers: RouterDirectory },
+  opts: { config: PortalConfig; store: CircuitStore; routers: RouterDirectory; metrics?: PortalMetrics },
 ): Promise<void> {
   const { config, store, routers } = opts;
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
+  /** Counts an SLA report's verdict in the portal's metrics, and passes it on. */
+  const verdict = <T extends { ok: boolean }>(report: T): T => {
+    opts.metrics?.slaVerdict(report.ok);
+    return report;
+  };
   const view = async (c: Circuit, withTagKey = false): Promise<CircuitViewT> =>
     toView(c, await routers.addresses(c.ingressPop), withTagKey);
   const accounts = new AccountKeys(config.accounts);
@@ -538,7 +544,9 @@ export async function circuitRoutes(
         // An offer withdrawn from the config since the sale leaves no bounds to judge.
         ...(offer
           ? {
-              sla: monitor.report(c, { latencyMs: offer.latencyMs.max, lossPct: offer.maxLossPct }, sla),
+              sla: verdict(
+                monitor.report(c, { latencyMs: offer.latencyMs.max, lossPct: offer.maxLossPct }, sla),
+              ),
             }
           : {}),
         ...(rejected.length > 0 ? { rejected } : {}),

@@ -1,3 +1,4 @@
+import { AdminConfigSchema } from '../api/admin.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { StoreConfigSchema } from '../store/config.js';
 import { AddressString, BindAddressString, PrefixString } from '../util/address-schema.js';
@@ -72,6 +73,7 @@ export const PortalConfigSchema = Type.Object(
       }),
     ),
     store: StoreConfigSchema,
+    admin: Type.Optional(AdminConfigSchema),
     pops: Type.Array(
       Type.Object(
         {

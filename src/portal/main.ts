@@ -5,6 +5,9 @@ import { listenHttp, loadTls } from '../util/http.js';
 import { announceReady } from '../util/ready.js';
 import { checkPortalConfig, PortalConfigSchema } from './config.js';
 import { buildPortal } from './server.js';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { startAdmin } from '../admin/server.js';
+import { DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
 
 /** `arrow portal --config FILE`: serve the ISP's HTTP API until SIGINT/SIGTERM. */
 export async function runPortal(configPath: string): Promise<void> {
@@ -14,7 +17,9 @@ export async function runPortal(configPath: string): Promise<void> {
   const log = createLogger(`portal-${config.isp}`);
   const store = await openStore(config.store, { isp: config.isp });
   const tls = loadTls(config.tls);
-  const app = await buildPortal({ config, store, logger: log, tls });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const app = await buildPortal({ config, store, logger: log, tls, registry });
   const url = await listenHttp(app, {
     service: `portal ${config.isp}`,
     listen: config.listen,
@@ -23,13 +28,34 @@ export async function runPortal(configPath: string): Promise<void> {
     log,
   });
   log.info({ url, isp: config.isp }, 'portal up');
+  const admin = await startAdmin(
+    config.admin ?? { listen: DEFAULT_ADMIN_LISTEN },
+    {
+      service: 'portal',
+      name: config.isp,
+      registry,
+      status: () => ({
+        isp: config.isp,
+        url,
+        store: config.store.kind,
+        pops: config.pops.map((p) => p.name),
+        offers: config.offers.length,
+      }),
+      logLevel: () => log.level,
+      setLogLevel: (level) => {
+        log.level = level;
+      },
+    },
+    log,
+  );
   const shutdown = async (): Promise<void> => {
+    await admin.close();
     await app.close();
     await store.close();
     process.exit(0);
   };
   process.once('SIGINT', () => void shutdown());
   process.once('SIGTERM', () => void shutdown());
-  announceReady({ url }, shutdown);
-  if (!process.send) console.log(`portal ${config.isp} listening on ${url}`);
+  announceReady({ url, admin: admin.url }, shutdown);
+  if (!process.send) console.log(`portal ${config.isp} listening on ${url}; admin API ${admin.url}`);
 }

@@ -6,6 +6,8 @@ import type { PortalConfig } from './config.js';
 import { circuitRoutes, HttpError } from './circuits.js';
 import { offerRoutes } from './offers.js';
 import { RouterDirectory } from './routers.js';
+import { registerPortalMetrics } from './metrics.js';
+import { Registry } from 'prom-client';
 
 export interface PortalOptions {
   config: PortalConfig;
@@ -13,6 +15,8 @@ export interface PortalOptions {
   logger?: Logger | false;
   /** Serve HTTPS (loadTls of the config's `tls`). */
   tls?: TlsMaterial | undefined;
+  /** Where its metrics go (the admin API serves them); a private one by default. */
+  registry?: Registry;
 }
 
 /** The ISP's control plane: a fastify app with one plugin per concern, schemas at the edge. */
@@ -21,6 +25,7 @@ export async function buildPortal({
   store,
   logger = false,
   tls,
+  registry = new Registry(),
 }: PortalOptions): Promise<FastifyInstance> {
   const app = await createHttpApp({
     title: `Arrow portal (${config.isp})`,
@@ -33,8 +38,9 @@ export async function buildPortal({
       err instanceof HttpError ? { statusCode: err.statusCode, message: err.message } : undefined,
   });
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true, isp: config.isp }));
+  const metrics = registerPortalMetrics(app, registry, { config, store });
   const routers = new RouterDirectory(config, store);
   await app.register(offerRoutes, { config, store, routers });
-  await app.register(circuitRoutes, { config, store, routers });
+  await app.register(circuitRoutes, { config, store, routers, metrics });
   return app;
 }

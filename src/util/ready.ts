@@ -8,6 +8,8 @@ export interface ReadyMessage {
   event: 'ready';
   address?: string;
   url?: string;
+  /** The daemon's admin API (/metrics, /status, /log/level), docs/operations.md. */
+  admin?: string;
   /** A router's data plane: `kernel` or `node`, and why (src/router/dataplane-mode.ts). */
   dataplane?: { mode: 'kernel' | 'node'; reason: string; interface?: string; attach?: string };
 }

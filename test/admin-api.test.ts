@@ -9,13 +9,15 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { CLI_PATH } from '../src/lab/process.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import { hashApiKey } from '../src/portal/accounts.js';
 import { encode, PacketType } from '../src/wire/header.js';
 import { eventually, sendRaw } from './helpers/network.js';
 
-// Issue 13, part 1: a router's admin API, read with curl as Prometheus or an operator would. Known
+// Issue 13, part 1: the daemons' admin API. A router's, read with curl as Prometheus or an operator would. Known
 // traffic goes through a real router process (the Node path, on loopback), and /metrics must give
 // back exactly what was sent: packets forwarded, in and out, drops by reason, the listed circuit's
-// own series. /status and /log/level answer too, and a bad level is a 400 that says why.
+// own series. /status and /log/level answer too, and a bad level is a 400 that says why. A
+// portal's counts its requests, sales and refusals, and the capacity it has sold.
 
 const run = promisify(execFile);
 const HOST = '127.0.0.93';
@@ -202,6 +204,90 @@ test('router admin API: /metrics gives back exactly the traffic sent (curl), per
     await new Promise((resolve) => (router.exitCode !== null ? resolve(null) : router.once('exit', resolve)));
     sink.close();
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('portal admin API: /metrics counts requests by route and status, a sale and a refusal by reason, and capacity sold per PoP pair (curl against `arrow portal`)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'arrow-admin-portal-'));
+  const config = join(dir, 'portal.yaml');
+  writeFileSync(
+    config,
+    stringify({
+      isp: 'alpha',
+      listen: '127.0.0.1:0',
+      store: { kind: 'sqlite', path: join(dir, 'alpha.db') },
+      pops: [
+        { name: 'ams', routers: ['127.0.0.11:4000'] },
+        { name: 'fra', routers: ['127.0.0.21:4000'] },
+      ],
+      offers: [
+        {
+          from: 'ams',
+          to: 'fra',
+          capacityMbps: 100,
+          latencyMs: { min: 2, max: 9 },
+          maxLossPct: 0.1,
+          uptimePct: 99.99,
+          pricePerMbps: 2,
+        },
+      ],
+      accounts: [{ name: 'acme', apiKeyHash: await hashApiKey('acme-key-0000000000') }],
+      targetPolicy: { allow: ['127.0.0.0/8'], deny: [], internal: [] },
+    }),
+  );
+  const portal = spawn(process.execPath, [CLI_PATH, 'portal', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  let stderr = '';
+  portal.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  portal.stdout!.resume();
+  try {
+    const ready = await new Promise<{ url: string; admin?: string }>((resolve, reject) => {
+      portal.on('message', (m: { event?: string; url: string; admin?: string }) => {
+        if (m.event === 'ready') resolve(m);
+      });
+      portal.once('exit', (code) => reject(new Error(`portal exited ${code}: ${stderr}`)));
+    });
+    assert.match(ready.admin ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(ready.admin, ready.url, 'the admin API is apart from the customer API');
+    const key = ['-H', 'authorization: Bearer acme-key-0000000000', '-H', 'content-type: application/json'];
+    const buy = (body: object): Promise<{ status: number; body: string }> =>
+      curl(['-X', 'POST', ...key, '-d', JSON.stringify(body), `${ready.url}/circuits`]);
+    const deliver = { kind: 'udp', target: '127.0.0.9:7' };
+    assert.equal(
+      (await buy({ ingressPop: 'ams', egressPop: 'fra', bandwidthMbps: 30, deliver })).status,
+      201,
+    );
+    assert.equal((await buy({ ingressPop: 'ams', egressPop: 'zrh', bandwidthMbps: 1, deliver })).status, 400);
+    assert.equal((await curl([`${ready.url}/offers`])).status, 200);
+    assert.equal((await curl([`${ready.url}/circuits/${'00'.repeat(16)}`, ...key])).status, 404);
+
+    const m = (await curl([`${ready.admin!}/metrics`])).body;
+    const expected: Record<string, number> = {
+      arrow_portal_circuit_creates_total: 1,
+      'arrow_portal_circuit_refusals_total{reason="invalid"}': 1,
+      'arrow_portal_http_requests_total{method="POST",route="/circuits",status="201"}': 1,
+      'arrow_portal_http_requests_total{method="POST",route="/circuits",status="400"}': 1,
+      'arrow_portal_http_requests_total{method="GET",route="/offers",status="200"}': 1,
+      'arrow_portal_http_requests_total{method="GET",route="/circuits/:auth",status="404"}': 1,
+      'arrow_portal_capacity_mbps{from="ams",to="fra",kind="offered"}': 100,
+      'arrow_portal_capacity_mbps{from="ams",to="fra",kind="sold"}': 30,
+      'arrow_portal_capacity_mbps{from="ams",to="fra",kind="available"}': 70,
+    };
+    for (const [series, value] of Object.entries(expected))
+      assert.equal(sample(m, series), value, `${series} in:\n${m}`);
+    const status = JSON.parse((await curl([`${ready.admin!}/status`])).body) as {
+      service: string;
+      name: string;
+      detail: { offers: number };
+    };
+    assert.equal(status.service, 'portal');
+    assert.equal(status.name, 'alpha');
+    assert.equal(status.detail.offers, 1);
+  } finally {
+    portal.kill('SIGTERM');
+    await new Promise((resolve) => (portal.exitCode !== null ? resolve(null) : portal.once('exit', resolve)));
     rmSync(dir, { recursive: true, force: true });
   }
 });
