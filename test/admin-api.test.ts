@@ -10,7 +10,7 @@ import { stringify } from 'yaml';
 import { CLI_PATH } from '../src/lab/process.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { hashApiKey } from '../src/portal/accounts.js';
-import { encode, PacketType } from '../src/wire/header.js';
+import { encode, OFFSET_TYPE, PacketType } from '../src/wire/header.js';
 import { eventually, sendRaw } from './helpers/network.js';
 
 // Issue 13, part 1: the daemons' admin API. A router's, read with curl as Prometheus or an operator would. Known
@@ -44,7 +44,10 @@ test('router admin API: /metrics gives back exactly the traffic sent (curl), per
   const dir = mkdtempSync(join(tmpdir(), 'arrow-admin-'));
   const sink = createSocket('udp4');
   let received = 0;
-  sink.on('message', () => received++);
+  // DATA only: the router's liveness keepalives reach the endpoint too (it is a next hop).
+  sink.on('message', (m: Buffer) => {
+    if (m[OFFSET_TYPE] === PacketType.Data) received++;
+  });
   await new Promise<void>((resolve) => sink.bind(0, SINK, () => resolve()));
   const sinkPort = sink.address().port;
   const dbPath = join(dir, 'alpha.db');
@@ -208,7 +211,7 @@ test('router admin API: /metrics gives back exactly the traffic sent (curl), per
   }
 });
 
-test('portal admin API: /metrics counts requests by route and status, a sale and a refusal by reason, and capacity sold per PoP pair (curl against `arrow portal`)', async () => {
+test('portal and atlas admin APIs: /metrics counts requests by route and status, a sale and a refusal by reason, capacity sold per PoP pair; the atlas its queries and probe errors (curl against `arrow portal` and `arrow atlas`)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'arrow-admin-portal-'));
   const config = join(dir, 'portal.yaml');
   writeFileSync(
@@ -285,6 +288,65 @@ test('portal admin API: /metrics counts requests by route and status, a sale and
     assert.equal(status.service, 'portal');
     assert.equal(status.name, 'alpha');
     assert.equal(status.detail.offers, 1);
+
+    // The atlas over that portal: its query latency and requests, and its measurement probes
+    // (the PoPs' routers do not exist here, so every probe fails and is counted).
+    const atlasConfig = join(dir, 'atlas.yaml');
+    writeFileSync(
+      atlasConfig,
+      stringify({
+        listen: '127.0.0.1:0',
+        isps: [{ name: 'alpha', portal: ready.url }],
+        measure: { intervalMs: 100, timeoutMs: 50 },
+      }),
+    );
+    const atlas = spawn(process.execPath, [CLI_PATH, 'atlas', '--config', atlasConfig], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    atlas.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    atlas.stdout!.resume();
+    try {
+      const at = await new Promise<{ url: string; admin?: string }>((resolve, reject) => {
+        atlas.on('message', (msg: { event?: string; url: string; admin?: string }) => {
+          if (msg.event === 'ready') resolve(msg);
+        });
+        atlas.once('exit', (code) => reject(new Error(`atlas exited ${code}: ${stderr}`)));
+      });
+      const query = await curl([
+        '-X',
+        'POST',
+        '-H',
+        'content-type: application/json',
+        '-d',
+        JSON.stringify({ from: 'alpha/ams', to: 'alpha/fra' }),
+        `${at.url}/paths`,
+      ]);
+      assert.equal(query.status, 200, query.body);
+      // The pair is measured (every echo lost: no router there), and /metrics says what /measurements says.
+      const measured = await eventually(async () => {
+        const r = JSON.parse((await curl([`${at.url}/measurements`])).body) as {
+          pairs: { kind: string; key: string; lossPct: number | null; samples: number }[];
+        };
+        return r.pairs.find((p) => p.samples > 0 && p.lossPct !== null);
+      }, 10_000);
+      assert.ok(measured, 'the atlas measured the offer segment');
+      const am = (await curl([`${at.admin!}/metrics`])).body;
+      assert.equal(
+        sample(am, `arrow_atlas_pair_loss_ratio{kind="${measured.kind}",pair="${measured.key}"}`),
+        measured.lossPct! / 100,
+        am,
+      );
+      assert.equal(
+        sample(am, 'arrow_atlas_http_requests_total{method="POST",route="/paths",status="200"}'),
+        1,
+        am,
+      );
+      assert.equal(sample(am, 'arrow_atlas_query_duration_seconds_count{status="200"}'), 1, am);
+      assert.equal(JSON.parse((await curl([`${at.admin!}/status`])).body).service, 'atlas');
+    } finally {
+      atlas.kill('SIGTERM');
+      await new Promise((resolve) => (atlas.exitCode !== null ? resolve(null) : atlas.once('exit', resolve)));
+    }
   } finally {
     portal.kill('SIGTERM');
     await new Promise((resolve) => (portal.exitCode !== null ? resolve(null) : portal.once('exit', resolve)));

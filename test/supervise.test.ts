@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -162,6 +162,18 @@ test('arrow supervise kills a router hung with SIGSTOP and restarts it; a crash 
     assert.deepEqual(counters.kills, { hung: 1 });
     assert.equal(counters.crashes, 1);
     assert.equal(counters.restarts, 2);
+    // The same through its admin API, as Prometheus reads it (curl).
+    const admin = String(ev.all.find((e) => e.event === 'admin')?.url);
+    assert.match(admin, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const metrics = execFileSync('curl', ['-sS', `${admin}/metrics`], { encoding: 'utf8' });
+    for (const [series, value] of [
+      ['arrow_supervisor_kills_total{reason="hung"}', 1],
+      ['arrow_supervisor_crashes_total', 1],
+      ['arrow_supervisor_restarts_total', 2],
+      ['arrow_supervisor_starts_total', 3],
+      [`arrow_supervisor_child_up{child="${config}"}`, 1],
+    ] as const)
+      assert.ok(metrics.split('\n').includes(`${series} ${value}`), `${series} ${value} in:\n${metrics}`);
 
     const done = new Promise<number | null>((resolve) => sup.once('exit', (code) => resolve(code)));
     sup.kill('SIGTERM');

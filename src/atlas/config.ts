@@ -1,3 +1,4 @@
+import { AdminConfigSchema } from '../api/admin.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { BindAddressString } from '../util/address-schema.js';
 import { TlsConfigSchema } from '../util/http.js';
@@ -9,6 +10,7 @@ export const AtlasConfigSchema = Type.Object(
   {
     listen: BindAddressString('HTTP address, IP:PORT; port 0 picks one'),
     tls: Type.Optional(TlsConfigSchema),
+    admin: Type.Optional(AdminConfigSchema),
     allowPlainHttp: Type.Optional(
       Type.Boolean({ description: 'serve plain HTTP on a non-loopback address without `tls`' }),
     ),

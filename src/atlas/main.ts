@@ -8,6 +8,9 @@ import { trustCaFile } from '../util/http-client.js';
 import { Atlas } from './atlas.js';
 import { AtlasConfigSchema, checkAtlasConfig } from './config.js';
 import { buildAtlasServer } from './server.js';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { startAdmin } from '../admin/server.js';
+import { DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
 
 /** `arrow atlas --config FILE`: learn, measure and answer path queries until SIGINT/SIGTERM. */
 export async function runAtlas(configPath: string): Promise<void> {
@@ -23,7 +26,9 @@ export async function runAtlas(configPath: string): Promise<void> {
   const atlas = new Atlas(config, sock, log);
   await atlas.start();
   const tls = loadTls(config.tls);
-  const app = await buildAtlasServer(atlas, log, tls);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const app = await buildAtlasServer(atlas, log, tls, registry);
   const url = await listenHttp(app, {
     service: 'atlas',
     listen: config.listen,
@@ -32,7 +37,27 @@ export async function runAtlas(configPath: string): Promise<void> {
     log,
   });
   log.info({ url, isps: config.isps.length, pairs: atlas.pairs().length }, 'atlas up');
+  const admin = await startAdmin(
+    config.admin ?? { listen: DEFAULT_ADMIN_LISTEN },
+    {
+      service: 'atlas',
+      name: 'atlas',
+      registry,
+      status: () => ({
+        url,
+        isps: atlas.isps.map((v) => ({ name: v.name, portal: v.portal, error: v.error ?? null })),
+        pairs: atlas.pairs().length,
+        probeErrors: atlas.probeErrors,
+      }),
+      logLevel: () => log.level,
+      setLogLevel: (level) => {
+        log.level = level;
+      },
+    },
+    log,
+  );
   const shutdown = async (): Promise<void> => {
+    await admin.close();
     atlas.stop();
     await app.close();
     await sock.close();
@@ -40,6 +65,6 @@ export async function runAtlas(configPath: string): Promise<void> {
   };
   process.once('SIGINT', () => void shutdown());
   process.once('SIGTERM', () => void shutdown());
-  announceReady({ url }, shutdown);
-  if (!process.send) console.log(`atlas listening on ${url}`);
+  announceReady({ url, admin: admin.url }, shutdown);
+  if (!process.send) console.log(`atlas listening on ${url}; admin API ${admin.url}`);
 }

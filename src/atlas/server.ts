@@ -5,6 +5,8 @@ import type { Logger } from '../util/log.js';
 import type { Atlas } from './atlas.js';
 import { queryPaths, QueryError } from './query.js';
 import { PathQuerySchema } from '../api/atlas.js';
+import { Registry } from 'prom-client';
+import { registerAtlasMetrics } from './metrics.js';
 
 /**
  * The atlas's HTTP/JSON API: the map it learnt, its measurements, and declarative path queries.
@@ -15,6 +17,8 @@ export async function buildAtlasServer(
   atlas: Atlas,
   logger: Logger | false = false,
   tls?: TlsMaterial,
+  /** Where its metrics go (the admin API serves them); a private one by default. */
+  registry: Registry = new Registry(),
 ): Promise<FastifyInstance> {
   const app = await createHttpApp({
     title: 'Arrow atlas',
@@ -25,6 +29,7 @@ export async function buildAtlasServer(
     clientError: (err) => (err instanceof QueryError ? { statusCode: 400, message: err.message } : undefined),
   });
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  registerAtlasMetrics(app, registry, atlas);
 
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   api.get(

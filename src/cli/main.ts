@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { Argument, Command, Option } from 'commander';
 import { ConfigError } from '../util/config.js';
+import { parseAddress } from '../wire/address.js';
+import { VERSION } from '../util/version.js';
 import type { AtlasBenchFlags } from '../bench/atlas.js';
 import type { LivenessBenchFlags } from '../bench/liveness.js';
 import type { DataplaneMode } from '../router/dataplane-mode.js';
@@ -9,7 +11,7 @@ const program = new Command();
 program
   .name('arrow')
   .description('ARROW transit as a service: routers, portals, endpoints and a lab for multi-ISP circuits')
-  .version('0.1.0')
+  .version(VERSION)
   .showHelpAfterError()
   .addOption(
     new Option(
@@ -63,6 +65,11 @@ program
   )
   .option('--backoff-max-ms <ms>', 'longest restart delay (default 30000); it doubles per quick death', (v) =>
     positiveInt(v, '--backoff-max-ms'),
+  )
+  .option(
+    '--admin <ip:port>',
+    'admin API (/metrics, /status, /log/level) address (default 127.0.0.1:0; its URL is printed as an `admin` event)',
+    (v) => bindAddress(v, '--admin'),
   )
   .action(async (o: import('../supervisor/main.js').SuperviseFlags) => {
     const { runSupervise } = await import('../supervisor/main.js');
@@ -715,6 +722,12 @@ bench
     runAtlasBenchCommand(o);
   });
 
+/** An address to bind (IP:PORT, port 0 allowed), checked by the one address parser. */
+function bindAddress(v: string, flag: string): string {
+  const r = parseAddress(v, { bind: true });
+  if (!r.ok) throw new Error(`${flag}: ${r.message}`);
+  return v;
+}
 /** A repeatable flag: every occurrence appended. */
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];

@@ -2,6 +2,11 @@ import { ConfigError, loadConfig } from '../util/config.js';
 import { RouterConfigSchema } from '../router/config.js';
 import { DEFAULT_POLICY, type SupervisePolicy } from './policy.js';
 import { Supervisor, type SuperviseEvent } from './supervisor.js';
+import { registerSupervisorMetrics } from './metrics.js';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { startAdmin } from '../admin/server.js';
+import { DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
+import { createLogger } from '../util/log.js';
 
 export interface SuperviseFlags {
   router: string[];
@@ -11,6 +16,8 @@ export interface SuperviseFlags {
   maxRssMb?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /** The admin API's address (default loopback, a port the kernel picks). */
+  admin?: string;
 }
 
 /**
@@ -43,6 +50,25 @@ export async function runSupervise(o: SuperviseFlags): Promise<void> {
   const print = (e: SuperviseEvent | Record<string, unknown>): void =>
     console.log(JSON.stringify({ at: new Date().toISOString(), ...e }));
   sup.on('event', print);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  registerSupervisorMetrics(registry, sup);
+  const log = createLogger('supervise');
+  const admin = await startAdmin(
+    { listen: o.admin ?? DEFAULT_ADMIN_LISTEN },
+    {
+      service: 'supervisor',
+      name: 'supervise',
+      registry,
+      status: () => ({ counters: sup.counters, children: sup.snapshot() }),
+      logLevel: () => log.level,
+      setLogLevel: (level) => {
+        log.level = level;
+      },
+    },
+    log,
+  );
+  print({ event: 'admin', url: admin.url });
   sup.start();
   process.on('SIGUSR1', () => print({ event: 'counters', ...sup.counters, pids: sup.pids() }));
   let stopping = false;
@@ -50,6 +76,7 @@ export async function runSupervise(o: SuperviseFlags): Promise<void> {
     if (stopping) return;
     stopping = true;
     await sup.stop();
+    await admin.close();
     print({ event: 'counters', ...sup.counters });
     process.exit(0);
   };

@@ -23,6 +23,19 @@ export type SuperviseEvent =
   | { event: 'exited'; child: string; pid: number; code: number | null; signal: string | null; ranMs: number }
   | { event: 'restarting'; child: string; inMs: number; attempt: number };
 
+/** One child as the detector sees it. */
+export interface ChildView {
+  name: string;
+  pid: number | undefined;
+  /** Running and said it is ready. */
+  ready: boolean;
+  attempt: number;
+  rssBytes: number;
+  loopLagMs: number;
+  /** The wait before its next start, while it is down. */
+  backoffMs: number | undefined;
+}
+
 export interface SuperviseCounters {
   starts: number;
   restarts: number;
@@ -80,6 +93,19 @@ export class Supervisor extends EventEmitter<{ event: [SuperviseEvent] }> {
   /** Children's pids now (undefined while one waits to restart). */
   pids(): Record<string, number | undefined> {
     return Object.fromEntries(this.children.map((c) => [c.spec.name, c.proc?.pid]));
+  }
+
+  /** Each child as the detector sees it now (for /metrics and /status). */
+  snapshot(): ChildView[] {
+    return this.children.map((c) => ({
+      name: c.spec.name,
+      pid: c.proc?.pid,
+      ready: c.proc !== undefined && c.health.readyAt !== undefined,
+      attempt: c.attempt,
+      rssBytes: c.health.rssBytes,
+      loopLagMs: c.health.loopLagMs,
+      backoffMs: c.backoffMs,
+    }));
   }
 
   /** Stops every child (SIGTERM, SIGKILL after `graceMs`) and restarts nothing. */
