@@ -7,6 +7,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { CLI_PATH } from '../src/lab/process.js';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../src/util/config.js';
+import { RouterConfigSchema } from '../src/router/config.js';
+import { checkPortalConfig, PortalConfigSchema } from '../src/portal/config.js';
+import { AtlasConfigSchema, checkAtlasConfig } from '../src/atlas/config.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { DEFAULT_POLICY, judge, nextBackoff } from '../src/supervisor/policy.js';
 
@@ -279,24 +284,25 @@ test('a router under systemd sends READY=1, then WATCHDOG=1 at half the watchdog
   }
 });
 
-test('the systemd units in deploy/ pass systemd-analyze verify, and the router unit runs it as Type=notify with a watchdog', () => {
+test('the systemd units in deploy/ pass systemd-analyze verify, and each runs its daemon as Type=notify with a watchdog', () => {
   const dir = mkdtempSync(join(tmpdir(), 'arrow-units-'));
   try {
     for (const [unit, instance] of [
       ['arrow-router@.service', 'arrow-router@alpha-ams-1.service'],
       ['arrow-portal@.service', 'arrow-portal@alpha.service'],
+      ['arrow-atlas.service', 'arrow-atlas.service'],
+      ['arrow-supervise.service', 'arrow-supervise.service'],
     ] as const) {
       const text = readFileSync(new URL(`../../deploy/${unit}`, import.meta.url), 'utf8');
-      if (unit.startsWith('arrow-router')) {
-        for (const line of ['Type=notify', 'NotifyAccess=main', 'WatchdogSec=2s', 'Restart=always'])
-          assert.ok(text.split('\n').includes(line), `${unit}: ${line}`);
-      }
+      for (const line of ['Type=notify', 'NotifyAccess=main', 'Restart=always'])
+        assert.ok(text.split('\n').includes(line), `${unit}: ${line}`);
+      assert.match(text, /^WatchdogSec=\d+s$/m, `${unit}: a watchdog`);
       // The unit as installed names /usr/local/bin/arrow; verify checks that the binary exists.
       writeFileSync(
         join(dir, unit),
         text.replaceAll('/usr/local/bin/arrow', `${process.execPath} ${CLI_PATH}`),
       );
-      symlinkSync(join(dir, unit), join(dir, instance));
+      if (instance !== unit) symlinkSync(join(dir, unit), join(dir, instance));
       const r = spawnSync('systemd-analyze', ['verify', join(dir, instance)], { encoding: 'utf8', cwd: dir });
       assert.equal(r.status, 0, `${unit}: ${r.stderr}`);
       assert.equal(r.stderr.trim(), '', `${unit}: ${r.stderr}`);
@@ -304,6 +310,19 @@ test('the systemd units in deploy/ pass systemd-analyze verify, and the router u
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the example configs in deploy/ load with each daemon’s own parser and checks', () => {
+  const at = (f: string): string => fileURLToPath(new URL(`../../deploy/${f}`, import.meta.url));
+  const router = loadConfig(RouterConfigSchema, at('router-alpha-ams-1.yaml'));
+  assert.equal(router.admin.listen, '127.0.0.1:9180');
+  const portal = loadConfig(PortalConfigSchema, at('portal-alpha.yaml'));
+  assert.deepEqual(checkPortalConfig(portal), []);
+  const atlas = loadConfig(AtlasConfigSchema, at('atlas.yaml'));
+  assert.deepEqual(checkAtlasConfig(atlas), []);
+  // The supervise unit's routers: a config that loads (arrow supervise refuses others at start).
+  const unit = readFileSync(at('arrow-supervise.service'), 'utf8');
+  assert.match(unit, /--router \/etc\/arrow\/router-alpha-ams-1\.yaml/);
 });
 
 test('arrow supervise refuses a router config that can never start, naming the problem, before starting anything', () => {

@@ -1,5 +1,6 @@
 import { DiagnosticSocket } from '../endpoint/diagnostics.js';
 import { announceReady } from '../util/ready.js';
+import { startHeartbeat } from '../util/heartbeat.js';
 import { ConfigError, loadConfig } from '../util/config.js';
 import { createLogger } from '../util/log.js';
 import { mustParseAddress } from '../wire/address.js';
@@ -56,7 +57,9 @@ export async function runAtlas(configPath: string): Promise<void> {
     },
     log,
   );
+  let stopHeartbeat = (): void => undefined;
   const shutdown = async (): Promise<void> => {
+    stopHeartbeat();
     await admin.close();
     atlas.stop();
     await app.close();
@@ -66,5 +69,7 @@ export async function runAtlas(configPath: string): Promise<void> {
   process.once('SIGINT', () => void shutdown());
   process.once('SIGTERM', () => void shutdown());
   announceReady({ url, admin: admin.url }, shutdown);
+  // Proof of life for `arrow supervise` or systemd's watchdog (Type=notify, docs/operations.md).
+  stopHeartbeat = startHeartbeat((err) => log.warn({ err: err.message }, 'sd_notify failed'));
   if (!process.send) console.log(`atlas listening on ${url}; admin API ${admin.url}`);
 }

@@ -3,6 +3,7 @@ import { createLogger } from '../util/log.js';
 import { openStore } from '../store/open.js';
 import { listenHttp, loadTls } from '../util/http.js';
 import { announceReady } from '../util/ready.js';
+import { startHeartbeat } from '../util/heartbeat.js';
 import { checkPortalConfig, PortalConfigSchema } from './config.js';
 import { buildPortal } from './server.js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -48,7 +49,9 @@ export async function runPortal(configPath: string): Promise<void> {
     },
     log,
   );
+  let stopHeartbeat = (): void => undefined;
   const shutdown = async (): Promise<void> => {
+    stopHeartbeat();
     await admin.close();
     await app.close();
     await store.close();
@@ -57,5 +60,7 @@ export async function runPortal(configPath: string): Promise<void> {
   process.once('SIGINT', () => void shutdown());
   process.once('SIGTERM', () => void shutdown());
   announceReady({ url, admin: admin.url }, shutdown);
+  // Proof of life for `arrow supervise` or systemd's watchdog (Type=notify, docs/operations.md).
+  stopHeartbeat = startHeartbeat((err) => log.warn({ err: err.message }, 'sd_notify failed'));
   if (!process.send) console.log(`portal ${config.isp} listening on ${url}; admin API ${admin.url}`);
 }

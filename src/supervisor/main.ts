@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { startAdmin } from '../admin/server.js';
 import { DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
 import { createLogger } from '../util/log.js';
+import { startHeartbeat } from '../util/heartbeat.js';
 
 export interface SuperviseFlags {
   router: string[];
@@ -70,11 +71,14 @@ export async function runSupervise(o: SuperviseFlags): Promise<void> {
   );
   print({ event: 'admin', url: admin.url });
   sup.start();
+  // systemd's watchdog over the supervisor itself (deploy/arrow-supervise.service).
+  const stopHeartbeat = startHeartbeat((err) => log.warn({ err: err.message }, 'sd_notify failed'));
   process.on('SIGUSR1', () => print({ event: 'counters', ...sup.counters, pids: sup.pids() }));
   let stopping = false;
   const stop = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    stopHeartbeat();
     await sup.stop();
     await admin.close();
     print({ event: 'counters', ...sup.counters });
