@@ -83,6 +83,11 @@ async function stopTransit(t: Transit): Promise<void> {
   rmSync(t.dir, { recursive: true, force: true });
 }
 
+/** 20 pings at 20/s from the tunnel address to the web host. */
+function ping20(t: Transit): ReturnType<LabHost['run']> {
+  return t.client.run(['ping', '-c', '20', '-i', '0.05', '-W', '2', '-I', CUSTOMER, t.web.address]);
+}
+
 /** curl, from the tunnel address, of the web host's file into `out`; prints bytes and connections. */
 function download(t: Transit, out: string, extra: string[] = []): ReturnType<LabHost['run']> {
   return t.client.run(
@@ -109,21 +114,10 @@ function download(t: Transit, out: string, extra: string[] = []): ReturnType<Lab
 for (const dataplane of ['kernel', 'node'] as const)
   test(`IP transit, routers on the ${dataplane} path: curl and ping from a customer gateway through 2 ISPs to an unmodified server; outside prefixes are dropped and counted`, async () => {
     const t = await startTransit(`iptransit${dataplane[0]}`, 3 * 1024 * 1024 + 17, { dataplane });
-    const { lab, client, web, esr } = t;
+    const { lab, client, esr } = t;
     try {
       // ping: ICMP through the path and back, from the tunnel address.
-      const ping = await client.run([
-        'ping',
-        '-c',
-        '20',
-        '-i',
-        '0.05',
-        '-W',
-        '2',
-        '-I',
-        CUSTOMER,
-        web.address,
-      ]);
+      const ping = await ping20(t);
       const received = Number(/(\d+) received/.exec(ping.stdout)?.[1] ?? -1);
       assert.ok(received >= 18, `ping: ${ping.stdout}${ping.stderr}`);
 
@@ -181,6 +175,30 @@ for (const dataplane of ['kernel', 'node'] as const)
         // The download's upstream is its ACKs (hundreds); only a customer's first packets go through Node.
         assert.ok(k >= 300 && k >= 0.9 * delivered, `decapsulated in the kernel: ${k} of ${delivered}`);
         assert.ok(outside >= 5, `outside-prefixes drops in the kernel: ${outside}`);
+      }
+
+      // The mapping stays small: the gateway relinquishes its circuits when it stops, and every
+      // egress router drops the customer's routes (TUN route, standby, claim); the edge router forgets it.
+      await t.gateway.stop();
+      const forgotten = await eventually(async () => {
+        const s = await egressStats(lab);
+        const held = s.filter(
+          (x) =>
+            x.egress?.customers?.[`${CUSTOMER}/32`] !== undefined || x.egress?.serving?.[`${CUSTOMER}/32`],
+        );
+        return held.length === 0 && (await esrNextHop(esr)) === undefined ? s : undefined;
+      }, 10_000);
+      assert.ok(
+        forgotten,
+        `after relinquishing, the customer is still routed: ESR via ${await esrNextHop(esr)}`,
+      );
+      for (const r of forgotten) {
+        const ns = lab.router(r.router).ns!;
+        const routes = await run('ip', ['netns', 'exec', ns, 'ip', 'route', 'show', 'table', 'all']);
+        assert.ok(
+          !routes.stdout.includes(CUSTOMER),
+          `${r.router} still routes ${CUSTOMER}:\n${routes.stdout}`,
+        );
       }
     } finally {
       await stopTransit(t);
@@ -241,18 +259,7 @@ test('reliable decapsulation: the active egress router is killed mid-download; a
 
     // No flapping: the old router comes back and carries nothing of the customer's, so it claims nothing.
     await lab.heal(active.router);
-    const after = await client.run([
-      'ping',
-      '-c',
-      '20',
-      '-i',
-      '0.05',
-      '-W',
-      '2',
-      '-I',
-      CUSTOMER,
-      web.address,
-    ]);
+    const after = await ping20(t);
     assert.match(after.stdout, / (1[89]|20) received/, after.stdout);
     await sleep(1000);
     assert.equal(
@@ -269,12 +276,12 @@ test('reliable decapsulation: the active egress router is killed mid-download; a
 
 test('source NAT at the egress: the web host answers the egress router and needs no route to customers; a move to the sibling breaks the TCP connection (the documented limit), and a new one works', async () => {
   const t = await startTransit('ipsnat', 8 * 1024 * 1024, { snat: true });
-  const { lab, client, web, esr } = t;
+  const { lab, web, esr } = t;
   try {
     // The web host has no route to customer addresses: only NAT can make its answers come back.
     const route = await web.run(['ip', 'route', 'get', CUSTOMER]);
     assert.notEqual(route.code, 0, `the web host routes ${CUSTOMER}: ${route.stdout}`);
-    const ping = await client.run(['ping', '-c', '20', '-i', '0.05', '-W', '2', '-I', CUSTOMER, web.address]);
+    const ping = await ping20(t);
     assert.match(ping.stdout, / (1[89]|20) received/, ping.stdout);
     const got = join(t.dir, 'got.bin');
     const curl = await download(t, got);

@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { countHttpRequests } from '../admin/http-metrics.js';
 import type { Atlas } from './atlas.js';
 
 export function registerAtlasMetrics(app: FastifyInstance, registry: Registry, atlas: Atlas): void {
@@ -42,12 +43,6 @@ export function registerAtlasMetrics(app: FastifyInstance, registry: Registry, a
       if (atlas.probeErrors > 0) this.inc(atlas.probeErrors);
     },
   });
-  const requests = new Counter({
-    name: 'arrow_atlas_http_requests_total',
-    help: 'HTTP requests answered, by method, route template and status',
-    labelNames: ['method', 'route', 'status'],
-    registers: [registry],
-  });
   const queries = new Histogram({
     name: 'arrow_atlas_query_duration_seconds',
     help: 'Path queries (POST /paths), from request to answer',
@@ -55,9 +50,7 @@ export function registerAtlasMetrics(app: FastifyInstance, registry: Registry, a
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
-  app.addHook('onResponse', async (req, reply) => {
-    const route = req.routeOptions.url ?? 'unmatched';
-    requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+  countHttpRequests(app, registry, 'arrow_atlas', (req, reply, route) => {
     if (req.method === 'POST' && route === '/paths')
       queries.observe({ status: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });

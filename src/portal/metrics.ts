@@ -6,6 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { countHttpRequests } from '../admin/http-metrics.js';
 import type { CircuitStore } from '../store/store.js';
 import type { PortalConfig } from './config.js';
 
@@ -32,12 +33,6 @@ export function registerPortalMetrics(
   registry: Registry,
   o: { config: PortalConfig; store: CircuitStore },
 ): PortalMetrics {
-  const requests = new Counter({
-    name: 'arrow_portal_http_requests_total',
-    help: 'HTTP requests answered, by method, route template and status',
-    labelNames: ['method', 'route', 'status'],
-    registers: [registry],
-  });
   const creates = new Counter({
     name: 'arrow_portal_circuit_creates_total',
     help: 'Circuits sold (POST /circuits answered 201)',
@@ -56,11 +51,9 @@ export function registerPortalMetrics(
     registers: [registry],
   });
   for (const verdict of ['met', 'breached']) verdicts.inc({ verdict }, 0);
-  app.addHook('onResponse', async (req, reply) => {
-    const route = req.routeOptions.url ?? 'unmatched';
-    const status = reply.statusCode;
-    requests.inc({ method: req.method, route, status: String(status) });
+  countHttpRequests(app, registry, 'arrow_portal', (req, reply, route) => {
     if (req.method !== 'POST' || route !== '/circuits') return;
+    const status = reply.statusCode;
     if (status === 201) creates.inc();
     else if (status >= 400) refusals.inc({ reason: REFUSAL_BY_STATUS[status] ?? String(status) });
   });

@@ -27,6 +27,32 @@ const PACKET_TYPES: Record<string, string> = {
   relays: 'relay',
 };
 
+type CircuitSum = 'packets' | 'bytes' | 'inPackets' | 'inBytes' | 'outPackets' | 'outBytes';
+
+/** Counters that sum a field over the circuits of the snapshot. */
+const CIRCUIT_SUMS: [name: string, help: string, field: CircuitSum][] = [
+  ['arrow_router_forwarded_packets_total', 'DATA past every check, all circuits', 'packets'],
+  ['arrow_router_forwarded_bytes_total', 'Bytes of that DATA, as it arrived', 'bytes'],
+  ['arrow_router_input_packets_total', 'DATA entering the ISP at this router (circuits `in`)', 'inPackets'],
+  ['arrow_router_input_bytes_total', 'Bytes of DATA entering the ISP here', 'inBytes'],
+  ['arrow_router_output_packets_total', 'DATA leaving the ISP at this router (circuits `out`)', 'outPackets'],
+  ['arrow_router_output_bytes_total', 'Bytes of DATA leaving the ISP here', 'outBytes'],
+];
+
+/** Counters read from the snapshot's failover counters (src/router/failover.ts). */
+const FAILOVER_TOTALS: [name: string, help: string, field: string][] = [
+  ['arrow_router_repairs_total', 'Repairs: a neighbour declared dead and its hops moved', 'neighboursDown'],
+  [
+    'arrow_router_liveness_verdicts_total',
+    'Of the repairs, those from unanswered keepalives',
+    'livenessDown',
+  ],
+  ['arrow_router_hops_moved_total', 'Hops moved to an alternative by repairs', 'hopsMoved'],
+  ['arrow_router_hops_stranded_total', 'Hops left with no live alternative', 'hopsStranded'],
+  ['arrow_router_keepalives_sent_total', 'Liveness keepalives sent', 'keepalivesSent'],
+  ['arrow_router_repair_record_failures_total', 'Repairs whose record in the store failed', 'recordFailures'],
+];
+
 export interface RouterMetricsOptions {
   /** Circuits (authenticator hex) that get series of their own; none by default. */
   circuits?: readonly string[];
@@ -80,10 +106,7 @@ export function registerRouterMetrics(
     });
   };
   const one = (value: number | undefined): Sample[] => (value === undefined ? [] : [[{}, value]]);
-  const sumCircuits = (
-    s: RouterStats,
-    f: 'packets' | 'bytes' | 'inPackets' | 'inBytes' | 'outPackets' | 'outBytes',
-  ): number => {
+  const sumCircuits = (s: RouterStats, f: CircuitSum): number => {
     let n = 0;
     for (const c of Object.values(s.circuits)) n += c[f] ?? 0;
     return n;
@@ -102,30 +125,7 @@ export function registerRouterMetrics(
     ['reason'],
     (s) => Object.entries(s.drops).map(([reason, v]) => [{ reason }, v]),
   );
-  counter('arrow_router_forwarded_packets_total', 'DATA past every check, all circuits', [], (s) =>
-    one(sumCircuits(s, 'packets')),
-  );
-  counter('arrow_router_forwarded_bytes_total', 'Bytes of that DATA, as it arrived', [], (s) =>
-    one(sumCircuits(s, 'bytes')),
-  );
-  counter(
-    'arrow_router_input_packets_total',
-    'DATA entering the ISP at this router (circuits `in`)',
-    [],
-    (s) => one(sumCircuits(s, 'inPackets')),
-  );
-  counter('arrow_router_input_bytes_total', 'Bytes of DATA entering the ISP here', [], (s) =>
-    one(sumCircuits(s, 'inBytes')),
-  );
-  counter(
-    'arrow_router_output_packets_total',
-    'DATA leaving the ISP at this router (circuits `out`)',
-    [],
-    (s) => one(sumCircuits(s, 'outPackets')),
-  );
-  counter('arrow_router_output_bytes_total', 'Bytes of DATA leaving the ISP here', [], (s) =>
-    one(sumCircuits(s, 'outBytes')),
-  );
+  for (const [name, help, field] of CIRCUIT_SUMS) counter(name, help, [], (s) => one(sumCircuits(s, field)));
   gauge('arrow_router_circuits', 'Circuits in the forwarding table', [], (s) =>
     one(Object.keys(s.circuits).length),
   );
@@ -167,27 +167,7 @@ export function registerRouterMetrics(
       [{ state: 'up' }, failover(s, 'neighboursUp') ?? 0],
     ],
   );
-  counter('arrow_router_repairs_total', 'Repairs: a neighbour declared dead and its hops moved', [], (s) =>
-    one(failover(s, 'neighboursDown')),
-  );
-  counter(
-    'arrow_router_liveness_verdicts_total',
-    'Of the repairs, those from unanswered keepalives',
-    [],
-    (s) => one(failover(s, 'livenessDown')),
-  );
-  counter('arrow_router_hops_moved_total', 'Hops moved to an alternative by repairs', [], (s) =>
-    one(failover(s, 'hopsMoved')),
-  );
-  counter('arrow_router_hops_stranded_total', 'Hops left with no live alternative', [], (s) =>
-    one(failover(s, 'hopsStranded')),
-  );
-  counter('arrow_router_keepalives_sent_total', 'Liveness keepalives sent', [], (s) =>
-    one(failover(s, 'keepalivesSent')),
-  );
-  counter('arrow_router_repair_record_failures_total', 'Repairs whose record in the store failed', [], (s) =>
-    one(failover(s, 'recordFailures')),
-  );
+  for (const [name, help, field] of FAILOVER_TOTALS) counter(name, help, [], (s) => one(failover(s, field)));
 
   // The data path.
   gauge(
