@@ -76,6 +76,19 @@ program
     await runSupervise(o);
   });
 
+program
+  .command('status')
+  .description(
+    "the state of a running lab or host from its daemons' admin APIs: each router's data path, circuits, dead neighbours, repairs and store revision; portals and the atlas. Exits 1 when a component does not answer (docs/operations.md)",
+  )
+  .option('--lab <name>', 'a running lab (arrow lab up, or a test lab with state)')
+  .option('--admin <url>', 'an admin API base URL, e.g. http://127.0.0.1:9180 (repeatable)', collect)
+  .option('--json', "print each component's /status answer (or why it did not answer) as JSON")
+  .action(async (o: import('./status.js').StatusFlags) => {
+    const { runStatus } = await import('./status.js');
+    await runStatus(o);
+  });
+
 const portal = program
   .command('portal')
   .description(

@@ -26,6 +26,8 @@ export interface LabState {
   processes: Record<string, number>;
   /** Unix socket of `arrow lab up`'s control server, when it has one. */
   control?: string;
+  /** Component name → its admin API (`arrow status --lab`), and the namespace it is reachable in. */
+  admin?: Record<string, { url: string; ns?: string }>;
 }
 
 /** Where state files live: $ARROW_LAB_RUN_DIR, else /run/arrow-lab as root, else a per-user temp dir. */

@@ -728,6 +728,13 @@ export class Lab {
     for (const i of this.isps) if (i?.managed.proc.pid) processes[`portal-${i.name}`] = i.managed.proc.pid;
     for (const s of this.servers) if (s.managed.proc.pid) processes[`server-${s.name}`] = s.managed.proc.pid;
     if (this.atlas?.managed.proc.pid) processes.atlas = this.atlas.managed.proc.pid;
+    const admin: NonNullable<LabState['admin']> = {};
+    const adminOf = (name: string, m: Managed | undefined, ns: string | undefined): void => {
+      if (m?.ready.admin) admin[name] = { url: m.ready.admin, ...(ns ? { ns } : {}) };
+    };
+    for (const r of this.routers) adminOf(r.name, r.managed, r.ns);
+    for (const i of this.isps) if (i) adminOf(`portal-${i.name}`, i.managed, i.ns);
+    if (this.atlas) adminOf('atlas', this.atlas.managed, this.atlas.ns);
     const state: LabState = {
       name: this.topology.name,
       pid: process.pid,
@@ -735,6 +742,7 @@ export class Lab {
       netns: this.netns,
       namespaces: this.net?.namespaces ?? [],
       processes,
+      admin,
       ...(this.control ? { control: this.control } : {}),
     };
     writeState(state);

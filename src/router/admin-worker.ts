@@ -48,6 +48,8 @@ export function routerStatus(d: AdminData, s: RouterStats | undefined): Record<s
     rejected: s?.rejected ?? 0,
     rejections: s?.rejections ?? {},
     neighbours: { total: neighbours.length, dead: neighbours.filter((n) => n.dead).length },
+    // Repairs so far: neighboursDown verdicts, hops moved and stranded (docs/failover.md).
+    failover: s?.failover ?? {},
     ...(s?.egress ? { egress: { interface: s.egress.interface, serving: s.egress.serving ?? {} } } : {}),
   };
 }
