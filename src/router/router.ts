@@ -148,8 +148,9 @@ export class Router {
         log.level = level;
       },
     );
-    // Awaited after the bind; until then a failure must not go unhandled.
-    adminStarting.catch(() => undefined);
+    // Awaited after the bind, which reports a failure; one that comes while the start has already
+    // failed for another reason is only logged.
+    adminStarting.catch((err: Error) => log.debug({ err: err.message }, 'admin API did not start'));
     log.info({ router: config.name, store: config.store.kind }, 'router starting: reading the circuit store');
     this.sync = openStoreSync(
       { store: config.store, isp: config.isp, pollMs: config.storePollMs, thread: config.storeThread },
