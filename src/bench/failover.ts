@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { withProgress } from '../util/progress.js';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -296,17 +297,18 @@ export async function runFailoverBenchCommand(o: {
     throw new Error(`--fraction must be above 0 and at most 1, got ${o.fraction}`);
   const clients = parseClients(o.clients);
   const liveness = o.liveness === 'both' ? [...LIVENESS_MODES] : [o.liveness];
-  const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
-  const report = await runFailoverBench({
-    clients,
-    liveness,
-    fraction: o.fraction,
-    attempts: o.attempts,
-    dataplane: o.dataplane,
-    progress,
-    ...(o.probeInterval === undefined ? {} : { probeIntervalMs: o.probeInterval }),
-    ...(o.livenessInterval === undefined ? {} : { livenessIntervalMs: o.livenessInterval }),
-  });
+  const report = await withProgress(o.json, (progress) =>
+    runFailoverBench({
+      clients,
+      liveness,
+      fraction: o.fraction,
+      attempts: o.attempts,
+      dataplane: o.dataplane,
+      progress,
+      ...(o.probeInterval === undefined ? {} : { probeIntervalMs: o.probeInterval }),
+      ...(o.livenessInterval === undefined ? {} : { livenessIntervalMs: o.livenessInterval }),
+    }),
+  );
   mkdirSync(o.out, { recursive: true });
   const png = resolve(o.out, 'failover.png');
   writeFileSync(png, renderFailoverPlot(report));

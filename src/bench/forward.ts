@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { withProgress } from '../util/progress.js';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +14,6 @@ import {
   formatKernelRows,
   kernelRowsUnavailable,
   runKernelRows,
-  type KernelReport,
   type KernelRows,
 } from './forward-kernel.js';
 import { isReply, type Payload, type Reply, type Request } from './protocol.js';
@@ -90,12 +90,16 @@ export async function runForwardBenchCommand(o: ForwardBenchFlags): Promise<void
   const sizes = parseSizes(o.sizes);
   const unavailable = o.kernel === 'off' ? 'not asked for (--kernel off)' : kernelRowsUnavailable();
   if (o.kernel === 'on' && unavailable !== undefined) throw new Error(`--kernel on: ${unavailable}`);
-  const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
-  const node = await runForwardBench({ sizes, runs: o.runs, durationS: o.duration, progress });
+  const [node, kernel] = await withProgress(o.json, async (progress) => {
+    const n = await runForwardBench({ sizes, runs: o.runs, durationS: o.duration, progress });
+    const k =
+      unavailable === undefined
+        ? await runKernelRows({ sizes, runs: o.runs, durationS: o.duration, progress })
+        : undefined;
+    return [n, k] as const;
+  });
   let report: ForwardBenchOutput = { ...node };
-  let kernel: KernelReport | undefined;
-  if (unavailable === undefined) {
-    kernel = await runKernelRows({ sizes, runs: o.runs, durationS: o.duration, progress });
+  if (kernel !== undefined) {
     const { valid, invalidReason, ...rows } = kernel;
     report = { ...report, ...rows, kernelValid: valid, kernelInvalidReason: invalidReason };
     if (!kernel.valid) {

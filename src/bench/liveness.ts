@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { withProgress } from '../util/progress.js';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -530,21 +531,22 @@ export interface LivenessBenchFlags {
 
 export async function runLivenessBenchCommand(o: LivenessBenchFlags): Promise<void> {
   const seconds = o.seconds ?? (o.minutes ?? 10) * 60;
-  const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
   const over: Partial<LivenessSettings> = {
     ...(o.interval === undefined ? {} : { intervalMs: o.interval }),
     ...(o.multiplier === undefined ? {} : { multiplier: o.multiplier }),
     ...(o.liveness === undefined ? {} : { enabled: o.liveness === 'on' }),
   };
-  const report = await runLivenessBench({
-    durationMs: seconds * 1000,
-    paths: o.paths,
-    fraction: o.fraction,
-    // Short runs (tests) calibrate in shorter steps.
-    calibrationStepMs: seconds < 60 ? 400 : 1000,
-    liveness: over,
-    ...(progress ? { progress } : {}),
-  });
+  const report = await withProgress(o.json, (progress) =>
+    runLivenessBench({
+      durationMs: seconds * 1000,
+      paths: o.paths,
+      fraction: o.fraction,
+      // Short runs (tests) calibrate in shorter steps.
+      calibrationStepMs: seconds < 60 ? 400 : 1000,
+      liveness: over,
+      ...(progress ? { progress } : {}),
+    }),
+  );
   console.log(o.json ? JSON.stringify(report) : formatLivenessReport(report));
   if (!report.valid) process.exitCode = 2;
   else if (report.falseDeadVerdicts > 0) process.exitCode = 1;

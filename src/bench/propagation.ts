@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { withProgress } from '../util/progress.js';
 import { Agent, request } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,13 +112,14 @@ export async function runPropagationBenchCommand(o: {
   circuits: number;
   concurrency: number;
 }): Promise<void> {
-  const progress = o.json ? undefined : (line: string): void => void process.stderr.write(`${line}\n`);
-  const report = await runPropagationBench({
-    stores: o.store ? [o.store] : [...STORE_KINDS],
-    circuits: o.circuits,
-    concurrency: o.concurrency,
-    progress,
-  });
+  const report = await withProgress(o.json, (progress) =>
+    runPropagationBench({
+      stores: o.store ? [o.store] : [...STORE_KINDS],
+      circuits: o.circuits,
+      concurrency: o.concurrency,
+      progress,
+    }),
+  );
   console.log(o.json ? JSON.stringify(report) : formatPropagationReport(report));
   const bad = STORE_KINDS.flatMap((k) => {
     const r = report[k];

@@ -74,3 +74,19 @@ export function progressReporter(o: ProgressOptions = {}): ProgressReporter {
     },
   };
 }
+
+/**
+ * Runs `work` with a progress callback (undefined when `silent`, a benchmark's `--json`), and ends
+ * the bar however it finishes.
+ */
+export async function withProgress<T>(
+  silent: boolean | undefined,
+  work: (progress: ((line: string) => void) | undefined) => Promise<T>,
+): Promise<T> {
+  const reporter = progressReporter({ silent });
+  try {
+    return await work(silent ? undefined : (line) => reporter.say(line));
+  } finally {
+    reporter.done();
+  }
+}
