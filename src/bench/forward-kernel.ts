@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startComponent, stopComponent, type Managed } from '../lab/process.js';
 import type { RouterConfigInput } from '../router/config.js';
-import { ADDON, OBJECT } from '../router/kernel.js';
+import { ADDON, OBJECT, STAT_NAMES } from '../router/kernel.js';
 import type { CircuitInput } from '../store/circuit.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { newAuthenticator } from '../wire/authenticator.js';
@@ -615,15 +615,7 @@ export async function runKernelRows(opts: {
       dropBadTag: delta('dropBadTag'),
       dropReplay: delta('dropReplay'),
       dropOverRate: delta('dropOverRate'),
-      passedUp: [
-        'passNotOurs',
-        'passMalformed',
-        'passNotData',
-        'passUnknown',
-        'passNoRoute',
-        'passBig',
-        'passEgress',
-      ]
+      passedUp: STAT_NAMES.filter((n) => n.startsWith('pass'))
         .map(delta)
         .reduce((a, b) => a + b, 0),
     };
