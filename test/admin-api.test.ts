@@ -27,8 +27,14 @@ const SENT = 100;
 const UNKNOWN = 7;
 const EXPIRED = 3;
 
+/** curl's answer; status 0 when it could not connect (a router's admin API comes up after it is ready). */
 async function curl(args: string[]): Promise<{ status: number; body: string }> {
-  const r = await run('curl', ['-sS', '-w', '\n%{http_code}', ...args]);
+  const r = await run('curl', ['-sS', '-w', '\n%{http_code}', ...args]).catch(
+    (err: Error & { code?: number; stderr?: string }) => {
+      if (err.code !== 7) throw err; // 7: could not connect
+      return { stdout: `${err.stderr ?? ''}\n0` };
+    },
+  );
   const at = r.stdout.lastIndexOf('\n');
   return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) };
 }

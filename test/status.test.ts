@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../src/lab/lab.js';
 import { CLI_PATH } from '../src/lab/process.js';
 import { defaultTopology } from '../src/lab/topology.js';
@@ -20,7 +21,12 @@ test('arrow status --lab: every router and portal of a running lab from its admi
   topology.name = 'statuslab';
   const lab = await Lab.start(topology, { state: true });
   try {
-    const ok = status(['--lab', 'statuslab', '--json']);
+    // A router's admin API comes up in the background after it is ready: give them a moment.
+    let ok = status(['--lab', 'statuslab', '--json']);
+    for (let waited = 0; ok.code !== 0 && waited < 20_000; waited += 500) {
+      await sleep(500);
+      ok = status(['--lab', 'statuslab', '--json']);
+    }
     assert.equal(ok.code, 0, ok.stderr + ok.stdout);
     const rows = JSON.parse(ok.stdout) as ComponentStatus[];
     for (const r of lab.routers) {

@@ -42,6 +42,9 @@ export async function startAdmin(config: AdminConfig, svc: AdminService, log: Lo
     logger: false,
     bodyLimit: 1024,
   });
+  // Plain JSON.stringify for answers: fast-json-stringify would compile a serializer per response
+  // schema at start, which took seconds on a loaded host (the schemas still document the API).
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   app.get(
     '/metrics',
     {
