@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { BindAddressString } from '../util/address-schema.js';
+import { VERSION } from '../util/version.js';
 
 /**
  * The admin API's JSON schemas (docs/operations.md, "The admin API"), shared by every daemon that
@@ -7,9 +8,8 @@ import { BindAddressString } from '../util/address-schema.js';
  * separate from the customer API and unauthenticated: it binds to loopback unless configured.
  */
 
-/** pino's levels, as `/log/level` takes and reports them. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+import { LOG_LEVELS } from './log-levels.js';
+export { LOG_LEVELS, type LogLevel } from './log-levels.js';
 
 export const LogLevelSchema = Type.Object(
   {
@@ -61,3 +61,46 @@ export const AdminConfigSchema = Type.Object(
   { additionalProperties: false, description: 'the admin API: /metrics, /status, /log/level' },
 );
 export type AdminConfig = Static<typeof AdminConfigSchema>;
+
+/** The API's OpenAPI document, from the schemas the server checks and answers with. */
+export function adminOpenApi(service: string): string {
+  const json = (schema: object): object => ({ 'application/json': { schema } });
+  return JSON.stringify({
+    openapi: '3.0.3',
+    info: {
+      title: `Arrow ${service} admin API`,
+      version: VERSION,
+      description: 'Metrics, status and log level of one Arrow daemon (docs/operations.md)',
+    },
+    paths: {
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics (text exposition format)',
+          responses: {
+            200: { description: 'metrics', content: { 'text/plain': { schema: { type: 'string' } } } },
+          },
+        },
+      },
+      '/status': {
+        get: {
+          summary: 'who this daemon is and its state',
+          responses: { 200: { description: 'status', content: json(AdminStatusSchema) } },
+        },
+      },
+      '/log/level': {
+        get: {
+          summary: 'the log level',
+          responses: { 200: { description: 'level', content: json(LogLevelSchema) } },
+        },
+        put: {
+          summary: 'set the log level',
+          requestBody: { required: true, content: json(LogLevelSchema) },
+          responses: {
+            200: { description: 'the level now', content: json(LogLevelSchema) },
+            400: { description: 'not a level' },
+          },
+        },
+      },
+    },
+  });
+}

@@ -11,7 +11,7 @@ import { AtlasConfigSchema, checkAtlasConfig } from './config.js';
 import { buildAtlasServer } from './server.js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { startAdmin } from '../admin/server.js';
-import { DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
+import { adminOpenApi, DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
 
 /** `arrow atlas --config FILE`: learn, measure and answer path queries until SIGINT/SIGTERM. */
 export async function runAtlas(configPath: string): Promise<void> {
@@ -42,6 +42,7 @@ export async function runAtlas(configPath: string): Promise<void> {
     config.admin ?? { listen: DEFAULT_ADMIN_LISTEN },
     {
       service: 'atlas',
+      openapi: adminOpenApi('atlas'),
       name: 'atlas',
       registry,
       status: () => ({

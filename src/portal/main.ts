@@ -8,7 +8,7 @@ import { checkPortalConfig, PortalConfigSchema } from './config.js';
 import { buildPortal } from './server.js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { startAdmin } from '../admin/server.js';
-import { DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
+import { adminOpenApi, DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
 
 /** `arrow portal --config FILE`: serve the ISP's HTTP API until SIGINT/SIGTERM. */
 export async function runPortal(configPath: string): Promise<void> {
@@ -33,6 +33,7 @@ export async function runPortal(configPath: string): Promise<void> {
     config.admin ?? { listen: DEFAULT_ADMIN_LISTEN },
     {
       service: 'portal',
+      openapi: adminOpenApi('portal'),
       name: config.isp,
       registry,
       status: () => ({

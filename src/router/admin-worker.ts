@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import type { LogLevel } from '../api/admin.js';
+import type { LogLevel } from '../api/log-levels.js';
 import { startAdmin } from '../admin/server.js';
 import type { AdminConfig } from '../api/admin.js';
 import type { RouterStats } from '../store/circuit.js';
@@ -28,6 +28,8 @@ export interface AdminData {
   level: string;
   /** Circuits with series of their own (`metrics.circuits`). */
   circuits: string[];
+  /** The API's OpenAPI document (adminOpenApi), built on the forwarding thread, which has the schemas loaded. */
+  openapi: string;
 }
 
 /** `/status` detail from the latest snapshot: the router's identity, data path, store and table. */
@@ -75,6 +77,7 @@ function main(): void {
     {
       service: 'router',
       name: d.router,
+      openapi: d.openapi,
       registry,
       status: () => routerStatus(d, latest),
       logLevel: () => level,

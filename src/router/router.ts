@@ -24,6 +24,7 @@ import {
 } from './dataplane-mode.js';
 import { KernelMirror } from './kernel-mirror.js';
 import { RouterAdmin } from './admin-thread.js';
+import { adminOpenApi } from '../api/admin.js';
 import type { KernelStats } from './kernel.js';
 
 /**
@@ -142,6 +143,7 @@ export class Router {
         pop: config.pop,
         level: log.level,
         circuits: config.metrics.circuits,
+        openapi: adminOpenApi('router'),
       },
       log,
       (level) => {

@@ -5,7 +5,7 @@ import { Supervisor, type SuperviseEvent } from './supervisor.js';
 import { registerSupervisorMetrics } from './metrics.js';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { startAdmin } from '../admin/server.js';
-import { DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
+import { adminOpenApi, DEFAULT_ADMIN_LISTEN } from '../api/admin.js';
 import { createLogger } from '../util/log.js';
 import { startHeartbeat } from '../util/heartbeat.js';
 
@@ -59,6 +59,7 @@ export async function runSupervise(o: SuperviseFlags): Promise<void> {
     { listen: o.admin ?? DEFAULT_ADMIN_LISTEN },
     {
       service: 'supervisor',
+      openapi: adminOpenApi('supervisor'),
       name: 'supervise',
       registry,
       status: () => ({ counters: sup.counters, children: sup.snapshot() }),

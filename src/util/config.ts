@@ -4,9 +4,8 @@ import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { addressFormatMessage } from './address-schema.js';
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError } from './config-error.js';
+import { ConfigError } from './config-error.js';
 
 /** Validates a parsed config against its schema, applying defaults, with errors that name the field. */
 export function validateConfig<S extends TSchema>(schema: S, raw: unknown, source: string): Static<S> {

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Type, type Static } from '@sinclair/typebox';
@@ -7,6 +6,7 @@ import type { Logger } from './log.js';
 import { addressFormatMessage, addressFormats } from './address-schema.js';
 import { ConfigError } from './config.js';
 import { mustParseAddress } from '../wire/address.js';
+import { isLoopback } from './loopback.js';
 
 /** `tls:` in a service's config: PEM files of its certificate (chain) and private key. */
 export const TlsConfigSchema = Type.Object(
@@ -36,11 +36,7 @@ export function loadTls(tls: TlsConfig | undefined): TlsMaterial | undefined {
   return { cert: read('certificate', tls.cert), key: read('key', tls.key) };
 }
 
-/** True for 127.0.0.0/8 and ::1: plain HTTP there stays on this machine. */
-export function isLoopback(host: string): boolean {
-  if (isIP(host) === 4) return host.startsWith('127.');
-  return host === '::1' || host === 'localhost';
-}
+export { isLoopback } from './loopback.js';
 
 /**
  * Starts a service on `listen`: HTTPS when the app was built with TLS; plain HTTP only on loopback
@@ -54,8 +50,6 @@ export async function listenHttp(
     tls: boolean;
     allowPlainHttp?: boolean | undefined;
     log: Logger;
-    /** Plain HTTP on loopback is how this service is meant to run (the admin API): no warning then. */
-    plainOnLoopbackExpected?: boolean;
   },
 ): Promise<string> {
   const at = mustParseAddress(o.listen, { bind: true });
@@ -68,7 +62,7 @@ export async function listenHttp(
   const scheme = o.tls ? 'https' : 'http';
   const host = typeof addr === 'object' && addr ? addr.address : at.host;
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${typeof addr === 'object' && addr ? addr.port : at.port}`;
-  if (!o.tls && !(o.plainOnLoopbackExpected && isLoopback(at.host))) {
+  if (!o.tls) {
     const warning = `${o.service}: plain HTTP without TLS on ${url}${isLoopback(at.host) ? ' (loopback, for development)' : ' (allowPlainHttp)'}; configure tls: {cert, key} to serve HTTPS`;
     o.log.warn({ url }, warning);
     console.error(`warning: ${warning}`);
