@@ -10,12 +10,7 @@ import { SqliteStore } from '../store/sqlite.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import { HEADER_LENGTH, MAX_DATAGRAM } from '../wire/header.js';
 import { cpuPercent, isGone, machinePercent, sampleCpu } from '../util/cpu.js';
-import {
-  formatKernelRows,
-  kernelRowsUnavailable,
-  runKernelRows,
-  type KernelRows,
-} from './forward-kernel.js';
+import { formatKernelRows, kernelRowsUnavailable, runKernelRows, type KernelRows } from './forward-kernel.js';
 import { isReply, type Payload, type Reply, type Request } from './protocol.js';
 import {
   buildReport,
