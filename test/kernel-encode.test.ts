@@ -97,13 +97,19 @@ test('kernelRefusal: deliver-udp and IPv6 next hops stay on the Node path', () =
 test('encodeCircuit and encodePrefixKeys: a deliver-ip circuit has no next hop, CF_DECAP only when the egress decapsulates it, and its IPv4 prefixes as LPM keys (length incl. slot and role, slot big-endian, role, address)', () => {
   const e = entryOf(
     circuit({
+      ingressPop: 'fra',
       action: { kind: 'deliver-ip', prefixes: ['198.51.100.0/24', '2001:db8::/32'], source: '10.99.0.0/16' },
     }),
   );
   assert.equal(kernelRefusal(e), undefined, 'the kernel takes deliver-ip');
   const v = encodeCircuit(e, 5, true);
   assert.equal(v[4], KernelKind['deliver-ip']);
-  assert.equal(v[5], CF_INGRESS | CF_POLICE | CF_DECAP);
+  assert.equal(v[5], CF_DECAP);
+  // Entering the ISP here too (policed): its DATA stays with one replay window and bucket, in Node.
+  const guarded = entryOf(
+    circuit({ action: { kind: 'deliver-ip', prefixes: ['198.51.100.0/24'], source: '10.99.0.0/16' } }),
+  );
+  assert.equal(encodeCircuit(guarded, 5, true)[5], CF_INGRESS | CF_POLICE);
   assert.ok(v.subarray(6, 28).equals(Buffer.alloc(22)), 'no next hop');
   assert.equal(encodeCircuit(e, 5)[5]! & CF_DECAP, 0);
   assert.deepEqual(

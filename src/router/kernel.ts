@@ -151,7 +151,10 @@ export function encodeCircuitInto(entry: Entry, slot: number, v: Buffer, decap =
   if (entry.guard !== undefined) flags |= CF_POLICE;
   if (entry.guard?.tagKey !== undefined) flags |= CF_TAGGED;
   if (entry.kind === 'deliver-ip') {
-    if (decap) flags |= CF_DECAP;
+    // Not a circuit that enters the ISP here (policed, maybe tagged): its bucket and replay window
+    // must live in one place, and some of its packets (inner IPv6, GSO, before a claim) go up to
+    // Node, which would check them against a window of its own. Such circuits decapsulate in Node.
+    if (decap && entry.guard === undefined) flags |= CF_DECAP;
   } else {
     const next = entry.next;
     const to = next.addresses[next.active]!;
