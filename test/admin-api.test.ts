@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { CLI_PATH } from '../src/lab/process.js';
+import { startComponent, stopComponent } from '../src/lab/process.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { hashApiKey } from '../src/portal/accounts.js';
 import { encode, OFFSET_TYPE, PacketType } from '../src/wire/header.js';
@@ -82,19 +82,11 @@ test('router admin API: /metrics gives back exactly the traffic sent (curl), per
       metrics: { circuits: [AUTH] },
     }),
   );
-  const router = spawn(process.execPath, [CLI_PATH, 'router', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  let stderr = '';
-  router.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  router.stdout!.resume();
+  const log = join(dir, 'router.log');
+  const router = await startComponent(['router', '--config', config], log);
+  const { ready } = router;
+  const stderr = (): string => readFileSync(log, 'utf8');
   try {
-    const ready = await new Promise<{ address: string; admin?: string }>((resolve, reject) => {
-      router.on('message', (m: { event?: string; address: string; admin?: string }) => {
-        if (m.event === 'ready') resolve(m);
-      });
-      router.once('exit', (code) => reject(new Error(`router exited ${code}: ${stderr}`)));
-    });
     assert.match(
       ready.admin ?? '',
       /^http:\/\/127\.0\.0\.1:\d+$/,
@@ -110,7 +102,7 @@ test('router admin API: /metrics gives back exactly the traffic sent (curl), per
         sequence: 1n,
         payload: new Uint8Array(100),
       });
-    await sendRaw(ready.address, [
+    await sendRaw(ready.address!, [
       ...Array.from({ length: SENT }, () => data(16)),
       ...Array.from({ length: UNKNOWN }, () => data(16, 'ee'.repeat(16))),
       ...Array.from({ length: EXPIRED }, () => data(1)),
@@ -202,15 +194,14 @@ test('router admin API: /metrics gives back exactly the traffic sent (curl), per
       action: { kind: 'deliver-endpoint', addresses: [`${SINK}:${sinkPort}`] },
     });
     assert.ok(
-      await eventually(async () => stderr.includes('"msg":"table changes"'), 5000),
-      `a debug line after PUT /log/level debug:\n${stderr.slice(-2000)}`,
+      await eventually(async () => stderr().includes('"msg":"table changes"'), 5000),
+      `a debug line after PUT /log/level debug:\n${stderr().slice(-2000)}`,
     );
     const openapi = await curl([`${admin}/openapi.json`]);
     assert.equal(openapi.status, 200);
     assert.ok(Object.keys((JSON.parse(openapi.body) as { paths: object }).paths).includes('/metrics'));
   } finally {
-    router.kill('SIGTERM');
-    await new Promise((resolve) => (router.exitCode !== null ? resolve(null) : router.once('exit', resolve)));
+    await stopComponent(router.proc);
     sink.close();
     await store.close();
     rmSync(dir, { recursive: true, force: true });
@@ -245,19 +236,9 @@ test('portal and atlas admin APIs: /metrics counts requests by route and status,
       targetPolicy: { allow: ['127.0.0.0/8'], deny: [], internal: [] },
     }),
   );
-  const portal = spawn(process.execPath, [CLI_PATH, 'portal', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  let stderr = '';
-  portal.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  portal.stdout!.resume();
+  const portal = await startComponent(['portal', '--config', config], join(dir, 'portal.log'));
+  const { ready } = portal;
   try {
-    const ready = await new Promise<{ url: string; admin?: string }>((resolve, reject) => {
-      portal.on('message', (m: { event?: string; url: string; admin?: string }) => {
-        if (m.event === 'ready') resolve(m);
-      });
-      portal.once('exit', (code) => reject(new Error(`portal exited ${code}: ${stderr}`)));
-    });
     assert.match(ready.admin ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(ready.admin, ready.url, 'the admin API is apart from the customer API');
     const key = ['-H', 'authorization: Bearer acme-key-0000000000', '-H', 'content-type: application/json'];
@@ -306,18 +287,9 @@ test('portal and atlas admin APIs: /metrics counts requests by route and status,
         measure: { intervalMs: 100, timeoutMs: 50 },
       }),
     );
-    const atlas = spawn(process.execPath, [CLI_PATH, 'atlas', '--config', atlasConfig], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
-    atlas.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    atlas.stdout!.resume();
+    const atlas = await startComponent(['atlas', '--config', atlasConfig], join(dir, 'atlas.log'));
+    const at = atlas.ready;
     try {
-      const at = await new Promise<{ url: string; admin?: string }>((resolve, reject) => {
-        atlas.on('message', (msg: { event?: string; url: string; admin?: string }) => {
-          if (msg.event === 'ready') resolve(msg);
-        });
-        atlas.once('exit', (code) => reject(new Error(`atlas exited ${code}: ${stderr}`)));
-      });
       const query = await curl([
         '-X',
         'POST',
@@ -350,12 +322,10 @@ test('portal and atlas admin APIs: /metrics counts requests by route and status,
       assert.equal(sample(am, 'arrow_atlas_query_duration_seconds_count{status="200"}'), 1, am);
       assert.equal(JSON.parse((await curl([`${at.admin!}/status`])).body).service, 'atlas');
     } finally {
-      atlas.kill('SIGTERM');
-      await new Promise((resolve) => (atlas.exitCode !== null ? resolve(null) : atlas.once('exit', resolve)));
+      await stopComponent(atlas.proc);
     }
   } finally {
-    portal.kill('SIGTERM');
-    await new Promise((resolve) => (portal.exitCode !== null ? resolve(null) : portal.once('exit', resolve)));
+    await stopComponent(portal.proc);
     rmSync(dir, { recursive: true, force: true });
   }
 });
