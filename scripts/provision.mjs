@@ -72,8 +72,12 @@ export function provision() {
   ensurePackage('systemd-analyze', 'systemd');
   // The veth tests turn GRO on at the far end (test/bpf-forward.test.ts).
   ensurePackage('ethtool', 'ethtool', (b) => onPath(b) || existsSync('/usr/sbin/ethtool'));
+  // The dashboard is tested in a real browser: Debian's Chromium, driven by playwright-core (test/dashboard.test.ts).
+  ensurePackage('chromium', 'chromium', (b) => onPath(b) || existsSync('/usr/bin/chromium'));
   // An egress with source NAT installs an nftables rule (test/ip-transit.test.ts).
   ensurePackage('nft', 'nftables', (b) => onPath(b) || existsSync('/usr/sbin/nft'));
+  // The plots are drawn in DejaVu Sans, which resvg is given as files (src/plot/chart.ts).
+  ensurePackage('/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf', 'fonts-dejavu-core', existsSync);
   provisionEtcd();
 }
 

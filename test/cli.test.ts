@@ -162,7 +162,17 @@ test('CLI errors are clear: a missing config file and a malformed one', () => {
     rmSync(dir, { recursive: true, force: true });
   }
   const help = spawnSync(process.execPath, [CLI_PATH, '--help'], { encoding: 'utf8' });
-  for (const cmd of ['router', 'portal', 'demo', 'lab', 'forward', 'circuits', 'bench'])
+  for (const cmd of [
+    'router',
+    'portal',
+    'demo',
+    'dashboard',
+    'status',
+    'lab',
+    'forward',
+    'circuits',
+    'bench',
+  ])
     assert.match(help.stdout, new RegExp(`\\b${cmd}\\b`));
 });
 

@@ -2,6 +2,7 @@ import { Lab } from '../lab/lab.js';
 import { TopologySchema } from '../lab/topology.js';
 import { assertLabName } from '../lab/netns.js';
 import {
+  alive,
   FAIL_KINDS,
   labDown,
   readState,
@@ -14,7 +15,6 @@ import {
 } from '../lab/control.js';
 import { ConfigError, loadConfig } from '../util/config.js';
 import { join } from 'node:path';
-import { hasCode, noteUnexpected } from '../util/errors.js';
 import { dataplaneText, type DataplaneMode } from '../router/dataplane-mode.js';
 
 export async function runLabUp(
@@ -36,7 +36,7 @@ export async function runLabUp(
   if (process.getuid?.() !== 0 && o.netns)
     throw new ConfigError('--netns needs root (it makes network namespaces)');
   const running = readState(topology.name);
-  if (running && isAlive(running.pid))
+  if (running && alive(running.pid))
     throw new ConfigError(
       `a lab named ${topology.name} is up (pid ${running.pid}); \`arrow lab down ${topology.name}\``,
     );
@@ -92,18 +92,6 @@ export async function runLabUp(
   process.once('SIGTERM', () => void stop());
   process.once('SIGHUP', () => void stop());
   await new Promise(() => {});
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    if (hasCode(err, 'ESRCH')) return false;
-    if (hasCode(err, 'EPERM')) return true; // exists, owned by someone else
-    noteUnexpected(`checking pid ${pid}`, err);
-    return false;
-  }
 }
 
 /** `arrow lab fail|heal`: one request to the running lab's control socket. */

@@ -89,6 +89,25 @@ program
     await runStatus(o);
   });
 
+program
+  .command('dashboard')
+  .description(
+    'the live web dashboard: routers, links, failover timeline, customer view and charts, from the admin APIs of a running lab or host (docs/operations.md)',
+  )
+  .option('--lab <name>', 'a running lab (arrow lab up, or a test lab with state)')
+  .option('--admin <url>', 'an admin API base URL, e.g. http://127.0.0.1:9180 (repeatable)', collect)
+  .option(
+    '--path <file>',
+    "a customer's bought path (arrow connect --save): its circuits, SLA and traceroute",
+  )
+  .option('--ca <file>', "CA (PEM) the portals' certificates chain to, for --path (default $ARROW_CA)")
+  .option('--listen <host:port>', 'where the page is served; loopback unless you mean it', '127.0.0.1:8080')
+  .option('--interval <ms>', 'how often every admin API is asked', (v) => positiveInt(v, '--interval'), 500)
+  .action(async (o: import('./dashboard.js').DashboardFlags) => {
+    const { runDashboard } = await import('./dashboard.js');
+    await runDashboard(o);
+  });
+
 const portal = program
   .command('portal')
   .description(
@@ -175,10 +194,23 @@ program
   .option('--json', 'print one JSON report instead of text (implies --once)')
   .option('--count <n>', 'echoes to send', (v) => positiveInt(v, '--count'), 100)
   .option('--topology <file>', 'topology YAML instead of the built-in one (see docs/lab.md)')
-  .action(async (o: { once?: boolean; json?: boolean; count: number; topology?: string }) => {
-    const { runDemoCommand } = await import('./demo.js');
-    await runDemoCommand(o);
-  });
+  .option(
+    '--dashboard <host:port>',
+    'serve the live dashboard here (default 127.0.0.1:8080 unless --once; a busy port falls back to a free one)',
+  )
+  .option('--no-dashboard', 'no dashboard')
+  .action(
+    async (o: {
+      once?: boolean;
+      json?: boolean;
+      count: number;
+      topology?: string;
+      dashboard?: string | false;
+    }) => {
+      const { runDemoCommand } = await import('./demo.js');
+      await runDemoCommand(o);
+    },
+  );
 
 const lab = program.command('lab').description('emulated multi-ISP networks on this machine');
 lab

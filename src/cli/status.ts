@@ -4,26 +4,15 @@
  * store; each portal and the atlas. A component that does not answer is shown as such, and the
  * command then exits 1.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { Value } from '@sinclair/typebox/value';
-import { AdminStatusSchema, type AdminStatus } from '../api/admin.js';
+import type { AdminStatus } from '../api/admin.js';
+import { adminStatus, type AdminTarget } from '../admin/client.js';
 import { readState, statePath } from '../lab/control.js';
 import { ConfigError } from '../util/config.js';
-
-const run = promisify(execFile);
 
 export interface StatusFlags {
   lab?: string;
   admin?: string[];
   json?: boolean;
-}
-
-interface Target {
-  name: string;
-  url: string;
-  /** The network namespace its admin API is reachable in (a netns lab). */
-  ns?: string;
 }
 
 export interface ComponentStatus {
@@ -33,32 +22,17 @@ export interface ComponentStatus {
   error?: string;
 }
 
-const TIMEOUT_MS = 3000;
-
-/** One component's `/status`, validated against the schema its server answers with. */
-async function fetchStatus(t: Target): Promise<ComponentStatus> {
-  const at = `${t.url}/status`;
+/** One component's `/status`, or why it did not answer. */
+async function fetchStatus(t: AdminTarget): Promise<ComponentStatus> {
   try {
-    let body: string;
-    if (t.ns) {
-      // Its namespace's loopback is not this one's: ask from inside.
-      const r = await run('ip', ['netns', 'exec', t.ns, 'curl', '-sS', '--fail', '--max-time', '3', at]);
-      body = r.stdout;
-    } else {
-      const r = await fetch(at, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-      if (!r.ok) throw new Error(`HTTP ${r.status}`);
-      body = await r.text();
-    }
-    const status: unknown = JSON.parse(body);
-    if (!Value.Check(AdminStatusSchema, status)) throw new Error('not an Arrow admin /status answer');
-    return { name: t.name, url: t.url, status };
+    return { name: t.name, url: t.url, status: await adminStatus(t) };
   } catch (err) {
-    const e = err as Error & { stderr?: string };
-    return { name: t.name, url: t.url, error: (e.stderr?.trim() || e.message).split('\n')[0]! };
+    return { name: t.name, url: t.url, error: (err as Error).message };
   }
 }
 
-function targets(o: StatusFlags): Target[] {
+/** The admin APIs named by `--lab` (its state file) or `--admin` URLs. */
+export function adminTargets(o: StatusFlags): AdminTarget[] {
   if (o.lab !== undefined) {
     const state = readState(o.lab);
     if (!state) throw new ConfigError(`no running lab named ${o.lab} (no state file ${statePath(o.lab)})`);
@@ -135,7 +109,7 @@ export function statusTable(rows: ComponentStatus[]): string {
 }
 
 export async function runStatus(o: StatusFlags): Promise<void> {
-  const rows = await Promise.all(targets(o).map(fetchStatus));
+  const rows = await Promise.all(adminTargets(o).map(fetchStatus));
   if (o.json) console.log(JSON.stringify(rows, null, 2));
   else console.log(statusTable(rows));
   if (rows.some((r) => r.error !== undefined)) process.exitCode = 1;

@@ -77,7 +77,8 @@ export function listStates(): string[] {
     .map((f) => f.slice(0, -'.json'.length));
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists (owned by anyone). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -18,6 +18,10 @@ import { formatTraceroute } from '../endpoint/diagnostics-format.js';
 import { specFromCandidate } from '../endpoint/connect.js';
 import { DiagnosticSocket, traceroute } from '../endpoint/diagnostics.js';
 import type { Topology } from './topology.js';
+import type { DashboardMessage } from '../dashboard/ipc.js';
+import type { TimelineEventT } from '../api/dashboard.js';
+import { startComponent, stopComponent, type Managed } from './process.js';
+import { join } from 'node:path';
 
 export interface DemoHop {
   isp: string;
@@ -96,6 +100,10 @@ export interface DemoOptions {
   failover?: boolean;
   intervalMs?: number;
   print?: (line: string) => void;
+  /** Serve the live dashboard here (`arrow dashboard`), e.g. 127.0.0.1:8080; a busy port falls back to one the kernel picks. */
+  dashboard?: string;
+  /** Keep a lab state file and control socket, so `arrow lab fail|heal|down` and `arrow status --lab` reach the demo. */
+  state?: boolean;
 }
 
 /** Segments straight through the topology's ISPs in order: each ISP's first PoP to its last. */
@@ -200,8 +208,19 @@ async function hopsOf(
 export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promise<Demo> {
   const print = opts.print ?? (() => {});
   // Over HTTPS, as an ISP would run it: the lab makes a CA, and this process trusts it.
-  const lab = await Lab.start(topology, { tls: true });
+  // The dashboard reads the lab's state file (`arrow dashboard --lab`): a demo with one keeps it.
+  const lab = await Lab.start(topology, {
+    tls: true,
+    state: (opts.state ?? false) || opts.dashboard !== undefined,
+  });
+  let dashboard: DemoDashboard | undefined;
   try {
+    if (opts.dashboard !== undefined) {
+      dashboard = await startDemoDashboard(lab, opts.dashboard);
+      print(
+        `Dashboard: ${dashboard.url}/  (live: the network, the failover timeline, the customer's circuits)`,
+      );
+    }
     const server = lab.servers[0];
     if (!server) throw new Error('the topology needs a udp-echo server for the demo');
     print(
@@ -235,6 +254,16 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
       { replyTo: conn.replyTo() },
     );
     conn.add(path);
+    if (dashboard) {
+      dashboard.send({
+        op: 'customer',
+        name: 'demo customer',
+        path,
+        ...(lab.ca ? { ca: lab.ca.pem } : {}),
+        ...(chosen ? { atlas: { chosen: chosen.report.chosen, candidates: chosen.report.candidates } } : {}),
+      });
+      noteCustomerEvents(dashboard, conn);
+    }
     // The first ingress router knows the circuit; the warm-up below then checks the whole path.
     await conn.waitReady(5000, 'ingress');
     for (const b of [...path.reverse].reverse())
@@ -257,6 +286,7 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
     const count = opts.count ?? 100;
     print(`\nSending ${count} echoes through ${segments.length} ISPs to ${server.address}...`);
     const echo = await runEchoes(conn, count, opts.intervalMs ?? 5);
+    dashboard?.send({ op: 'rtt', ms: echo.rtts.length ? round(percentile(echo.rtts, 50), 3) : null });
     // Routers publish counters every statsIntervalMs; wait for a fresh round.
     await sleep(topology.statsIntervalMs * 2 + 100);
     const { hops, circuits } = await hopsOf(lab, path);
@@ -318,10 +348,21 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
           `  +${v.atMs} ms  ${v.router} declared ${v.neighbour} dead, ${v.moved} hops moved to a sibling`,
         );
     }
-    const demo: Demo = { lab, endpoint, conn, path, report };
-    if (opts.failover ?? true) report.failover = await demoFailover(demo, print);
+    const demo: Demo = { lab, endpoint, conn, path, report, dashboard };
+    if (opts.failover ?? true) {
+      report.failover = await demoFailover(demo, print);
+      const f = report.failover;
+      dashboard?.note({
+        ...(f.outageMs !== null ? { outageMs: f.outageMs } : {}),
+        text:
+          f.outageMs === null
+            ? `the customer's traffic did not recover after ${f.killed} was killed`
+            : `the customer saw an outage of ${f.outageMs} ms (${f.lost} echo(es) lost) when ${f.killed} was killed`,
+      });
+    }
     return demo;
   } catch (err) {
+    await dashboard?.stop();
     await lab.stop();
     throw err;
   }
@@ -425,6 +466,7 @@ async function demoTraceroute(
 }
 
 export interface Demo {
+  dashboard: DemoDashboard | undefined;
   lab: Lab;
   endpoint: Endpoint;
   conn: Connection;
@@ -516,8 +558,57 @@ async function demoFailover(
 }
 
 export async function stopDemo(d: Demo): Promise<void> {
+  await d.dashboard?.stop();
   await d.conn.close();
   await releasePath(d.path);
   await d.endpoint.close();
   await d.lab.stop();
+}
+
+/** `arrow dashboard --lab` over the demo's lab, in a process of its own: its polling never delays the customer's packets here. */
+export class DemoDashboard {
+  private constructor(
+    private readonly managed: Managed,
+    readonly url: string,
+  ) {}
+
+  /** A busy address falls back to a port the kernel picks. */
+  static async start(lab: Lab, listen: string): Promise<DemoDashboard> {
+    const log = join(lab.dir, 'logs', 'dashboard.log');
+    const args = (at: string): string[] => ['dashboard', '--lab', lab.topology.name, '--listen', at];
+    let managed: Managed;
+    try {
+      managed = await startComponent(args(listen), log);
+    } catch (err) {
+      if (!/EADDRINUSE/.test((err as Error).message)) throw err;
+      managed = await startComponent(args(`${listen.slice(0, listen.lastIndexOf(':'))}:0`), log);
+    }
+    return new DemoDashboard(managed, managed.ready.url!);
+  }
+
+  send(m: DashboardMessage): void {
+    if (this.managed.proc.connected) this.managed.proc.send(m);
+  }
+
+  note(e: Omit<TimelineEventT, 'at' | 'kind' | 'subject'>): void {
+    this.send({ op: 'note', event: { at: Date.now(), kind: 'customer', subject: 'customer', ...e } });
+  }
+
+  async stop(): Promise<void> {
+    await stopComponent(this.managed.proc);
+  }
+}
+
+async function startDemoDashboard(lab: Lab, listen: string): Promise<DemoDashboard> {
+  return DemoDashboard.start(lab, listen);
+}
+
+/** What the customer's connection sees goes on the dashboard's timeline as it happens. */
+function noteCustomerEvents(d: DemoDashboard, conn: Connection): void {
+  const note = (text: string): void => d.note({ text });
+  conn.on('failure', () => note('no reply for 50 ms: the customer probes its circuit'));
+  conn.on('ingress', (_c, addr) => note(`the first ISP did not ack: the customer moved to ingress ${addr}`));
+  conn.on('repaired', (_c, repairMs) =>
+    note(`the probe came home around the circuit: repaired ${repairMs.toFixed(1)} ms after the first probe`),
+  );
 }

@@ -720,6 +720,24 @@ export class Lab {
     return h;
   }
 
+  /** Every component's admin API (`arrow status`, the dashboard), with its process and namespace. */
+  adminTargets(): { name: string; url: string; ns?: string; pid?: number }[] {
+    const out: { name: string; url: string; ns?: string; pid?: number }[] = [];
+    const add = (name: string, m: Managed | undefined, ns: string | undefined): void => {
+      if (m?.ready.admin)
+        out.push({
+          name,
+          url: m.ready.admin,
+          ...(ns ? { ns } : {}),
+          ...(m.proc.pid !== undefined ? { pid: m.proc.pid } : {}),
+        });
+    };
+    for (const r of this.routers) add(r.name, r.managed, r.ns);
+    for (const i of this.isps) if (i) add(`portal-${i.name}`, i.managed, i.ns);
+    if (this.atlas) add('atlas', this.atlas.managed, this.atlas.ns);
+    return out;
+  }
+
   /** Writes the state file `arrow lab down|fail|heal` read (when the lab keeps one). */
   saveState(): void {
     if (!this.stateful || this.stopped) return;
@@ -729,12 +747,7 @@ export class Lab {
     for (const s of this.servers) if (s.managed.proc.pid) processes[`server-${s.name}`] = s.managed.proc.pid;
     if (this.atlas?.managed.proc.pid) processes.atlas = this.atlas.managed.proc.pid;
     const admin: NonNullable<LabState['admin']> = {};
-    const adminOf = (name: string, m: Managed | undefined, ns: string | undefined): void => {
-      if (m?.ready.admin) admin[name] = { url: m.ready.admin, ...(ns ? { ns } : {}) };
-    };
-    for (const r of this.routers) adminOf(r.name, r.managed, r.ns);
-    for (const i of this.isps) if (i) adminOf(`portal-${i.name}`, i.managed, i.ns);
-    if (this.atlas) adminOf('atlas', this.atlas.managed, this.atlas.ns);
+    for (const t of this.adminTargets()) admin[t.name] = { url: t.url, ...(t.ns ? { ns: t.ns } : {}) };
     const state: LabState = {
       name: this.topology.name,
       pid: process.pid,

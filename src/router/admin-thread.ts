@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { LogLevel } from '../api/admin.js';
+import type { RouterVerdict } from '../api/router-status.js';
 import type { RouterStats } from '../store/circuit.js';
 import type { Logger } from '../util/log.js';
 import { mustParseAddress } from '../wire/address.js';
@@ -50,6 +51,11 @@ export class RouterAdmin {
 
   publish(stats: RouterStats): void {
     this.worker.postMessage({ op: 'stats', stats } satisfies ToAdmin);
+  }
+
+  /** A verdict as it is made: the admin thread keeps the recent ones for `/status`. */
+  verdict(v: RouterVerdict): void {
+    this.worker.postMessage({ op: 'verdict', verdict: v } satisfies ToAdmin);
   }
 
   async close(): Promise<void> {

@@ -10,11 +10,13 @@ import type { LogLevel } from '../api/log-levels.js';
 import { startAdmin } from '../admin/server.js';
 import type { AdminConfig } from '../api/admin.js';
 import type { RouterStats } from '../store/circuit.js';
+import { LISTED_LINKS, RECENT_VERDICTS, type RouterLink, type RouterVerdict } from '../api/router-status.js';
 import { createLogger } from '../util/log.js';
 import { registerRouterMetrics } from './metrics.js';
 
 /** Forwarding thread → admin thread. */
-export type ToAdmin = { op: 'stats'; stats: RouterStats } | { op: 'close' };
+export type ToAdmin =
+  { op: 'stats'; stats: RouterStats } | { op: 'verdict'; verdict: RouterVerdict } | { op: 'close' };
 
 /** Admin thread → forwarding thread. */
 export type FromAdmin =
@@ -33,8 +35,15 @@ export interface AdminData {
 }
 
 /** `/status` detail from the latest snapshot: the router's identity, data path, store and table. */
-export function routerStatus(d: AdminData, s: RouterStats | undefined): Record<string, unknown> {
+export function routerStatus(
+  d: AdminData,
+  s: RouterStats | undefined,
+  verdicts: readonly RouterVerdict[] = [],
+): Record<string, unknown> {
   const neighbours = Object.values(s?.neighbours ?? {});
+  const links: RouterLink[] = Object.entries(s?.neighbours ?? {})
+    .slice(0, LISTED_LINKS)
+    .map(([neighbour, n]) => ({ neighbour, rttMs: n.rttMs ?? null, dead: n.dead }));
   return {
     isp: d.isp,
     pop: d.pop,
@@ -50,6 +59,9 @@ export function routerStatus(d: AdminData, s: RouterStats | undefined): Record<s
     rejected: s?.rejected ?? 0,
     rejections: s?.rejections ?? {},
     neighbours: { total: neighbours.length, dead: neighbours.filter((n) => n.dead).length },
+    links,
+    // The recent verdicts, oldest first: who this router declared dead (or alive again), and when.
+    verdicts,
     // Repairs so far: neighboursDown verdicts, hops moved and stranded (docs/failover.md).
     failover: s?.failover ?? {},
     ...(s?.egress ? { egress: { interface: s.egress.interface, serving: s.egress.serving ?? {} } } : {}),
@@ -61,6 +73,7 @@ function main(): void {
   const d = workerData as AdminData;
   const post = (m: FromAdmin): void => port.postMessage(m);
   let latest: RouterStats | undefined;
+  const verdicts: RouterVerdict[] = [];
   let level = d.level;
   const log = createLogger(`router-${d.router}-admin`, level);
   const registry = new Registry();
@@ -70,7 +83,10 @@ function main(): void {
   registerRouterMetrics(registry, () => latest, { circuits: d.circuits });
   port.on('message', (m: ToAdmin) => {
     if (m.op === 'stats') latest = m.stats;
-    else if (m.op === 'close') process.exit(0);
+    else if (m.op === 'verdict') {
+      verdicts.push(m.verdict);
+      if (verdicts.length > RECENT_VERDICTS) verdicts.shift();
+    } else if (m.op === 'close') process.exit(0);
   });
   startAdmin(
     d.admin,
@@ -79,7 +95,7 @@ function main(): void {
       name: d.router,
       openapi: d.openapi,
       registry,
-      status: () => routerStatus(d, latest),
+      status: () => routerStatus(d, latest, verdicts),
       logLevel: () => level,
       setLogLevel: (l) => {
         level = l;

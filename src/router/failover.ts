@@ -62,6 +62,8 @@ export interface NeighbourDeadEvent {
   hopsMoved: number;
   /** Hops left with no live alternative. */
   hopsStranded: number;
+  /** What found it dead: unanswered liveness keepalives, or a customer's probe that got no ack. */
+  by: 'liveness' | 'probe';
 }
 
 export class Failover implements Control {
@@ -107,6 +109,8 @@ export class Failover implements Control {
    * router (`arrow bench failover` gets it over IPC), so nobody has to search the log.
    */
   onNeighbourDead: ((e: NeighbourDeadEvent) => void) | undefined;
+  /** Told when a dead neighbour answers again (the admin API's verdict list, the dashboard's timeline). */
+  onNeighbourAlive: ((neighbour: string) => void) | undefined;
 
   constructor(
     private readonly table: ForwardingTable,
@@ -192,6 +196,7 @@ export class Failover implements Control {
       this.counters.neighboursUp++;
       // Eligible again for future repairs and new circuits; circuits already moved stay put (no flapping).
       this.log.info({ neighbour: from }, 'neighbour alive again');
+      this.onNeighbourAlive?.(from);
       // Hops stranded on a dead neighbour (no live alternative when it died) can use this one now.
       for (const dead of this.neighbours.deadNeighbours()) {
         const { moved } = this.table.repairNeighbour(dead);
@@ -263,7 +268,12 @@ export class Failover implements Control {
       },
       'neighbour dead: circuits moved to alternatives',
     );
-    this.onNeighbourDead?.({ neighbour: key, hopsMoved: moved.length, hopsStranded: stranded });
+    this.onNeighbourDead?.({
+      neighbour: key,
+      hopsMoved: moved.length,
+      hopsStranded: stranded,
+      by: byLiveness ? 'liveness' : 'probe',
+    });
     // The probes that found it dead carry on along the repaired hops, so the path heals end to end.
     const waiting = this.pending.get(key) ?? new Map<Hop, Buffer>();
     this.pending.delete(key);

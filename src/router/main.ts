@@ -27,7 +27,7 @@ export async function runRouter(configPath: string, o: { dataplane?: DataplaneMo
   if (process.send) {
     // A parent (the lab, a benchmark) learns of every dead verdict as a structured event,
     // stamped like the table events: wall-clock ms, comparable across processes on one host.
-    router.failover.onNeighbourDead = (e) =>
+    router.onNeighbourDead = (e) =>
       process.send?.({ event: 'neighbour-dead', ...e, at: performance.timeOrigin + performance.now() });
   }
   await router.start();

@@ -9,7 +9,7 @@ import { DataPlane } from './dataplane.js';
 import { ForwardingTable } from './table.js';
 import { UdpDelivery } from './udp-delivery.js';
 import { IpEgress } from './egress.js';
-import { Failover } from './failover.js';
+import { Failover, type NeighbourDeadEvent } from './failover.js';
 import { RouterDiagnostics } from './diagnostics.js';
 import { ImpairStage, impairActive } from './impair.js';
 import { openStoreSync, type StoreSync } from './store-sync.js';
@@ -53,6 +53,8 @@ export class Router {
   private boundAddress = '';
   /** Observer of applied store changes, after the table has them. */
   onTableChange: ((event: ChangeEvent) => void) | undefined;
+  /** Told of every dead verdict (`arrow bench failover` and the lab get it over IPC); the admin API keeps the recent ones. */
+  onNeighbourDead: ((e: NeighbourDeadEvent) => void) | undefined;
 
   readonly failover: Failover;
   /** Traceroute answers, the last-leg ping service, the relayed echo (docs/diagnostics.md). */
@@ -71,6 +73,13 @@ export class Router {
     const send = (b: Buffer, port: number, host: string, offset = 0): void =>
       this.socket!.send(b, offset, b.length - offset, port, host);
     this.failover = new Failover(this.table, config.failover, send, () => this.sync, log);
+    // Verdicts go to the admin thread as they are made: the dashboard's failover timeline.
+    this.failover.onNeighbourDead = (e) => {
+      this.admin?.verdict({ kind: 'dead', ...e, at: Date.now() });
+      this.onNeighbourDead?.(e);
+    };
+    this.failover.onNeighbourAlive = (neighbour) =>
+      this.admin?.verdict({ kind: 'alive', neighbour, hopsMoved: 0, hopsStranded: 0, at: Date.now() });
     this.dataplane = new DataPlane(
       this.table,
       {
