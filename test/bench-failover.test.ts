@@ -3,12 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inflateSync } from 'node:zlib';
-import { Canvas, crc32, encodePng } from '../src/plot/png.js';
+import { renderFailoverPlot } from '../src/bench/failover-plot.js';
+import type { FailoverReport } from '../src/bench/failover.js';
 import { LAB_DATAPLANES, labOptions } from './helpers/dataplanes.js';
 import { benchReport } from './helpers/bench-run.js';
-
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+import { darkPixels, decodePng, PNG_SIGNATURE } from './helpers/png.js';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -39,7 +38,7 @@ function validity(v: Record<string, unknown>, what: string): boolean {
 
 for (const dataplane of LAB_DATAPLANES)
   test(
-    `bench failover --json --dataplane ${dataplane}: calibrated, 3 clients, liveness off and on, every client recovers, every run judged valid or not; the plot is a PNG`,
+    `bench failover --json --dataplane ${dataplane}: calibrated, 3 clients, liveness off and on, every client recovers, every run judged valid or not; the plot is an SVG and a PNG`,
     { timeout: 280_000 },
     async () => {
       labOptions(dataplane); // the kernel path needs root: say so, never skip
@@ -150,52 +149,42 @@ for (const dataplane of LAB_DATAPLANES)
         assert.deepEqual(modes, new Set(['on', 'off']));
 
         const png = readFileSync(join(out, 'failover.png'));
-        assert.ok(png.length > 1000, `PNG of ${png.length} bytes`);
+        assert.ok(png.length > 10_000, `PNG of ${png.length} bytes`);
         assert.deepEqual(png.subarray(0, 8), PNG_SIGNATURE);
+        assert.equal(decodePng(png).width, 1400);
+        assertFailoverSvg(readFileSync(join(out, 'failover.svg'), 'utf8'), `--dataplane ${dataplane}`);
       } finally {
         rmSync(out, { recursive: true, force: true });
       }
     },
   );
 
-test('the PNG encoder writes valid chunks that inflate back to the pixels', () => {
-  assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926, 'the CRC-32 check value');
-  const c = new Canvas(7, 3);
-  c.set(0, 0, [255, 0, 0]);
-  c.line(0, 2, 6, 2, [0, 0, 255]);
-  c.text('1', 1, 0);
-  const png = encodePng(c.width, c.height, c.pixels);
-  assert.deepEqual(png.subarray(0, 8), PNG_SIGNATURE);
-  const chunks: { type: string; data: Buffer }[] = [];
-  for (let at = 8; at < png.length;) {
-    const length = png.readUInt32BE(at);
-    const type = png.toString('latin1', at + 4, at + 8);
-    const data = png.subarray(at + 8, at + 8 + length);
-    assert.equal(
-      png.readUInt32BE(at + 8 + length),
-      crc32(png.subarray(at + 4, at + 8 + length)),
-      `${type} CRC`,
-    );
-    chunks.push({ type, data });
-    at += 12 + length;
-  }
-  assert.deepEqual(
-    chunks.map((x) => x.type),
-    ['IHDR', 'IDAT', 'IEND'],
-  );
-  const ihdr = chunks[0]!.data;
-  assert.equal(ihdr.readUInt32BE(0), 7);
-  assert.equal(ihdr.readUInt32BE(4), 3);
-  assert.deepEqual([...ihdr.subarray(8)], [8, 2, 0, 0, 0], '8-bit RGB, deflate, no interlace');
-  const raw = inflateSync(chunks[1]!.data);
-  assert.equal(raw.length, (7 * 3 + 1) * 3);
-  for (let y = 0; y < 3; y++) {
-    assert.equal(raw[y * 22], 0, 'filter type None');
-    assert.deepEqual(
-      raw.subarray(y * 22 + 1, (y + 1) * 22),
-      Buffer.from(c.pixels.subarray(y * 21, (y + 1) * 21)),
-    );
-  }
-  assert.deepEqual([...raw.subarray(1, 4)], [255, 0, 0]);
-  assert.deepEqual([...raw.subarray(2 * 22 + 1, 2 * 22 + 4)], [0, 0, 255]);
+/** The failover plot's texts: its titles, its axes with their units, its legend and its targets. */
+function assertFailoverSvg(svg: string, what: string): void {
+  for (const text of [
+    'outage: reply gap around the kill',
+    'repair: first probe to probe home',
+    'clients (log scale)',
+    'outage (ms, log scale)',
+    'repair (ms, log scale)',
+    'p99, liveness off',
+    'p50, liveness off',
+    'echo interval (outage resolution)',
+  ])
+    assert.ok(svg.includes(`>${text}</text>`), `${what}: the SVG has the text "${text}"`);
+}
+
+test('the failover plot of a saved report (docs/failover-2026-12-01.json): SVG with its axes, legend and targets; a PNG 1400 px wide with text drawn', async () => {
+  const saved = JSON.parse(
+    readFileSync(new URL('../../docs/failover-2026-12-01.json', import.meta.url), 'utf8'),
+  ) as FailoverReport;
+  const { svg, png } = await renderFailoverPlot(saved);
+  assertFailoverSvg(svg, 'saved report');
+  for (const text of ['p99, liveness on', 'target p99, liveness on', 'target p99 at N=1000'])
+    assert.ok(svg.includes(`>${text}</text>`), `the SVG has the text "${text}"`);
+  assert.match(svg, /1 INVALID run\(s\) not drawn/);
+  assert.ok(png.length > 10_000, `PNG of ${png.length} bytes`);
+  const img = decodePng(png);
+  assert.equal(img.width, 1400);
+  assert.ok(darkPixels(img, 0, 45) > 500, 'the title is drawn');
 });

@@ -30,7 +30,7 @@ function experiment(name: string, args: string[], report = name): Record<string,
     `arrow lab experiment ${name} failed:\n${r.stderr.split('\n').slice(-20).join('\n')}`,
   );
   // The report, its plot and its JSON are written.
-  for (const ext of ['md', 'png', 'json'])
+  for (const ext of ['md', 'svg', 'png', 'json'])
     assert.ok(existsSync(join(out, `${report}.${ext}`)), `${report}.${ext}`);
   const png = readFileSync(join(out, `${report}.png`));
   assert.deepEqual([...png.subarray(1, 4)], [...Buffer.from('PNG')]);

@@ -310,9 +310,12 @@ export async function runFailoverBenchCommand(o: {
     }),
   );
   mkdirSync(o.out, { recursive: true });
+  const plot = await renderFailoverPlot(report);
+  const svg = resolve(o.out, 'failover.svg');
   const png = resolve(o.out, 'failover.png');
-  writeFileSync(png, renderFailoverPlot(report));
-  console.log(o.json ? JSON.stringify(report) : `${formatFailoverReport(report)}\nplot: ${png}`);
+  writeFileSync(svg, plot.svg);
+  writeFileSync(png, plot.png);
+  console.log(o.json ? JSON.stringify(report) : `${formatFailoverReport(report)}\nplot: ${svg}, ${png}`);
   if (report.runs.some((r) => r.recovered < r.clients)) {
     console.error('arrow: some clients never recovered within the deadline');
     process.exitCode = 1;

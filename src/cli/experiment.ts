@@ -97,7 +97,7 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
     reporter.done();
   }
   if (o.json) console.log(JSON.stringify(result, null, 2));
-  else console.log(`${name}: report, plot and JSON in ${out}/${name}.{md,png,json}`);
+  else console.log(`${name}: report, plot and JSON in ${out}/${name}.{md,svg,png,json}`);
   // The lab's processes are gone; nothing else should keep us.
   process.exit(0);
 }

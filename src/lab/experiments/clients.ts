@@ -2,7 +2,8 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { UdpClientsEvent, UdpClientsResult } from '../udp-clients.js';
 import { THREE_ISPS, startExperimentLab, startTunPair } from './setup.js';
-import { chartPng, machineLine, writeReport } from './report.js';
+import { renderChart, type Chart } from '../../plot/chart.js';
+import { machineLine, writeReport } from './report.js';
 import { midMedian } from '../../util/stats.js';
 
 export interface ClientsOptions {
@@ -145,7 +146,7 @@ export async function runClients(o: ClientsOptions): Promise<{ runs: ClientsRun[
   } finally {
     await x.lab.stop();
   }
-  report(o, runs);
+  await report(o, runs);
   return { runs };
 }
 
@@ -164,7 +165,7 @@ function gapAround(times: number[], at: number): number | undefined {
 }
 
 /** Writes the report, plot and JSON from a result (also to re-render a saved one). */
-export function report(o: ClientsOptions, runs: ClientsRun[]): void {
+export async function report(o: ClientsOptions, runs: ClientsRun[]): Promise<void> {
   const md = `# Experiment \`clients\`: failover time against the number of clients (seed 000's evaluation)
 
 \`arrow lab experiment clients --counts ${o.counts.join(',')}\`. ${machineLine()}
@@ -187,17 +188,19 @@ clients share one circuit pair, as the seed's clients shared one path. The seed 
 circuit through its store, which is where its tens of seconds came from. For 1000 circuits each
 with its own clients, see \`arrow bench failover\` in docs/performance.md.
 `;
-  const png = chartPng({
+  writeReport(o.out, 'clients', md, await renderChart(clientsChart(runs)), { runs });
+}
+
+/** The clients plot: failover time against the number of clients (pure; also for a saved result). */
+export function clientsChart(runs: ClientsRun[]): Chart {
+  return {
     title: "clients: failover time vs number of UDP clients, link-down on the middle ISP's router",
     subtitle: 'each client echoes every 10 ms; seed 000 measured tens of seconds',
     panels: [
       {
         title: '',
-        xLabel: 'clients (log scale)',
-        yLabel: 'failover ms (log scale)',
-        xLog: true,
-        yLog: true,
-        xTicks: runs.map((r) => r.clients),
+        x: { title: 'clients', log: true, ticks: runs.map((r) => r.clients) },
+        y: { title: 'failover time', unit: 'ms', log: true },
         series: [
           {
             label: 'median',
@@ -217,6 +220,5 @@ with its own clients, see \`arrow bench failover\` in docs/performance.md.
         hlines: [{ y: 10_000, label: 'seed 000: tens of seconds', color: [150, 150, 150] }],
       },
     ],
-  });
-  writeReport(o.out, 'clients', md, png, { runs });
+  };
 }

@@ -1,7 +1,8 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chartPng, machineLine, writeReport } from './report.js';
+import { renderChart, type Chart } from '../../plot/chart.js';
+import { machineLine, writeReport } from './report.js';
 import {
   CUSTOMER,
   killServingRouter,
@@ -80,7 +81,7 @@ export async function runDownloadGateway(o: DownloadGatewayOptions): Promise<Dow
   }
   // oneDownload throws on a second connection, so every run that reached here kept its first.
   const result: DownloadGatewayResult = { mode: 'gateway', runs, sameConnection: true };
-  report(o, result);
+  await report(o, result);
   return result;
 }
 
@@ -140,7 +141,7 @@ export function medianOf(xs: (number | null)[]): number | null {
 }
 
 /** Writes the report, plot and JSON from a result. */
-export function report(o: DownloadGatewayOptions, r: DownloadGatewayResult): void {
+export async function report(o: DownloadGatewayOptions, r: DownloadGatewayResult): Promise<void> {
   const rows = r.runs.map(
     (run) =>
       `| ${run.fileMB} MB | ${run.baselineS.mean.toFixed(2)} / ${run.baselineS.median.toFixed(2)} | ${run.failoverS.mean.toFixed(2)} / ${run.failoverS.median.toFixed(2)} | **${run.addedS.toFixed(2)}** | ${medianOf(run.takeovers.map((t) => t.takeoverMs)) ?? '–'} | ${medianOf(run.takeovers.map((t) => t.routeMs)) ?? '–'} |`,
@@ -185,15 +186,18 @@ holds a circuit for at the lowest preference), without waiting for the takeover 
 TCP sees one loss episode: a retransmission timeout, never a broken connection, because neither
 end's address changed (no NAT).
 `;
-  const png = chartPng({
+  writeReport(o.out, 'download-gateway', md, await renderChart(downloadGatewayChart(r)), r);
+}
+
+/** The download --mode gateway plot: each run's download time, one panel per file size (pure; also for a saved result). */
+export function downloadGatewayChart(r: DownloadGatewayResult): Chart {
+  return {
     title: 'download --mode gateway: HTTP download time, with and without the egress router killed at 40%',
     subtitle: `per run, one panel per file size; thesis added ${THESIS_ADDED.min}-${THESIS_ADDED.max} s`,
     panels: r.runs.map((run) => ({
       title: `${run.fileMB} MB`,
-      xLabel: 'run',
-      yLabel: 'seconds',
-      xLog: false,
-      xTicks: run.baseline.map((_, i) => i + 1),
+      x: { title: 'run', ticks: run.baseline.map((_, i) => i + 1) },
+      y: { title: 'download time', unit: 's' },
       series: [
         {
           label: `${run.fileMB} MB baseline`,
@@ -212,6 +216,5 @@ end's address changed (no NAT).
         },
       ],
     })),
-  });
-  writeReport(o.out, 'download-gateway', md, png, r);
+  };
 }

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TWO_ISPS, sizeOf, startExperimentLab, startTunPair, type ExperimentLab } from './setup.js';
 import type { LabHost } from '../lab.js';
-import { chartPng, machineLine, writeReport } from './report.js';
+import { renderChart, type Chart } from '../../plot/chart.js';
+import { machineLine, writeReport } from './report.js';
 import { mean, midMedian, round } from '../../util/stats.js';
 
 export interface DownloadOptions {
@@ -88,7 +89,7 @@ export async function runDownload(o: DownloadOptions): Promise<DownloadResult> {
     await x.lab.stop();
   }
   const result = { runs, endpointDataplane: seen.dataplane };
-  report(o, result);
+  await report(o, result);
   return result;
 }
 
@@ -179,7 +180,7 @@ async function oneDownload(
 }
 
 /** Writes the report, plot and JSON from a result (also to re-render a saved one). */
-export function report(o: DownloadOptions, r: DownloadResult): void {
+export async function report(o: DownloadOptions, r: DownloadResult): Promise<void> {
   const rows = r.runs.flatMap((run) => {
     const thesis = THESIS[run.fileMB] ?? [];
     return [
@@ -221,17 +222,26 @@ probe and per-neighbour repair, docs/failover.md): a retransmission timeout and 
 window restart, not a broken connection. Absolute times are set by the throughput of Node routers
 and TUN endpoints on 2 shared cores (see \`hops\`), not by the links.
 `;
-  const png = chartPng({
+  writeReport(o.out, 'download', md, await renderChart(downloadChart(r)), {
+    runs: r.runs.map(({ fileMB, baselineS, failoverS, addedS }) => ({
+      fileMB,
+      baselineS,
+      failoverS,
+      addedS,
+    })),
+  });
+}
+
+/** The download plot: median download time by file size, with and without a failure, the thesis's beside (pure; also for a saved result). */
+export function downloadChart(r: { runs: Pick<DownloadRun, 'fileMB' | 'baselineS' | 'failoverS'>[] }): Chart {
+  return {
     title: 'download: HTTP download time, with and without a router failure at 40%',
     subtitle: 'median per file size; thesis means in grey',
     panels: [
       {
         title: '',
-        xLabel: 'file size MB (log scale)',
-        yLabel: 'seconds (log scale)',
-        xLog: true,
-        yLog: true,
-        xTicks: r.runs.map((x) => x.fileMB),
+        x: { title: 'file size', unit: 'MB', log: true, ticks: r.runs.map((x) => x.fileMB) },
+        y: { title: 'download time', unit: 's', log: true },
         series: [
           {
             label: 'Arrow, baseline',
@@ -268,13 +278,5 @@ and TUN endpoints on 2 shared cores (see \`hops\`), not by the links.
         ],
       },
     ],
-  });
-  writeReport(o.out, 'download', md, png, {
-    runs: r.runs.map(({ fileMB, baselineS, failoverS, addedS }) => ({
-      fileMB,
-      baselineS,
-      failoverS,
-      addedS,
-    })),
-  });
+  };
 }

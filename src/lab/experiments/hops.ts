@@ -7,8 +7,8 @@ import {
   type ExperimentLab,
   type TunPairStats,
 } from './setup.js';
-import type { ChartSpec, MarkerShape, Rgb } from '../../plot/png.js';
-import { chartPng, machineLine, writeReport } from './report.js';
+import { renderChart, type Chart, type ChartSpec, type MarkerShape, type Rgb } from '../../plot/chart.js';
+import { machineLine, writeReport } from './report.js';
 import { median, minAvgMax, round } from '../../util/stats.js';
 import { cpuPercent, machinePercent, sampleCpu } from '../../util/cpu.js';
 import type { DataplaneMode } from '../../router/dataplane-mode.js';
@@ -219,7 +219,7 @@ export async function runHops(o: HopsOptions): Promise<HopsResult> {
         ...measured,
         ...hopsVerdict(measured),
       };
-      report(o, result);
+      await report(o, result);
       return result;
     } finally {
       iperf.kill('SIGTERM');
@@ -270,7 +270,7 @@ function round1(f: { min: number; avg: number; max: number }): { min: number; av
 }
 
 /** Writes the report, plot and JSON from a result (also to re-render a saved one). */
-export function report(o: HopsOptions, r: HopsResult): void {
+export async function report(o: HopsOptions, r: HopsResult): Promise<void> {
   const names = ['direct', 'hop1', 'hop2'] as const;
   const label = { direct: 'direct', hop1: '1 ARROW ISP', hop2: '2 ARROW ISPs' };
   const fmt = (f: { min: number; avg: number; max: number }, d = 0): string =>
@@ -340,13 +340,19 @@ ${names
 
 ${boundText(r)}
 `;
+  writeReport(o.out, 'hops', md, await renderChart(hopsChart(r)), r);
+}
+
+/** The hops plot: RTT and TCP throughput by path length, ours against the paper's (pure; also for a saved result). */
+export function hopsChart(r: HopsResult): Chart {
+  const names = ['direct', 'hop1', 'hop2'] as const;
   type Name = (typeof names)[number];
   const x = (f: (n: Name) => number): { x: number; y: number }[] => names.map((n, i) => ({ x: i, y: f(n) }));
   /** One panel: our average (solid) and our worst (dashed) in `color`, the paper's average in grey. */
   const panel = (
     title: string,
     metric: string,
-    yLabel: string,
+    y: { title: string; unit: string },
     color: Rgb,
     marker: MarkerShape,
     avg: (n: Name) => number,
@@ -354,25 +360,22 @@ ${boundText(r)}
     paper: (n: Name) => number,
   ): ChartSpec => ({
     title,
-    xLabel: 'ARROW ISPs (0 = direct)',
-    yLabel,
-    xLog: false,
-    yLog: true,
-    xTicks: [0, 1, 2],
+    x: { title: 'ARROW ISPs on the path (0 = direct)', ticks: [0, 1, 2] },
+    y: { ...y, log: true },
     series: [
       { label: `${metric}, ours, avg`, color, marker, width: 3, points: x(avg) },
       { label: `${metric}, ours, ${worst[0]}`, color, dash: [6, 4], marker: 'triangle', points: x(worst[1]) },
       { label: `${metric}, paper, avg`, color: GREY_LINE, dash: [3, 3], marker: 'diamond', points: x(paper) },
     ],
   });
-  const png = chartPng({
+  return {
     title: 'hops: RTT and TCP throughput by number of ARROW ISPs on the path',
     subtitle: 'ours (Node routers, TUN endpoints, 2 cores) against the paper (kernel, 10 GbE)',
     panels: [
       panel(
         'RTT of 64-byte pings',
         'RTT',
-        'RTT us (log scale)',
+        { title: 'RTT', unit: 'µs' },
         [200, 40, 40],
         'circle',
         (n) => r[n].rttUs.avg,
@@ -382,7 +385,7 @@ ${boundText(r)}
       panel(
         'TCP throughput (iperf3)',
         'TCP',
-        'Mb/s (log scale)',
+        { title: 'TCP throughput', unit: 'Mb/s' },
         [30, 90, 200],
         'square',
         (n) => r[n].mbps.avg,
@@ -390,6 +393,5 @@ ${boundText(r)}
         (n) => PAPER[n].gbps[1] * 1000,
       ),
     ],
-  });
-  writeReport(o.out, 'hops', md, png, r);
+  };
 }

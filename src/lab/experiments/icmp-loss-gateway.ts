@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pingCounts } from './setup.js';
+import { renderChart } from '../../plot/chart.js';
 import { machineLine, writeReport } from './report.js';
 import { lossChart } from './icmp-loss.js';
 import {
@@ -98,11 +99,11 @@ export async function runIcmpLossGateway(o: IcmpLossGatewayOptions): Promise<Icm
     takeoverMs: medianOf(takeovers.map((t) => t.takeoverMs)),
     routeMs: medianOf(takeovers.map((t) => t.routeMs)),
   };
-  report(o, result);
+  await report(o, result);
   return result;
 }
 
-export function report(o: IcmpLossGatewayOptions, r: IcmpLossGatewayResult): void {
+export async function report(o: IcmpLossGatewayOptions, r: IcmpLossGatewayResult): Promise<void> {
   const ms = (n: number): string => `${((n * 1000) / r.pps).toFixed(0)} ms`;
   const md = `# Experiment \`icmp-loss --mode gateway\`: pings lost when the egress router dies (the thesis seed's §5.1)
 
@@ -134,10 +135,12 @@ the first: the dead router's routes vanish with its TUN, BIRD withdraws its clai
 router falls back to the sibling's standby announcement, which returns the answers too. Peer mode
 (\`icmp-loss.md\`) repairs the return path like the forward one.
 `;
-  const png = lossChart(
-    `icmp-loss --mode gateway: pings lost at ${r.pps}/s when the egress router is killed`,
-    'Arrow gateway: lost per trial',
-    r.perTrial,
+  const chart = await renderChart(
+    lossChart(
+      `icmp-loss --mode gateway: pings lost at ${r.pps}/s when the egress router is killed`,
+      'Arrow gateway: lost per trial',
+      r.perTrial,
+    ),
   );
-  writeReport(o.out, 'icmp-loss-gateway', md, png, r);
+  writeReport(o.out, 'icmp-loss-gateway', md, chart, r);
 }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TWO_ISPS, pingCounts, startExperimentLab, startTunPair } from './setup.js';
-import { chartPng, machineLine, writeReport } from './report.js';
+import { renderChart, type Chart } from '../../plot/chart.js';
+import { machineLine, writeReport } from './report.js';
 import { midMedian } from '../../util/stats.js';
 
 export interface IcmpLossOptions {
@@ -71,12 +72,12 @@ export async function runIcmpLoss(o: IcmpLossOptions): Promise<IcmpLossResult> {
     perTrial,
     endpointDataplane,
   };
-  report(o, result);
+  await report(o, result);
   return result;
 }
 
 /** Writes the report, plot and JSON from a result (also to re-render a saved one). */
-export function report(o: IcmpLossOptions, r: IcmpLossResult): void {
+export async function report(o: IcmpLossOptions, r: IcmpLossResult): Promise<void> {
   const ms = (n: number): string => `${((n * 1000) / r.pps).toFixed(0)} ms`;
   const md = `# Experiment \`icmp-loss\`: pings lost across a router failure (the thesis seed's §5.1)
 
@@ -104,12 +105,14 @@ next to the dead one move every circuit to the other router of beta's PoP (docs/
 the return path is repaired when the probe, turned around at the far end, reaches it. At
 ${r.pps} pings/s, each lost ping is ${ms(1)} of outage.
 `;
-  const png = lossChart(
-    `icmp-loss: pings lost at ${r.pps}/s when the middle ISP's router is killed`,
-    'Arrow: lost per trial',
-    r.perTrial,
+  const chart = await renderChart(
+    lossChart(
+      `icmp-loss: pings lost at ${r.pps}/s when the middle ISP's router is killed`,
+      'Arrow: lost per trial',
+      r.perTrial,
+    ),
   );
-  writeReport(o.out, 'icmp-loss', md, png, {
+  writeReport(o.out, 'icmp-loss', md, chart, {
     pps: r.pps,
     trials: r.trials,
     lost: r.lost,
@@ -117,18 +120,16 @@ ${r.pps} pings/s, each lost ping is ${ms(1)} of outage.
   });
 }
 
-/** The icmp-loss plots: pings lost per trial, with the thesis's range and the target. */
-export function lossChart(title: string, label: string, perTrial: number[]): Buffer {
-  return chartPng({
+/** The icmp-loss plots: pings lost per trial, with the thesis's range and the target (pure; also for a saved result). */
+export function lossChart(title: string, label: string, perTrial: number[]): Chart {
+  return {
     title,
     subtitle: `${perTrial.length} trials; thesis: 20-110 lost (grey lines); target: median <= 5 (green)`,
     panels: [
       {
         title: '',
-        xLabel: 'trial',
-        yLabel: 'pings lost',
-        xLog: false,
-        xTicks: perTrial.map((_, i) => i + 1).filter((i) => i === 1 || i % 5 === 0),
+        x: { title: 'trial', ticks: perTrial.map((_, i) => i + 1).filter((i) => i === 1 || i % 5 === 0) },
+        y: { title: 'pings lost' },
         series: [
           {
             label,
@@ -145,5 +146,5 @@ export function lossChart(title: string, label: string, perTrial: number[]): Buf
         ],
       },
     ],
-  });
+  };
 }
