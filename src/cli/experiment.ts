@@ -23,7 +23,7 @@ function list(v: string, flag: string): number[] {
   return xs;
 }
 
-/** `arrow lab experiment NAME`: runs it, writes NAME.md / NAME.png / NAME.json to --out, prints a summary or JSON. */
+/** `arrow lab experiment NAME`: runs it, writes NAME.md / NAME.svg / NAME.png / NAME.json to --out, prints a summary or JSON. */
 export async function runExperimentCommand(name: string, o: ExperimentFlags): Promise<void> {
   const out = resolve(o.out);
   const reporter = progressReporter({ noBar: o.json });

@@ -291,7 +291,7 @@ lab
       'hops (paper Table 1), download (thesis 5.2), icmp-loss (thesis 5.1), clients (seed 000)',
     ).choices(['hops', 'download', 'icmp-loss', 'clients']),
   )
-  .option('--out <dir>', 'where the Markdown report, PNG plot and JSON go', './experiments')
+  .option('--out <dir>', 'where the Markdown report, the plot (SVG and PNG) and JSON go', './experiments')
   .option('--json', 'print the result as JSON (progress goes to stderr)')
   .option(
     '--runs <n>',
@@ -611,7 +611,7 @@ bench
       .default('both'),
   )
   .option('--json', 'print JSON')
-  .option('--out <dir>', 'where failover.png (the plot) is written', './bench-out')
+  .option('--out <dir>', 'where failover.svg and failover.png (the plot) are written', './bench-out')
   .option(
     '--fraction <share>',
     "share of the calibrated capacity (the failure-free echoes/s this machine carries, measured first) each run's clients echo at",

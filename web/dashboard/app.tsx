@@ -370,7 +370,9 @@ function Customer({ c }: { c: CustomerViewT }) {
                       class={`badge ${x.sla.ok ? 'up' : 'dead'}`}
                       title={`bounds: ${x.sla.bounds.latencyMs} ms, ${x.sla.bounds.lossPct}% loss`}
                     >
-                      {x.sla.ok ? 'met' : 'violated'} · {x.sla.latencyMs ?? '–'} ms · {x.sla.lossPct ?? '–'}%
+                      {x.sla.ok ? 'met' : 'violated'} ·{' '}
+                      {x.sla.latencyMs === null ? 'no latency yet' : `${x.sla.latencyMs} ms`} ·{' '}
+                      {x.sla.lossPct === null ? 'no loss figure' : `${x.sla.lossPct}% loss`}
                     </span>
                   ) : (
                     <span class="muted">{x.error ? 'portal not answering' : 'no verdict yet'}</span>
