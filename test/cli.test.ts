@@ -226,7 +226,9 @@ test('arrow lab up --store etcd runs an ISP on its own 3-member etcd cluster and
       },
     );
     let out = '';
+    let err = '';
     lab.stdout.on('data', (d) => (out += d));
+    lab.stderr.on('data', (d) => (err += d));
     cleanup = () => lab.kill('SIGKILL');
     const up = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), 60_000);
@@ -238,6 +240,19 @@ test('arrow lab up --store etcd runs an ISP on its own 3-member etcd cluster and
       });
     });
     assert.ok(up, out);
+    // Lab start progress: each component as it comes up, i/N (a bar at a terminal; plain lines here).
+    const total = t.servers.length + 1 + t.isps[0]!.pops.reduce((n, p) => n + p.routers, 0);
+    const steps = [...err.matchAll(/^(\S+) ready \((\d+)\/(\d+)\)$/gm)];
+    assert.deepEqual(
+      steps.map((x) => `${x[2]}/${x[3]}`),
+      Array.from({ length: total }, (_, i) => `${i + 1}/${total}`),
+      err,
+    );
+    assert.ok(
+      steps.some((x) => x[1] === 'portal-alpha'),
+      err,
+    );
+    assert.doesNotMatch(err, /\u001b\[/, 'no bar outside a terminal');
     const m = /store: etcd cluster (\S+)/.exec(out);
     assert.ok(m, out);
     const endpoints = m[1]!.split(',');

@@ -35,6 +35,7 @@ export async function runDemoCommand(o: {
   const demo = await runDemo(topology, {
     count: o.count,
     print: o.json ? undefined : (l) => console.log(l),
+    progress: !o.json,
     ...(dashboard !== undefined ? { dashboard } : {}),
     state: stateful,
   });

@@ -1,4 +1,5 @@
 import { Lab } from '../lab/lab.js';
+import { withProgress } from '../util/progress.js';
 import { TopologySchema } from '../lab/topology.js';
 import { assertLabName } from '../lab/netns.js';
 import {
@@ -42,13 +43,17 @@ export async function runLabUp(
     );
   // The state file is named after the lab: only names that are safe file names get one.
   const state = o.netns === true || /^[A-Za-z0-9._-]+$/.test(topology.name);
-  const lab = await Lab.start(topology, {
-    ...(o.dir ? { dir: o.dir } : {}),
-    netns: o.netns ?? false,
-    state,
-    tls: o.tls ?? true,
-    ...(o.dataplane ? { dataplane: o.dataplane } : {}),
-  });
+  // A progress bar at a terminal (each component as it comes up); plain lines on stderr otherwise.
+  const lab = await withProgress(false, (progress) =>
+    Lab.start(topology, {
+      ...(o.dir ? { dir: o.dir } : {}),
+      netns: o.netns ?? false,
+      state,
+      tls: o.tls ?? true,
+      ...(o.dataplane ? { dataplane: o.dataplane } : {}),
+      ...(progress ? { onProgress: progress } : {}),
+    }),
+  );
   // fail/heal from other shells reach this process here (path recorded in the state file).
   const control = state ? await serveControl(lab, join(runDir(), `${topology.name}.sock`)) : undefined;
   if (state) {

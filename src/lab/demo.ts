@@ -22,6 +22,7 @@ import type { DashboardMessage } from '../dashboard/ipc.js';
 import type { TimelineEventT } from '../api/dashboard.js';
 import { startComponent, stopComponent, type Managed } from './process.js';
 import { join } from 'node:path';
+import { progressReporter } from '../util/progress.js';
 
 export interface DemoHop {
   isp: string;
@@ -102,6 +103,8 @@ export interface DemoOptions {
   print?: (line: string) => void;
   /** Serve the live dashboard here (`arrow dashboard`), e.g. 127.0.0.1:8080; a busy port falls back to one the kernel picks. */
   dashboard?: string;
+  /** A progress bar (stderr, at a terminal) while the lab's processes start. */
+  progress?: boolean;
   /** Keep a lab state file and control socket, so `arrow lab fail|heal|down` and `arrow status --lab` reach the demo. */
   state?: boolean;
 }
@@ -209,10 +212,12 @@ export async function runDemo(topology: Topology, opts: DemoOptions = {}): Promi
   const print = opts.print ?? (() => {});
   // Over HTTPS, as an ISP would run it: the lab makes a CA, and this process trusts it.
   // The dashboard reads the lab's state file (`arrow dashboard --lab`): a demo with one keeps it.
+  const bar = opts.progress ? progressReporter() : undefined;
   const lab = await Lab.start(topology, {
     tls: true,
     state: (opts.state ?? false) || opts.dashboard !== undefined,
-  });
+    ...(bar ? { onProgress: (line: string) => bar.say(line) } : {}),
+  }).finally(() => bar?.done());
   let dashboard: DemoDashboard | undefined;
   try {
     if (opts.dashboard !== undefined) {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { PortalConfig } from '../portal/config.js';
 import type { RouterConfig, RouterConfigInput } from '../router/config.js';
@@ -114,6 +114,8 @@ export interface LabOptions {
    * netns lab (each router has an interface of its own), the Node path on loopback, each saying why.
    */
   dataplane?: DataplaneMode;
+  /** Told of each component as it comes up while the lab starts, as `NAME ready (i/N)` (a progress bar). */
+  onProgress?: (line: string) => void;
 }
 
 /** Where each kind of node sits in the address plan: loopback 127.1.x.y, or 10.77.x.y in a netns lab. */
@@ -205,6 +207,17 @@ export class Lab {
       opts.dataplane,
     );
     lab.onExit = (): void => lab.killAllSync();
+    if (opts.onProgress) {
+      const t = topology;
+      lab.progress = {
+        say: opts.onProgress,
+        done: 0,
+        total:
+          t.servers.length +
+          t.isps.reduce((n, i) => n + 1 + i.pops.reduce((m, p) => m + p.routers, 0), 0) +
+          (t.atlas ? 1 : 0),
+      };
+    }
     process.once('exit', lab.onExit);
     try {
       if (opts.netns) {
@@ -221,6 +234,7 @@ export class Lab {
       }
       lab.saveState();
       await lab.boot();
+      lab.progress = undefined;
       if (lab.net) for (const h of topology.hosts ?? []) await lab.addHost(h);
       if (lab.net) await lab.startEgressRouting();
       lab.saveState();
@@ -435,20 +449,26 @@ export class Lab {
     };
   }
 
+  /** While the lab boots: who to tell of each component that is ready, and how many of how many. */
+  private progress: { say: (line: string) => void; done: number; total: number } | undefined;
+
   /** `startComponent`, with the process owned by the lab from its spawn: a failed boot leaves no orphan. */
-  private startOwned(
+  private async startOwned(
     args: string[],
     logPath: string,
     timeoutMs: number | undefined,
     opts: { netns?: string | undefined },
   ): Promise<Managed> {
-    return startComponent(args, logPath, timeoutMs, {
+    const managed = await startComponent(args, logPath, timeoutMs, {
       ...(opts.netns ? { netns: opts.netns } : {}),
       onSpawn: (proc) => {
         this.components.add(proc);
         proc.once('exit', () => this.components.delete(proc));
       },
     });
+    const p = this.progress;
+    if (p) p.say(`${basename(logPath, '.log')} ready (${++p.done}/${p.total})`);
+    return managed;
   }
 
   private async startRouter(r: LabRouter): Promise<void> {
