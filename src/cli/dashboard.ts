@@ -4,6 +4,7 @@
  * customer's bought path (`arrow connect --save`). Prints the page's URL and runs until Ctrl-C.
  */
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { WatchedTarget } from '../dashboard/collector.js';
 import { CustomerWatch } from '../dashboard/customer.js';
@@ -55,7 +56,7 @@ export async function runDashboard(o: DashboardFlags): Promise<void> {
     const path = { forward: file.forward, reverse: file.reverse ?? [] };
     const ca = o.ca ?? process.env.ARROW_CA;
     customer = new CustomerWatch(path, {
-      name: o.path,
+      name: basename(o.path),
       ...(ca ? { ca: readFileSync(ca, 'utf8') } : {}),
     });
   }
