@@ -7,7 +7,7 @@
  */
 import type { CustomerViewT } from '../api/dashboard.js';
 import { PortalClient } from '../endpoint/portal-client.js';
-import { DiagnosticSocket, traceroute } from '../endpoint/diagnostics.js';
+import { DiagnosticSocket, hopSummary, traceroute } from '../endpoint/diagnostics.js';
 import { noteUnexpected } from '../util/errors.js';
 
 export interface CustomerWatchOptions {
@@ -156,18 +156,7 @@ export class CustomerWatch {
         { ingress, auth: first.auth },
         { queries: TRACE_QUERIES, timeoutMs: 500 },
       );
-      this.trace = t.hops.map((h) => {
-        const ok = h.rttMs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
-        return {
-          index: h.index,
-          isp: h.isp ?? null,
-          pop: h.pop ?? null,
-          router: h.router ?? null,
-          direction: h.direction,
-          rttMs: ok.length ? Math.round(ok[ok.length >> 1]! * 1000) / 1000 : null,
-          lossPct: Math.round(((TRACE_QUERIES - ok.length) / TRACE_QUERIES) * 1000) / 10,
-        };
-      });
+      this.trace = t.hops.map((h) => hopSummary(h, TRACE_QUERIES));
       this.traceAt = Date.now();
     } finally {
       await sock.close();

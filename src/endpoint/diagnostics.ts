@@ -444,6 +444,32 @@ function median(xs: number[]): number | undefined {
   return xs.length === 0 ? undefined : midMedian(xs);
 }
 
+/** One hop of a traceroute in a line: who answered, its median RTT (ms, 3 decimals) and the queries lost. */
+export function hopSummary(
+  h: TraceHopResult,
+  queries: number,
+): {
+  index: number;
+  isp: string | null;
+  pop: string | null;
+  router: string | null;
+  direction: 'forward' | 'return';
+  rttMs: number | null;
+  lossPct: number;
+} {
+  const answered = h.rttMs.filter((x): x is number => x !== undefined);
+  const mid = median(answered);
+  return {
+    index: h.index,
+    isp: h.isp ?? null,
+    pop: h.pop ?? null,
+    router: h.router ?? null,
+    direction: h.direction,
+    rttMs: mid === undefined ? null : Math.round(mid * 1000) / 1000,
+    lossPct: Math.round(((queries - answered.length) / queries) * 1000) / 10,
+  };
+}
+
 /**
  * Traceroute along a circuit: `queries` TRACEs, each answered by every router it passes
  * (including the return path when the circuit ends at a UDP server). Hops that never

@@ -16,7 +16,7 @@ import type { PathCandidate, PathQuery } from '../atlas/query.js';
 import { formatAnswer } from '../atlas/format.js';
 import { formatTraceroute } from '../endpoint/diagnostics-format.js';
 import { specFromCandidate } from '../endpoint/connect.js';
-import { DiagnosticSocket, traceroute } from '../endpoint/diagnostics.js';
+import { DiagnosticSocket, hopSummary, traceroute } from '../endpoint/diagnostics.js';
 import type { Topology } from './topology.js';
 import type { DashboardMessage } from '../dashboard/ipc.js';
 import type { TimelineEventT } from '../api/dashboard.js';
@@ -455,15 +455,8 @@ async function demoTraceroute(
     print(`\nTraceroute along the circuit (arrow traceroute):`);
     for (const l of formatTraceroute(t, 64)) print(`  ${l}`);
     return t.hops.map((h) => {
-      const ok = h.rttMs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
-      return {
-        index: h.index,
-        isp: h.isp ?? null,
-        pop: h.pop ?? null,
-        router: h.router ?? null,
-        rttMs: ok.length ? round(ok[ok.length >> 1]!, 3) : null,
-        direction: h.direction,
-      };
+      const { index, isp, pop, router, rttMs, direction } = hopSummary(h, 3);
+      return { index, isp, pop, router, rttMs, direction };
     });
   } finally {
     await sock.close();
