@@ -247,14 +247,23 @@ export interface AtlasBenchFlags {
   runs: number;
   seed: number;
   json?: boolean;
+  /** Where atlas.svg and atlas.png (the plot) are written. */
+  out: string;
 }
 
-export function runAtlasBenchCommand(o: AtlasBenchFlags): void {
+export async function runAtlasBenchCommand(o: AtlasBenchFlags): Promise<void> {
   if (o.pops < 2 * o.isps)
     throw new Error(`--pops must be at least 2 × --isps (${2 * o.isps}), got ${o.pops}`);
   const r = runAtlasBench(o);
   if (!r.valid) process.exitCode = 1;
-  if (o.json) return console.log(JSON.stringify(r));
+  printAtlasReport(r, o.json);
+  // Loaded only now: the plotting libraries stay out of the process while it measures.
+  const { atlasChart, writeBenchPlotFor } = await import('./plots.js');
+  await writeBenchPlotFor(atlasChart(r), o, 'atlas');
+}
+
+function printAtlasReport(r: AtlasBenchReport, json: boolean | undefined): void {
+  if (json) return console.log(JSON.stringify(r));
   if (!r.valid) return console.log(`atlas path queries: INVALID (not a result): ${r.invalidReason}`);
   console.log(
     `atlas path queries: ${r.isps} ISPs, ${r.pops} PoPs, ${r.offers} offers, ${r.peerings} peerings; ` +

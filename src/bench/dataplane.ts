@@ -120,15 +120,24 @@ export function runDataPlaneBench(opts: {
   };
 }
 
-export function runDataPlaneBenchCommand(o: {
+export async function runDataPlaneBenchCommand(o: {
   json?: boolean;
   circuits: number;
   packets: number;
   runs: number;
-}): void {
+  /** Where dataplane.svg and dataplane.png (the plot) are written. */
+  out: string;
+}): Promise<void> {
   const r = runDataPlaneBench(o);
   if (!r.valid) process.exitCode = 1;
-  if (o.json) return console.log(JSON.stringify(r));
+  printDataPlaneReport(r, o.json);
+  // Loaded only now: the plotting libraries stay out of the process while it measures.
+  const { dataPlaneChart, writeBenchPlotFor } = await import('./plots.js');
+  await writeBenchPlotFor(dataPlaneChart(r), o, 'dataplane');
+}
+
+function printDataPlaneReport(r: DataPlaneBenchReport, json: boolean | undefined): void {
+  if (json) return console.log(JSON.stringify(r));
   console.log(`DataPlane.process, ${r.circuits} circuits in the table, 1400-byte packets, no sockets`);
   if (!r.valid) return console.log(`  INVALID (not a result): ${r.invalidReason}`);
   console.log(

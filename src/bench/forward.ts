@@ -69,6 +69,8 @@ export interface ForwardBenchFlags {
   runs: number;
   sizes: string;
   kernel: 'auto' | 'on' | 'off';
+  /** Where forward.svg and forward.png (the plot) are written. */
+  out: string;
 }
 
 /** The Node rows' report, with the kernel rows (or why they were not measured). */
@@ -110,6 +112,9 @@ export async function runForwardBenchCommand(o: ForwardBenchFlags): Promise<void
     console.log('');
     console.log(kernel ? formatKernelRows(kernel, sizes) : `kernel rows: not measured: ${unavailable}`);
   }
+  // Loaded only now: the plotting libraries stay out of the process while it measures.
+  const { forwardChart, writeBenchPlotFor } = await import('./plots.js');
+  await writeBenchPlotFor(forwardChart(report), o, 'forward');
   if (!report.valid) {
     console.error(`arrow: INVALID, not results: ${report.invalidReason}`);
     process.exitCode = 1;

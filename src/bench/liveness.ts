@@ -527,6 +527,8 @@ export interface LivenessBenchFlags {
   interval?: number;
   multiplier?: number;
   liveness?: 'on' | 'off';
+  /** Where liveness.svg and liveness.png (the plot) are written. */
+  out: string;
 }
 
 export async function runLivenessBenchCommand(o: LivenessBenchFlags): Promise<void> {
@@ -548,6 +550,9 @@ export async function runLivenessBenchCommand(o: LivenessBenchFlags): Promise<vo
     }),
   );
   console.log(o.json ? JSON.stringify(report) : formatLivenessReport(report));
+  // Loaded only now: the plotting libraries stay out of the process while it measures.
+  const { livenessChart, writeBenchPlotFor } = await import('./plots.js');
+  await writeBenchPlotFor(livenessChart(report), o, 'liveness');
   if (!report.valid) process.exitCode = 2;
   else if (report.falseDeadVerdicts > 0) process.exitCode = 1;
 }

@@ -111,6 +111,8 @@ export async function runPropagationBenchCommand(o: {
   store?: StoreKind;
   circuits: number;
   concurrency: number;
+  /** Where propagation.svg and propagation.png (the plot) are written. */
+  out: string;
 }): Promise<void> {
   const report = await withProgress(o.json, (progress) =>
     runPropagationBench({
@@ -121,6 +123,9 @@ export async function runPropagationBenchCommand(o: {
     }),
   );
   console.log(o.json ? JSON.stringify(report) : formatPropagationReport(report));
+  // Loaded only now: the plotting libraries stay out of the process while it measures.
+  const { propagationChart, writeBenchPlotFor } = await import('./plots.js');
+  await writeBenchPlotFor(propagationChart(report), o, 'propagation');
   const bad = STORE_KINDS.flatMap((k) => {
     const r = report[k];
     return r && !r.valid ? [`${k}: ${r.invalidReason}`] : [];

@@ -24,7 +24,8 @@ import { encode, decode, PacketType } from '../wire/header.js';
 import { percentile, round } from '../util/stats.js';
 import { Checks, type Validity } from './validity.js';
 
-interface ModeResult extends Validity {
+/** One mode's figures: the store client on the forwarding thread (the baseline) or on its own. */
+export interface ModeResult extends Validity {
   storeThread: boolean;
   sent: number;
   received: number;
@@ -252,7 +253,12 @@ export async function runStoreThreadBench(opts: StoreThreadBenchOptions): Promis
   };
 }
 
-export async function runStoreThreadBenchCommand(o: StoreThreadBenchOptions): Promise<void> {
+export async function runStoreThreadBenchCommand(
+  o: StoreThreadBenchOptions & {
+    /** Where store-thread.svg and store-thread.png (the plot) are written. */
+    out: string;
+  },
+): Promise<void> {
   const r = await runStoreThreadBench(o);
   if (o.json) console.log(JSON.stringify(r, null, 2));
   else {
@@ -272,6 +278,9 @@ export async function runStoreThreadBenchCommand(o: StoreThreadBenchOptions): Pr
         `  store thread / forwarding thread: latency p99 ${r.ratios.latencyP99}x, p99.9 ${r.ratios.latencyP999}x, max ${r.ratios.latencyMax}x, loop delay p99 ${r.ratios.loopDelayP99}x`,
       );
   }
+  // Loaded only now, and never in the churn thread, which runs this module too.
+  const { storeThreadChart, writeBenchPlotFor } = await import('./plots.js');
+  await writeBenchPlotFor(storeThreadChart(r), o, 'store-thread');
   if (!r.valid) process.exitCode = 1;
 }
 

@@ -570,6 +570,7 @@ bench
   .option('--duration <seconds>', 'measurement window per run', (v) => positiveNumber(v, '--duration'), 2)
   .option('--runs <n>', 'runs per configuration; the median is reported', (v) => positiveInt(v, '--runs'), 3)
   .option('--sizes <list>', 'datagram sizes in bytes (UDP payload)', '64,1400')
+  .option('--out <dir>', 'where forward.svg and forward.png (the plot) are written', './bench-out')
   .addOption(
     new Option(
       '--kernel <when>',
@@ -594,10 +595,19 @@ bench
   .option('--json', 'print JSON')
   .option('--circuits <n>', 'measured creates per store', (v) => positiveInt(v, '--circuits'), 1000)
   .option('--concurrency <n>', 'creates in flight', (v) => positiveInt(v, '--concurrency'), 32)
-  .action(async (o: { store?: 'sqlite' | 'etcd'; json?: boolean; circuits: number; concurrency: number }) => {
-    const { runPropagationBenchCommand } = await import('../bench/propagation.js');
-    await runPropagationBenchCommand(o);
-  });
+  .option('--out <dir>', 'where propagation.svg and propagation.png (the plot) are written', './bench-out')
+  .action(
+    async (o: {
+      store?: 'sqlite' | 'etcd';
+      json?: boolean;
+      circuits: number;
+      concurrency: number;
+      out: string;
+    }) => {
+      const { runPropagationBenchCommand } = await import('../bench/propagation.js');
+      await runPropagationBenchCommand(o);
+    },
+  );
 
 bench
   .command('failover')
@@ -693,6 +703,7 @@ bench
       'off',
     ]),
   )
+  .option('--out <dir>', 'where liveness.svg and liveness.png (the plot) are written', './bench-out')
   .action(async (o: LivenessBenchFlags) => {
     const { runLivenessBenchCommand } = await import('../bench/liveness.js');
     await runLivenessBenchCommand(o);
@@ -726,9 +737,10 @@ bench
   .option('--circuits <n>', 'circuits in the forwarding table', (v) => positiveInt(v, '--circuits'), 10_000)
   .option('--packets <n>', 'packets per run', (v) => positiveInt(v, '--packets'), 2_000_000)
   .option('--runs <n>', 'runs; the median is reported', (v) => positiveInt(v, '--runs'), 5)
-  .action(async (o: { json?: boolean; circuits: number; packets: number; runs: number }) => {
+  .option('--out <dir>', 'where dataplane.svg and dataplane.png (the plot) are written', './bench-out')
+  .action(async (o: { json?: boolean; circuits: number; packets: number; runs: number; out: string }) => {
     const { runDataPlaneBenchCommand } = await import('../bench/dataplane.js');
-    runDataPlaneBenchCommand(o);
+    await runDataPlaneBenchCommand(o);
   });
 
 bench
@@ -746,10 +758,20 @@ bench
     400,
   )
   .option('--seconds <n>', 'seconds per mode (at most 60)', (v) => positiveInt(v, '--seconds'), 10)
-  .action(async (o: { json?: boolean; circuits: number; pps: number; changes: number; seconds: number }) => {
-    const { runStoreThreadBenchCommand } = await import('../bench/store-thread.js');
-    await runStoreThreadBenchCommand(o);
-  });
+  .option('--out <dir>', 'where store-thread.svg and store-thread.png (the plot) are written', './bench-out')
+  .action(
+    async (o: {
+      json?: boolean;
+      circuits: number;
+      pps: number;
+      changes: number;
+      seconds: number;
+      out: string;
+    }) => {
+      const { runStoreThreadBenchCommand } = await import('../bench/store-thread.js');
+      await runStoreThreadBenchCommand(o);
+    },
+  );
 
 bench
   .command('atlas')
@@ -762,9 +784,10 @@ bench
   .option('--queries <n>', 'queries per shape per run', (v) => positiveInt(v, '--queries'), 100)
   .option('--runs <n>', 'runs; medians of the percentiles are reported', (v) => positiveInt(v, '--runs'), 5)
   .option('--seed <n>', 'seed of the generated topology and queries', (v) => positiveInt(v, '--seed'), 1)
+  .option('--out <dir>', 'where atlas.svg and atlas.png (the plot) are written', './bench-out')
   .action(async (o: AtlasBenchFlags) => {
     const { runAtlasBenchCommand } = await import('../bench/atlas.js');
-    runAtlasBenchCommand(o);
+    await runAtlasBenchCommand(o);
   });
 
 /** An address to bind (IP:PORT, port 0 allowed), checked by the one address parser. */
