@@ -6,6 +6,7 @@ import { CLI_PATH } from '../src/lab/process.js';
 import { generateAtlas } from '../src/atlas/generate.js';
 import type { AtlasMap, AtlasOffer, Measurement } from '../src/atlas/model.js';
 import { linkKey, segmentKey } from '../src/atlas/model.js';
+import { plotDir } from './helpers/bench-run.js';
 import {
   queryPaths,
   QueryError,
@@ -693,12 +694,29 @@ test('generateAtlas is deterministic and well formed', () => {
   assert.ok(a.targets.length >= 3);
 });
 
-test('arrow bench atlas --json prints the report', () => {
+test('arrow bench atlas --json prints the report and writes its plot', () => {
+  const out = plotDir('atlas');
   const r = spawnSync(
     process.execPath,
-    [CLI_PATH, 'bench', 'atlas', '--isps', '20', '--pops', '100', '--queries', '10', '--runs', '1', '--json'],
+    [
+      CLI_PATH,
+      'bench',
+      'atlas',
+      '--isps',
+      '20',
+      '--pops',
+      '100',
+      '--queries',
+      '10',
+      '--runs',
+      '1',
+      '--json',
+      '--out',
+      out.dir,
+    ],
     { encoding: 'utf8', timeout: 120_000 },
   );
+  out.done();
   const report = JSON.parse(r.stdout);
   // 1 run of 10 queries is too little to be a result: reported INVALID (exit 1), figures still in the JSON.
   assert.equal(report.valid, false);

@@ -30,6 +30,7 @@ test(
         '64,1400',
       ],
       150_000,
+      'forward',
     );
     const r = JSON.parse(stdout) as ForwardBenchOutput;
     assert.equal(r.kernelUnavailable, undefined);

@@ -17,6 +17,7 @@ test('bench forward --json runs real processes and prints one report', { timeout
   const stdout = await benchReport(
     ['bench', 'forward', '--json', '--duration', '0.3', '--runs', '1', '--sizes', '64', '--kernel', 'off'],
     60_000,
+    'forward',
   );
   const report: unknown = JSON.parse(stdout);
   assert.ok(isRecord(report));

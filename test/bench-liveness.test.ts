@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { plotDir } from './helpers/bench-run.js';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -25,9 +26,10 @@ test(
     // A lab of real processes (12 routers, 3 portals, an echo server), nothing failed. The command
     // exits 1 on a false verdict and 2 on an invalid run, still printing the report: read it either
     // way, so the assertions below say which.
+    const out = plotDir('liveness');
     const stdout = await run(
       process.execPath,
-      [CLI, 'bench', 'liveness', '--seconds', '8', '--paths', '2', '--json'],
+      [CLI, 'bench', 'liveness', '--seconds', '8', '--paths', '2', '--json', '--out', out.dir],
       { timeout: 80_000, maxBuffer: 4 * 1024 * 1024 },
     ).then(
       (r) => r.stdout,
@@ -36,6 +38,7 @@ test(
         return err.stdout;
       },
     );
+    out.done();
     const r: unknown = JSON.parse(stdout);
     assert.ok(isRecord(r));
     assert.equal(r.invalidReason, null, 'the run is valid');

@@ -22,6 +22,7 @@ test(
     const stdout = await benchReport(
       ['bench', 'propagation', '--json', '--circuits', '100', '--concurrency', '8'],
       110_000,
+      'propagation',
     );
     const report: unknown = JSON.parse(stdout);
     assert.ok(isRecord(report));

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { CLI_PATH } from '../src/lab/process.js';
+import { plotDir } from './helpers/bench-run.js';
 import { Lab } from '../src/lab/lab.js';
 import { defaultTopology } from '../src/lab/topology.js';
 import { throughSegments } from '../src/lab/demo.js';
@@ -176,15 +177,30 @@ test('CLI errors are clear: a missing config file and a malformed one', () => {
     assert.match(help.stdout, new RegExp(`\\b${cmd}\\b`));
 });
 
-test('arrow bench dataplane --json measures a forwarding data plane without sockets', () => {
+test('arrow bench dataplane --json measures a forwarding data plane without sockets, and plots it', () => {
+  const out = plotDir('dataplane');
   const r = spawnSync(
     process.execPath,
-    [CLI_PATH, 'bench', 'dataplane', '--json', '--packets', '20000', '--runs', '2', '--circuits', '1000'],
+    [
+      CLI_PATH,
+      'bench',
+      'dataplane',
+      '--json',
+      '--packets',
+      '20000',
+      '--runs',
+      '2',
+      '--circuits',
+      '1000',
+      '--out',
+      out.dir,
+    ],
     {
       encoding: 'utf8',
       timeout: 60_000,
     },
   );
+  out.done();
   const report = JSON.parse(r.stdout);
   // 2 runs of 20,000 packets are too few to be a result: reported INVALID (exit 1), figures still in the JSON.
   assert.equal(report.valid, false);
@@ -270,5 +286,35 @@ test('arrow lab up --store etcd runs an ISP on its own 3-member etcd cluster and
   } finally {
     cleanup();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('packaging: npx arrow runs the checkout, and npm install -g . puts a working arrow on the PATH', () => {
+  const root = join(CLI_PATH, '..', '..', '..', '..');
+  const npx = spawnSync('npx', ['--no-install', 'arrow', '--version'], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(npx.status, 0, npx.stderr);
+  assert.match(npx.stdout, /^\d+\.\d+\.\d+/);
+  // A global install into a prefix of its own (the checkout is built: no scripts run).
+  const prefix = mkdtempSync(join(tmpdir(), 'arrow-global-'));
+  try {
+    const install = spawnSync('npm', ['install', '-g', '.', '--prefix', prefix, '--ignore-scripts'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.equal(install.status, 0, install.stderr);
+    const help = spawnSync('arrow', ['dashboard', '--help'], {
+      cwd: tmpdir(),
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${join(prefix, 'bin')}:${process.env.PATH}` },
+    });
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /Usage: arrow dashboard/);
+  } finally {
+    rmSync(prefix, { recursive: true, force: true });
   }
 });

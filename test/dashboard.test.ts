@@ -66,7 +66,7 @@ async function rowValues(page: Page, router: string): Promise<Record<string, num
   );
 }
 
-test('arrow dashboard in Chromium: every router, numbers equal to /metrics, a killed router on the timeline within 2 s', async () => {
+test('arrow dashboard in Chromium: every router, numbers equal to /metrics, a killed router on the timeline within 2 s', async (t) => {
   const topology = defaultTopology();
   topology.name = 'dashlab';
   const lab = await Lab.start(topology, { state: true });
@@ -174,6 +174,7 @@ test('arrow dashboard in Chromium: every router, numbers equal to /metrics, a ki
     });
     const shownMs = Date.now() - failedAt;
     assert.ok(shownMs <= 2000, `on the timeline ${shownMs} ms after arrow lab fail`);
+    t.diagnostic(`${victim.name} on the page's timeline ${shownMs} ms after arrow lab fail returned`);
     assert.equal(await page.textContent(`tr[data-router="${victim.name}"] [data-field="state"]`), 'dead');
     // Its neighbours' liveness declares it dead and moves their hops: those verdicts follow.
     await page.waitForSelector(`[data-event-kind="verdict-dead"][data-object="${victim.name}"]`, {
