@@ -114,6 +114,18 @@ export const CircuitView = Type.Object({
         'policing burst: DATA beyond bandwidthMbps plus this many bytes at once is dropped (over-rate)',
     }),
   ),
+  active: Type.Optional(
+    Type.Object(
+      {
+        next: Type.Optional(Type.Integer({ minimum: 0 })),
+        reply: Type.Optional(Type.Integer({ minimum: 0 })),
+      },
+      {
+        description:
+          "which address is in use, when not the first: `next` indexes next.addresses (or deliver.addresses), `reply` deliver.reply.addresses; set by the routers' failover repair (docs/failover.md)",
+      },
+    ),
+  ),
   tagsRequired: Type.Optional(
     Type.Boolean({
       description: "every DATA packet must carry this ISP's tag (docs/wire.md); absent: false",

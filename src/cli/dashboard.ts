@@ -3,7 +3,6 @@
  * (its state file names every admin API and process) or a list of admin URLs, optionally with a
  * customer's bought path (`arrow connect --save`). Prints the page's URL and runs until Ctrl-C.
  */
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { WatchedTarget } from '../dashboard/collector.js';
@@ -19,7 +18,6 @@ export interface DashboardFlags {
   lab?: string;
   admin?: string[];
   path?: string;
-  ca?: string;
   listen: string;
   interval: number;
 }
@@ -54,11 +52,8 @@ export async function runDashboard(o: DashboardFlags): Promise<void> {
   if (o.path !== undefined) {
     const file = loadConfig(BoughtPathFile, o.path);
     const path = { forward: file.forward, reverse: file.reverse ?? [] };
-    const ca = o.ca ?? process.env.ARROW_CA;
-    customer = new CustomerWatch(path, {
-      name: basename(o.path),
-      ...(ca ? { ca: readFileSync(ca, 'utf8') } : {}),
-    });
+    // The portals' CA, if not a public one: `arrow --ca FILE` (or ARROW_CA) trusts it process-wide.
+    customer = new CustomerWatch(path, { name: basename(o.path) });
   }
   if (o.interval < 100) throw new ConfigError('--interval must be at least 100 ms');
   const d = await startDashboard({

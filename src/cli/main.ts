@@ -90,6 +90,22 @@ program
   });
 
 program
+  .command('verify')
+  .description(
+    "check stitched paths without sending a packet (docs/verify.md): where every circuit's packets end, loops and black holes with a witness, the ISPs crossed, and what each single router failure does; exits 1 on a loop or black hole",
+  )
+  .option('--path <file>', 'a bought path (arrow connect --save): its portals, with their API keys')
+  .option('--portal <url>', 'a portal you buy from (repeatable; pair each with --key)', collect)
+  .option('--key <key>', 'your API key at the --portal in the same position (repeatable)', collect)
+  .option('--store <file>', "an ISP's whole table: its portal config (isp and store)")
+  .option('--no-failures', 'skip the single-router-failure analysis')
+  .option('--json', 'print the verdict as JSON')
+  .action(async (o: import('./verify.js').VerifyFlags) => {
+    const { runVerify } = await import('./verify.js');
+    await runVerify(o);
+  });
+
+program
   .command('dashboard')
   .description(
     'the live web dashboard: routers, links, failover timeline, customer view and charts, from the admin APIs of a running lab or host (docs/operations.md)',
@@ -100,7 +116,6 @@ program
     '--path <file>',
     "a customer's bought path (arrow connect --save): its circuits, SLA and traceroute",
   )
-  .option('--ca <file>', "CA (PEM) the portals' certificates chain to, for --path (default $ARROW_CA)")
   .option('--listen <host:port>', 'where the page is served; loopback unless you mean it', '127.0.0.1:8080')
   .option('--interval <ms>', 'how often every admin API is asked', (v) => positiveInt(v, '--interval'), 500)
   .action(async (o: import('./dashboard.js').DashboardFlags) => {

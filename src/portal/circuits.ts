@@ -93,6 +93,12 @@ export function toView(c: Circuit, ingress: string[], withTagKey = false): Circu
     revision: c.revision,
   };
   if (c.burstBytes !== undefined) view.burstBytes = c.burstBytes;
+  // The customer's hops in use after repairs (the internal hop is the ISP's own business).
+  const active = {
+    ...(c.active?.next ? { next: c.active.next } : {}),
+    ...(c.active?.reply ? { reply: c.active.reply } : {}),
+  };
+  if (active.next !== undefined || active.reply !== undefined) view.active = active;
   if (c.tagKey) {
     view.tagsRequired = true;
     if (withTagKey) view.tagKey = c.tagKey;

@@ -1,0 +1,300 @@
+/**
+ * The checker (docs/verify.md): reachability as the fixed point of applying every rule that
+ * matches, Symnet's way, over symbolic packets `(address, authenticator)`. Every rule is
+ * deterministic once each hop's active alternative is fixed, so the fixed point is one walk per
+ * entry, and each state's outcome is remembered: every state is visited once, and the whole check
+ * is linear in rules + states. Each finding comes with a concrete witness: the hops a packet takes.
+ *
+ * Failures: for every router a flow uses, the same walk with that router dead and every hop on it
+ * moved to its next live alternative, as the routers' repair does (src/router/table.ts).
+ * Pure: no I/O.
+ */
+import { DEFAULT_HOP_LIMIT } from '../wire/header.js';
+import { nextLiveFrom } from '../router/table.js';
+import type { Entry, Model, NextHopChoice, Rule } from './model.js';
+
+/** One step of a witness: a packet carrying `auth` at `address` (and who that is). */
+export interface WitnessStep {
+  address: string;
+  auth: string;
+  isp?: string;
+  pop?: string;
+  router?: string;
+}
+
+export type Outcome =
+  | { kind: 'delivered'; how: 'endpoint' | 'udp' | 'ip'; target: string }
+  /** Leaves the model: an ISP whose table it does not hold (an ISP's own view). */
+  | { kind: 'leaves'; address: string; isp?: string }
+  | {
+      kind: 'black-hole';
+      reason: 'unknown-authenticator' | 'no-router' | 'stranded';
+      address: string;
+      detail: string;
+    }
+  | { kind: 'loop'; cycle: WitnessStep[] }
+  | { kind: 'hop-limit'; hops: number };
+
+export interface FlowResult {
+  entry: Entry;
+  outcome: Outcome;
+  witness: WitnessStep[];
+  /** ISPs the flow crosses, in order. */
+  isps: string[];
+}
+
+export interface FailureResult {
+  /** The router address held dead. */
+  failed: string;
+  router?: string;
+  flows: FlowResult[];
+}
+
+export interface Verdict {
+  flows: FlowResult[];
+  /** Each flow's outcome with each single router it uses dead (only flows that use it). */
+  failures: FailureResult[];
+  /** Loops and black holes, in the normal state and under single failures. */
+  problems: number;
+  /** States visited in the normal check: linear in the model's size. */
+  states: number;
+}
+
+const key = (address: string, auth: string): string => `${address}|${auth}`;
+
+function isProblem(o: Outcome): boolean {
+  return o.kind === 'black-hole' || o.kind === 'loop' || o.kind === 'hop-limit';
+}
+
+/** Index: address → authenticator → rule. */
+function index(model: Model): Map<string, Map<string, Rule>> {
+  const byAddress = new Map<string, Map<string, Rule>>();
+  for (const r of model.rules)
+    for (const a of r.at) {
+      let m = byAddress.get(a);
+      if (!m) byAddress.set(a, (m = new Map()));
+      m.set(r.auth, r);
+    }
+  return byAddress;
+}
+
+/** Where a hop sends now: its active address, or the next live one when that is dead. */
+function choose(hop: NextHopChoice, dead: ReadonlySet<string>): string | undefined {
+  const a = hop.addresses[hop.active];
+  if (a === undefined) return undefined;
+  if (!dead.has(a)) return a;
+  const i = nextLiveFrom(hop.addresses, hop.active, (x) => dead.has(x));
+  return i === undefined ? undefined : hop.addresses[i];
+}
+
+interface Memo {
+  outcome: Outcome;
+  /** The state after this one, for the witness; undefined at the end. */
+  next: string | undefined;
+  step: WitnessStep;
+  /** Hops from here to the end (a loop: the loop's length). */
+  length: number;
+}
+
+class Walker {
+  private readonly memo = new Map<string, Memo>();
+  private readonly rules: Map<string, Map<string, Rule>>;
+  visited = 0;
+
+  constructor(
+    private readonly model: Model,
+    private readonly dead: ReadonlySet<string>,
+    private readonly hopLimit: number,
+  ) {
+    this.rules = index(model);
+  }
+
+  private step(address: string, auth: string): WitnessStep {
+    const p = this.model.routers.get(address);
+    return {
+      address,
+      auth,
+      ...(p ? { isp: p.isp, pop: p.pop, ...(p.name ? { router: p.name } : {}) } : {}),
+    };
+  }
+
+  /** One rule application: the outcome if the packet ends here, else the next state. */
+  private apply(address: string, auth: string): { end: Outcome } | { next: [string, string] } {
+    const place = this.model.routers.get(address);
+    if (this.dead.has(address))
+      return {
+        end: {
+          kind: 'black-hole',
+          reason: 'stranded',
+          address,
+          detail: `${place?.name ?? address} is dead and the hop has no live alternative`,
+        },
+      };
+    if (!place)
+      return this.model.closed
+        ? {
+            end: {
+              kind: 'black-hole',
+              reason: 'no-router',
+              address,
+              detail: `no router of the ISPs in view serves ${address}`,
+            },
+          }
+        : { end: { kind: 'leaves', address } };
+    if (!this.model.tables.has(place.isp)) return { end: { kind: 'leaves', address, isp: place.isp } };
+    const rule = this.rules.get(address)?.get(auth);
+    if (!rule)
+      return {
+        end: {
+          kind: 'black-hole',
+          reason: 'unknown-authenticator',
+          address,
+          detail: `${place.isp}/${place.pop}/${place.name ?? address} knows no circuit with authenticator ${auth.slice(0, 8)}`,
+        },
+      };
+    const a = rule.action;
+    if (a.kind === 'deliver') return { end: { kind: 'delivered', how: a.how, target: a.target } };
+    const to = choose(a.hop, this.dead);
+    if (to === undefined)
+      return {
+        end: {
+          kind: 'black-hole',
+          reason: 'stranded',
+          address,
+          detail: `every alternative of ${rule.isp}'s ${a.via} hop (${a.hop.addresses.join(', ')}) is dead`,
+        },
+      };
+    return { next: [to, a.hop.auth] };
+  }
+
+  /** The outcome of a packet in state (address, auth), walking until a known state or an end. */
+  outcome(address: string, auth: string): Memo {
+    const start = key(address, auth);
+    const path: string[] = [];
+    const onPath = new Map<string, number>();
+    const steps = new Map<string, WitnessStep>();
+    let cur: [string, string] = [address, auth];
+    let end: { outcome: Outcome; next: string | undefined; length: number } | undefined;
+    for (;;) {
+      const k = key(cur[0], cur[1]);
+      const known = this.memo.get(k);
+      if (known) {
+        end = { outcome: known.outcome, next: k, length: known.length };
+        break;
+      }
+      if (onPath.has(k)) {
+        // A loop: every state on it loops; the witness is the cycle from its first state.
+        const from = onPath.get(k)!;
+        const cycle = path.slice(from).map((s) => steps.get(s)!);
+        const outcome: Outcome = { kind: 'loop', cycle: [...cycle, steps.get(k)!] };
+        for (let i = from; i < path.length; i++)
+          this.memo.set(path[i]!, {
+            outcome,
+            next: path[i + 1] ?? k,
+            step: steps.get(path[i]!)!,
+            length: path.length - from,
+          });
+        path.length = from;
+        end = { outcome, next: k, length: cycle.length };
+        break;
+      }
+      this.visited++;
+      onPath.set(k, path.length);
+      path.push(k);
+      steps.set(k, this.step(cur[0], cur[1]));
+      const r = this.apply(cur[0], cur[1]);
+      if ('end' in r) {
+        end = { outcome: r.end, next: undefined, length: 0 };
+        break;
+      }
+      cur = r.next;
+    }
+    // Unwind: each state on the path learns its outcome and successor.
+    for (let i = path.length - 1; i >= 0; i--) {
+      const k = path[i]!;
+      const next = i + 1 < path.length ? path[i + 1] : end.next;
+      const length = (next === undefined ? 0 : (this.memo.get(next)?.length ?? 0)) + 1;
+      const outcome: Outcome =
+        end.outcome.kind !== 'loop' && length > this.hopLimit
+          ? { kind: 'hop-limit', hops: length }
+          : end.outcome;
+      this.memo.set(k, { outcome, next, step: steps.get(k)!, length });
+    }
+    return this.memo.get(start)!;
+  }
+
+  /** The hops a packet takes from a state: follows the remembered successors (a loop once round). */
+  witness(address: string, auth: string): WitnessStep[] {
+    const out: WitnessStep[] = [];
+    const seen = new Set<string>();
+    let k: string | undefined = key(address, auth);
+    while (k !== undefined && !seen.has(k)) {
+      seen.add(k);
+      const m = this.memo.get(k);
+      if (!m) break;
+      out.push(m.step);
+      k = m.next;
+    }
+    return out;
+  }
+}
+
+function runFlows(model: Model, entries: Entry[], dead: ReadonlySet<string>, hopLimit: number) {
+  const w = new Walker(model, dead, hopLimit);
+  const flows: FlowResult[] = [];
+  for (const entry of entries) {
+    const first = choose(entry.hop, dead);
+    if (first === undefined) {
+      flows.push({
+        entry,
+        outcome: {
+          kind: 'black-hole',
+          reason: 'stranded',
+          address: entry.hop.addresses.join(', '),
+          detail: `every ingress router of ${entry.circuit.slice(0, 8)} is dead`,
+        },
+        witness: [],
+        isps: [],
+      });
+      continue;
+    }
+    const m = w.outcome(first, entry.hop.auth);
+    const witness = w.witness(first, entry.hop.auth);
+    const isps: string[] = [];
+    for (const s of witness) if (s.isp && isps.at(-1) !== s.isp) isps.push(s.isp);
+    flows.push({ entry, outcome: m.outcome, witness, isps });
+  }
+  return { flows, visited: w.visited };
+}
+
+/**
+ * Checks every entry of the model: where its packets end (delivered, or a black hole or loop with
+ * its witness), the ISPs they cross, and the same under every single failure of a router they use.
+ */
+export function verify(model: Model, o: { hopLimit?: number; failures?: boolean } = {}): Verdict {
+  const hopLimit = o.hopLimit ?? DEFAULT_HOP_LIMIT;
+  const normal = runFlows(model, model.entries, new Set(), hopLimit);
+  const failures: FailureResult[] = [];
+  if (o.failures ?? true) {
+    // Every router some flow passes through (its ingress included), each alone.
+    const used = new Map<string, Entry[]>();
+    for (const f of normal.flows)
+      for (const s of f.witness)
+        if (model.routers.has(s.address)) {
+          const list = used.get(s.address) ?? [];
+          if (list.at(-1) !== f.entry) list.push(f.entry);
+          used.set(s.address, list);
+        }
+    for (const [address, entries] of used) {
+      const r = runFlows(model, entries, new Set([address]), hopLimit);
+      const name = model.routers.get(address)?.name;
+      failures.push({ failed: address, ...(name ? { router: name } : {}), flows: r.flows });
+    }
+  }
+  const problems =
+    normal.flows.filter((f) => isProblem(f.outcome)).length +
+    failures.reduce((n, f) => n + f.flows.filter((x) => isProblem(x.outcome)).length, 0);
+  return { flows: normal.flows, failures, problems, states: normal.visited };
+}
+
+export { isProblem };

@@ -1,0 +1,362 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { verify, type Outcome } from '../src/verify/check.js';
+import { customerModel, ispModel, mergeModels, type PortalView } from '../src/verify/sources.js';
+import type { CircuitView } from '../src/api/portal.js';
+import { DataPlane, type Output } from '../src/router/dataplane.js';
+import { ForwardingTable } from '../src/router/table.js';
+import type { Circuit } from '../src/store/circuit.js';
+import type { RouterRegistration } from '../src/store/store.js';
+import { encode, PacketType } from '../src/wire/header.js';
+import { authToBytes } from '../src/wire/authenticator.js';
+
+// Issue 14, `arrow verify` (docs/verify.md): hand-built networks with a loop across ISPs, a black
+// hole after an upstream relinquish, and a repair that would loop; then a property: on small
+// generated networks, the checker and the routers' own DataPlane.process, fed packet by packet,
+// agree on where every circuit's packets end.
+
+const auth = (n: number): string => n.toString(16).padStart(32, '0');
+
+/** An ISP's offers as a portal answers them: its PoPs and their routers. */
+function offers(isp: string, pops: Record<string, string[]>): PortalView['offers'] {
+  return { isp, pops: Object.entries(pops).map(([name, routers]) => ({ name, routers })), offers: [] };
+}
+
+function view(c: Partial<CircuitView> & Pick<CircuitView, 'auth' | 'ingress'>): CircuitView {
+  return {
+    ingressPop: 'a',
+    egressPop: 'b',
+    bandwidthMbps: 1,
+    createdAt: '2026-12-03T00:00:00Z',
+    revision: 1,
+    ...c,
+  };
+}
+
+const A = offers('alpha', { ams: ['10.0.1.1:4000', '10.0.1.2:4000'], fra: ['10.0.1.3:4000'] });
+const B = offers('beta', { fra: ['10.0.2.1:4000', '10.0.2.2:4000'], par: ['10.0.2.3:4000'] });
+
+test('verify: a path through two ISPs is delivered, crossing both; each failure of a router it uses has an alternative', () => {
+  const v = verify(
+    customerModel([
+      {
+        offers: A,
+        circuits: [
+          view({
+            auth: auth(1),
+            ingress: ['10.0.1.1:4000', '10.0.1.2:4000'],
+            next: { addresses: ['10.0.2.1:4000', '10.0.2.2:4000'], auth: auth(2) },
+          }),
+        ],
+      },
+      {
+        offers: B,
+        circuits: [
+          view({
+            auth: auth(2),
+            ingress: ['10.0.2.1:4000', '10.0.2.2:4000'],
+            deliver: { kind: 'udp', target: '192.0.2.9:53' },
+          }),
+        ],
+      },
+    ]),
+  );
+  // Both circuits are checked from their ingress; the customer sends into the first.
+  assert.deepEqual(
+    v.flows.map((x) => x.entry.from),
+    ['customer', 'a chain'],
+  );
+  const f = v.flows[0]!;
+  assert.deepEqual(f.outcome, { kind: 'delivered', how: 'udp', target: '192.0.2.9:53' });
+  assert.deepEqual(f.isps, ['alpha', 'beta']);
+  assert.deepEqual(
+    f.witness.map((s) => s.address),
+    ['10.0.1.1:4000', '10.0.2.1:4000'],
+  );
+  assert.equal(v.problems, 0);
+  // Each router on the path, dead alone: the flow moves to the sibling and is still delivered.
+  assert.deepEqual(v.failures.map((x) => x.failed).sort(), ['10.0.1.1:4000', '10.0.2.1:4000']);
+  for (const x of v.failures) assert.equal(x.flows[0]!.outcome.kind, 'delivered', x.failed);
+});
+
+test('verify: a loop across two ISPs, which neither ISP sees alone, is found with its cycle', () => {
+  const alpha = {
+    offers: A,
+    circuits: [
+      view({
+        auth: auth(1),
+        ingress: ['10.0.1.1:4000'],
+        next: { addresses: ['10.0.2.1:4000'], auth: auth(2) },
+      }),
+    ],
+  };
+  const beta = {
+    offers: B,
+    circuits: [
+      view({
+        auth: auth(2),
+        ingress: ['10.0.2.1:4000'],
+        next: { addresses: ['10.0.1.1:4000'], auth: auth(1) },
+      }),
+    ],
+  };
+  const v = verify(customerModel([alpha, beta]), { failures: false });
+  const loops = v.flows.filter((f) => f.outcome.kind === 'loop');
+  assert.ok(loops.length > 0, JSON.stringify(v.flows));
+  const o = loops[0]!.outcome as Extract<Outcome, { kind: 'loop' }>;
+  assert.deepEqual(
+    o.cycle.map((s) => `${s.isp}:${s.auth.slice(-1)}`),
+    ['alpha:1', 'beta:2', 'alpha:1'],
+  );
+  // Alone, each ISP's table only leads out of it: no loop to see.
+  const alone = verify({ ...customerModel([alpha]), closed: false }, { failures: false });
+  assert.equal(alone.problems, 0);
+});
+
+test('verify: after beta relinquishes its circuit, alpha still points at it: a black hole, named with its witness', () => {
+  const v = verify(
+    customerModel([
+      {
+        offers: A,
+        circuits: [
+          view({
+            auth: auth(1),
+            ingress: ['10.0.1.1:4000'],
+            next: { addresses: ['10.0.2.1:4000'], auth: auth(2) },
+          }),
+        ],
+      },
+      { offers: B, circuits: [] },
+    ]),
+    { failures: false },
+  );
+  const f = v.flows[0]!;
+  assert.equal(f.outcome.kind, 'black-hole');
+  assert.equal((f.outcome as Extract<Outcome, { kind: 'black-hole' }>).reason, 'unknown-authenticator');
+  assert.deepEqual(
+    f.witness.map((s) => `${s.isp}/${s.pop} ${s.address}`),
+    ['alpha/ams 10.0.1.1:4000', 'beta/fra 10.0.2.1:4000'],
+  );
+  // An address that no router of the ISPs in view serves is a black hole too.
+  const nowhere = verify(
+    customerModel([
+      {
+        offers: A,
+        circuits: [
+          view({
+            auth: auth(1),
+            ingress: ['10.0.1.1:4000'],
+            next: { addresses: ['10.9.9.9:1'], auth: auth(2) },
+          }),
+        ],
+      },
+    ]),
+    { failures: false },
+  );
+  assert.equal((nowhere.flows[0]!.outcome as Extract<Outcome, { kind: 'black-hole' }>).reason, 'no-router');
+});
+
+test('verify: a repair that would loop: when beta-fra-1 dies, the alternative leads back into alpha', () => {
+  // alpha's circuit 1 goes to beta's circuit 2, primary beta-fra-1, alternative 10.0.1.3: an alpha
+  // router where a stale chain under the same authenticator leads back to the start.
+  const v = verify(
+    customerModel([
+      {
+        offers: A,
+        circuits: [
+          view({
+            auth: auth(1),
+            ingress: ['10.0.1.1:4000'],
+            next: { addresses: ['10.0.2.1:4000', '10.0.1.3:4000'], auth: auth(2) },
+          }),
+          // alpha at fra holds circuit 2 too (a stale chain back to the start): the alternative loops.
+          view({
+            auth: auth(2),
+            ingress: ['10.0.1.3:4000'],
+            next: { addresses: ['10.0.1.1:4000'], auth: auth(1) },
+          }),
+        ],
+      },
+      {
+        offers: B,
+        circuits: [
+          view({
+            auth: auth(2),
+            ingress: ['10.0.2.1:4000'],
+            deliver: { kind: 'udp', target: '192.0.2.9:53' },
+          }),
+        ],
+      },
+    ]),
+  );
+  const normal = v.flows.find((f) => f.entry.circuit === auth(1))!;
+  assert.equal(normal.outcome.kind, 'delivered', 'normally the path is fine');
+  const broken = v.failures.find((x) => x.failed === '10.0.2.1:4000');
+  assert.ok(broken, JSON.stringify(v.failures.map((x) => x.failed)));
+  assert.equal(broken.flows.find((f) => f.entry.circuit === auth(1))!.outcome.kind, 'loop');
+  assert.ok(v.problems > 0);
+});
+
+// ---- The checker against the routers' own forwarding, on generated networks ----
+
+/** Records what a router puts on the wire. */
+class Capture implements Output {
+  sent: { packet: Buffer; to: string }[] = [];
+  udp: string[] = [];
+  send(packet: Buffer, port: number, host: string, offset = 0): void {
+    this.sent.push({ packet: Buffer.from(packet.subarray(offset)), to: `${host}:${port}` });
+  }
+  deliverUdp(entry: { circuit: string }): void {
+    this.udp.push(entry.circuit);
+  }
+  deliverIp(): boolean {
+    return false;
+  }
+}
+
+type Class = string;
+
+/** The checker's outcome as a class the routers can show: where the packet ends. */
+function classOf(o: Outcome): Class {
+  if (o.kind === 'delivered') return `delivered ${o.how} ${o.target}`;
+  if (o.kind === 'loop' || o.kind === 'hop-limit') return 'hop-limit';
+  if (o.kind === 'black-hole') return o.reason === 'unknown-authenticator' ? 'unknown-auth' : 'lost';
+  return `leaves ${o.address}`;
+}
+
+interface Net {
+  isps: { name: string; routers: RouterRegistration[]; circuits: Circuit[] }[];
+  dead: string | undefined;
+}
+
+const ENDPOINT = '192.0.2.1:9000';
+
+/** Small networks: 2-3 ISPs of 2 PoPs with 1-2 routers, circuits chained at random, some broken. */
+const network: fc.Arbitrary<Net> = fc
+  .record({
+    isps: fc.integer({ min: 2, max: 3 }),
+    routersPerPop: fc.array(fc.integer({ min: 1, max: 2 }), { minLength: 6, maxLength: 6 }),
+    circuits: fc.integer({ min: 1, max: 6 }),
+    seed: fc.array(fc.nat(), { minLength: 200, maxLength: 200 }),
+    failOne: fc.boolean(),
+  })
+  .map(({ isps, routersPerPop, circuits, seed, failOne }) => {
+    let i = 0;
+    const pick = <T>(xs: readonly T[]): T => xs[seed[i++ % seed.length]! % xs.length]!;
+    const net: Net = { isps: [], dead: undefined };
+    let n = 0;
+    for (let k = 0; k < isps; k++) {
+      const routers: RouterRegistration[] = [];
+      for (const [p, pop] of ['x', 'y'].entries())
+        for (let r = 0; r < routersPerPop[k * 2 + p]!; r++)
+          routers.push({ name: `i${k}-${pop}-${r}`, pop, address: `10.0.${k}.${10 + p * 10 + r}:4000` });
+      net.isps.push({ name: `isp${k}`, routers, circuits: [] });
+    }
+    const allRouters = net.isps.flatMap((x) => x.routers.map((r) => r.address));
+    const auths: string[] = [];
+    for (let c = 0; c < circuits * net.isps.length; c++) auths.push(auth(0x100 + n++));
+    let a = 0;
+    for (const isp of net.isps)
+      for (let c = 0; c < circuits; c++) {
+        const ingressPop = pick(['x', 'y']);
+        const egressPop = pick(['x', 'y']);
+        const egress = isp.routers.filter((r) => r.pop === egressPop).map((r) => r.address);
+        const kind = pick(['forward', 'forward', 'forward', 'udp', 'endpoint'] as const);
+        const nextAddresses = [
+          pick(allRouters),
+          ...(pick([true, false]) ? [pick([...allRouters, '10.9.9.9:1'])] : []),
+        ];
+        const action: Circuit['action'] =
+          kind === 'forward'
+            ? { kind: 'forward', next: { addresses: nextAddresses, auth: pick([...auths, auth(0xdead)]) } }
+            : kind === 'udp'
+              ? { kind: 'deliver-udp', target: `192.0.2.${100 + a}:53` }
+              : { kind: 'deliver-endpoint', addresses: [ENDPOINT] };
+        isp.circuits.push({
+          auth: auths[a]!,
+          owner: 'acme',
+          ingressPop,
+          egressPop,
+          bandwidthMbps: 1,
+          internalAuth: auth(0x10000 + a),
+          internalRouters: egressPop === ingressPop ? [] : egress,
+          action,
+          ...(kind === 'forward' && nextAddresses.length > 1 && pick([true, false])
+            ? { active: { next: 1 } }
+            : {}),
+          createdAt: '2026-12-03T00:00:00Z',
+          revision: 1,
+        });
+        a++;
+      }
+    if (failOne) net.dead = pick(allRouters);
+    return net;
+  });
+
+/** Sends one DATA packet into a circuit through the routers' DataPlane.process, hop by hop. */
+function forwardReally(net: Net, ingress: string, circuitAuth: string): Class {
+  const routers = new Map<string, { dp: DataPlane; out: Capture }>();
+  const isDead = (k: string): boolean => k === net.dead;
+  for (const isp of net.isps)
+    for (const r of isp.routers) {
+      const table = new ForwardingTable(r.pop, isDead);
+      table.replaceAll(isp.circuits, 1);
+      const out = new Capture();
+      routers.set(r.address, { dp: new DataPlane(table, out), out });
+    }
+  let at = ingress;
+  let packet = encode({
+    type: PacketType.Data,
+    hopLimit: 64,
+    authenticator: authToBytes(circuitAuth),
+    sequence: 1n,
+    payload: Buffer.from('payload'),
+  });
+  for (let hops = 0; hops < 200; hops++) {
+    if (at === net.dead) return 'lost';
+    const r = routers.get(at);
+    if (!r) return at === ENDPOINT ? `delivered endpoint ${ENDPOINT}` : 'lost';
+    const before = { sent: r.out.sent.length, udp: r.out.udp.length };
+    r.dp.process(packet, 5000, '10.0.0.1');
+    if (r.out.udp.length > before.udp) {
+      const c = net.isps.flatMap((x) => x.circuits).find((x) => x.auth === r.out.udp.at(-1));
+      return `delivered udp ${c?.action.kind === 'deliver-udp' ? c.action.target : '?'}`;
+    }
+    if (r.out.sent.length === before.sent) {
+      if (r.dp.drops.counts['unknown-auth'] > 0) return 'unknown-auth';
+      if (r.dp.drops.counts['hop-limit'] > 0) return 'hop-limit';
+      return `dropped ${JSON.stringify(Object.entries(r.dp.drops.counts).filter(([, v]) => v > 0))}`;
+    }
+    const s = r.out.sent.at(-1)!;
+    packet = s.packet;
+    at = s.to;
+  }
+  return 'runaway';
+}
+
+test('verify agrees with the routers: on generated networks, every circuit ends where DataPlane.process takes its packets', () => {
+  fc.assert(
+    fc.property(network, (net) => {
+      const model = mergeModels(net.isps.map((x) => ispModel(x.name, x.circuits, x.routers)));
+      const v = verify(model, { failures: false });
+      // The checker's normal state with one router dead is its failure case for that router.
+      const dead = net.dead;
+      const flows = dead === undefined ? v.flows : (verifyDead(model, dead) ?? v.flows);
+      for (const f of flows) {
+        const ingress = f.witness[0]?.address;
+        if (ingress === undefined) continue; // every ingress dead: nothing to send into
+        const real = forwardReally(net, ingress, f.entry.circuit);
+        assert.equal(classOf(f.outcome), real, `circuit ${f.entry.circuit} from ${ingress}; dead ${dead}`);
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+/** The flows with `dead` dead, from the checker's failure analysis of all entries. */
+function verifyDead(model: ReturnType<typeof mergeModels>, dead: string) {
+  const everywhere = { ...model, entries: model.entries };
+  const v = verify(everywhere);
+  return v.failures.find((x) => x.failed === dead)?.flows;
+}
