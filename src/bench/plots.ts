@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { GREY, renderChart, type Axis, type Chart, type Rgb, type Series } from '../plot/chart.js';
+import type { VerifyBenchReport } from './verify.js';
 import type { AtlasBenchReport } from './atlas.js';
 import type { DataPlaneBenchReport } from './dataplane.js';
 import type { KernelPoint, KernelRowName } from './forward-kernel.js';
@@ -510,6 +511,50 @@ export function atlasChart(report: AtlasBenchReport): Chart {
             color: TARGET_COLOR,
           },
         ],
+      },
+    ],
+  };
+}
+
+/** `arrow bench verify`: check time against circuits (log-log: linear is a slope of 1), vs brute force. */
+export function verifyChart(report: VerifyBenchReport): Chart {
+  const pts = (pick: (s: VerifyBenchReport['scaling'][number]) => number): { x: number; y: number }[] =>
+    report.valid ? report.scaling.map((s) => ({ x: s.circuits, y: pick(s) })) : [];
+  const series: Series[] = [
+    {
+      label: 'one packet per circuit through DataPlane.process (baseline)',
+      color: GREY,
+      width: 3,
+      dash: DASHED,
+      marker: 'square',
+      points: pts((s) => s.injectMs),
+    },
+    {
+      label: `arrow verify: every circuit checked (${ratioText(report.ratio)} the baseline at ${report.circuits})`,
+      color: BLACK,
+      width: 3,
+      marker: 'circle',
+      points: pts((s) => s.verifyMs),
+    },
+  ];
+  return {
+    title: `arrow verify: check time vs circuits, ${report.routers} routers of ${report.isps} ISPs, paths of ${report.pathLength}`,
+    subtitle:
+      `median of ${report.runs} run(s); with every single router failure at ${report.circuits}: ${report.failuresMs} ms; ` +
+      `checker and routers agree on ${report.agree}/${report.circuits}; target under ${report.target.ms} ms ` +
+      (report.valid
+        ? report.target.met
+          ? 'met'
+          : 'NOT met'
+        : 'not judged; INVALID run, nothing drawn (not a result: reasons in the report)'),
+    legendColumns: 1,
+    panels: [
+      {
+        title: '',
+        x: { title: 'circuits', log: true },
+        y: { title: 'time to check them all', unit: 'ms', log: true },
+        series,
+        hlines: [{ y: report.target.ms, label: `target: under ${report.target.ms} ms`, color: TARGET_COLOR }],
       },
     ],
   };

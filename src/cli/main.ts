@@ -805,6 +805,23 @@ bench
     await runAtlasBenchCommand(o);
   });
 
+bench
+  .command('verify')
+  .description(
+    "arrow verify on a generated network of stitched paths, vs one packet per circuit through the routers' DataPlane.process (target: 10,000 circuits over 200 routers in under 1 s)",
+  )
+  .option('--json', 'print JSON')
+  .option('--circuits <n>', 'circuits in the network', (v) => positiveInt(v, '--circuits'), 10_000)
+  .option('--routers <n>', 'routers (5 PoPs per ISP)', (v) => positiveInt(v, '--routers'), 200)
+  .option('--isps <n>', 'ISPs', (v) => positiveInt(v, '--isps'), 20)
+  .option('--runs <n>', 'runs; the median is reported', (v) => positiveInt(v, '--runs'), 5)
+  .option('--seed <n>', 'seed of the generated network', (v) => positiveInt(v, '--seed'), 1)
+  .option('--out <dir>', 'where verify.svg and verify.png (the plot) are written', './bench-out')
+  .action(async (o: import('../bench/verify.js').VerifyBenchFlags) => {
+    const { runVerifyBenchCommand } = await import('../bench/verify.js');
+    await runVerifyBenchCommand(o);
+  });
+
 /** An address to bind (IP:PORT, port 0 allowed), checked by the one address parser. */
 function bindAddress(v: string, flag: string): string {
   const r = parseAddress(v, { bind: true });

@@ -189,7 +189,11 @@ function nextLive(h: Hop, isDead: (key: string) => boolean): number | undefined 
   return nextLiveFrom(h.keys, h.active, isDead);
 }
 
-export function nextLiveFrom(keys: string[], from: number, isDead: (key: string) => boolean): number | undefined {
+export function nextLiveFrom(
+  keys: string[],
+  from: number,
+  isDead: (key: string) => boolean,
+): number | undefined {
   for (let step = 1; step < keys.length; step++) {
     const i = (from + step) % keys.length;
     if (!isDead(keys[i]!)) return i;

@@ -52,7 +52,7 @@ export interface FailureResult {
 
 export interface Verdict {
   flows: FlowResult[];
-  /** Each flow's outcome with each single router it uses dead (only flows that use it). */
+  /** Each sound flow's outcome with each single router it uses dead (only flows that use it). */
   failures: FailureResult[];
   /** Loops and black holes, in the normal state and under single failures. */
   problems: number;
@@ -271,14 +271,24 @@ function runFlows(model: Model, entries: Entry[], dead: ReadonlySet<string>, hop
  * Checks every entry of the model: where its packets end (delivered, or a black hole or loop with
  * its witness), the ISPs they cross, and the same under every single failure of a router they use.
  */
-export function verify(model: Model, o: { hopLimit?: number; failures?: boolean } = {}): Verdict {
+export function verify(
+  model: Model,
+  o: {
+    hopLimit?: number;
+    failures?: boolean;
+    /** Routers (addresses) held dead throughout: "what if these die". */
+    dead?: readonly string[];
+  } = {},
+): Verdict {
   const hopLimit = o.hopLimit ?? DEFAULT_HOP_LIMIT;
-  const normal = runFlows(model, model.entries, new Set(), hopLimit);
+  const dead = new Set(o.dead ?? []);
+  const normal = runFlows(model, model.entries, dead, hopLimit);
   const failures: FailureResult[] = [];
   if (o.failures ?? true) {
-    // Every router some flow passes through (its ingress included), each alone.
+    // Every router some sound flow passes through (its ingress included), each alone: a flow
+    // already broken is reported once, as it is.
     const used = new Map<string, Entry[]>();
-    for (const f of normal.flows)
+    for (const f of normal.flows.filter((x) => !isProblem(x.outcome)))
       for (const s of f.witness)
         if (model.routers.has(s.address)) {
           const list = used.get(s.address) ?? [];
@@ -286,7 +296,8 @@ export function verify(model: Model, o: { hopLimit?: number; failures?: boolean 
           used.set(s.address, list);
         }
     for (const [address, entries] of used) {
-      const r = runFlows(model, entries, new Set([address]), hopLimit);
+      if (dead.has(address)) continue;
+      const r = runFlows(model, entries, new Set([...dead, address]), hopLimit);
       const name = model.routers.get(address)?.name;
       failures.push({ failed: address, ...(name ? { router: name } : {}), flows: r.flows });
     }
@@ -298,3 +309,14 @@ export function verify(model: Model, o: { hopLimit?: number; failures?: boolean 
 }
 
 export { isProblem };
+
+/**
+ * Where a flow's packet ends, as the routers themselves can show it (src/verify/inject.ts): a
+ * loop and an overlong path both end at the hop limit; a dead or unknown next hop loses it.
+ */
+export function landingOf(o: Outcome): string {
+  if (o.kind === 'delivered') return `delivered ${o.how} ${o.target}`;
+  if (o.kind === 'loop' || o.kind === 'hop-limit') return 'hop-limit';
+  if (o.kind === 'black-hole') return o.reason === 'unknown-authenticator' ? 'unknown-auth' : 'lost';
+  return `leaves ${o.address}`;
+}

@@ -86,6 +86,12 @@ export function customerModel(views: PortalView[]): Model {
         isp: v.offers.isp,
         hop: choice(c.ingress, c.auth, 0),
       });
+  // And where each target's answers enter: a circuit of the ISP that holds it.
+  for (const e of replies) {
+    const owner = views.find((v) => v.circuits.some((c) => c.auth === e.circuit));
+    if (owner) e.isp = owner.offers.isp;
+    entries.push(e);
+  }
   return { rules, routers, tables, closed: true, entries };
 }
 
