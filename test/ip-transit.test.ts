@@ -241,10 +241,21 @@ test('reliable decapsulation: the active egress router is killed mid-download; a
     assert.equal(curl.stdout.trim(), `${t.file.length} 1`, 'the same TCP connection completed: no reconnect');
     assert.equal(sha256(readFileSync(got)), sha256(t.file));
 
-    const claim = (await egressStats(lab)).find((s) => s.router === sibling.router)?.egress?.serving?.[
-      `${CUSTOMER}/32`
-    ];
-    assert.ok(claim, `${sibling.router} serves the customer`);
+    // Routers publish their stats every interval: the sibling's claim shows in the next one.
+    const claim = await eventually(
+      async () =>
+        (await egressStats(lab)).find((s) => s.router === sibling.router)?.egress?.serving?.[
+          `${CUSTOMER}/32`
+        ],
+      10_000,
+      100,
+    );
+    if (!claim) {
+      const now = (await egressStats(lab)).map(
+        (x) => `${x.router} ${x.updatedAt} ${JSON.stringify(x.egress)}`,
+      );
+      assert.fail(`${sibling.router} does not serve the customer; egress routers:\n${now.join('\n')}`);
+    }
     const takeoverAt = Date.parse(claim.since);
     // The edge router falls back to the sibling's standby announcement as soon as the dead router's
     // claim is withdrawn; the takeover (the customer's failover reaching the sibling) may come
