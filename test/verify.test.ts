@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { landingOf, verify, type Outcome } from '../src/verify/check.js';
 import { Injector } from '../src/verify/inject.js';
+import { boughtPathProblems, checkBoughtPath } from '../src/verify/bought.js';
 import { customerModel, ispModel, mergeModels, type PortalView } from '../src/verify/sources.js';
 import type { CircuitView } from '../src/api/portal.js';
 import type { Circuit } from '../src/store/circuit.js';
@@ -282,5 +283,40 @@ test('verify agrees with the routers: on generated networks, every circuit ends 
       }
     }),
     { numRuns: 300 },
+  );
+});
+
+test('buyPath check: a bought path whose next hop does not lead into the next circuit is named with its witness; a sound one passes', () => {
+  const seg = (isp: string) => ({ isp, portal: `https://${isp}.example` });
+  const good = {
+    forward: [
+      {
+        segment: seg('alpha'),
+        circuit: view({
+          auth: auth(1),
+          ingress: ['10.0.1.1:4000'],
+          next: { addresses: ['10.0.2.1:4000'], auth: auth(2) },
+        }),
+      },
+      {
+        segment: seg('beta'),
+        circuit: view({
+          auth: auth(2),
+          ingress: ['10.0.2.1:4000'],
+          deliver: { kind: 'udp', target: '192.0.2.9:53' },
+        }),
+      },
+    ],
+    reverse: [],
+  };
+  assert.deepEqual(boughtPathProblems(checkBoughtPath(good)), []);
+  // alpha was told the wrong authenticator for beta's circuit: packets die at beta's door.
+  const bad = structuredClone(good);
+  bad.forward[0]!.circuit.next = { addresses: ['10.0.2.1:4000'], auth: auth(9) };
+  const problems = boughtPathProblems(checkBoughtPath(bad));
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(
+    problems[0]!,
+    /^alpha circuit 00000000: black-hole \(.*knows no circuit.*\) via 10\.0\.1\.1:4000 -> 10\.0\.2\.1:4000$/,
   );
 });

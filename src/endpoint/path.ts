@@ -1,4 +1,5 @@
 import type { CircuitView } from '../api/portal.js';
+import { boughtPathProblems, checkBoughtPath } from '../verify/bought.js';
 import { PortalClient } from './portal-client.js';
 
 /** One segment to buy: an ISP's portal, and the PoPs to enter and leave that ISP by. */
@@ -153,6 +154,10 @@ export async function buyPath(
       forward.unshift(b);
       next = { addresses: b.circuit.ingress, auth: b.circuit.auth };
     }
+    // Checked before anything is sent into it: every circuit leads into the next and ends at its
+    // target, as the portals answered (docs/verify.md). A path that does not is relinquished.
+    const problems = boughtPathProblems(checkBoughtPath({ forward, reverse }));
+    if (problems.length > 0) throw new Error(`the bought path does not check: ${problems.join('; ')}`);
     return { forward, reverse, replyAuth: opts.replyTo?.auth };
   } catch (err) {
     await relinquishAll(bought);
