@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,9 +11,10 @@ import { Lab } from '../src/lab/lab.js';
 import { runDir, serveControl } from '../src/lab/control.js';
 import { CLI_PATH } from '../src/lab/process.js';
 import { defaultTopology } from '../src/lab/topology.js';
-import { runEchoes, throughSegments } from '../src/lab/demo.js';
+import { runEchoes } from '../src/lab/demo.js';
 import { Endpoint } from '../src/endpoint/endpoint.js';
-import { buyPath, releasePath } from '../src/endpoint/path.js';
+import { releasePath } from '../src/endpoint/path.js';
+import { buySavedPath } from './helpers/lab-path.js';
 import { adminGet, metricSum, parseMetrics } from '../src/admin/client.js';
 
 // Issue 13: the live dashboard, tested in a real browser (Debian's Chromium, provisioned by npm
@@ -80,13 +81,7 @@ test('arrow dashboard in Chromium: every router, numbers equal to /metrics, a ki
   const endpoint = await Endpoint.open('127.0.0.1:0');
   try {
     // A customer's path through all three ISPs, saved as `arrow connect --save` saves one.
-    const server = lab.servers[0]!;
-    const path = await buyPath(
-      { segments: throughSegments(lab), target: { kind: 'udp', address: server.address } },
-      { replyTo: endpoint.replyTo },
-    );
-    const pathFile = join(dir, 'path.json');
-    writeFileSync(pathFile, JSON.stringify(path));
+    const { path, file: pathFile } = await buySavedPath(lab, endpoint, dir);
     const d = await startDashboard(['--lab', 'dashlab', '--path', pathFile, '--listen', '127.0.0.1:0']);
     dashboard = d.proc;
 

@@ -1,16 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Lab } from '../src/lab/lab.js';
 import { CLI_PATH } from '../src/lab/process.js';
 import { defaultTopology } from '../src/lab/topology.js';
-import { throughSegments } from '../src/lab/demo.js';
 import { Endpoint } from '../src/endpoint/endpoint.js';
-import { buyPath, releasePath } from '../src/endpoint/path.js';
+import { releasePath } from '../src/endpoint/path.js';
+import { buySavedPath } from './helpers/lab-path.js';
 import type { Verdict } from '../src/verify/check.js';
 import type { VerifyBenchReport } from '../src/bench/verify.js';
 import { benchReport } from './helpers/bench-run.js';
@@ -40,20 +40,14 @@ test('arrow verify --path: a bought path is delivered through every ISP; after a
   const dir = mkdtempSync(join(tmpdir(), 'arrow-verify-'));
   const endpoint = await Endpoint.open('127.0.0.1:0');
   try {
-    const server = lab.servers[0]!;
-    const path = await buyPath(
-      { segments: throughSegments(lab), target: { kind: 'udp', address: server.address } },
-      { replyTo: endpoint.replyTo },
-    );
-    const file = join(dir, 'path.json');
-    writeFileSync(file, JSON.stringify(path));
+    const { path, file, server } = await buySavedPath(lab, endpoint, dir);
 
     const ok = await arrowVerify(['--path', file, '--json']);
     assert.equal(ok.code, 0, ok.stderr + ok.stdout);
     const v = JSON.parse(ok.stdout) as Verdict;
     const first = v.flows.find((f) => f.entry.circuit === path.forward[0]!.circuit.auth)!;
     assert.equal(first.entry.from, 'customer');
-    assert.deepEqual(first.outcome, { kind: 'delivered', how: 'udp', target: server.address });
+    assert.deepEqual(first.outcome, { kind: 'delivered', how: 'udp', target: server });
     assert.deepEqual(first.isps, ['alpha', 'beta', 'gamma']);
     // The server's answers enter the return path and reach the customer's endpoint.
     const back = v.flows.find((f) => f.entry.from.startsWith('the target of'));

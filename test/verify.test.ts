@@ -32,6 +32,16 @@ function view(c: Partial<CircuitView> & Pick<CircuitView, 'auth' | 'ingress'>): 
   };
 }
 
+/** A circuit entering at `ingress` (one router) that chains to `next` with circuit `to`'s authenticator. */
+function chain(n: number, ingress: string, next: string, to: number): CircuitView {
+  return view({ auth: auth(n), ingress: [ingress], next: { addresses: [next], auth: auth(to) } });
+}
+
+/** A circuit entering at `ingress` that delivers to a UDP server. */
+function toServer(n: number, ingress: string): CircuitView {
+  return view({ auth: auth(n), ingress: [ingress], deliver: { kind: 'udp', target: '192.0.2.9:53' } });
+}
+
 const A = offers('alpha', { ams: ['10.0.1.1:4000', '10.0.1.2:4000'], fra: ['10.0.1.3:4000'] });
 const B = offers('beta', { fra: ['10.0.2.1:4000', '10.0.2.2:4000'], par: ['10.0.2.3:4000'] });
 
@@ -81,23 +91,11 @@ test('verify: a path through two ISPs is delivered, crossing both; each failure 
 test('verify: a loop across two ISPs, which neither ISP sees alone, is found with its cycle', () => {
   const alpha = {
     offers: A,
-    circuits: [
-      view({
-        auth: auth(1),
-        ingress: ['10.0.1.1:4000'],
-        next: { addresses: ['10.0.2.1:4000'], auth: auth(2) },
-      }),
-    ],
+    circuits: [chain(1, '10.0.1.1:4000', '10.0.2.1:4000', 2)],
   };
   const beta = {
     offers: B,
-    circuits: [
-      view({
-        auth: auth(2),
-        ingress: ['10.0.2.1:4000'],
-        next: { addresses: ['10.0.1.1:4000'], auth: auth(1) },
-      }),
-    ],
+    circuits: [chain(2, '10.0.2.1:4000', '10.0.1.1:4000', 1)],
   };
   const v = verify(customerModel([alpha, beta]), { failures: false });
   const loops = v.flows.filter((f) => f.outcome.kind === 'loop');
@@ -117,13 +115,7 @@ test('verify: after beta relinquishes its circuit, alpha still points at it: a b
     customerModel([
       {
         offers: A,
-        circuits: [
-          view({
-            auth: auth(1),
-            ingress: ['10.0.1.1:4000'],
-            next: { addresses: ['10.0.2.1:4000'], auth: auth(2) },
-          }),
-        ],
+        circuits: [chain(1, '10.0.1.1:4000', '10.0.2.1:4000', 2)],
       },
       { offers: B, circuits: [] },
     ]),
@@ -141,13 +133,7 @@ test('verify: after beta relinquishes its circuit, alpha still points at it: a b
     customerModel([
       {
         offers: A,
-        circuits: [
-          view({
-            auth: auth(1),
-            ingress: ['10.0.1.1:4000'],
-            next: { addresses: ['10.9.9.9:1'], auth: auth(2) },
-          }),
-        ],
+        circuits: [chain(1, '10.0.1.1:4000', '10.9.9.9:1', 2)],
       },
     ]),
     { failures: false },
@@ -169,22 +155,12 @@ test('verify: a repair that would loop: when beta-fra-1 dies, the alternative le
             next: { addresses: ['10.0.2.1:4000', '10.0.1.3:4000'], auth: auth(2) },
           }),
           // alpha at fra holds circuit 2 too (a stale chain back to the start): the alternative loops.
-          view({
-            auth: auth(2),
-            ingress: ['10.0.1.3:4000'],
-            next: { addresses: ['10.0.1.1:4000'], auth: auth(1) },
-          }),
+          chain(2, '10.0.1.3:4000', '10.0.1.1:4000', 1),
         ],
       },
       {
         offers: B,
-        circuits: [
-          view({
-            auth: auth(2),
-            ingress: ['10.0.2.1:4000'],
-            deliver: { kind: 'udp', target: '192.0.2.9:53' },
-          }),
-        ],
+        circuits: [toServer(2, '10.0.2.1:4000')],
       },
     ]),
   );
@@ -292,19 +268,11 @@ test('buyPath check: a bought path whose next hop does not lead into the next ci
     forward: [
       {
         segment: seg('alpha'),
-        circuit: view({
-          auth: auth(1),
-          ingress: ['10.0.1.1:4000'],
-          next: { addresses: ['10.0.2.1:4000'], auth: auth(2) },
-        }),
+        circuit: chain(1, '10.0.1.1:4000', '10.0.2.1:4000', 2),
       },
       {
         segment: seg('beta'),
-        circuit: view({
-          auth: auth(2),
-          ingress: ['10.0.2.1:4000'],
-          deliver: { kind: 'udp', target: '192.0.2.9:53' },
-        }),
+        circuit: toServer(2, '10.0.2.1:4000'),
       },
     ],
     reverse: [],
