@@ -294,6 +294,33 @@ describe('impairment stage (pure)', () => {
     assert.equal(stage.counters.impairable, 2000);
   });
 
+  test('rewritePct inverts the last payload byte of the share it draws, and never touches the header', () => {
+    const out: Buffer[] = [];
+    const stage = new ImpairStage(
+      { dropPct: 0, delayMs: 0, rewritePct: 100 },
+      (b) => out.push(b),
+      () => {},
+    );
+    const sent = packet(PacketType.Data, 5);
+    const original = Buffer.from(sent);
+    stage.accept(sent, 1, '127.0.0.1');
+    assert.equal(out.length, 1);
+    const got = decode(out[0]!);
+    const was = decode(original);
+    assert.ok(got.ok && was.ok);
+    assert.deepEqual(Buffer.from(got.packet.payload), Buffer.from([('x'.charCodeAt(0) ^ 0xff) & 0xff]));
+    assert.deepEqual(out[0]!.subarray(0, 28), original.subarray(0, 28), 'the header is left alone');
+    assert.equal(stage.counters.rewritten, 1);
+    // Half the packets, seeded: Binomial(2000, 0.5), five σ either side.
+    const half = new ImpairStage(
+      { dropPct: 0, delayMs: 0, rewritePct: 50, seed: 3 },
+      () => {},
+      () => {},
+    );
+    for (let i = 0; i < 2000; i++) half.accept(packet(PacketType.Data, i), 1, '127.0.0.1');
+    assert.ok(Math.abs(half.counters.rewritten - 1000) < 112, `rewrote ${half.counters.rewritten} of 2000`);
+  });
+
   test('probes, probe acks and keepalives pass untouched (synchronously) even at 100% drop and 1 s delay', () => {
     const passed: number[] = [];
     const stage = new ImpairStage(

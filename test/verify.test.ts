@@ -5,6 +5,7 @@ import { landingOf, verify, type Outcome } from '../src/verify/check.js';
 import { Injector } from '../src/verify/inject.js';
 import { boughtPathProblems, checkBoughtPath } from '../src/verify/bought.js';
 import { customerModel, ispModel, mergeModels, type PortalView } from '../src/verify/sources.js';
+import { checkOwnCircuit } from '../src/verify/own-table.js';
 import type { CircuitView } from '../src/api/portal.js';
 import type { Circuit } from '../src/store/circuit.js';
 import type { RouterRegistration } from '../src/store/store.js';
@@ -170,6 +171,73 @@ test('verify: a repair that would loop: when beta-fra-1 dies, the alternative le
   assert.ok(broken, JSON.stringify(v.failures.map((x) => x.failed)));
   assert.equal(broken.flows.find((f) => f.entry.circuit === auth(1))!.outcome.kind, 'loop');
   assert.ok(v.problems > 0);
+});
+
+// ---- The portal's check of its own table on create and chain (src/verify/own-table.ts) ----
+
+/** An ISP's stored circuit from PoP ams to fra that forwards to `next` with `nextAuth`. */
+function stored(n: number, next: string[], nextAuth: string): Circuit {
+  return {
+    auth: auth(n),
+    owner: 'acme',
+    ingressPop: 'ams',
+    egressPop: 'fra',
+    bandwidthMbps: 1,
+    internalAuth: auth(1000 + n),
+    internalRouters: ['10.0.1.21:4000'],
+    action: { kind: 'forward', next: { addresses: next, auth: nextAuth } },
+    createdAt: '2026-12-03T00:00:00Z',
+    revision: 1,
+  };
+}
+
+const ALPHA_ROUTERS = [
+  { pop: 'ams', address: '10.0.1.11:4000', name: 'alpha-ams-1' },
+  { pop: 'fra', address: '10.0.1.21:4000', name: 'alpha-fra-1' },
+];
+
+test('own-table check: a sound circuit reads nothing from a big table; a single router per PoP is named as a single point', async () => {
+  const table = new Map<string, Circuit>();
+  for (let i = 0; i < 10_000; i++) table.set(auth(5000 + i), stored(5000 + i, ['10.0.9.1:4000'], auth(i)));
+  const reads: string[] = [];
+  const get = async (a: string): Promise<Circuit | undefined> => (reads.push(a), table.get(a));
+  const c = stored(1, ['10.0.2.11:4000'], auth(2));
+  const r = await checkOwnCircuit('alpha', c, ALPHA_ROUTERS, get);
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.read, 0, 'a circuit that leaves the ISP costs no read, whatever the table holds');
+  assert.deepEqual(reads, []);
+  assert.deepEqual(r.singlePoints.sort(), ['alpha-ams-1', 'alpha-fra-1']);
+  // With a sibling at each PoP, no single failure strands it.
+  const two = [
+    ...ALPHA_ROUTERS,
+    { pop: 'ams', address: '10.0.1.12:4000', name: 'alpha-ams-2' },
+    { pop: 'fra', address: '10.0.1.22:4000', name: 'alpha-fra-2' },
+  ];
+  const sibling = { ...c, internalRouters: ['10.0.1.21:4000', '10.0.1.22:4000'] };
+  assert.deepEqual((await checkOwnCircuit('alpha', sibling, two, get)).singlePoints, []);
+});
+
+test('own-table check: a circuit pointed back into its own ISP loops or vanishes, with the witness; a chain through another circuit is followed', async () => {
+  const table = new Map<string, Circuit>();
+  const get = async (a: string): Promise<Circuit | undefined> => table.get(a);
+  // Into its own ingress router under its own authenticator: a loop.
+  const self = await checkOwnCircuit('alpha', stored(1, ['10.0.1.11:4000'], auth(1)), ALPHA_ROUTERS, get);
+  assert.equal(self.problems.length, 1);
+  assert.match(self.problems[0]!, /^alpha circuit 00000000: loop via 10\.0\.1\.11:4000 -> 10\.0\.1\.21:4000/);
+  // Into its own router under an authenticator nobody holds: a black hole.
+  const hole = await checkOwnCircuit('alpha', stored(1, ['10.0.1.11:4000'], auth(77)), ALPHA_ROUTERS, get);
+  assert.match(hole.problems[0]!, /black-hole/);
+  assert.equal(hole.read, 1);
+  // Through another of alpha's circuits that leaves the ISP: followed (one read), and sound.
+  table.set(auth(2), stored(2, ['10.0.2.11:4000'], auth(3)));
+  const via = await checkOwnCircuit('alpha', stored(1, ['10.0.1.11:4000'], auth(2)), ALPHA_ROUTERS, get);
+  assert.deepEqual(via.problems, []);
+  assert.equal(via.read, 1);
+  // And through one that leads back to the new circuit: the loop spans both.
+  table.set(auth(3), stored(3, ['10.0.1.11:4000'], auth(4)));
+  const back = await checkOwnCircuit('alpha', stored(4, ['10.0.1.11:4000'], auth(3)), ALPHA_ROUTERS, get);
+  assert.match(back.problems[0]!, /loop/);
+  assert.equal(back.read, 1);
 });
 
 // ---- The checker against the routers' own forwarding, on generated networks ----

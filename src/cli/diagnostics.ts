@@ -161,6 +161,7 @@ export interface TracerouteFlags extends CircuitFlags {
   queries: number;
   wait: number;
   maxHops: number;
+  integrity?: boolean;
   bind?: string;
   json?: boolean;
 }
@@ -174,10 +175,12 @@ export async function runTraceroute(arg: string | undefined, o: TracerouteFlags)
       queries: o.queries,
       timeoutMs: o.wait * 1000,
       hopLimit: o.maxHops,
+      integrity: o.integrity === true,
     });
     if (o.json) console.log(JSON.stringify(t, null, 2));
     else for (const l of formatTraceroute(t, o.maxHops)) console.log(l);
-    process.exitCode = t.hops.some((h) => h.received > 0) ? 0 : 1;
+    // 1: nothing answered; 2: the payload arrived modified somewhere (distinct, for scripts).
+    process.exitCode = !t.hops.some((h) => h.received > 0) ? 1 : t.integrity?.firstModifiedHop ? 2 : 0;
   } finally {
     await sock.close();
   }

@@ -562,12 +562,16 @@ circuitOptions(
   program
     .command('traceroute')
     .description(
-      'every router along a circuit (and its return path) answers: ISP, PoP, router, RTT, action and loss',
+      'every router along a circuit (and its return path) answers: ISP, PoP, router, RTT, action and loss; --integrity names the first hop where the payload was modified',
     ),
 )
   .option('-q, --queries <n>', 'traces per run', (v) => positiveInt(v, '--queries'), 3)
   .option('-w, --wait <seconds>', 'how long to wait for answers', (v) => positiveNumber(v, '--wait'), 2)
   .option('-m, --max-hops <n>', 'hop limit the traces start with', (v) => positiveInt(v, '--max-hops'), 64)
+  .option(
+    '--integrity',
+    'every router reports a digest of the payload as it arrived (tracebox): the first hop whose digest differs shows where the payload was modified; exits 2 when it was',
+  )
   .action(async (circuit: string | undefined, o: import('./diagnostics.js').TracerouteFlags) => {
     const { runTraceroute } = await import('./diagnostics.js');
     await runTraceroute(circuit, o);

@@ -46,6 +46,7 @@ function hopLine(h: TraceHopResult, width: number): string {
   const extra = [
     h.addedMs !== undefined ? `${h.addedMs >= 0 ? '+' : ''}${h.addedMs.toFixed(2)} ms` : '',
     h.lossPct > 0 ? `loss ${Math.round(h.lossPct)}%` : '',
+    h.modified === true ? `payload MODIFIED (digest ${h.digest})` : h.modified === false ? 'payload ok' : '',
   ].filter(Boolean);
   return `${n}  ${h.isp}/${h.pop}/${h.router} (${h.address})  ${rtts}  ${action}${extra.length ? '  ' + extra.join('  ') : ''}`;
 }
@@ -77,5 +78,18 @@ export function formatTraceroute(t: TraceResult, maxHops: number): string[] {
         : `${'1'.padStart(width)}  ${stars}  (no answer from the ingress router ${t.circuit.ingress})`,
     );
   }
+  if (t.integrity) lines.push(integrityLine(t));
   return lines;
+}
+
+/** The verdict of an integrity trace: where the payload was first seen changed, and between whom. */
+function integrityLine(t: TraceResult): string {
+  const i = t.integrity!;
+  if (i.reported === 0) return 'payload integrity: no hop reported a digest (routers too old, or no answers)';
+  if (i.firstModifiedHop === null)
+    return `payload integrity: unmodified at every hop that reported (${i.reported}), digest ${i.sent}`;
+  const at = t.hops.find((h) => h.index === i.firstModifiedHop)!;
+  const before = [...t.hops].reverse().find((h) => h.index < at.index && h.modified === false);
+  const from = before ? `${before.isp}/${before.pop}/${before.router}` : 'the sender';
+  return `payload integrity: MODIFIED before hop ${at.index} ${at.isp}/${at.pop}/${at.router}: changed between ${from} and it (sent ${i.sent}, arrived ${at.digest})`;
 }

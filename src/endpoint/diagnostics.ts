@@ -14,6 +14,7 @@ import {
   encodeRelayRequest,
   isIpv4Address,
   MAX_LAST_LEG_TIMEOUT_MS,
+  payloadDigest,
   PROBE_REQUEST_LENGTH,
   type HopAction,
   type LastLegStatus,
@@ -406,7 +407,16 @@ export interface TraceOptions {
   /** Between queries (default 100 ms): well inside the routers' per-circuit probe budget. */
   intervalMs?: number;
   hopLimit?: number;
+  /**
+   * Payload integrity per hop (tracebox): the traces carry a random body, and every router
+   * reports a digest of the payload as it arrived, so the first hop whose digest differs from
+   * the one sent names where the payload was modified.
+   */
+  integrity?: boolean;
 }
+
+/** Bytes of random body an integrity trace carries, so a rewrite of any payload byte shows. */
+export const INTEGRITY_BODY_LENGTH = 48;
 
 export interface TraceHopResult {
   /** 1 for the first router. */
@@ -429,6 +439,22 @@ export interface TraceHopResult {
   lossPct: number;
   /** Median RTT here minus the median at the previous answering hop: what this segment adds. */
   addedMs: number | undefined;
+  /**
+   * Integrity traces: the digest this hop reported (the first that differs from the one sent,
+   * if any query's did); undefined when it reported none (no answer, or a router too old).
+   */
+  digest?: string | undefined;
+  /** Integrity traces: some query's payload arrived here changed. Undefined without a digest. */
+  modified?: boolean | undefined;
+}
+
+export interface TraceIntegrity {
+  /** The digest of the payload as sent. */
+  sent: string;
+  /** The first hop whose payload arrived changed, or null when none did. */
+  firstModifiedHop: number | null;
+  /** Hops that reported a digest. */
+  reported: number;
 }
 
 export interface TraceResult {
@@ -437,6 +463,8 @@ export interface TraceResult {
   hops: TraceHopResult[];
   /** Some query reached the end of the circuit (a delivery, or the end of its return path). */
   complete: boolean;
+  /** With `integrity`: where the payload was first modified, if anywhere. */
+  integrity?: TraceIntegrity;
 }
 
 /** The median, or undefined when nothing answered. */
@@ -483,12 +511,17 @@ export async function traceroute(
   const queries = opts.queries ?? 3;
   const timeoutMs = opts.timeoutMs ?? 2000;
   const hopLimit = opts.hopLimit ?? DEFAULT_HOP_LIMIT;
-  const payload = encodeProbeRequest({
-    everyHop: true,
-    initialHopLimit: hopLimit,
-    timeoutMs: 0,
-    originator: sock.originator,
-  });
+  const payload = encodeProbeRequest(
+    {
+      everyHop: true,
+      initialHopLimit: hopLimit,
+      timeoutMs: 0,
+      originator: sock.originator,
+      ...(opts.integrity ? { digest: true } : {}),
+    },
+    opts.integrity ? randomBytes(INTEGRITY_BODY_LENGTH) : undefined,
+  );
+  const sent = opts.integrity ? payloadDigest(payload) : undefined;
   type Answer = NonNullable<ReturnType<typeof decodeTraceReply>> & { rttMs: number };
   const answers: Map<number, Answer>[] = [];
   const sequences: bigint[] = [];
@@ -524,6 +557,8 @@ export async function traceroute(
     const rtts = here.map((a) => a?.rttMs);
     const ok = rtts.filter((x): x is number => x !== undefined);
     const med = median(ok);
+    const digests = here.flatMap((a) => (a?.digest === undefined ? [] : [a.digest]));
+    const changed = digests.find((d) => d !== sent);
     hops.push({
       index,
       isp: first?.isp,
@@ -539,11 +574,22 @@ export async function traceroute(
       received: ok.length,
       lossPct: lossPct(queries, ok.length),
       addedMs: med !== undefined && previousMedian !== undefined ? med - previousMedian : undefined,
+      ...(sent !== undefined
+        ? { digest: changed ?? digests[0], modified: digests.length > 0 ? changed !== undefined : undefined }
+        : {}),
     });
     if (med !== undefined) previousMedian = med;
     if (first?.turning) direction = 'return';
   }
-  return { circuit, queries, hops, complete: hops.some((h) => h.end && h.received > 0) };
+  const complete = hops.some((h) => h.end && h.received > 0);
+  if (sent === undefined) return { circuit, queries, hops, complete };
+  const first = hops.find((h) => h.modified === true);
+  const integrity = {
+    sent,
+    firstModifiedHop: first?.index ?? null,
+    reported: hops.filter((h) => h.digest !== undefined).length,
+  };
+  return { circuit, queries, hops, complete, integrity };
 }
 
 // ---- ping through the circuit --------------------------------------------------------------------

@@ -6,7 +6,7 @@ import { ImpairConfigSchema } from '../router/config.js';
 const LabImpairSchema = Type.Partial(ImpairConfigSchema, {
   additionalProperties: false,
   description:
-    'drop/delay what these routers carry (not probes or keepalives): {dropPct, delayMs, jitterMs?, seed?, queueLimit?}',
+    'drop/delay/rewrite what these routers carry (not probes or keepalives): {dropPct, delayMs, jitterMs?, rewritePct?, seed?, queueLimit?}',
 });
 
 /** A whole emulated network in one YAML file: ISPs, their PoPs and routers, offers, accounts, servers. */

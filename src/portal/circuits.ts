@@ -21,6 +21,7 @@ import rateLimit from '@fastify/rate-limit';
 import { AccountKeys } from './accounts.js';
 import { SlaMonitor, SlaSampler } from './sla.js';
 import type { PortalMetrics } from './metrics.js';
+import { checkOwnCircuit } from '../verify/own-table.js';
 import type { RouterDirectory } from './routers.js';
 import { prefixesOverlap, prefixWithin, TargetPolicy, type Infrastructure } from './target-policy.js';
 import {
@@ -276,6 +277,23 @@ export async function circuitRoutes(
     }
   }
 
+  /**
+   * The check of this ISP's own table (src/verify/own-table.ts) on a circuit about to be written:
+   * a loop or black hole inside the ISP is refused (409) with its witness, and nothing is written.
+   */
+  async function checkOwnTable(c: CircuitInput): Promise<void> {
+    const own = await routers.everyRouter().catch(storeErrorToHttp);
+    const r = await checkOwnCircuit(config.isp, c, own, (auth) => store.get(auth)).catch(storeErrorToHttp);
+    opts.metrics?.tableCheck(
+      r.problems.length > 0 ? 'refused' : r.singlePoints.length > 0 ? 'single-point' : 'ok',
+    );
+    if (r.problems.length > 0)
+      throw new HttpError(
+        409,
+        `the circuit would not deliver inside ${config.isp}, so it was not written: ${r.problems.join('; ')}`,
+      );
+  }
+
   app.decorateRequest('account', '');
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const header = req.headers.authorization;
@@ -407,6 +425,7 @@ export async function circuitRoutes(
         // From the OS CSPRNG, like the authenticator; the owner gets it once here (and on GET).
         ...(b.requireTags || config.requireTags ? { tagKey: randomBytes(16).toString('hex') } : {}),
       };
+      await checkOwnTable(input);
       const created = await store
         .create(
           input,
@@ -471,14 +490,15 @@ export async function circuitRoutes(
       const first = await owned(req.params.auth, req.account);
       await checkHops([{ field: 'addresses', addresses: req.body.addresses, intoArrow: true }]);
       // Compare-and-swap on the revision we read: a concurrent chain cannot be silently overwritten.
-      const next = await customerSwap(first, (cur) =>
-        store.update(
-          cur.auth,
-          // A new next-hop list starts on its first address: drop any failover choice made on the old one.
-          { action: { kind: 'forward', next: req.body }, active: withoutNext(cur.active) },
-          { expectRevision: cur.revision },
-        ),
-      );
+      const next = await customerSwap(first, async (cur) => {
+        // A new next-hop list starts on its first address: drop any failover choice made on the old one.
+        const patch = {
+          action: { kind: 'forward' as const, next: req.body },
+          active: withoutNext(cur.active),
+        };
+        await checkOwnTable({ ...cur, ...patch });
+        return store.update(cur.auth, patch, { expectRevision: cur.revision });
+      });
       return view(next);
     },
   );

@@ -23,9 +23,14 @@ const REFUSAL_BY_STATUS: Record<number, string> = {
   503: 'unavailable',
 };
 
+/** What the check of the portal's own table said of a created or re-chained circuit (docs/verify.md). */
+export type TableCheckResult = 'ok' | 'single-point' | 'refused';
+
 export interface PortalMetrics {
   /** An SLA report was given for a circuit: `ok` its verdict. */
   slaVerdict(ok: boolean): void;
+  /** The own-table check ran on a create or chain. */
+  tableCheck(result: TableCheckResult): void;
 }
 
 export function registerPortalMetrics(
@@ -51,6 +56,13 @@ export function registerPortalMetrics(
     registers: [registry],
   });
   for (const verdict of ['met', 'breached']) verdicts.inc({ verdict }, 0);
+  const checks = new Counter({
+    name: 'arrow_portal_table_checks_total',
+    help: "Checks of the portal's own table on create and chain (docs/verify.md): ok, single-point (sound, but one router's failure strands the circuit), refused (a loop or black hole: 409, nothing written)",
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const result of ['ok', 'single-point', 'refused']) checks.inc({ result }, 0);
   countHttpRequests(app, registry, 'arrow_portal', (req, reply, route) => {
     if (req.method !== 'POST' || route !== '/circuits') return;
     const status = reply.statusCode;
@@ -84,5 +96,8 @@ export function registerPortalMetrics(
       }
     },
   });
-  return { slaVerdict: (ok) => verdicts.inc({ verdict: ok ? 'met' : 'breached' }) };
+  return {
+    slaVerdict: (ok) => verdicts.inc({ verdict: ok ? 'met' : 'breached' }),
+    tableCheck: (result) => checks.inc({ result }),
+  };
 }

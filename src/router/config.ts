@@ -29,11 +29,19 @@ export const ImpairConfigSchema = Type.Object(
         description: 'each delay varies uniformly within ±jitterMs; packets are never reordered',
       }),
     ),
+    rewritePct: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 100,
+        description:
+          'share of carried packets whose last payload byte is inverted before the router sees it, in percent: a middlebox that rewrites packets (arrow traceroute --integrity finds it)',
+      }),
+    ),
     seed: Type.Optional(
       Type.Integer({
         minimum: 0,
         maximum: 0xffffffff,
-        description: 'seed of the drop and jitter draws (default: random)',
+        description: 'seed of the drop, rewrite and jitter draws (default: random)',
       }),
     ),
     queueLimit: Type.Optional(

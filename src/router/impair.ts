@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { check, OFFSET_TYPE, PacketType } from '../wire/header.js';
+import { check, headerLength, OFFSET_TYPE, PacketType } from '../wire/header.js';
 
 /**
  * Lab fault injection ("impair"): a stage between a router's socket and its data plane
  * that drops a share of the packets the router carries and delays the rest, like a lossy
- * or long link in front of the router. Off by default; meant for labs and tests, never
+ * or long link in front of the router, and may rewrite a byte of their payload, like a
+ * middlebox on that link. Off by default; meant for labs and tests, never
  * for production traffic. See docs/operations.md ("Impairment").
  *
  * Failover control (PROBE, PROBE_ACK, KEEPALIVE, KEEPALIVE_ACK) is never impaired: a
@@ -19,6 +20,8 @@ export interface ImpairConfig {
   delayMs: number;
   /** Each packet's delay varies uniformly within ±jitterMs (never below 0, never reordering). */
   jitterMs?: number;
+  /** Share of impairable packets (with a payload) whose last payload byte is inverted, in percent. */
+  rewritePct?: number;
   /** Seed of the drop and jitter draws, for reproducible runs; default: random (crypto). */
   seed?: number;
   /** Packets that may wait in the delay line; more are dropped (counted as `overflow`). */
@@ -35,6 +38,8 @@ export interface ImpairCounters {
   dropped: number;
   /** Dropped because the delay line was full. */
   overflow: number;
+  /** Passed on with a payload byte inverted (`rewritePct`). */
+  rewritten: number;
   /** Sent through the delay line. */
   delayed: number;
   /** Waiting in the delay line now. */
@@ -45,7 +50,10 @@ export interface ImpairCounters {
 
 /** True when the config impairs anything: a zero config is not installed at all. */
 export function impairActive(cfg: ImpairConfig | undefined): cfg is ImpairConfig {
-  return cfg !== undefined && (cfg.dropPct > 0 || cfg.delayMs > 0 || (cfg.jitterMs ?? 0) > 0);
+  return (
+    cfg !== undefined &&
+    (cfg.dropPct > 0 || cfg.delayMs > 0 || (cfg.jitterMs ?? 0) > 0 || (cfg.rewritePct ?? 0) > 0)
+  );
 }
 
 /** Packets that impairment leaves alone: malformed ones (counted by the data plane) and failover control. */
@@ -206,11 +214,13 @@ export class ImpairStage {
     impairable: 0,
     dropped: 0,
     overflow: 0,
+    rewritten: 0,
     delayed: 0,
     queued: 0,
     maxLateMs: 0,
   };
   private readonly prng: Prng;
+  private readonly rewriteShare: number;
   private readonly line: DelayLine | undefined;
   private readonly dropShare: number;
   private readonly delayMs: number;
@@ -224,6 +234,7 @@ export class ImpairStage {
   ) {
     this.prng = new Prng(cfg.seed);
     this.dropShare = Math.min(100, Math.max(0, cfg.dropPct)) / 100;
+    this.rewriteShare = Math.min(100, Math.max(0, cfg.rewritePct ?? 0)) / 100;
     this.delayMs = Math.max(0, cfg.delayMs);
     this.jitterMs = Math.max(0, cfg.jitterMs ?? 0);
     if (this.delayMs > 0 || this.jitterMs > 0)
@@ -236,6 +247,14 @@ export class ImpairStage {
     if (this.dropShare > 0 && this.prng.next() < this.dropShare) {
       this.counters.dropped++;
       return this.discard(packet);
+    }
+    if (
+      this.rewriteShare > 0 &&
+      packet.length > headerLength(packet) &&
+      this.prng.next() < this.rewriteShare
+    ) {
+      packet[packet.length - 1]! ^= 0xff;
+      this.counters.rewritten++;
     }
     if (!this.line) return this.deliver(packet, fromPort, fromHost);
     let delay = this.delayMs;

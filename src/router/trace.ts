@@ -1,5 +1,11 @@
 import { formatAddress } from '../wire/address.js';
-import { decodeProbeRequest, encodeTraceReply, type HopAction, type TraceHop } from '../wire/diagnostics.js';
+import {
+  decodeProbeRequest,
+  encodeTraceReply,
+  payloadDigest,
+  type HopAction,
+  type TraceHop,
+} from '../wire/diagnostics.js';
 import {
   AUTH_LENGTH,
   DEFAULT_HOP_LIMIT,
@@ -42,7 +48,8 @@ export class TraceResponder {
     hopLimit: number,
     next: Hop | undefined,
   ): DropReason | undefined => {
-    const request = decodeProbeRequest(buf.subarray(headerLength(buf)));
+    const payload = buf.subarray(headerLength(buf));
+    const request = decodeProbeRequest(payload);
     if (!request) return 'bad-payload';
     const to = next?.keys[next.active];
     const end = entry.kind === 'deliver-endpoint' || to === undefined;
@@ -66,6 +73,8 @@ export class TraceResponder {
           : entry.kind === 'deliver-ip'
             ? entry.prefixes.prefixes.map((p) => `${p.network}/${p.length}`).join(',')
             : ''),
+      // The payload as it arrived here, before this router forwards it (it never changes it).
+      ...(request.digest ? { digest: payloadDigest(payload) } : {}),
     };
     const reply = encode({
       type: PacketType.TraceReply,

@@ -5,7 +5,7 @@
  * relinquished) before any traffic is sent into it. Pure and cheap: no request beyond the buys.
  */
 import type { CircuitView } from '../api/portal.js';
-import { isProblem, verify, type Verdict } from './check.js';
+import { problemLines, verify, type Verdict } from './check.js';
 import { customerModel, type PortalView } from './sources.js';
 
 export interface BoughtForCheck {
@@ -27,10 +27,5 @@ export function checkBoughtPath(path: BoughtForCheck): Verdict {
 
 /** One line per circuit whose packets do not arrive, with its witness; empty when the path checks. */
 export function boughtPathProblems(v: Verdict): string[] {
-  return v.flows
-    .filter((f) => isProblem(f.outcome))
-    .map(
-      (f) =>
-        `${f.entry.isp} circuit ${f.entry.circuit.slice(0, 8)}: ${f.outcome.kind}${'detail' in f.outcome ? ` (${f.outcome.detail})` : ''} via ${f.witness.map((s) => s.address).join(' -> ')}`,
-    );
+  return problemLines(v.flows);
 }

@@ -310,6 +310,16 @@ export function verify(
 
 export { isProblem };
 
+/** One line per flow whose packets do not arrive, with its witness. */
+export function problemLines(flows: readonly FlowResult[]): string[] {
+  return flows
+    .filter((f) => isProblem(f.outcome))
+    .map(
+      (f) =>
+        `${f.entry.isp} circuit ${f.entry.circuit.slice(0, 8)}: ${f.outcome.kind}${'detail' in f.outcome ? ` (${f.outcome.detail})` : ''} via ${f.witness.map((s) => s.address).join(' -> ')}`,
+    );
+}
+
 /**
  * Where a flow's packet ends, as the routers themselves can show it (src/verify/inject.ts): a
  * loop and an overlong path both end at the hop limit; a dead or unknown next hop loses it.

@@ -6,7 +6,7 @@
  */
 import type { CircuitView } from '../api/portal.js';
 import type { Offers } from '../endpoint/portal-client.js';
-import type { Circuit } from '../store/circuit.js';
+import type { CircuitInput } from '../store/circuit.js';
 import type { RouterRegistration } from '../store/store.js';
 import type { Entry, Model, NextHopChoice, Rule, RouterPlace } from './model.js';
 
@@ -100,9 +100,14 @@ export function customerModel(views: PortalView[]): Model {
  * (src/router/table.ts): the ingress PoP's routers rewrite to the internal authenticator and send
  * to an egress PoP router, which takes the egress action. Other ISPs' addresses leave the view.
  */
-export function ispModel(isp: string, circuits: Circuit[], registered: RouterRegistration[]): Model {
+export function ispModel(
+  isp: string,
+  circuits: readonly CircuitInput[],
+  registered: readonly (Omit<RouterRegistration, 'name'> & { name?: string })[],
+): Model {
   const routers = new Map<string, RouterPlace>();
-  for (const r of registered) routers.set(r.address, { isp, pop: r.pop, name: r.name });
+  for (const r of registered)
+    routers.set(r.address, { isp, pop: r.pop, ...(r.name ? { name: r.name } : {}) });
   const byPop = new Map<string, string[]>();
   for (const r of registered) byPop.set(r.pop, [...(byPop.get(r.pop) ?? []), r.address]);
   const rules: Rule[] = [];

@@ -3,6 +3,7 @@
  * byte by byte in docs/wire.md. Fixed layouts, small and bounded. Pure: no I/O, no clocks.
  * Decoders never throw: any byte string yields a value or undefined.
  */
+import { createHash } from 'node:crypto';
 import type { UdpAddress } from './address.js';
 import { EncodeError } from './header.js';
 
@@ -32,6 +33,15 @@ export const MAX_LAST_LEG_TIMEOUT_MS = 5000;
 
 /** TRACE request flag: every router answers (traceroute). Clear: only the hop where the trace ends (ping). */
 export const TRACE_EVERY_HOP = 0x01;
+/**
+ * TRACE request flag: every answering router adds a digest of the payload as it arrived (tracebox's
+ * idea, seed 004 §3.2), so the originator sees the first hop where the payload was changed.
+ */
+export const TRACE_DIGEST = 0x02;
+/** Length of a payload digest in a TRACE_REPLY: SHA-256 cut to 64 bits. */
+export const PAYLOAD_DIGEST_LENGTH = 8;
+/** TRACE_REPLY flag: a payload digest follows the labels. */
+export const HOP_DIGEST = 0x04;
 /** TRACE_REPLY flag: this hop turns the trace into the circuit's return path. */
 export const HOP_TURN = 0x01;
 /** TRACE_REPLY flag: the trace ends at this hop (delivered, or nowhere to go). */
@@ -88,6 +98,8 @@ export interface ProbeRequest {
   timeoutMs: number;
   /** Where replies go: routers know only the previous hop, so the originator names itself. */
   originator: UdpAddress;
+  /** TRACE only: every answering router reports a digest of the payload it received. */
+  digest?: boolean;
 }
 
 /**
@@ -101,7 +113,7 @@ export function encodeProbeRequest(r: ProbeRequest, body: Uint8Array = new Uint8
     throw new EncodeError(`timeout must be 0..${MAX_LAST_LEG_TIMEOUT_MS} ms`);
   const out = Buffer.alloc(PROBE_REQUEST_LENGTH + body.length);
   out[0] = DIAG_FORMAT;
-  out[1] = r.everyHop ? TRACE_EVERY_HOP : 0;
+  out[1] = (r.everyHop ? TRACE_EVERY_HOP : 0) | (r.digest ? TRACE_DIGEST : 0);
   out[2] = r.initialHopLimit;
   out.writeUInt16BE(r.timeoutMs, 4);
   writeAddress(out, 8, r.originator);
@@ -117,7 +129,13 @@ export function decodeProbeRequest(payload: Uint8Array): ProbeRequest | undefine
   if (!originator) return undefined;
   const timeoutMs = (payload[4]! << 8) | payload[5]!;
   if (timeoutMs > MAX_LAST_LEG_TIMEOUT_MS) return undefined;
-  return { everyHop: (payload[1]! & TRACE_EVERY_HOP) !== 0, initialHopLimit, timeoutMs, originator };
+  return {
+    everyHop: (payload[1]! & TRACE_EVERY_HOP) !== 0,
+    initialHopLimit,
+    timeoutMs,
+    originator,
+    ...((payload[1]! & TRACE_DIGEST) !== 0 ? { digest: true } : {}),
+  };
 }
 
 /** The bytes after the fixed request: a LAST_LEG's datagram for the server. */
@@ -144,6 +162,17 @@ export interface TraceHop {
   address: string;
   /** Where the router sent the trace on (or the server, for `deliver-udp`); empty if nowhere. */
   next: string;
+  /** The digest of the payload as this router received it (hex), when the trace asked for one. */
+  digest?: string;
+}
+
+/**
+ * The digest a router reports of a TRACE payload (everything after the header and its tag stack):
+ * SHA-256 cut to 64 bits, hex. Not a MAC: it shows where bytes changed, not who changed them; an
+ * on-path rewriter could fix it up, as it could tracebox's quoted headers (docs/diagnostics.md).
+ */
+export function payloadDigest(payload: Uint8Array): string {
+  return createHash('sha256').update(payload).digest().subarray(0, PAYLOAD_DIGEST_LENGTH).toString('hex');
 }
 
 /** UTF-8, cut to MAX_LABEL bytes on a character boundary. */
@@ -157,18 +186,24 @@ function label(s: string): Buffer {
 
 export function encodeTraceReply(h: TraceHop): Buffer {
   const labels = [h.isp, h.pop, h.router, h.address, h.next].map(label);
-  const out = Buffer.alloc(TRACE_REPLY_FIXED + labels.reduce((t, l) => t + 1 + l.length, 0));
+  const digest = h.digest === undefined ? undefined : Buffer.from(h.digest, 'hex');
+  if (digest !== undefined && digest.length !== PAYLOAD_DIGEST_LENGTH)
+    throw new EncodeError(`a payload digest is ${PAYLOAD_DIGEST_LENGTH} bytes of hex`);
+  const out = Buffer.alloc(
+    TRACE_REPLY_FIXED + labels.reduce((t, l) => t + 1 + l.length, 0) + (digest?.length ?? 0),
+  );
   out[0] = DIAG_FORMAT;
   out[1] = Math.max(0, Math.min(255, h.hopIndex));
   out[2] = Math.max(0, Math.min(255, h.hopLimit));
   out[3] = ACTIONS.indexOf(h.action) + 1;
-  out[4] = (h.turning ? HOP_TURN : 0) | (h.end ? HOP_END : 0);
+  out[4] = (h.turning ? HOP_TURN : 0) | (h.end ? HOP_END : 0) | (digest ? HOP_DIGEST : 0);
   let at = TRACE_REPLY_FIXED;
   for (const l of labels) {
     out[at++] = l.length;
     l.copy(out, at);
     at += l.length;
   }
+  digest?.copy(out, at);
   return out;
 }
 
@@ -185,6 +220,11 @@ export function decodeTraceReply(payload: Uint8Array): TraceHop | undefined {
     at += 1 + n;
   }
   const flags = payload[4]!;
+  let digest: string | undefined;
+  if (flags & HOP_DIGEST) {
+    if (at + PAYLOAD_DIGEST_LENGTH > payload.length) return undefined;
+    digest = bytes(payload).toString('hex', at, at + PAYLOAD_DIGEST_LENGTH);
+  }
   return {
     hopIndex: payload[1]!,
     hopLimit: payload[2]!,
@@ -196,6 +236,7 @@ export function decodeTraceReply(payload: Uint8Array): TraceHop | undefined {
     router: labels[2]!,
     address: labels[3]!,
     next: labels[4]!,
+    ...(digest !== undefined ? { digest } : {}),
   };
 }
 
