@@ -49,6 +49,15 @@ test('arrow verify --path: a bought path is delivered through every ISP; after a
     assert.equal(first.entry.from, 'customer');
     assert.deepEqual(first.outcome, { kind: 'delivered', how: 'udp', target: server });
     assert.deepEqual(first.isps, ['alpha', 'beta', 'gamma']);
+    // Its delivery leaves flow state at gamma: the UDP socket the server answers.
+    assert.equal(first.state?.kind, 'socket');
+    assert.match(first.state?.holder ?? '', /^127\.1\.3\./);
+    // gamma's router holding it, failed alone: the delivery moves to its sibling, pending answers do not.
+    const moves = v.failures.flatMap((x) => x.stateMoves);
+    assert.ok(
+      moves.some((m) => m.established === 'lost' && m.to !== undefined),
+      JSON.stringify(moves),
+    );
     // The server's answers enter the return path and reach the customer's endpoint.
     const back = v.flows.find((f) => f.entry.from.startsWith('the target of'));
     assert.ok(back, JSON.stringify(v.flows.map((f) => [f.entry.from, f.entry.isp, f.outcome.kind])));
@@ -60,6 +69,11 @@ test('arrow verify --path: a bought path is delivered through every ISP; after a
     const text = await arrowVerify(['--path', file]);
     assert.match(text.stdout, /delivered \(udp\) to .*crosses alpha > beta > gamma/);
     assert.match(text.stdout, /No loop and no black hole\./);
+    assert.match(
+      text.stdout,
+      /state: gamma-\S+ holds the UDP socket the server answers|state: 127\.1\.3\.\S+ holds the UDP socket/,
+    );
+    assert.match(text.stdout, /dead: [0-9a-f]{8}: .*established flows LOST, new ones go through/);
 
     // The ISP's own view, from its store: alpha's circuits leave alpha towards beta or deliver.
     const store = await arrowVerify(['--store', join(lab.dir, 'portal-alpha.yaml'), '--json']);

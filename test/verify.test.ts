@@ -240,6 +240,54 @@ test('own-table check: a circuit pointed back into its own ISP loops or vanishes
   assert.equal(back.read, 1);
 });
 
+// ---- Flow state (EN-DN mapping, source NAT, the UDP socket) under failures ----
+
+test('flow state: the EN-DN mapping moves to the sibling with the delivery and keeps established flows; a NAT binding or a UDP socket does not', () => {
+  const routers = [
+    ...ALPHA_ROUTERS,
+    { pop: 'fra', address: '10.0.1.22:4000', name: 'alpha-fra-2' },
+    { pop: 'ams', address: '10.0.1.12:4000', name: 'alpha-ams-2' },
+  ];
+  const ip: Circuit = {
+    ...stored(1, [], ''),
+    internalRouters: ['10.0.1.21:4000', '10.0.1.22:4000'],
+    action: {
+      kind: 'deliver-ip',
+      prefixes: ['198.51.100.0/24'],
+      source: '100.64.0.1/32',
+      reply: { addresses: ['10.0.2.11:4000'], auth: auth(9) },
+    },
+  };
+  const udp: Circuit = {
+    ...stored(2, [], ''),
+    internalRouters: ['10.0.1.21:4000', '10.0.1.22:4000'],
+    action: { kind: 'deliver-udp', target: '198.51.100.7:53' },
+  };
+  const model = ispModel('alpha', [ip, udp], routers);
+  const v = verify(model);
+  const flow = (c: number) => v.flows.find((f) => f.entry.circuit === auth(c))!;
+  assert.deepEqual(flow(1).state, { kind: 'en-dn', holder: '10.0.1.21:4000', router: 'alpha-fra-1' });
+  assert.deepEqual(flow(2).state, { kind: 'socket', holder: '10.0.1.21:4000', router: 'alpha-fra-1' });
+  const fra1 = v.failures.find((x) => x.router === 'alpha-fra-1')!;
+  const moved = (x: typeof fra1, c: number) => x.stateMoves.find((m) => m.circuit === auth(c))!;
+  assert.equal(moved(fra1, 1).to?.router, 'alpha-fra-2');
+  assert.equal(moved(fra1, 1).established, 'kept', 'the customer address follows the takeover');
+  assert.equal(moved(fra1, 2).established, 'lost', "the server answers the dead router's socket");
+  // A router the flows do not end at moves no state.
+  assert.deepEqual(v.failures.find((x) => x.router === 'alpha-ams-1')!.stateMoves, []);
+  // The same ISP source-NATting: the binding dies with its router.
+  model.snat = new Set(['alpha']);
+  const nat = verify(model);
+  assert.equal(nat.flows.find((f) => f.entry.circuit === auth(1))!.state?.kind, 'nat');
+  const natMove = nat.failures.find((x) => x.router === 'alpha-fra-1')!.stateMoves;
+  assert.equal(natMove.find((m) => m.circuit === auth(1))!.established, 'lost');
+  assert.equal(
+    natMove.find((m) => m.circuit === auth(1))!.to?.router,
+    'alpha-fra-2',
+    'new flows go through the sibling',
+  );
+});
+
 // ---- The checker against the routers' own forwarding, on generated networks ----
 
 interface Net {

@@ -99,6 +99,11 @@ program
   .option('--key <key>', 'your API key at the --portal in the same position (repeatable)', collect)
   .option('--store <file>', "an ISP's whole table: its portal config (isp and store)")
   .option('--no-failures', 'skip the single-router-failure analysis')
+  .option(
+    '--snat <isp...>',
+    "ISPs whose egress routers source-NAT deliver-ip traffic (egress.snat) instead of routing the customer's addresses: their flow state is a NAT binding that a failure loses",
+    collect,
+  )
   .option('--json', 'print the verdict as JSON')
   .action(async (o: import('./verify.js').VerifyFlags) => {
     const { runVerify } = await import('./verify.js');

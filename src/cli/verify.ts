@@ -17,6 +17,8 @@ import {
   type FlowResult,
   type Outcome,
   type Verdict,
+  type FlowState,
+  type StateMove,
   type WitnessStep,
 } from '../verify/check.js';
 import { customerModel, ispModel, type PortalView } from '../verify/sources.js';
@@ -28,6 +30,8 @@ export interface VerifyFlags {
   key?: string[];
   store?: string;
   failures: boolean;
+  /** ISPs whose egress routers source-NAT (`egress.snat`) instead of routing customer addresses. */
+  snat?: string[];
   json?: boolean;
 }
 
@@ -111,11 +115,30 @@ function flowLine(f: FlowResult): string {
   return `${f.entry.isp} ${authPrefix(f.entry.circuit)} (from ${f.entry.from}): ${outcomeText(f.outcome)}${f.isps.length ? `; crosses ${f.isps.join(' > ')}` : ''}`;
 }
 
+const STATE_TEXT: Record<FlowState['kind'], string> = {
+  'en-dn': 'serves the customer prefix (EN-DN mapping)',
+  nat: 'holds the NAT binding',
+  socket: 'holds the UDP socket the server answers',
+};
+
+function stateLine(s: FlowState): string {
+  return `${s.router ?? s.holder} ${STATE_TEXT[s.kind]}`;
+}
+
+function moveLine(m: StateMove): string {
+  const head = `${authPrefix(m.circuit)}: ${m.from.router ?? m.from.holder}'s state`;
+  if (!m.to) return `${head} is gone and the flow is no longer delivered`;
+  return m.established === 'kept'
+    ? `${head} moves to ${m.to.router ?? m.to.holder} (takeover on the first packet; answers follow once the route converges): established flows kept`
+    : `${head} cannot move (${m.from.kind === 'nat' ? 'a NAT binding' : 'a socket'} at its own address): established flows LOST, new ones go through ${m.to.router ?? m.to.holder}`;
+}
+
 /** The report for people: each circuit, each problem with its witness, and the failures that break something. */
 export function verifyText(v: Verdict, source: string): string[] {
   const lines = [`Checked ${v.flows.length} circuit entries from ${source}; ${v.states} states.`];
   for (const f of v.flows) {
     lines.push(`  ${flowLine(f)}`);
+    if (f.state) lines.push(`    state: ${stateLine(f.state)}`);
     if (isProblem(f.outcome) && f.outcome.kind !== 'loop')
       lines.push(`    witness: ${f.witness.map((s) => `${where(s)} ${authPrefix(s.auth)}`).join(' -> ')}`);
   }
@@ -128,12 +151,15 @@ export function verifyText(v: Verdict, source: string): string[] {
   for (const x of bad)
     for (const f of x.flows.filter((y) => isProblem(y.outcome)))
       lines.push(`  ${x.router ?? x.failed} dead: ${flowLine(f)}`);
+  for (const x of v.failures)
+    for (const m of x.stateMoves) lines.push(`  ${x.router ?? x.failed} dead: ${moveLine(m)}`);
   lines.push(v.problems === 0 ? 'No loop and no black hole.' : `${v.problems} problem(s).`);
   return lines;
 }
 
 export async function runVerify(o: VerifyFlags): Promise<void> {
   const { model, source } = await loadModel(o);
+  if (o.snat?.length) model.snat = new Set(o.snat.flatMap((x) => x.split(',')).filter(Boolean));
   const v = verify(model, { failures: o.failures });
   if (o.json) console.log(JSON.stringify({ source, ...v }, null, 2));
   else for (const l of verifyText(v, source)) console.log(l);

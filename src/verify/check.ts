@@ -35,12 +35,44 @@ export type Outcome =
   | { kind: 'loop'; cycle: WitnessStep[] }
   | { kind: 'hop-limit'; hops: number };
 
+/**
+ * Flow state a delivery leaves at the router that made it, carried with the flow as Symnet carries
+ * state in the packet: the answers to it must come back there (docs/verify.md, "Flow state").
+ * - `en-dn`: deliver-ip with the customer's own address; the router serving the customer prefix
+ *   (the EN-DN mapping, docs/egress.md) puts the answers into the return path;
+ * - `nat`: deliver-ip at an ISP whose egress source-NATs (`egress.snat`): the answers come to this
+ *   router's address, and only its conntrack can turn them back;
+ * - `socket`: deliver-udp: the server answers this router's per-circuit UDP socket.
+ */
+export interface FlowState {
+  kind: 'en-dn' | 'nat' | 'socket';
+  /** The router holding it: where the flow was delivered. */
+  holder: string;
+  router?: string;
+}
+
 export interface FlowResult {
   entry: Entry;
   outcome: Outcome;
   witness: WitnessStep[];
   /** ISPs the flow crosses, in order. */
   isps: string[];
+  /** The state its delivery leaves, for deliveries the target answers (ip, udp). */
+  state?: FlowState;
+}
+
+/** What a failure does to a flow's state: its delivery moved to another router. */
+export interface StateMove {
+  circuit: string;
+  from: FlowState;
+  /** The new holder; undefined when the flow is no longer delivered at all. */
+  to: FlowState | undefined;
+  /**
+   * Established flows (a TCP connection, a pending exchange): `kept` when the answers follow the
+   * customer's address to the new holder (EN-DN takeover on the first packet, then the routing
+   * daemon's convergence); `lost` when they go to the dead router's own address (NAT, socket).
+   */
+  established: 'kept' | 'lost';
 }
 
 export interface FailureResult {
@@ -48,6 +80,8 @@ export interface FailureResult {
   failed: string;
   router?: string;
   flows: FlowResult[];
+  /** Flows whose state was at the dead router. */
+  stateMoves: StateMove[];
 }
 
 export interface Verdict {
@@ -262,9 +296,35 @@ function runFlows(model: Model, entries: Entry[], dead: ReadonlySet<string>, hop
     const witness = w.witness(first, entry.hop.auth);
     const isps: string[] = [];
     for (const s of witness) if (s.isp && isps.at(-1) !== s.isp) isps.push(s.isp);
-    flows.push({ entry, outcome: m.outcome, witness, isps });
+    const state = stateOf(model, m.outcome, witness);
+    flows.push({ entry, outcome: m.outcome, witness, isps, ...(state ? { state } : {}) });
   }
   return { flows, visited: w.visited };
+}
+
+/** The state a delivered flow leaves at its last router (the witness's last step). */
+function stateOf(model: Model, o: Outcome, witness: WitnessStep[]): FlowState | undefined {
+  if (o.kind !== 'delivered' || o.how === 'endpoint') return undefined;
+  const at = witness.at(-1);
+  if (!at) return undefined;
+  const kind = o.how === 'udp' ? 'socket' : at.isp !== undefined && model.snat?.has(at.isp) ? 'nat' : 'en-dn';
+  return { kind, holder: at.address, ...(at.router ? { router: at.router } : {}) };
+}
+
+/** Each flow whose state the failure moved, and whether its established flows survive the move. */
+function stateMoves(normal: readonly FlowResult[], failed: readonly FlowResult[], dead: string): StateMove[] {
+  const moves: StateMove[] = [];
+  for (const f of failed) {
+    const before = normal.find((n) => n.entry === f.entry)?.state;
+    if (!before || before.holder !== dead) continue;
+    moves.push({
+      circuit: f.entry.circuit,
+      from: before,
+      to: f.state,
+      established: f.state !== undefined && before.kind === 'en-dn' ? 'kept' : 'lost',
+    });
+  }
+  return moves;
 }
 
 /**
@@ -299,7 +359,12 @@ export function verify(
       if (dead.has(address)) continue;
       const r = runFlows(model, entries, new Set([...dead, address]), hopLimit);
       const name = model.routers.get(address)?.name;
-      failures.push({ failed: address, ...(name ? { router: name } : {}), flows: r.flows });
+      failures.push({
+        failed: address,
+        ...(name ? { router: name } : {}),
+        flows: r.flows,
+        stateMoves: stateMoves(normal.flows, r.flows, address),
+      });
     }
   }
   const problems =

@@ -65,4 +65,9 @@ export interface Model {
    */
   closed: boolean;
   entries: Entry[];
+  /**
+   * ISPs whose egress routers source-NAT what they decapsulate (`egress.snat`, docs/egress.md)
+   * rather than route the customer's own addresses back: their deliver-ip state is a NAT binding.
+   */
+  snat?: Set<string>;
 }
