@@ -10,6 +10,7 @@ import { CLI_PATH } from '../src/lab/process.js';
 import { defaultTopology } from '../src/lab/topology.js';
 import { Endpoint } from '../src/endpoint/endpoint.js';
 import { releasePath } from '../src/endpoint/path.js';
+import { eventually } from './helpers/network.js';
 import { buySavedPath } from './helpers/lab-path.js';
 import type { Verdict } from '../src/verify/check.js';
 import type { VerifyBenchReport } from '../src/bench/verify.js';
@@ -88,6 +89,29 @@ test('arrow verify --path: a bought path is delivered through every ISP; after a
         ...['alpha-ams-', 'alpha-fra-'].map((p) => fwd.witness.find((x) => x.router?.startsWith(p))?.router),
         path.forward[1]!.circuit.ingress[0],
       ],
+    );
+
+    // A real repair: the beta router alpha forwards to dies; alpha's routers move the hop to its
+    // sibling and record it in alpha's store. The repaired table still leaves alpha, to the sibling.
+    const into = path.forward[1]!.circuit.ingress;
+    assert.ok(into.length >= 2, 'beta has a sibling to repair to');
+    lab.kill(lab.routers.find((r) => r.address === into[0])!.name);
+    const repaired = await eventually(async () => {
+      const r = await arrowVerify(['--store', join(lab.dir, 'portal-alpha.yaml'), '--json']);
+      const f = (JSON.parse(r.stdout) as Verdict).flows.find((x) => x.entry.circuit === fwd.entry.circuit);
+      return f?.outcome.kind === 'leaves' && f.outcome.address === into[1] ? r : undefined;
+    }, 10_000);
+    assert.ok(repaired, `alpha never repaired its hop to ${into[1]}`);
+    assert.equal(repaired.code, 0);
+    const after = await arrowVerify(['--path', file, '--json', '--no-failures']);
+    assert.equal(after.code, 0, after.stdout + after.stderr);
+    const afterFirst = (JSON.parse(after.stdout) as Verdict).flows.find(
+      (f) => f.entry.circuit === path.forward[0]!.circuit.auth,
+    )!;
+    assert.equal(afterFirst.outcome.kind, 'delivered', 'the repaired path still delivers');
+    assert.ok(
+      afterFirst.witness.some((x) => x.address === into[1]),
+      'through the sibling',
     );
 
     // beta relinquishes its forward circuit (curl, as any client): alpha still chains to it.
