@@ -7,7 +7,7 @@ import type { Topology } from '../topology.js';
 import { renderChart, type Chart } from '../../plot/chart.js';
 import { machineLine, writeReport } from './report.js';
 import { randomFile } from './download.js';
-import { EXPERIMENT_CAPACITY_MBPS, parsePingRtt, startTunPair, type Hop, type TunPair } from './setup.js';
+import { TUN_PAIR_MBPS, parsePingRtt, startTunPair, type Hop, type TunPair } from './setup.js';
 import { midMedian, round } from '../../util/stats.js';
 
 /**
@@ -70,7 +70,8 @@ export function cdnTopology(name: string): Topology {
       const offer = (from: string, to: string): Topology['isps'][0]['offers'][0] => ({
         from,
         to,
-        capacityMbps: EXPERIMENT_CAPACITY_MBPS,
+        // Up to 8 TUN pairs cross one PoP pair, each buying TUN_PAIR_MBPS: the policer never binds.
+        capacityMbps: 10 * TUN_PAIR_MBPS,
         latencyMs: { min: l.delayMs, max: l.delayMs + 5 },
         maxLossPct: 0.1,
         uptimePct: 99.99,
@@ -165,40 +166,44 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
   const pairs: TunPair[] = [];
   const procs: ChildProcess[] = [];
   try {
-    const clients: Host[] = [];
-    for (const c of CLIENTS) clients.push({ city: c, host: await lab.addHost(`client-${c}`) });
-    const caches: (Host & { name: string })[] = [];
-    for (const c of CACHES) caches.push({ ...c, host: await lab.addHost(`cache-${c.name}`) });
-    const origin: Host = { city: ORIGIN, host: await lab.addHost('origin') };
-    const ctl = await lab.addHost('controller');
+    // Every host has a service address (on lo) besides its lab address: the service address is
+    // what the others reach it by, routed into a TUN pair or straight to its lab address; the lab
+    // address carries only the TUN endpoints' own traffic to the routers, and never enters a TUN.
+    const serviceHost = async (name: string, service: string): Promise<LabHost & { service: string }> => {
+      const h = await lab.addHost(name);
+      await mustRun(h, ['ip', 'link', 'set', 'lo', 'up']);
+      await mustRun(h, ['ip', 'addr', 'add', `${service}/32`, 'dev', 'lo']);
+      return Object.assign(h, { service });
+    };
+    const clients: (Host & { host: { service: string } })[] = [];
+    for (const [i, c] of CLIENTS.entries())
+      clients.push({ city: c, host: await serviceHost(`client-${c}`, `10.98.0.${i + 1}`) });
+    const caches: (Host & { name: string; host: { service: string } })[] = [];
+    for (const [i, c] of CACHES.entries())
+      caches.push({ ...c, host: await serviceHost(`cache-${c.name}`, `10.97.0.${i + 1}`) });
+    const origin = { city: ORIGIN, host: await serviceHost('origin', '10.97.0.100') };
+    const ctl = await serviceHost('controller', '10.96.0.1');
+    const servers = [...caches, origin];
+    // The controller is reached directly by everyone, and reaches the caches directly.
+    for (const c of clients) {
+      await mustRun(c.host, [
+        'ip',
+        'route',
+        'replace',
+        `${ctl.service}/32`,
+        'via',
+        ctl.address,
+        'src',
+        c.host.service,
+      ]);
+      await mustRun(ctl, ['ip', 'route', 'replace', `${c.host.service}/32`, 'via', c.host.address]);
+    }
+    for (const s of caches) {
+      await mustRun(ctl, ['ip', 'route', 'replace', `${s.host.service}/32`, 'via', s.host.address]);
+      await mustRun(s.host, ['ip', 'route', 'replace', `${ctl.service}/32`, 'via', ctl.address]);
+    }
 
-    // Distance: every client reaches every server in another city through a TUN pair.
-    let subnet = 0;
-    const calibration: CdnResult['calibration'] = [];
-    for (const c of clients)
-      for (const s of [...caches, origin]) {
-        if (s.city === c.city) continue;
-        subnet++;
-        say(
-          `TUN pair ${subnet}: client ${c.city} <-> ${s.host.name} (${hopsBetween(c.city, s.city).length} ISPs)...`,
-        );
-        const pair = await startTunPair(
-          { lab, client: c.host, server: s.host },
-          { subnet, hops: hopsBetween(c.city, s.city), detectTimeoutMs: 1000, probeIntervalMs: 100 },
-        );
-        pairs.push(pair);
-        await mustRun(c.host, ['ip', 'route', 'replace', `${s.host.address}/32`, 'dev', `arrc${subnet}`]);
-        await mustRun(s.host, ['ip', 'route', 'replace', `${c.host.address}/32`, 'dev', `arrs${subnet}`]);
-        const p = await c.host.run(['ping', '-n', '-q', '-c', '5', '-i', '0.05', '-W', '2', s.host.address]);
-        const rtt = parsePingRtt(p.stdout);
-        calibration.push({
-          pair: `${c.city}-${s.host.name}`,
-          expectedMs: 2 * distanceMs(c.city, s.city),
-          minMs: rtt ? round(rtt.min / 1000, 2) : Number.NaN,
-        });
-      }
-
-    // The origin: busybox httpd, which knows nothing of us. The caches fill from it directly.
+    // The origin: busybox httpd, which knows nothing of us. The caches fill from its lab address.
     const www = join(lab.dir, 'www');
     mkdirSync(www, { recursive: true });
     const name = `file-${o.sizeMB}MB.bin`;
@@ -208,7 +213,6 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
         stdio: 'ignore',
       }),
     );
-    const originUrl = `http://${origin.host.address}:${ORIGIN_PORT}`;
     const cacheProcs = new Map<string, ChildProcess>();
     for (const c of caches) {
       const proc = await startDaemon(lab, c.host, `cache-${c.name}`, [
@@ -217,47 +221,128 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
         '--name',
         c.name,
         '--listen',
-        `${c.host.address}:${CACHE_PORT}`,
+        `0.0.0.0:${CACHE_PORT}`,
         '--allow-plain-http',
         '--origin',
-        originUrl,
+        `http://${origin.host.address}:${ORIGIN_PORT}`,
         '--store',
         join(lab.dir, `store-${c.name}`),
       ]);
       procs.push(proc);
       cacheProcs.set(c.name, proc);
     }
+
+    // Distance: every client reaches every server in another city through a TUN pair; in its
+    // own city, directly. Each path is checked with ping (its RTT against the distance) and a
+    // TCP request before the run.
+    let subnet = 0;
+    const calibration: CdnResult['calibration'] = [];
+    for (const c of clients)
+      for (const s of servers) {
+        const svc = s.host.service;
+        if (s.city === c.city) {
+          await mustRun(c.host, [
+            'ip',
+            'route',
+            'replace',
+            `${svc}/32`,
+            'via',
+            s.host.address,
+            'src',
+            c.host.service,
+          ]);
+          await mustRun(s.host, ['ip', 'route', 'replace', `${c.host.service}/32`, 'via', c.host.address]);
+          continue;
+        }
+        subnet++;
+        say(
+          `TUN pair ${subnet}: client ${c.city} <-> ${s.host.name} (${hopsBetween(c.city, s.city).length} ISPs)...`,
+        );
+        const pair = await startTunPair(
+          { lab, client: c.host, server: s.host },
+          {
+            subnet,
+            hops: hopsBetween(c.city, s.city),
+            detectTimeoutMs: 1000,
+            probeIntervalMs: 100,
+            // The kernel path of the TUN endpoints lost every TCP segment over these routers
+            // (which forward in Node, for their delay stage) while ICMP passed: see docs/services.md.
+            dataplane: 'node',
+          },
+        );
+        pairs.push(pair);
+        await mustRun(c.host, [
+          'ip',
+          'route',
+          'replace',
+          `${svc}/32`,
+          'dev',
+          `arrc${subnet}`,
+          'src',
+          c.host.service,
+        ]);
+        await mustRun(s.host, ['ip', 'route', 'replace', `${c.host.service}/32`, 'dev', `arrs${subnet}`]);
+        const p = await c.host.run(['ping', '-n', '-q', '-c', '5', '-i', '0.05', '-W', '2', svc]);
+        const rtt = parsePingRtt(p.stdout);
+        if (!rtt)
+          throw new Error(
+            `no ping from client ${c.city} to ${s.host.name} (${svc}) through TUN pair ${subnet}:\n${p.stdout}${p.stderr}`,
+          );
+        const port = s === origin ? ORIGIN_PORT : CACHE_PORT;
+        const tcp = await c.host.run([
+          'curl',
+          '-sS',
+          '-o',
+          '/dev/null',
+          '-m',
+          '10',
+          `http://${svc}:${port}/`,
+        ]);
+        if (tcp.code !== 0)
+          throw new Error(
+            `no TCP from client ${c.city} to ${s.host.name} (${svc}) through TUN pair ${subnet}: ${tcp.stderr}`,
+          );
+        calibration.push({
+          pair: `${c.city}-${s.host.name}`,
+          expectedMs: 2 * distanceMs(c.city, s.city),
+          minMs: round(rtt.min / 1000, 2),
+        });
+      }
+
     procs.push(
       await startDaemon(lab, ctl, 'controller', [
         'cdn',
         'controller',
         '--listen',
-        `${ctl.address}:${CONTROLLER_PORT}`,
+        `${ctl.service}:${CONTROLLER_PORT}`,
         '--allow-plain-http',
-        ...caches.flatMap((c) => ['--cache', `${c.name}=http://${c.host.address}:${CACHE_PORT}`]),
+        ...caches.flatMap((c) => ['--cache', `${c.name}=http://${c.host.service}:${CACHE_PORT}`]),
         '--skip-ms',
         '60000',
       ]),
     );
-    const controllerUrl = `http://${ctl.address}:${CONTROLLER_PORT}`;
+    const controllerUrl = `http://${ctl.service}:${CONTROLLER_PORT}`;
+    const originUrl = `http://${origin.host.service}:${ORIGIN_PORT}`;
     // Each replica holds a copy of each file, as in the paper: one fill per cache before the run.
     for (const c of caches) {
       const fill = await ctl.run(
-        ['curl', '-sS', '--fail', '-o', '/dev/null', `http://${c.host.address}:${CACHE_PORT}/files/${name}`],
-        {
-          timeoutMs: 300_000,
-        },
+        ['curl', '-sS', '--fail', '-o', '/dev/null', `http://${c.host.service}:${CACHE_PORT}/files/${name}`],
+        { timeoutMs: 300_000 },
       );
       if (fill.code !== 0) throw new Error(`filling cache ${c.name}: ${fill.stderr}`);
     }
 
-    const cityOf = new Map(caches.map((c) => [`${c.host.address}`, c.name]));
+    const cacheAt = new Map(caches.map((c) => [c.host.service, c.name]));
     const bytes = o.sizeMB * 1_000_000;
     const downloads: Download[] = [];
-    const fetch = async (c: Host, via: 'cdn' | 'origin', live: typeof caches): Promise<Download> => {
+    const fetch = async (
+      c: (typeof clients)[0],
+      via: 'cdn' | 'origin',
+      live: typeof caches,
+    ): Promise<Download> => {
       const url = via === 'cdn' ? `${controllerUrl}/files/${name}` : `${originUrl}/${name}`;
-      const d = await curl(c.host, url, join(lab.dir, `got-${c.city}.bin`), bytes, sha);
-      const server = via === 'cdn' ? (cityOf.get(new URL(d.effective).hostname) ?? d.effective) : 'origin';
+      const d = await curl(c.host, c.host.service, url, join(lab.dir, `got-${c.city}.bin`), bytes, sha);
+      const server = via === 'cdn' ? (cacheAt.get(new URL(d.effective).hostname) ?? d.effective) : 'origin';
       return {
         client: c.city,
         via,
@@ -394,6 +479,7 @@ async function startDaemon(lab: Lab, host: LabHost, name: string, args: string[]
  */
 async function curl(
   host: LabHost,
+  from: string,
   url: string,
   dest: string,
   bytes: number,
@@ -411,6 +497,8 @@ async function curl(
       '-sS',
       '--fail',
       '-L',
+      '--interface',
+      from,
       '-D',
       '-',
       '-o',
