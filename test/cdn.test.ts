@@ -138,7 +138,7 @@ async function curl(args: string[]): Promise<string> {
   return (await run('curl', ['-sS', ...args], { timeout: 30_000 })).stdout;
 }
 
-test('arrow cdn: curl is redirected to a cache, which fills from the origin once; a killed cache is skipped from the next request on', async () => {
+test('arrow cdn: curl is redirected to a cache, which fills from the origin once; a hung or killed cache is skipped from the next request on', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'arrow-cdn-'));
   const procs: ChildProcess[] = [];
   try {
@@ -158,6 +158,7 @@ test('arrow cdn: curl is redirected to a cache, which fills from the origin once
     for (const [name, host] of [
       ['one', '127.0.0.21'],
       ['two', '127.0.0.22'],
+      ['three', '127.0.0.23'],
     ] as const) {
       const c = await daemon([
         'cdn',
@@ -181,7 +182,7 @@ test('arrow cdn: curl is redirected to a cache, which fills from the origin once
       '127.0.0.1:0',
       ...caches.flatMap((c) => ['--cache', `${c.name}=${c.url}`]),
       '--measure-timeout-ms',
-      '3000',
+      '2000',
       '--skip-ms',
       '60000',
     ]);
@@ -193,7 +194,11 @@ test('arrow cdn: curl is redirected to a cache, which fills from the origin once
     assert.match(head, /^HTTP\/1\.1 302/);
     const chosen = /^x-arrow-cdn-cache: (\S+)/im.exec(head)![1]!;
     const measured = /^x-arrow-cdn-measurements: (\S+)/im.exec(head)![1]!;
-    assert.match(measured, /^one=[\d.]+,two=[\d.]+$/, 'both caches measured their RTT to 127.0.0.1');
+    assert.match(
+      measured,
+      /^one=[\d.]+,two=[\d.]+,three=[\d.]+$/,
+      'every cache measured its RTT to 127.0.0.1',
+    );
     const to = caches.find((c) => c.name === chosen)!;
     assert.match(head, new RegExp(`^location: ${to.url}/files/f.bin`, 'im'));
 
@@ -238,36 +243,46 @@ test('arrow cdn: curl is redirected to a cache, which fills from the origin once
       /not at the origin.*404$/s,
     );
 
-    // Kill one cache: the next request measures it dead and goes to the other one...
-    const cache = caches[0]!;
-    const other = caches[1]!;
-    const gone = new Promise((resolve) => cache.proc.once('exit', resolve));
-    cache.proc.kill('SIGKILL');
+    // Hang one cache (SIGSTOP): its measurement times out, the request goes to another cache,
+    // and the hung one is skipped from then on.
+    const [one, two, three] = caches as [(typeof caches)[0], (typeof caches)[0], (typeof caches)[0]];
+    two.proc.kill('SIGSTOP');
+    const hung = await curl(['-L', '-D', '-', '-o', dest, `${controller}/files/f.bin`]);
+    assert.match(hung, /^x-arrow-cdn-measurements: one=[\d.]+,two=x,three=[\d.]+\s*$/im);
+    assert.match(hung, /^x-arrow-cdn-cache: (one|three)\s*$/im);
+    assert.equal(createHash('sha256').update(readFileSync(dest)).digest('hex'), sha);
+
+    // Kill another (SIGKILL): the next request finds it dead and goes to the last one...
+    const gone = new Promise((resolve) => one.proc.once('exit', resolve));
+    one.proc.kill('SIGKILL');
     await gone;
     const next = await curl(['-L', '-D', '-', '-o', dest, `${controller}/files/f.bin`]);
-    assert.match(next, new RegExp(`^x-arrow-cdn-cache: ${other.name}`, 'im'));
+    assert.match(next, /^x-arrow-cdn-measurements: one=x,three=[\d.]+\s*$/im);
+    assert.match(next, /^x-arrow-cdn-cache: three\s*$/im);
     assert.equal(createHash('sha256').update(readFileSync(dest)).digest('hex'), sha);
-    // ...and from then on the dead one is not even asked.
+    // ...and from then on neither failed cache is even asked.
     const after = await curl(['-D', '-', '-o', '/dev/null', `${controller}/files/f.bin`]);
-    assert.match(after, new RegExp(`^x-arrow-cdn-measurements: ${other.name}=[\\d.]+\\s*$`, 'im'));
+    assert.match(after, /^x-arrow-cdn-measurements: three=[\d.]+\s*$/im);
     const view = JSON.parse(await curl([`${controller}/caches`])) as {
       name: string;
       skippedUntil: string | null;
       lastError: string | null;
     }[];
-    const dead = view.find((c) => c.name === cache.name)!;
-    assert.ok(dead.skippedUntil, 'the dead cache is skipped');
-    assert.match(String(dead.lastError), /ECONNREFUSED/);
-    assert.match(
-      await curl([`${controller}/metrics`]),
-      new RegExp(`arrow_cdn_cache_failures_total\\{cache="${cache.name}"\\} 1`),
-    );
+    const of = (name: string): (typeof view)[0] => view.find((c) => c.name === name)!;
+    assert.ok(of('one').skippedUntil && of('two').skippedUntil, 'the failed caches are skipped');
+    assert.equal(of('three').skippedUntil, null);
+    assert.match(String(of('one').lastError), /ECONNREFUSED/);
+    assert.match(String(of('two').lastError), /no answer within 2000 ms/);
+    const metrics = await curl([`${controller}/metrics`]);
+    assert.match(metrics, /arrow_cdn_cache_failures_total\{cache="one"\} 1/);
+    assert.match(metrics, /arrow_cdn_cache_failures_total\{cache="two"\} 1/);
 
     // With every cache dead, the controller says so: 503, naming the one it asked and why.
-    other.proc.kill('SIGKILL');
-    await new Promise((resolve) => other.proc.once('exit', resolve));
+    three.proc.kill('SIGKILL');
+    await new Promise((resolve) => three.proc.once('exit', resolve));
     const none = await curl(['-w', '%{http_code}', `${controller}/files/f.bin`]);
-    assert.match(none, new RegExp(`no cache answered: ${other.name}: .*ECONNREFUSED.*503$`, 's'));
+    assert.match(none, /no cache answered: three: .*ECONNREFUSED.*503$/s);
+    two.proc.kill('SIGCONT');
   } finally {
     for (const p of procs) p.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
