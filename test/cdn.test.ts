@@ -83,6 +83,7 @@ test('cdn experiment logic: distances along the row, the paths between cities, n
     ttfbMs: 10,
     totalMs: 20,
     redirectMs: 5,
+    chooseMs: 4,
     measured: {},
     nearest,
   });

@@ -272,6 +272,7 @@ export async function buildControllerServer(
         .header('x-arrow-cdn-cache', c.cache)
         .header('x-arrow-cdn-how', c.how)
         .header('x-arrow-cdn-rtt-ms', String(best?.rttMs ?? ''))
+        .header('x-arrow-cdn-took-ms', String(c.tookMs))
         .header(
           'x-arrow-cdn-measurements',
           c.measurements.map((m) => `${m.cache}=${m.rttMs ?? 'x'}`).join(','),

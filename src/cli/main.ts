@@ -493,7 +493,7 @@ serveOptions(
       '--ping-interval <s>',
       'seconds between the echoes (at least 0.002)',
       (v) => positiveNumber(v, '--ping-interval'),
-      0.01,
+      0.005,
     )
     .option(
       '--ping-deadline-ms <ms>',

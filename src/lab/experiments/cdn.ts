@@ -115,6 +115,8 @@ export interface Download {
   totalMs: number;
   /** cdn: the controller's answer (redirect) included in ttfbMs. */
   redirectMs: number;
+  /** cdn: of that, the controller's measurement and choice (its x-arrow-cdn-took-ms). */
+  chooseMs: number;
   /** cdn: each cache's RTT to the client as measured for this request (ms; null: no answer). */
   measured: Record<string, number | null>;
   nearest: boolean;
@@ -124,7 +126,7 @@ export interface ClientFigures {
   client: City;
   nearestCache: string;
   distanceMs: { nearestCache: number; origin: number };
-  cdn: { ttfbMs: number; totalMs: number; redirectMs: number };
+  cdn: { ttfbMs: number; totalMs: number; redirectMs: number; chooseMs: number };
   origin: { ttfbMs: number; totalMs: number };
 }
 
@@ -350,6 +352,7 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
         ttfbMs: d.ttfbMs,
         totalMs: d.totalMs,
         redirectMs: d.redirectMs,
+        chooseMs: d.chooseMs,
         measured: d.measured,
         nearest: via === 'cdn' ? nearestCaches(c.city, live).includes(server) : true,
       };
@@ -420,6 +423,7 @@ export function summarise(
         ttfbMs: med(mine('cdn').map((d) => d.ttfbMs)),
         totalMs: med(mine('cdn').map((d) => d.totalMs)),
         redirectMs: med(mine('cdn').map((d) => d.redirectMs)),
+        chooseMs: med(mine('cdn').map((d) => d.chooseMs)),
       },
       origin: {
         ttfbMs: med(mine('origin').map((d) => d.ttfbMs)),
@@ -488,6 +492,7 @@ async function curl(
   ttfbMs: number;
   totalMs: number;
   redirectMs: number;
+  chooseMs: number;
   effective: string;
   measured: Record<string, number | null>;
 }> {
@@ -523,15 +528,29 @@ async function curl(
     measured[k!] = v === 'x' || v === undefined ? null : Number(v);
   }
   const ms = (s: string): number => round(Number(s) * 1000, 1);
-  return { ttfbMs: ms(m[1]!), totalMs: ms(m[2]!), redirectMs: ms(m[3]!), effective: m[5]!, measured };
+  const took = /^x-arrow-cdn-took-ms: ([\d.]+)/im.exec(r.stdout);
+  return {
+    ttfbMs: ms(m[1]!),
+    totalMs: ms(m[2]!),
+    redirectMs: ms(m[3]!),
+    chooseMs: took ? round(Number(took[1]), 1) : 0,
+    effective: m[5]!,
+    measured,
+  };
 }
 
 /** Writes the report, plot and JSON from a result. */
 export async function report(o: CdnOptions, r: CdnResult): Promise<void> {
   const rows = r.clients.map(
     (c) =>
-      `| ${c.client} | ${c.nearestCache} (${c.distanceMs.nearestCache} ms) | ${c.distanceMs.origin} ms | **${c.cdn.ttfbMs}** (${c.cdn.redirectMs} to the redirect) | **${c.origin.ttfbMs}** | ${c.cdn.totalMs} | ${c.origin.totalMs} |`,
+      `| ${c.client} | ${c.nearestCache} (${c.distanceMs.nearestCache} ms) | ${c.distanceMs.origin} ms | **${c.cdn.ttfbMs}** (${c.cdn.redirectMs} to the redirect, ${c.cdn.chooseMs} of it measuring) | **${c.origin.ttfbMs}** | ${c.cdn.totalMs} | ${c.origin.totalMs} |`,
   );
+  const ahead = (k: 'ttfbMs' | 'totalMs'): string =>
+    r.clients
+      .filter((c) => c.cdn[k] < c.origin[k])
+      .map((c) => c.client)
+      .join(', ') || 'none';
+  const behind = r.clients.filter((c) => c.cdn.ttfbMs >= c.origin.ttfbMs);
   const verdict = r.valid
     ? `**${r.nearest} of ${r.requests} requests (${(r.nearestShare * 100).toFixed(1)}%) went to the nearest cache**: target ≥ 95% ${r.target.met ? '**met**' : '**missed**'}.`
     : `**INVALID run: ${r.invalidReason}.** The figures below are not results.`;
@@ -564,7 +583,10 @@ ${verdict}
 |---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
-(Medians. The CDN's first byte includes the request to the controller and its measurement.)
+(Medians. The CDN's first byte includes the request to the controller, and in it the controller's
+measurement: every cache pings the client, and the controller waits for the slowest.) The CDN's
+first byte came sooner than the origin's for: ${ahead('ttfbMs')}; its download finished sooner for:
+${ahead('totalMs')}.${behind.length ? ` For ${behind.map((c) => `${c.client} (origin ${c.distanceMs.origin} ms away, nearest cache ${c.distanceMs.nearestCache} ms)`).join(', ')}, the measurement cost more than the distance it saved on the first byte.` : ''} A download pays the round trip many times over (TCP's slow start), so the nearer server wins by more on the whole file than on its first byte.
 
 ![time to first byte and download time, CDN and origin](cdn.png)
 
@@ -578,7 +600,7 @@ distance (delay not on the path) or over 2 × + 20 ms (an overloaded machine) ma
 
 **Limits.** The controller is reached directly, without distance: in a deployment the controller's
 own RTT adds to the CDN's first byte. The measurement costs the slowest cache's 3 echoes (about
-3 × 10 ms + its RTT) on every request; the paper measured per request too. See docs/services.md.
+2 × 5 ms + its RTT, plus starting \`ping\`) on every request; the paper measured per request too. See docs/services.md.
 `;
   writeReport(o.out, 'cdn', md, await renderChart(cdnChart(r)), r);
 }
