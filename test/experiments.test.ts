@@ -178,7 +178,7 @@ test('experiment clients (needs root): UDP clients over a 3-ISP path, link-down 
 
 test('experiment cdn (needs root): arrow cdn sends curl to the nearest cache by RTT, and past a SIGKILLed cache to the next nearest', () => {
   // Every download is checked by size and SHA-256 by the experiment, which fails otherwise.
-  const r = experiment('cdn', ['--runs', '2', '--sizes', '1'], 'cdn', 420_000) as {
+  const r = experiment('cdn', ['--runs', '2', '--sizes', '1'], 'cdn', 280_000) as {
     valid: boolean;
     invalidReason: string | null;
     requests: number;

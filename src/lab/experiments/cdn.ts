@@ -188,21 +188,12 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
     const servers = [...caches, origin];
     // The controller is reached directly by everyone, and reaches the caches directly.
     for (const c of clients) {
-      await mustRun(c.host, [
-        'ip',
-        'route',
-        'replace',
-        `${ctl.service}/32`,
-        'via',
-        ctl.address,
-        'src',
-        c.host.service,
-      ]);
-      await mustRun(ctl, ['ip', 'route', 'replace', `${c.host.service}/32`, 'via', c.host.address]);
+      await route(c.host, ctl.service, ['via', ctl.address, 'src', c.host.service]);
+      await route(ctl, c.host.service, ['via', c.host.address]);
     }
     for (const s of caches) {
-      await mustRun(ctl, ['ip', 'route', 'replace', `${s.host.service}/32`, 'via', s.host.address]);
-      await mustRun(s.host, ['ip', 'route', 'replace', `${ctl.service}/32`, 'via', ctl.address]);
+      await route(ctl, s.host.service, ['via', s.host.address]);
+      await route(s.host, ctl.service, ['via', ctl.address]);
     }
 
     // The origin: busybox httpd, which knows nothing of us. The caches fill from its lab address.
@@ -243,17 +234,8 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
       for (const s of servers) {
         const svc = s.host.service;
         if (s.city === c.city) {
-          await mustRun(c.host, [
-            'ip',
-            'route',
-            'replace',
-            `${svc}/32`,
-            'via',
-            s.host.address,
-            'src',
-            c.host.service,
-          ]);
-          await mustRun(s.host, ['ip', 'route', 'replace', `${c.host.service}/32`, 'via', c.host.address]);
+          await route(c.host, svc, ['via', s.host.address, 'src', c.host.service]);
+          await route(s.host, c.host.service, ['via', c.host.address]);
           continue;
         }
         subnet++;
@@ -273,17 +255,8 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
           },
         );
         pairs.push(pair);
-        await mustRun(c.host, [
-          'ip',
-          'route',
-          'replace',
-          `${svc}/32`,
-          'dev',
-          `arrc${subnet}`,
-          'src',
-          c.host.service,
-        ]);
-        await mustRun(s.host, ['ip', 'route', 'replace', `${c.host.service}/32`, 'dev', `arrs${subnet}`]);
+        await route(c.host, svc, ['dev', `arrc${subnet}`, 'src', c.host.service]);
+        await route(s.host, c.host.service, ['dev', `arrs${subnet}`]);
         const p = await c.host.run(['ping', '-n', '-q', '-c', '5', '-i', '0.05', '-W', '2', svc]);
         const rtt = parsePingRtt(p.stdout);
         if (!rtt)
@@ -454,6 +427,11 @@ export function summarise(
     invalidReason,
     downloads: [...downloads, ...after],
   };
+}
+
+/** A host route to `dest` (/32) on `host`: `via GW` or `dev TUN`, maybe with `src`. */
+function route(host: LabHost, dest: string, how: string[]): Promise<void> {
+  return mustRun(host, ['ip', 'route', 'replace', `${dest}/32`, ...how]);
 }
 
 async function mustRun(host: LabHost, command: string[]): Promise<void> {
