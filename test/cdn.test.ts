@@ -24,6 +24,7 @@ import {
 } from '../src/lab/experiments/cdn.js';
 
 const run = promisify(execFile);
+const TOKEN = 'cdn-test-token-0123456789';
 
 test('cdn logic: the lowest RTT wins (ties to the first), ping summaries, --cache specs, client addresses', () => {
   assert.equal(
@@ -121,7 +122,11 @@ test('cdn experiment logic: distances along the row, the paths between cities, n
 
 /** Starts `arrow ARGS` and waits for its "listening on" line. */
 async function daemon(args: string[]): Promise<{ proc: ChildProcess; output: () => string }> {
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Every daemon of the test shares a token, as a deployment should: the caches ping for the controller only.
+  const proc = spawn(process.execPath, [CLI_PATH, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ARROW_CDN_TOKEN: TOKEN },
+  });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -155,7 +160,7 @@ test('arrow cdn: curl is redirected to a cache, which fills from the origin once
       stdio: 'ignore',
     });
     procs.push(origin);
-    const caches = [];
+    const caches: { name: string; proc: ChildProcess; url: string }[] = [];
     for (const [name, host] of [
       ['one', '127.0.0.21'],
       ['two', '127.0.0.22'],
@@ -226,18 +231,29 @@ test('arrow cdn: curl is redirected to a cache, which fills from the origin once
       const doc = JSON.parse(await curl([`${base}/openapi.json`])) as { paths: Record<string, unknown> };
       assert.ok(doc.paths['/files/{name}'], base);
     }
-    const bad = await curl([
-      '-w',
-      '%{http_code}',
-      '-X',
-      'POST',
-      '-H',
-      'content-type: application/json',
-      '-d',
-      '{"address":"nope"}',
-      `${caches[0]!.url}/rtt`,
-    ]);
-    assert.match(bad, /address.*400$/s);
+    const rtt = (body: string, auth: string[] = ['-H', `authorization: Bearer ${TOKEN}`]): Promise<string> =>
+      curl([
+        '-w',
+        '%{http_code}',
+        '-X',
+        'POST',
+        '-H',
+        'content-type: application/json',
+        ...auth,
+        '-d',
+        body,
+        `${caches[0]!.url}/rtt`,
+      ]);
+    assert.match(await rtt('{"address":"nope"}'), /address.*400$/s);
+    // Only who holds the token may have a cache ping: the controller, and through it its holders.
+    assert.match(await curl(['-w', '%{http_code}', `${controller}/choose?client=127.0.0.9`]), /token.*401$/s);
+    const choice = JSON.parse(
+      await curl(['-H', `authorization: Bearer ${TOKEN}`, `${controller}/choose?client=127.0.0.9`]),
+    ) as { client: string; how: string; measurements: unknown[] };
+    assert.deepEqual([choice.client, choice.how, choice.measurements.length], ['127.0.0.9', 'measured', 3]);
+    assert.match(await rtt('{"address":"127.0.0.1"}', []), /token.*401$/s);
+    assert.match(await rtt('{"address":"127.0.0.1"}', ['-H', 'authorization: Bearer wrong']), /401$/);
+    assert.match(await rtt('{"address":"127.0.0.1"}'), /"rttMs":[\d.]+.*"received":3.*200$/s);
     assert.match(await curl(['-w', '%{http_code}', `${caches[0]!.url}/files/..%2Fsecret`]), /400$/);
     assert.match(
       await curl(['-w', '%{http_code}', `${caches[0]!.url}/files/absent.bin`]),

@@ -11,6 +11,7 @@ import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { bearerMatches } from './token.js';
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Counter, Registry } from 'prom-client';
@@ -39,6 +40,8 @@ export interface CacheOptions {
   registry?: Registry;
   /** How long a fill may wait for the origin's answer, ms. */
   originTimeoutMs?: number;
+  /** When set, `POST /rtt` needs `Authorization: Bearer <token>`: only the controller may have the cache ping. */
+  token?: string | undefined;
 }
 
 /** The origin said no (404, 5xx) or could not be reached: the client gets 404 or 502, and nothing is stored. */
@@ -86,6 +89,7 @@ export async function buildCacheServer(o: CacheOptions): Promise<FastifyInstance
     logger: o.logger,
     bodyLimit: 1024,
     tls: o.tls,
+    ...(o.token ? { securitySchemes: { bearer: { type: 'http' as const, scheme: 'bearer' } } } : {}),
     clientError: (err) =>
       err instanceof OriginError ? { statusCode: err.statusCode, message: err.message } : undefined,
   });
@@ -169,9 +173,14 @@ export async function buildCacheServer(o: CacheOptions): Promise<FastifyInstance
         tags: ['measure'],
         body: RttRequestSchema,
         response: { 200: RttAnswerSchema },
+        ...(o.token ? { security: [{ bearer: [] }] } : {}),
       },
     },
     async (req): Promise<RttAnswer> => {
+      if (o.token !== undefined && !bearerMatches(req.headers.authorization, o.token))
+        throw Object.assign(new Error("POST /rtt needs the controller's token (Authorization: Bearer ...)"), {
+          statusCode: 401,
+        });
       const started = performance.now();
       counts.measurements++;
       try {

@@ -16,6 +16,7 @@ import {
   type ControllerCache,
 } from '../api/cdn.js';
 import { Type } from '@sinclair/typebox';
+import { bearerMatches } from './token.js';
 
 /** A cache as the operator declares it: `NAME=URL`, with its PoP (`ISP/POP`) for the atlas fallback. */
 export interface CacheSpec {
@@ -32,6 +33,8 @@ export interface ControllerOptions {
   skipMs: number;
   /** The atlas, for when no cache answers: its path latency from each cache's PoP to the client. */
   atlas?: string;
+  /** Sent to the caches as `Authorization: Bearer <token>` with each measurement request. */
+  token?: string;
 }
 
 /** `NAME=URL` or `NAME=URL@ISP/POP`; throws a message naming what is wrong. */
@@ -144,7 +147,10 @@ export class CdnController {
     try {
       res = await httpRequest(`${c.url}/rtt`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: {
+          'content-type': 'application/json',
+          ...(this.o.token ? { authorization: `Bearer ${this.o.token}` } : {}),
+        },
         body: JSON.stringify({ address: client }),
         timeoutMs: this.o.measureTimeoutMs,
       });
@@ -204,7 +210,12 @@ export function clientAddress(remote: string | undefined): string {
 
 export async function buildControllerServer(
   controller: CdnController,
-  o: { logger: Logger | false; tls?: TlsMaterial | undefined; registry?: Registry },
+  o: {
+    logger: Logger | false;
+    tls?: TlsMaterial | undefined;
+    registry?: Registry;
+    token?: string | undefined;
+  },
 ): Promise<FastifyInstance> {
   const registry = o.registry ?? new Registry();
   const redirects = new Counter({
@@ -290,7 +301,18 @@ export async function buildControllerServer(
         response: { 200: ChoiceSchema },
       },
     },
-    async (req) => decide(req.query.client ?? clientAddress(req.socket.remoteAddress), false),
+    async (req) => {
+      // Choosing for another address has the caches ping it: with a token, only its holders may.
+      if (
+        req.query.client !== undefined &&
+        o.token !== undefined &&
+        !bearerMatches(req.headers.authorization, o.token)
+      )
+        throw Object.assign(new Error('?client= needs the token (Authorization: Bearer ...)'), {
+          statusCode: 401,
+        });
+      return decide(req.query.client ?? clientAddress(req.socket.remoteAddress), false);
+    },
   );
   api.get(
     '/caches',

@@ -17,6 +17,7 @@ export interface ServeFlags {
 }
 
 export interface CacheFlags extends ServeFlags {
+  token?: string;
   name: string;
   origin: string;
   store: string;
@@ -26,6 +27,7 @@ export interface CacheFlags extends ServeFlags {
 }
 
 export interface ControllerFlags extends ServeFlags {
+  token?: string;
   cache: string[];
   measureTimeoutMs: number;
   skipMs: number;
@@ -84,6 +86,7 @@ export async function runCdnCache(f: CacheFlags): Promise<void> {
     logger: log,
     tls,
     registry,
+    token: f.token,
   });
   await serve(app, `cdn cache ${f.name}`, f, tls !== undefined, log);
 }
@@ -106,7 +109,8 @@ export async function runCdnController(f: ControllerFlags): Promise<void> {
     measureTimeoutMs: f.measureTimeoutMs,
     skipMs: f.skipMs,
     ...(f.atlas ? { atlas: f.atlas } : {}),
+    ...(f.token ? { token: f.token } : {}),
   });
-  const app = await buildControllerServer(controller, { logger: log, tls, registry });
+  const app = await buildControllerServer(controller, { logger: log, tls, registry, token: f.token });
   await serve(app, 'cdn controller', f, tls !== undefined, log);
 }

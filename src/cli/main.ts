@@ -472,7 +472,13 @@ function serveOptions(c: Command, what: string): Command {
     )
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (with --tls-key)')
     .option('--tls-key <file>', 'the PEM private key of --tls-cert')
-    .option('--allow-plain-http', 'serve plain HTTP on an address that is not loopback');
+    .option('--allow-plain-http', 'serve plain HTTP on an address that is not loopback')
+    .addOption(
+      new Option(
+        '--token <secret>',
+        'a secret the controller and the caches share: the controller sends it with each measurement request, a cache refuses POST /rtt without it (401)',
+      ).env('ARROW_CDN_TOKEN'),
+    );
 }
 serveOptions(
   cdn

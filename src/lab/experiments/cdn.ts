@@ -1,5 +1,6 @@
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChildProcess } from 'node:child_process';
 import { Lab, type LabHost } from '../lab.js';
@@ -207,6 +208,8 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
       }),
     );
     const cacheProcs = new Map<string, ChildProcess>();
+    // The caches ping for the controller only (a lab secret: the processes' arguments are ours to see).
+    const token = randomBytes(16).toString('hex');
     for (const c of caches) {
       const proc = await startDaemon(lab, c.host, `cache-${c.name}`, [
         'cdn',
@@ -220,6 +223,8 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
         `http://${origin.host.address}:${ORIGIN_PORT}`,
         '--store',
         join(lab.dir, `store-${c.name}`),
+        '--token',
+        token,
       ]);
       procs.push(proc);
       cacheProcs.set(c.name, proc);
@@ -294,6 +299,8 @@ export async function runCdn(o: CdnOptions): Promise<CdnResult> {
         ...caches.flatMap((c) => ['--cache', `${c.name}=http://${c.host.service}:${CACHE_PORT}`]),
         '--skip-ms',
         '60000',
+        '--token',
+        token,
       ]),
     );
     const controllerUrl = `http://${ctl.service}:${CONTROLLER_PORT}`;
