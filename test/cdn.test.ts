@@ -4,7 +4,7 @@
 // routers give each city its distance, and checks the choices there.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -304,4 +304,50 @@ test('arrow cdn: curl is redirected to a cache, which fills from the origin once
     for (const p of procs) p.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('arrow cdn: bad flags are refused with a message that names them, before anything listens', (t) => {
+  const store = mkdtempSync(join(tmpdir(), 'arrow-cdn-flags-'));
+  t.after(() => rmSync(store, { recursive: true, force: true }));
+  const cli = (args: string[]): { status: number | null; stderr: string } =>
+    spawnSync(process.execPath, [CLI_PATH, 'cdn', ...args], { encoding: 'utf8', timeout: 30_000 });
+  const bad = cli(['controller', '--listen', '127.0.0.1:0', '--cache', 'http://127.0.0.1:1']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--cache http:\/\/127\.0\.0\.1:1: expected NAME=http\(s\):\/\/HOST:PORT/);
+  const twice = cli([
+    'controller',
+    '--listen',
+    '127.0.0.1:0',
+    '--cache',
+    'a=http://127.0.0.1:1',
+    '--cache',
+    'a=http://127.0.0.1:2',
+  ]);
+  assert.match(twice.stderr, /cache a is declared twice/);
+  const origin = cli([
+    'cache',
+    '--name',
+    'x',
+    '--listen',
+    '127.0.0.1:0',
+    '--origin',
+    'nope',
+    '--store',
+    store,
+  ]);
+  assert.match(origin.stderr, /--origin nope: Invalid URL/);
+  const plain = cli([
+    'cache',
+    '--name',
+    'x',
+    '--listen',
+    '10.1.2.3:0',
+    '--origin',
+    'http://o:1',
+    '--store',
+    store,
+  ]);
+  assert.match(plain.stderr, /refusing plain HTTP on 10\.1\.2\.3:0/);
+  const help = spawnSync(process.execPath, [CLI_PATH, 'cdn', '--help'], { encoding: 'utf8' });
+  assert.match(help.stdout, /cache \[options\][\s\S]*controller \[options\]/);
 });
