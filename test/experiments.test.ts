@@ -13,7 +13,12 @@ import { boundText, hopsVerdict, pathDataplane, type HopsResult } from '../src/l
 const out = mkdtempSync(join(tmpdir(), 'arrow-experiments-'));
 process.on('exit', () => rmSync(out, { recursive: true, force: true }));
 
-function experiment(name: string, args: string[], report = name): Record<string, unknown> {
+function experiment(
+  name: string,
+  args: string[],
+  report = name,
+  timeoutMs = 240_000,
+): Record<string, unknown> {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0)
     assert.fail('test/experiments.test.ts needs root: the experiments make namespaces, veth links and TUNs');
   const r = spawnSync(
@@ -21,7 +26,7 @@ function experiment(name: string, args: string[], report = name): Record<string,
     [CLI_PATH, 'lab', 'experiment', name, '--json', '--out', out, ...args],
     {
       encoding: 'utf8',
-      timeout: 240_000,
+      timeout: timeoutMs,
     },
   );
   assert.equal(
@@ -169,6 +174,38 @@ test('experiment clients (needs root): UDP clients over a 3-ISP path, link-down 
   assert.equal(run.allEchoesBefore, true);
   assert.equal(run.recovered, 5);
   assert.ok(run.failoverMs.median > 10 && run.failoverMs.median < 5000, JSON.stringify(run));
+});
+
+test('experiment cdn (needs root): arrow cdn sends curl to the nearest cache by RTT, and past a SIGKILLed cache to the next nearest', () => {
+  // Every download is checked by size and SHA-256 by the experiment, which fails otherwise.
+  const r = experiment('cdn', ['--runs', '2', '--sizes', '1'], 'cdn', 280_000) as {
+    valid: boolean;
+    invalidReason: string | null;
+    requests: number;
+    nearest: number;
+    nearestShare: number;
+    target: { met: boolean };
+    clients: { client: string; cdn: { ttfbMs: number }; origin: { ttfbMs: number } }[];
+    calibration: { pair: string; expectedMs: number; minMs: number }[];
+    deadCache: { killed: string; requests: number; toNextNearest: number; skippedBy: string | null };
+  };
+  assert.deepEqual([r.valid, r.invalidReason], [true, null], JSON.stringify(r.calibration));
+  // Distance was on every path: each pair's lowest RTT at least 90% of twice the ISPs' delays.
+  assert.equal(r.calibration.length, 8);
+  // 3 clients × 2 runs, each to a nearest cache (the target is 95%: at this size, all of them).
+  assert.equal(r.requests, 6);
+  assert.equal(r.nearest, 6, JSON.stringify(r));
+  assert.equal(r.target.met, true);
+  assert.deepEqual(
+    r.clients.map((c) => c.client),
+    ['fra', 'par', 'lon'],
+  );
+  for (const c of r.clients) assert.ok(c.cdn.ttfbMs > 0 && c.origin.ttfbMs > 0, JSON.stringify(c));
+  // After the kill: every request went to the nearest live cache, and the dead one is skipped.
+  assert.equal(r.deadCache.killed, 'par');
+  assert.equal(r.deadCache.requests, 6);
+  assert.equal(r.deadCache.toNextNearest, 6);
+  assert.ok(r.deadCache.skippedBy, 'the controller skips the dead cache');
 });
 
 test('experiment download --mode gateway (needs root): curl to a web host that runs nothing of ours, the egress router killed at 40%, the same TCP connection', () => {

@@ -8,7 +8,7 @@ export interface ExperimentFlags {
   runs?: number;
   seconds: number;
   pings: number;
-  sizes: string;
+  sizes?: string;
   trials: number;
   pps: number;
   counts: string;
@@ -53,7 +53,7 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
         if (o.mode === 'gateway') {
           const { runDownloadGateway } = await import('../lab/experiments/download-gateway.js');
           const r = await runDownloadGateway({
-            sizesMB: list(o.sizes, '--sizes'),
+            sizesMB: list(o.sizes ?? '63,625', '--sizes'),
             runs: o.runs ?? 10,
             out,
             progress,
@@ -62,7 +62,12 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
           break;
         }
         const { runDownload } = await import('../lab/experiments/download.js');
-        result = await runDownload({ sizesMB: list(o.sizes, '--sizes'), runs: o.runs ?? 10, out, progress });
+        result = await runDownload({
+          sizesMB: list(o.sizes ?? '63,625', '--sizes'),
+          runs: o.runs ?? 10,
+          out,
+          progress,
+        });
         break;
       }
       case 'icmp-loss': {
@@ -89,8 +94,18 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
         result = await runClients({ counts: list(o.counts, '--counts'), out, progress });
         break;
       }
+      case 'cdn': {
+        const sizes = list(o.sizes ?? '10', '--sizes');
+        if (sizes.length !== 1) throw new Error('cdn: --sizes takes one file size (MB)');
+        const { runCdn } = await import('../lab/experiments/cdn.js');
+        const r = await runCdn({ runs: o.runs ?? 10, sizeMB: sizes[0]!, out, progress });
+        // The summary; every download is in cdn.json.
+        const { downloads: _, ...summary } = r;
+        result = summary;
+        break;
+      }
       default:
-        throw new Error(`unknown experiment ${name}: hops, download, icmp-loss or clients`);
+        throw new Error(`unknown experiment ${name}: hops, download, icmp-loss, clients or cdn`);
     }
   } finally {
     // The bar's line is finished and the cursor shown again, whatever happened.

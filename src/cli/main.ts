@@ -303,24 +303,24 @@ lab
 lab
   .command('experiment')
   .description(
-    "reproduce a seed's experiment on a netns lab with unmodified programs (root): hops, download, icmp-loss, clients",
+    "reproduce a seed's experiment on a netns lab with unmodified programs (root): hops, download, icmp-loss, clients, cdn",
   )
   .addArgument(
     new Argument(
       '<name>',
-      'hops (paper Table 1), download (thesis 5.2), icmp-loss (thesis 5.1), clients (seed 000)',
-    ).choices(['hops', 'download', 'icmp-loss', 'clients']),
+      'hops (paper Table 1), download (thesis 5.2), icmp-loss (thesis 5.1), clients (seed 000), cdn (paper 4.4: arrow cdn, nearest cache by RTT)',
+    ).choices(['hops', 'download', 'icmp-loss', 'clients', 'cdn']),
   )
   .option('--out <dir>', 'where the Markdown report, the plot (SVG and PNG) and JSON go', './experiments')
   .option('--json', 'print the result as JSON (progress goes to stderr)')
   .option(
     '--runs <n>',
-    'hops: iperf3 runs per path (5); download: runs with and without failure per size (10)',
+    'hops: iperf3 runs per path (5); download: runs with and without failure per size (10); cdn: requests per client, through the CDN and from the origin each (10)',
     (v) => positiveInt(v, '--runs'),
   )
   .option('--seconds <s>', 'hops: seconds per iperf3 run', (v) => positiveInt(v, '--seconds'), 10)
   .option('--pings <n>', 'hops: pings per path', (v) => positiveInt(v, '--pings'), 100)
-  .option('--sizes <list>', 'download: file sizes in MB', '63,625')
+  .option('--sizes <list>', 'download: file sizes in MB (63,625); cdn: the one file size in MB (10)')
   .option('--trials <n>', 'icmp-loss: kill trials', (v) => positiveInt(v, '--trials'), 20)
   .option('--pps <n>', 'icmp-loss: pings per second', (v) => positiveInt(v, '--pps'), 100)
   .option('--counts <list>', 'clients: client counts', '5,20,40')
@@ -463,6 +463,92 @@ program
     const { runAtlas } = await import('../atlas/main.js');
     await runAtlas(o.config);
   });
+
+const cdn = program
+  .command('cdn')
+  .description(
+    "a simple CDN (the ARROW paper's §4.4): cache nodes at PoPs, and a controller that sends each request to the cache with the lowest RTT to the client, measured by the caches at request time (docs/services.md)",
+  );
+/** --listen, HTTPS, plain HTTP: what both CDN daemons take. */
+function serveOptions(c: Command, what: string): Command {
+  return c
+    .requiredOption('--listen <host:port>', `where the ${what} serves HTTP (port 0 picks one)`, (v) =>
+      bindAddress(v, '--listen'),
+    )
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (with --tls-key)')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+    .option('--allow-plain-http', 'serve plain HTTP on an address that is not loopback')
+    .addOption(
+      new Option(
+        '--token <secret>',
+        'a secret the controller and the caches share: the controller sends it with each measurement request, a cache refuses POST /rtt without it (401)',
+      ).env('ARROW_CDN_TOKEN'),
+    );
+}
+serveOptions(
+  cdn
+    .command('cache')
+    .description(
+      'a cache node: GET /files/NAME from its store, filled from the origin on a miss; POST /rtt measures its RTT to a client with ICMP echoes (the system ping); OpenAPI at /openapi.json',
+    )
+    .requiredOption('--name <name>', "this cache's name, as the controller knows it")
+    .requiredOption('--origin <url>', 'base URL of the origin: a miss for NAME is filled from URL/NAME')
+    .requiredOption('--store <dir>', 'directory of stored files (made if missing)')
+    .option(
+      '--pings <n>',
+      'ICMP echoes per RTT measurement (the lowest RTT counts)',
+      (v) => positiveInt(v, '--pings'),
+      3,
+    )
+    .option(
+      '--ping-interval <s>',
+      'seconds between the echoes (at least 0.002)',
+      (v) => positiveNumber(v, '--ping-interval'),
+      0.005,
+    )
+    .option(
+      '--ping-deadline-ms <ms>',
+      "a measurement gives up after this long (keep it under the controller's --measure-timeout-ms)",
+      (v) => positiveInt(v, '--ping-deadline-ms'),
+      800,
+    ),
+  'cache',
+).action(async (o: import('./cdn.js').CacheFlags) => {
+  const { runCdnCache } = await import('./cdn.js');
+  await runCdnCache(o);
+});
+serveOptions(
+  cdn
+    .command('controller')
+    .description(
+      'the controller: GET /files/NAME asks every cache in use for its RTT to the caller now and redirects (302) to the lowest; a cache that does not answer in time is skipped for --skip-ms; GET /choose?client=IP, GET /caches, /metrics; OpenAPI at /openapi.json',
+    )
+    .requiredOption(
+      '--cache <name=url[@isp/pop]>',
+      'a cache (repeatable): its name, base URL, and optionally its PoP for the atlas fallback',
+      collect,
+    )
+    .option(
+      '--measure-timeout-ms <ms>',
+      'how long the caches have to answer a measurement; a cache silent longer is skipped',
+      (v) => positiveInt(v, '--measure-timeout-ms'),
+      1500,
+    )
+    .option(
+      '--skip-ms <ms>',
+      'how long a failed cache is skipped before it is asked again',
+      (v) => positiveInt(v, '--skip-ms'),
+      10_000,
+    )
+    .option(
+      '--atlas <url>',
+      "when no cache can measure the client: choose by the atlas's path latency from each cache's PoP to the client's address (its targets)",
+    ),
+  'controller',
+).action(async (o: import('./cdn.js').ControllerFlags) => {
+  const { runCdnController } = await import('./cdn.js');
+  await runCdnController(o);
+});
 
 /** The path-query flags `arrow paths` and `arrow connect` share (docs/atlas.md). */
 function pathQueryOptions(c: Command): Command {
