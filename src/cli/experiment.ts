@@ -89,8 +89,13 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
         result = await runClients({ counts: list(o.counts, '--counts'), out, progress });
         break;
       }
+      case 'dos': {
+        const { runDos } = await import('../lab/experiments/dos.js');
+        result = await runDos({ seconds: o.seconds, out, progress });
+        break;
+      }
       default:
-        throw new Error(`unknown experiment ${name}: hops, download, icmp-loss or clients`);
+        throw new Error(`unknown experiment ${name}: hops, download, icmp-loss, clients or dos`);
     }
   } finally {
     // The bar's line is finished and the cursor shown again, whatever happened.
