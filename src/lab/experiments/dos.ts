@@ -736,9 +736,10 @@ flow what the saturated link lets through. The failover of \`arrow forward\` can
 ingress router is alive (it acks now and then) and there is no other ingress to go to. With
 spreading, a flooded ingress loses its probes and its answers, leaves the sequence within
 the detection time, and the others carry its share: the steady goodput stays near 100%, above the
-(K − flooded)/K the paper's argument promises, since that bound assumes the flooded share is lost. Both ingresses of
-one ISP are in reach of one attacker here; choosing ingress points across ISPs (as this lab does) is
-what makes "overwhelm all at once" expensive.
+(K − flooded)/K the paper's argument promises, since that bound assumes the flooded share is lost. The "with onset" column is what the detection
+costs. Spreading raises the attack's price, it does not make it impossible: an attacker who floods
+all K access links stops the flow, as the paper says; ingress points at several ISPs (two here)
+make that a larger and more visible attack.
 
 **Not measured.** A TCP download through the gateway mode: the TUN endpoint sends on one circuit
 from its kernel encapsulation path (src/endpoint/tun-kernel.ts), which has no spreading; the PRF
