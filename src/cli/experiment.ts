@@ -91,7 +91,12 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
       }
       case 'dos': {
         const { runDos } = await import('../lab/experiments/dos.js');
-        result = await runDos({ seconds: o.seconds, out, progress });
+        result = await runDos({
+          seconds: o.seconds,
+          out,
+          progress,
+          ...(o.dataplane ? { dataplane: o.dataplane } : {}),
+        });
         break;
       }
       default:

@@ -1,8 +1,5 @@
-import { execFile } from 'node:child_process';
 import { isIPv4 } from 'node:net';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+import { runNft } from '../util/nft.js';
 
 /**
  * DoS protection at the destination's host (ARROW §3.5, "the endpoint's ISP can drop all
@@ -77,16 +74,9 @@ table inet ${table} {
 
 async function nft(args: string[], input?: string): Promise<string> {
   try {
-    if (input === undefined) return (await run('nft', args)).stdout;
-    return await new Promise<string>((resolve, reject) => {
-      const child = execFile('nft', args, (err, stdout) => (err ? reject(err) : resolve(stdout)));
-      child.stdin!.end(input);
-    });
+    return await runNft(args, input);
   } catch (err) {
-    const e = err as { stderr?: string; message: string; code?: string };
-    if (e.code === 'ENOENT')
-      throw new Error('nft not found: install nftables (Debian: apt install nftables)', { cause: err });
-    throw new Error(`nft ${args.join(' ')}: ${(e.stderr || e.message).trim()}`, { cause: err });
+    throw new Error(`nft ${args.join(' ')}: ${(err as Error).message}`, { cause: err });
   }
 }
 

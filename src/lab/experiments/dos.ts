@@ -7,6 +7,7 @@ import type { Topology } from '../topology.js';
 import { renderChart, type Chart } from '../../plot/chart.js';
 import { machineLine, writeReport } from './report.js';
 import type { ProtectCounters } from '../../services/protect.js';
+import type { DataplaneMode } from '../../router/dataplane-mode.js';
 
 /**
  * `arrow lab experiment dos` (ARROW §3.5, Phalanx in §4.4; docs/experiments/dos.md): a destination
@@ -22,6 +23,8 @@ export interface DosOptions {
   seconds: number;
   out: string;
   progress?: (line: string) => void;
+  /** The routers' data plane (default: the lab's, auto). */
+  dataplane?: DataplaneMode;
 }
 
 export interface DosPhase {
@@ -294,6 +297,7 @@ export async function runDos(o: DosOptions): Promise<DosResult> {
   const lab = await Lab.start(dosTopology('expdos'), {
     netns: true,
     keep: process.env.ARROW_EXPERIMENT_KEEP === '1',
+    ...(o.dataplane ? { dataplane: o.dataplane } : {}),
   });
   const procs: ChildProcess[] = [];
   try {
