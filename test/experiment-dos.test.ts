@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_PATH } from '../src/lab/process.js';
 import { inWindow, verdict, type DosPhase, type DosResult } from '../src/lab/experiments/dos.js';
+import { assertLabTarget } from '../src/lab/flood.js';
 
 const phase = (flooded: number, goodput: number, o: Partial<DosPhase> = {}): DosPhase => ({
   flooded,
@@ -85,6 +86,24 @@ test('dos windows: 100 ms buckets of send time are summed when whole inside the 
   assert.equal(inWindow(b, 1000, 1300), 21);
   assert.equal(inWindow(b, 1050, 1300), 16, 'the bucket at 1000 starts before the window');
   assert.equal(inWindow(b, 1000, 1250), 12, 'the bucket at 1200 ends after it');
+});
+
+test('the attacker floods lab addresses only, bounded in rate and time: anything else is refused before a datagram goes out', () => {
+  assert.doesNotThrow(() => assertLabTarget('10.77.1.11:4000'));
+  assert.doesNotThrow(() => assertLabTarget('127.0.0.1:9'));
+  assert.throws(() => assertLabTarget('8.8.8.8:53'), /only lab addresses/);
+  assert.throws(() => assertLabTarget('10.78.0.1:53'), /only lab addresses/);
+  const run = (...args: string[]): ReturnType<typeof spawnSync> =>
+    spawnSync(process.execPath, [CLI_PATH, 'flood', ...args], { encoding: 'utf8' });
+  const outside = run('--target', '1.1.1.1:53', '--pps', '10', '--seconds', '1');
+  assert.equal(outside.status, 1);
+  assert.match(String(outside.stderr), /only lab addresses/);
+  const fast = run('--target', '127.0.0.1:9', '--pps', '1000000', '--seconds', '1');
+  assert.equal(fast.status, 1);
+  assert.match(String(fast.stderr), /--pps must be 1\.\.50000/);
+  const long = run('--target', '127.0.0.1:9', '--pps', '10', '--seconds', '1000');
+  assert.equal(long.status, 1);
+  assert.match(String(long.stderr), /at most 120/);
 });
 
 test('experiment dos (needs root): spreading holds goodput under a flood of 1 and 2 of 4 ingress points, one ingress collapses, nothing foreign reaches the destination', () => {
