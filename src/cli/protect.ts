@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Protection, type ProtectCounters } from '../services/protect.js';
 import { ConfigError } from '../util/config.js';
 
@@ -58,18 +59,24 @@ export async function runProtect(o: ProtectFlags): Promise<void> {
     stopping = true;
     clearInterval(timer);
     let code = 0;
-    try {
-      say('removed', await p.counters());
-    } catch (err) {
-      console.error(`reading the last counters: ${(err as Error).message}`);
-      code = 1;
-    }
-    try {
-      await p.remove();
-    } catch (err) {
-      console.error(`could not remove nft table ${p.table}: ${(err as Error).message}`);
-      code = 1;
-    }
+    // A failed nft call is tried twice more before the exit says so: the table must not stay behind.
+    const tries = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
+      for (let i = 1; ; i++) {
+        try {
+          return await f();
+        } catch (err) {
+          console.error(`${what} (try ${i} of 3): ${(err as Error).message}`);
+          if (i === 3) {
+            code = 1;
+            return undefined;
+          }
+          await sleep(100);
+        }
+      }
+    };
+    const last = await tries('reading the last counters', () => p.counters());
+    if (last) say('removed', last);
+    await tries(`removing nft table ${p.table}`, () => p.remove());
     process.exit(code);
   };
   process.once('SIGINT', () => void stop());

@@ -110,8 +110,8 @@ export class Protection {
   /** Deletes the table; idempotent. */
   async remove(): Promise<void> {
     if (this.removed) return;
-    this.removed = true;
     await nft(['delete', 'table', 'inet', this.table]);
+    this.removed = true;
   }
 }
 

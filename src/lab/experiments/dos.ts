@@ -522,11 +522,13 @@ export async function runDos(o: DosOptions): Promise<DosResult> {
       'the application reporting',
     );
     await stopProc(protect);
-    const removed = await protectOut.next(
-      (l) => l.event === 'removed',
-      10_000,
-      'arrow protect removing its table',
-    );
+    const removed = await protectOut
+      .next((l) => l.event === 'removed', 10_000, 'arrow protect removing its table')
+      .catch((err: Error) => {
+        // Its own words, which the lab directory takes with it when it goes.
+        const log = readFileSync(join(dir, 'logs', 'dos-protect.log'), 'utf8').slice(-2000);
+        throw new Error(`${err.message}; its stderr:\n${log}`, { cause: err });
+      });
     const tables = await server.run(['nft', 'list', 'tables']);
     const tableRemoved = tables.code === 0 && !tables.stdout.includes('arrow_protect_dos');
     const sinkBuckets = sinkResult.buckets as Buckets;
