@@ -16,6 +16,12 @@ export function runNft(args: string[], input?: string): Promise<string> {
         }),
       );
     });
-    child.stdin?.end(input ?? '');
+    // nft may exit before reading its stdin (an argument error, or no `-f -`): EPIPE then, and
+    // the exit status above says what went wrong. Without input, stdin is closed unwritten.
+    child.stdin?.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') reject(err);
+    });
+    if (input === undefined) child.stdin?.end();
+    else child.stdin?.end(input);
   });
 }
