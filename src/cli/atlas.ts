@@ -7,6 +7,7 @@ import { AtlasConnection, READY_TIMEOUT_MS } from '../endpoint/connect.js';
 import { logFailoverEvents, notReadyLines } from '../endpoint/failover-log.js';
 import { ConfigError } from '../util/config.js';
 import { authPrefix } from '../wire/authenticator.js';
+import { spreadOptions, type SpreadFlags } from './spread.js';
 
 /** The flags `arrow paths` and `arrow connect` share: the query, in CLI form. */
 export interface PathFlags {
@@ -76,11 +77,31 @@ export function loadKeys(file: string | undefined, pairs: string[] = []): Record
 }
 
 export async function runConnect(
-  o: PathFlags & { listen: string; keys?: string; key?: string[]; bandwidth?: number; save?: string },
+  o: PathFlags &
+    SpreadFlags & {
+      listen: string;
+      keys?: string;
+      key?: string[];
+      bandwidth?: number;
+      save?: string;
+      spread?: number;
+    },
 ): Promise<void> {
+  if (o.spread !== undefined && o.k !== undefined && o.k !== o.spread)
+    throw new ConfigError(
+      `--spread ${o.spread} buys ${o.spread} paths; drop --k ${o.k} (or make them equal)`,
+    );
+  if (
+    o.spread === undefined &&
+    (o.spreadKey || o.overloadRtt || o.overloadLoss !== undefined || o.spreadProbe)
+  )
+    throw new ConfigError('--spread-key, --overload-rtt, --overload-loss and --spread-probe need --spread K');
+  const query = queryFromFlags(o);
+  if (o.spread !== undefined) query.k = o.spread;
   const conn = await AtlasConnection.open({
     atlas: o.atlas,
-    query: queryFromFlags(o),
+    query,
+    ...(o.spread !== undefined ? { spread: spreadOptions(o) } : {}),
     keys: loadKeys(o.keys, o.key),
     target: o.to,
     listen: o.listen,
@@ -95,9 +116,11 @@ export async function runConnect(
     console.log(JSON.stringify({ listen: conn.listen, candidates: conn.answer, bought: paths }, null, 2));
   } else {
     for (const l of formatAnswer(conn.answer)) console.log(l);
-    console.log(`forwarding UDP ${conn.listen} -> ${o.to}`);
+    console.log(
+      `forwarding UDP ${conn.listen} -> ${o.to}${o.spread ? `, spread over ${paths.length} ingress points` : ''}`,
+    );
     paths.forEach((p, i) => {
-      console.log(`  ${i === 0 ? 'primary' : 'standby'}:`);
+      console.log(`  ${o.spread ? `ingress ${i}` : i === 0 ? 'primary' : 'standby'}:`);
       for (const b of p.forward)
         console.log(
           `    ${b.segment.isp} ${b.circuit.ingressPop}->${b.circuit.egressPop} auth ${authPrefix(b.circuit.auth)} via ${b.circuit.ingress[0]}`,

@@ -94,6 +94,16 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
         result = await runClients({ counts: list(o.counts, '--counts'), out, progress });
         break;
       }
+      case 'dos': {
+        const { runDos } = await import('../lab/experiments/dos.js');
+        result = await runDos({
+          seconds: o.seconds,
+          out,
+          progress,
+          ...(o.dataplane ? { dataplane: o.dataplane } : {}),
+        });
+        break;
+      }
       case 'cdn': {
         const sizes = list(o.sizes ?? '10', '--sizes');
         if (sizes.length !== 1) throw new Error('cdn: --sizes takes one file size (MB)');
@@ -105,7 +115,7 @@ export async function runExperimentCommand(name: string, o: ExperimentFlags): Pr
         break;
       }
       default:
-        throw new Error(`unknown experiment ${name}: hops, download, icmp-loss, clients or cdn`);
+        throw new Error(`unknown experiment ${name}: hops, download, icmp-loss, clients, dos or cdn`);
     }
   } finally {
     // The bar's line is finished and the cursor shown again, whatever happened.

@@ -4,8 +4,10 @@ import { PathFileSchema, pathSpecOf } from '../endpoint/spec.js';
 import type { DetectorOptions } from '../endpoint/connection.js';
 import { ConfigError, loadConfig } from '../util/config.js';
 import { authPrefix } from '../wire/authenticator.js';
+import { spreadOptions, type SpreadFlags } from './spread.js';
 
-export interface ForwardFlags {
+export interface ForwardFlags extends SpreadFlags {
+  spread?: boolean;
   listen: string;
   /** Path files: the primary first, then standbys. */
   path: string[];
@@ -29,13 +31,19 @@ export async function runForward(o: ForwardFlags): Promise<void> {
     ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
     ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),
   };
-  const fwd = await Forwarder.start(o.listen, specs, { detector, readyTimeoutMs: READY_TIMEOUT_MS });
+  if (!o.spread && (o.spreadKey || o.overloadRtt || o.overloadLoss !== undefined || o.spreadProbe))
+    throw new ConfigError('--spread-key, --overload-rtt, --overload-loss and --spread-probe need --spread');
+  const fwd = await Forwarder.start(o.listen, specs, {
+    detector,
+    readyTimeoutMs: READY_TIMEOUT_MS,
+    ...(o.spread ? { spread: spreadOptions(o) } : {}),
+  });
   const conn = fwd.connection;
   console.log(
-    `forwarding UDP ${fwd.listen} over ${fwd.paths.length} path(s) with failover (detect ${conn.opts.timeoutMs} ms, probe every ${conn.opts.probeIntervalMs} ms); ARROW socket ${fwd.endpoint.address}`,
+    `forwarding UDP ${fwd.listen} over ${fwd.paths.length} path(s) ${o.spread ? 'spread by a keyed PRF, each leaving the sequence when overloaded or dead' : 'with failover'} (detect ${conn.opts.timeoutMs} ms, probe every ${conn.opts.probeIntervalMs} ms); ARROW socket ${fwd.endpoint.address}`,
   );
   fwd.paths.forEach((p, i) => {
-    console.log(`  ${i === 0 ? 'primary' : `standby ${i}`}:`);
+    console.log(`  ${o.spread ? `ingress ${i}` : i === 0 ? 'primary' : `standby ${i}`}:`);
     for (const b of p.forward)
       console.log(
         `    ${b.segment.isp ?? b.segment.portal} ${b.circuit.ingressPop}->${b.circuit.egressPop} auth ${authPrefix(b.circuit.auth)} via ${b.circuit.ingress.join(', ')}`,

@@ -6,6 +6,7 @@ import { VERSION } from '../util/version.js';
 import type { AtlasBenchFlags } from '../bench/atlas.js';
 import type { LivenessBenchFlags } from '../bench/liveness.js';
 import type { DataplaneMode } from '../router/dataplane-mode.js';
+import { spreadFlagOptions } from './spread.js';
 
 const program = new Command();
 program
@@ -182,6 +183,32 @@ program
   });
 
 program
+  .command('flood', { hidden: true })
+  .description(
+    'internal: the attacker of arrow lab experiment dos: random UDP datagrams at a bounded rate and time, lab addresses only',
+  )
+  .requiredOption(
+    '--target <host:port>',
+    'where to send (repeatable; 10.77.0.0/16 or 127.0.0.0/8 only)',
+    collect,
+  )
+  .requiredOption('--pps <n>', 'datagrams per second per target', (v) => positiveInt(v, '--pps'))
+  .requiredOption('--seconds <s>', 'how long', (v) => positiveNumber(v, '--seconds'))
+  .option('--size <bytes>', 'datagram size', (v) => positiveInt(v, '--size'), 1000)
+  .action(async (o: { target: string[]; pps: number; seconds: number; size: number }) => {
+    const { flood } = await import('../lab/flood.js');
+    // One JSON object a line: {"event":"flooding","at":ms} once sending, then the result.
+    const r = await flood({
+      targets: o.target,
+      pps: o.pps,
+      seconds: o.seconds,
+      size: o.size,
+      onStart: (at) => console.log(JSON.stringify({ event: 'flooding', at })),
+    });
+    console.log(JSON.stringify(r));
+  });
+
+program
   .command('udp-clients', { hidden: true })
   .description(
     'internal: N plain UDP clients echoing through ports base..base+N-1 (arrow lab experiment clients)',
@@ -303,13 +330,13 @@ lab
 lab
   .command('experiment')
   .description(
-    "reproduce a seed's experiment on a netns lab with unmodified programs (root): hops, download, icmp-loss, clients, cdn",
+    "reproduce a seed's experiment on a netns lab with unmodified programs (root): hops, download, icmp-loss, clients, dos, cdn",
   )
   .addArgument(
     new Argument(
       '<name>',
-      'hops (paper Table 1), download (thesis 5.2), icmp-loss (thesis 5.1), clients (seed 000), cdn (paper 4.4: arrow cdn, nearest cache by RTT)',
-    ).choices(['hops', 'download', 'icmp-loss', 'clients', 'cdn']),
+      'hops (paper Table 1), download (thesis 5.2), icmp-loss (thesis 5.1), clients (seed 000), dos (ARROW §3.5: spreading over K = 4 ingress points against a flood, and arrow protect), cdn (paper 4.4: arrow cdn, nearest cache by RTT)',
+    ).choices(['hops', 'download', 'icmp-loss', 'clients', 'dos', 'cdn']),
   )
   .option('--out <dir>', 'where the Markdown report, the plot (SVG and PNG) and JSON go', './experiments')
   .option('--json', 'print the result as JSON (progress goes to stderr)')
@@ -318,7 +345,12 @@ lab
     'hops: iperf3 runs per path (5); download: runs with and without failure per size (10); cdn: requests per client, through the CDN and from the origin each (10)',
     (v) => positiveInt(v, '--runs'),
   )
-  .option('--seconds <s>', 'hops: seconds per iperf3 run', (v) => positiveInt(v, '--seconds'), 10)
+  .option(
+    '--seconds <s>',
+    'hops: seconds per iperf3 run; dos: seconds per measured window',
+    (v) => positiveInt(v, '--seconds'),
+    10,
+  )
   .option('--pings <n>', 'hops: pings per path', (v) => positiveInt(v, '--pings'), 100)
   .option('--sizes <list>', 'download: file sizes in MB (63,625); cdn: the one file size in MB (10)')
   .option('--trials <n>', 'icmp-loss: kill trials', (v) => positiveInt(v, '--trials'), 20)
@@ -355,6 +387,29 @@ lab
   });
 
 program
+  .command('protect')
+  .description(
+    "DoS protection at the destination's host: an nftables table of its own that lets in only ARROW deliveries from the given egress routers (and replies to the host's own connections), dropping and counting everything else; prints the counters; Ctrl-C removes it (docs/services.md)",
+  )
+  .requiredOption(
+    '--egress <addr...>',
+    'IPv4 address of an egress router that delivers your circuits (repeat or comma-separate)',
+    (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter(Boolean)],
+  )
+  .option(
+    '--port <port>',
+    'accept from the egress routers only UDP to this port (repeatable; default: any)',
+    (v: string, prev: number[] = []) => [...prev, positiveInt(v, '--port')],
+  )
+  .option('--name <name>', 'names the table arrow_protect_NAME (letters, digits, _), default "default"')
+  .option('--interval <ms>', 'how often the counters are printed', (v) => positiveInt(v, '--interval'), 1000)
+  .option('--json', 'one JSON object a line: installed, counters, removed')
+  .action(async (o: import('./protect.js').ProtectFlags) => {
+    const { runProtect } = await import('./protect.js');
+    await runProtect(o);
+  });
+
+const forwardCommand = program
   .command('forward')
   .description(
     'UDP port forward with failover: buy the path(s) in path files and carry an unmodified UDP client over them; prints a timestamped line per failover event',
@@ -373,10 +428,14 @@ program
   .option('--probe-interval <ms>', 'failure detector: probe interval while failing (default 20)', (v) =>
     positiveInt(v, '--probe-interval'),
   )
-  .action(async (o: import('./forward.js').ForwardFlags) => {
-    const { runForward } = await import('./forward.js');
-    await runForward(o);
-  });
+  .option(
+    '--spread',
+    'DoS protection: every --path is an ingress point, and each datagram takes one chosen by a keyed PRF of its sequence number, instead of a primary and standbys (docs/services.md)',
+  );
+spreadFlagOptions(forwardCommand).action(async (o: import('./forward.js').ForwardFlags) => {
+  const { runForward } = await import('./forward.js');
+  await runForward(o);
+});
 
 program
   .command('endpoint')
@@ -587,23 +646,31 @@ pathQueryOptions(
   await runPaths(o);
 });
 
-pathQueryOptions(
-  program
-    .command('connect')
-    .description(
-      'find the best path with the atlas, buy it (and with --k 2 a disjoint standby), and forward a local UDP port over it with failover',
-    )
-    .requiredOption('--to <host:port>', 'the UDP server to reach; the last ISP delivers to it')
-    .requiredOption('-l, --listen <host:port>', 'local UDP address for unmodified clients to send to')
-    .option('--keys <file>', 'YAML or JSON mapping each ISP name to your API key there')
-    .option('--key <isp=key...>', 'an API key for one ISP (repeatable)', (v: string, prev: string[] = []) => [
-      ...prev,
-      v,
-    ])
-    .option('--bandwidth <mbps>', 'bandwidth to buy on every segment', (v) =>
-      positiveNumber(v, '--bandwidth'),
-    )
-    .option('--save <file>', 'write the bought primary path as JSON, for arrow ping/traceroute --path'),
+spreadFlagOptions(
+  pathQueryOptions(
+    program
+      .command('connect')
+      .description(
+        'find the best path with the atlas, buy it (and with --k 2 a disjoint standby), and forward a local UDP port over it with failover',
+      )
+      .requiredOption('--to <host:port>', 'the UDP server to reach; the last ISP delivers to it')
+      .requiredOption('-l, --listen <host:port>', 'local UDP address for unmodified clients to send to')
+      .option('--keys <file>', 'YAML or JSON mapping each ISP name to your API key there')
+      .option(
+        '--key <isp=key...>',
+        'an API key for one ISP (repeatable)',
+        (v: string, prev: string[] = []) => [...prev, v],
+      )
+      .option('--bandwidth <mbps>', 'bandwidth to buy on every segment', (v) =>
+        positiveNumber(v, '--bandwidth'),
+      )
+      .option('--save <file>', 'write the bought primary path as JSON, for arrow ping/traceroute --path')
+      .option(
+        '--spread <k>',
+        'DoS protection: buy K disjoint paths (ingress points) and spread every datagram over them by a keyed PRF of its sequence number; an overloaded or dead one leaves the sequence (docs/services.md)',
+        (v) => positiveInt(v, '--spread'),
+      ),
+  ),
 ).action(async (o: Parameters<typeof import('./atlas.js').runConnect>[0]) => {
   const { runConnect } = await import('./atlas.js');
   await runConnect(o);

@@ -2,7 +2,7 @@ import { AtlasClient, type AtlasMapView } from '../atlas/client.js';
 import type { PathAnswer, PathCandidate, PathQuery } from '../atlas/query.js';
 import { mustParseAddress } from '../wire/address.js';
 import { LocalPort } from './local-port.js';
-import { Connection, type DetectorOptions, type PathCircuit } from './connection.js';
+import { Connection, type DetectorOptions, type PathCircuit, type SpreadOptions } from './connection.js';
 import { Endpoint } from './endpoint.js';
 import { buyPath, releasePath, type BoughtPath, type PathSpec, type SegmentSpec } from './path.js';
 
@@ -20,6 +20,11 @@ export interface ConnectOptions {
   listen: string;
   bandwidthMbps?: number;
   detector?: Partial<DetectorOptions>;
+  /**
+   * Spread DATA over all the bought paths (`query.k` of them, each an ingress point) by a keyed
+   * PRF of the sequence number, instead of a primary and standbys (docs/services.md).
+   */
+  spread?: SpreadOptions;
 }
 
 /** The atlas's answer turned into something a portal can sell: one segment spec per ISP. */
@@ -88,6 +93,11 @@ export class AtlasConnection {
         `the atlas found no path that meets the constraints${why.length ? `; rejected: ${why.join('; ')}` : ''}`,
       );
     }
+    const k = o.query.k ?? 1;
+    if (o.spread && answer.paths.length < k)
+      throw new Error(
+        `spreading over ${k} ingress points needs ${k} disjoint paths; the atlas found ${answer.paths.length}`,
+      );
     const specs = answer.paths.map((p) => specFromCandidate(p, map, o.keys, o.target, o.bandwidthMbps));
     const local = await LocalPort.bind(o.listen);
     const endpoint = await Endpoint.open(`${mustParseAddress(o.listen, { bind: true }).host}:0`);
@@ -103,7 +113,7 @@ export class AtlasConnection {
         replyTo: connection.replyTo(),
       });
     };
-    const connection = new Connection(endpoint, o.detector, rebuy);
+    const connection = new Connection(endpoint, o.detector, rebuy, o.spread);
     try {
       // Primary first, then standbys; each with its own return path to us.
       await connection.buy(specs);

@@ -6,6 +6,7 @@ import { PacketType, type Packet } from '../wire/header.js';
 import type { Endpoint } from './endpoint.js';
 import { tagChain, type TagLink } from './tags.js';
 import { abandonPaths, buyPath, releasePath, type BoughtPath, type PathSpec } from './path.js';
+import { DEFAULT_HEALTH, IngressHealth, SpreadSequence, type HealthOptions } from './spread.js';
 
 /** The customer's failure rule. Detection is the customer's choice, so each circuit can have its own. */
 export interface DetectorOptions {
@@ -34,6 +35,22 @@ export const DEFAULT_DETECTOR: DetectorOptions = {
 
 export type CircuitState = 'up' | 'failing';
 
+/**
+ * Spreading (`arrow connect --spread`, docs/services.md "DoS protection"): every circuit is an
+ * ingress point carrying a share of the DATA, chosen per packet by a keyed PRF of its sequence
+ * number; a circuit failing or overloaded leaves the sequence until it is healthy again.
+ */
+export interface SpreadOptions {
+  /** The 16-byte PRF key: a secret (never logged, never on the wire). */
+  key: Uint8Array;
+  /** Every circuit is probed end to end this often, for its health (default 100; ingress routers admit 20 probes/s). */
+  probeMs?: number;
+  /** What makes a circuit overloaded (unset fields: DEFAULT_HEALTH). */
+  health?: Partial<HealthOptions>;
+}
+
+export const DEFAULT_SPREAD_PROBE_MS = 100;
+
 /** One bought path as the connection drives it. */
 export class PathCircuit {
   state: CircuitState = 'up';
@@ -56,6 +73,11 @@ export class PathCircuit {
   readonly viaOther = new Map<bigint, number>();
   /** Another ingress router that acked one of those probes: where to go if the active one stays silent. */
   answeringIngress: number | undefined;
+  /** With spreading: its health from its probes, and whether it is in the sequence now. */
+  health: IngressHealth | undefined;
+  inSequence = true;
+  /** With spreading: DATA sent on it. */
+  spreadSent = 0;
 
   constructor(
     readonly path: BoughtPath,
@@ -90,6 +112,8 @@ export interface ConnectionEvents {
    * connection keeps probing and tries again after `rebuyAfterMs`.
    */
   rebuyFailed: [error: Error, avoid: string[]];
+  /** With spreading: the circuit left (`false`) or rejoined (`true`) the sequence. */
+  sequence: [circuit: PathCircuit, inSequence: boolean, at: number];
 }
 
 /** How far `Connection.waitReady` checks each circuit. */
@@ -118,6 +142,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** No re-buy attempt before this: a failed one waits `rebuyAfterMs` before the next. */
   private nextRebuyAt = 0;
   readonly opts: DetectorOptions;
+  /** With spreading: the PRF, the probe interval, and which circuits are in the sequence (index-aligned). */
+  private readonly spread: { sequence: SpreadSequence; probeMs: number; health: HealthOptions } | undefined;
+  private readonly inSequence: boolean[] = [];
+  private readonly everyCircuit: boolean[] = [];
   private readonly now = (): number => performance.now();
   private readonly onData = (payload: Buffer, packet: Packet): void => {
     const c = this.byReplyAuth.get(Buffer.from(packet.authenticator).toString('hex'));
@@ -131,7 +159,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   };
   private readonly onProbe = (packet: Packet): void => {
     const c = this.byReplyAuth.get(Buffer.from(packet.authenticator).toString('hex'));
-    if (!c || !c.probes.has(packet.sequence)) return;
+    if (!c) return;
+    c.health?.home(packet.sequence, this.now());
+    if (!c.probes.has(packet.sequence)) return;
     // Home through another ingress router while the active one has not acked: that one is dead to us.
     const via = c.viaOther.get(packet.sequence);
     if (via !== undefined && via !== c.activeIngress && c.ackWaitSince !== undefined)
@@ -157,9 +187,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     opts: Partial<DetectorOptions> = {},
     /** Buys a replacement path that avoids the given ISPs; without it there is no re-buy. */
     private readonly rebuy?: (avoid: string[]) => Promise<BoughtPath>,
+    spread?: SpreadOptions,
   ) {
     super();
     this.opts = { ...DEFAULT_DETECTOR, ...opts };
+    this.spread = spread && {
+      sequence: new SpreadSequence(spread.key),
+      probeMs: spread.probeMs ?? DEFAULT_SPREAD_PROBE_MS,
+      health: { ...DEFAULT_HEALTH, ...spread.health },
+    };
     endpoint.on('data', this.onData);
     endpoint.on('probe', this.onProbe);
     endpoint.on('probeAck', this.onProbeAck);
@@ -182,7 +218,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       throw new Error('the path needs a return path to this endpoint (buy it with replyTo)');
     const c = new PathCircuit(path, path.replyAuth);
     c.lastHeard = this.now();
+    if (this.spread) c.health = new IngressHealth(this.spread.health);
     this.circuits.push(c);
+    this.inSequence.push(true);
+    this.everyCircuit.push(true);
     this.byReplyAuth.set(path.replyAuth, c);
     return c;
   }
@@ -212,11 +251,45 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return c;
   }
 
+  /** Whether DATA is spread over every circuit (`SpreadOptions`) rather than sent on the active one. */
+  get spreading(): boolean {
+    return this.spread !== undefined;
+  }
+
   send(payload: Uint8Array): void {
+    if (this.spread) return this.sendSpread(payload);
     const c = this.active;
     const now = this.now();
     c.unansweredSince ??= now;
     this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Data, payload, undefined, c.tags);
+  }
+
+  /**
+   * Spreading: the PRF of the packet's sequence number picks the circuit among those in the
+   * sequence; with none in it (every ingress flooded or dead), among all, so traffic still tries.
+   */
+  private sendSpread(payload: Uint8Array): void {
+    const seq = this.endpoint.nextSequence();
+    let i = this.spread!.sequence.pick(seq, this.inSequence);
+    if (i < 0) i = this.spread!.sequence.pick(seq, this.everyCircuit);
+    const c = this.circuits[i];
+    if (!c) throw new Error('no circuit: add a bought path first');
+    c.unansweredSince ??= this.now();
+    c.spreadSent++;
+    this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Data, payload, seq, c.tags);
+  }
+
+  /** Spreading: recomputes which circuits are in the sequence (up and healthy), noting each change. */
+  private updateSequence(now: number): void {
+    for (let i = 0; i < this.circuits.length; i++) {
+      const c = this.circuits[i]!;
+      const healthy = c.health ? c.health.healthy(now) : true;
+      const inSeq = c.state === 'up' && healthy;
+      if (inSeq === c.inSequence) continue;
+      c.inSequence = inSeq;
+      this.inSequence[i] = inSeq;
+      this.emit('sequence', c, inSeq, now);
+    }
   }
 
   /**
@@ -257,6 +330,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const seq = this.endpoint.nextSequence();
     c.probes.add(seq);
     if (c.probes.size > 64) c.probes.delete(c.probes.values().next().value!);
+    c.health?.sent(seq, this.now());
     this.endpoint.sendOn(c.ingress[c.activeIngress]!, c.auth, PacketType.Probe, new Uint8Array(0), seq);
   }
 
@@ -279,11 +353,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     c.viaOther.clear();
     c.answeringIngress = undefined;
     this.emit('repaired', c, repairMs, now);
+    if (this.spread) return this.updateSequence(now);
     if (this.opts.revert && this.circuits.indexOf(c) === 0 && this.activeIndex !== 0) this.switchTo(0, now);
   }
 
   private tick(): void {
     const now = this.now();
+    if (this.spread) return this.tickSpread(now);
     const a = this.circuits[this.activeIndex];
     if (
       a &&
@@ -299,14 +375,40 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
   }
 
+  /**
+   * Spreading: every circuit carries DATA, so each is watched as the active one is otherwise
+   * (nothing back for `timeoutMs` after sending: failing), and each is probed every `probeMs`,
+   * whether up (its health) or failing (its repair, with the usual ingress moves and re-buy).
+   */
+  private tickSpread(now: number): void {
+    for (const c of this.circuits) {
+      if (
+        c.state === 'up' &&
+        c.unansweredSince !== undefined &&
+        now - c.unansweredSince > this.opts.timeoutMs
+      )
+        this.fail(c, now);
+      else if (now - c.lastProbeAt >= this.spread!.probeMs) {
+        if (c.state === 'failing') this.probe(c, now);
+        else {
+          c.lastProbeAt = now;
+          this.sendProbe(c);
+        }
+      }
+    }
+    this.updateSequence(now);
+  }
+
   private fail(c: PathCircuit, now: number): void {
     c.state = 'failing';
     c.unansweredSince = undefined;
     // Only a probe of this failure may end it, not one sent before it (by waitReady) that comes late.
     c.probes.clear();
     this.emit('failure', c, now);
+    // Spreading: out of the sequence at once; the others carry its share while it is probed.
+    if (this.spread) this.updateSequence(now);
     // A live standby takes the traffic at once; the probe repairs the failing circuit meanwhile.
-    const i = this.circuits.findIndex((x) => x !== c && x.state === 'up');
+    const i = this.spread ? -1 : this.circuits.findIndex((x) => x !== c && x.state === 'up');
     if (i >= 0) this.switchTo(i, now);
     this.probe(c, now);
     // One probe through each other ingress router of the first ISP as well: should the active one be

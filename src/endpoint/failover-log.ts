@@ -1,3 +1,4 @@
+import { formatAddress } from '../wire/address.js';
 import type { Connection, PathCircuit } from './connection.js';
 
 /**
@@ -13,11 +14,13 @@ import type { Connection, PathCircuit } from './connection.js';
  *     2026-12-01T12:00:03.500Z rebuy-failed avoiding beta: portal http://... answered 401: unknown API key
  */
 export type FailoverEventName =
-  'failure' | 'ingress' | 'repaired' | 'switch' | 'rebuy' | 'rebuy-failed' | 'not-ready';
+  'failure' | 'ingress' | 'repaired' | 'switch' | 'rebuy' | 'rebuy-failed' | 'not-ready' | 'sequence';
 
 /** How a circuit is named in the log: its role in the connection and the ISPs it crosses. */
 export function circuitLabel(conn: Connection, c: PathCircuit): string {
   const i = conn.circuits.indexOf(c);
+  if (conn.spreading)
+    return `ingress ${i} via ${c.isps.join(' > ')} at ${formatAddress(c.ingress[c.activeIngress]!)}`;
   return `${i === 0 ? 'primary' : `standby ${i}`} via ${c.isps.join(' > ')}`;
 }
 
@@ -51,6 +54,13 @@ export function logFailoverEvents(
       out('rebuy', `${label(c)}: bought avoiding ${avoid.join(', ')}`),
     rebuyFailed: (err: Error, avoid: string[]): void =>
       out('rebuy-failed', `avoiding ${avoid.join(', ') || '(none)'}: ${err.message}`),
+    sequence: (c: PathCircuit, inSequence: boolean): void =>
+      out(
+        'sequence',
+        inSequence
+          ? `${label(c)}: healthy again, back in the sequence`
+          : `${label(c)}: ${c.state === 'failing' ? 'failing' : `overloaded (${Math.round((c.health?.lossShare ?? 0) * 100)}% of its last probes lost or late)`}, out of the sequence`,
+      ),
   };
   conn.on('failure', listeners.failure);
   conn.on('ingress', listeners.ingress);
@@ -58,7 +68,9 @@ export function logFailoverEvents(
   conn.on('switch', listeners.switch);
   conn.on('rebuy', listeners.rebuy);
   conn.on('rebuyFailed', listeners.rebuyFailed);
+  conn.on('sequence', listeners.sequence);
   return () => {
+    conn.off('sequence', listeners.sequence);
     conn.off('failure', listeners.failure);
     conn.off('ingress', listeners.ingress);
     conn.off('repaired', listeners.repaired);

@@ -1,5 +1,11 @@
 import { mustParseAddress } from '../wire/address.js';
-import { Connection, rebuyFrom, type DetectorOptions, type PathCircuit } from './connection.js';
+import {
+  Connection,
+  rebuyFrom,
+  type DetectorOptions,
+  type PathCircuit,
+  type SpreadOptions,
+} from './connection.js';
 import { Endpoint } from './endpoint.js';
 import { LocalPort } from './local-port.js';
 import { releasePath, type BoughtPath, type PathSpec } from './path.js';
@@ -16,6 +22,8 @@ export interface ForwarderOptions {
   rebuyCandidates?: PathSpec[];
   /** How long `start` waits for every circuit to answer end to end before it returns anyway. Default 5000. */
   readyTimeoutMs?: number;
+  /** Spread DATA over every path (each an ingress point) by a keyed PRF instead of a primary and standbys. */
+  spread?: SpreadOptions;
 }
 
 /**
@@ -78,6 +86,7 @@ export class Forwarder {
       endpoint,
       opts.detector,
       candidates.length > 0 ? rebuyFrom(candidates, () => connection.replyTo()) : undefined,
+      opts.spread,
     );
     try {
       await connection.buy(specs);

@@ -692,6 +692,18 @@ export class Lab {
       throw new Error(`${command.join(' ')} in ${host.ns}: exit ${r.code}: ${r.stderr.trim()}`);
   }
 
+  /** The link into router or host `node` gets a capacity (netns labs; see LabNetwork.limitInbound). */
+  async limitInbound(node: string, rateKbit: number, queuePackets?: number): Promise<void> {
+    if (!this.net) throw new Error('limitInbound needs a netns lab');
+    await this.net.limitInbound(node, rateKbit, queuePackets);
+  }
+
+  /** What the limited link into `node` carried and dropped (LabNetwork.inboundStats). */
+  async inboundStats(node: string): Promise<{ packets: number; bytes: number; dropped: number }> {
+    if (!this.net) throw new Error('inboundStats needs a netns lab');
+    return this.net.inboundStats(node);
+  }
+
   async addHost(name: string): Promise<LabHost> {
     if (!this.net) throw new Error('addHost needs a netns lab (Lab.start(topology, { netns: true }))');
     if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new Error(`host name "${name}": use a-z, 0-9 and "-"`);

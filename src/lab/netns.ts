@@ -223,6 +223,46 @@ export class LabNetwork {
     }
   }
 
+  /**
+   * Gives the link into `node` a capacity (lab only: an access link a flood can saturate): a token
+   * bucket (tc tbf) on the bridge's side of its veth, so what the bridge sends the node beyond
+   * `rateKbit` waits in a FIFO of `queuePackets` packets (pfifo under the bucket) and is dropped
+   * when it is full, whatever its size: a router port's queue counted in packets (one counted in
+   * bytes would favour small packets). The other direction is not limited.
+   */
+  async limitInbound(node: string, rateKbit: number, queuePackets = 10): Promise<void> {
+    const dev = this.coreLink(node);
+    const tc = async (args: string[]): Promise<void> => {
+      try {
+        await execIp('tc', ['-n', this.core, 'qdisc', 'replace', 'dev', dev, ...args]);
+      } catch (err) {
+        const e = err as { stderr?: string; message: string };
+        throw new Error(`tc qdisc on ${dev}: ${(e.stderr ?? e.message).trim()}`, { cause: err });
+      }
+    };
+    // A bucket of a few full-size frames; the latency bound is moot, the pfifo below holds the queue.
+    await tc(['root', 'handle', '1:', 'tbf', 'rate', `${rateKbit}kbit`, 'burst', '8000', 'latency', '1s']);
+    await tc(['parent', '1:1', 'handle', '10:', 'pfifo', 'limit', String(queuePackets)]);
+  }
+
+  /** What the link into `node` carried and dropped since `limitInbound` (its bucket's counters). */
+  async inboundStats(node: string): Promise<{ packets: number; bytes: number; dropped: number }> {
+    const dev = this.coreLink(node);
+    const { stdout } = await execIp('tc', ['-n', this.core, '-s', '-j', 'qdisc', 'show', 'dev', dev]);
+    const q = (
+      JSON.parse(stdout) as { kind: string; root?: boolean; packets: number; bytes: number; drops: number }[]
+    ).find((x) => x.kind === 'tbf' && x.root);
+    if (!q) throw new Error(`no tbf on ${dev}: call limitInbound first`);
+    return { packets: q.packets, bytes: q.bytes, dropped: q.drops };
+  }
+
+  /** The bridge's end of the node's veth (in the core namespace). */
+  private coreLink(node: string): string {
+    const n = this.node(node);
+    const prefix = `${NETNS_PREFIX}${linkTag(this.lab)}-`;
+    return `${prefix}c${n.link.slice(prefix.length + 1)}`;
+  }
+
   /** Takes the node's interface down or up (its address stays; `link-down` fault injection). */
   async setLink(node: string, up: boolean): Promise<void> {
     const n = this.node(node);

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { runNft } from '../util/nft.js';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { HEADER_LENGTH } from '../wire/header.js';
@@ -432,16 +433,8 @@ export function snatTable(tun: string): string {
 }
 
 /** Runs an nftables script (`nft -f -`); rejects with nft's own message. */
-function nft(script: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('nft', ['-f', '-'], (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      const why =
-        (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'nft not found (apt install nftables)' : '';
-      reject(new Error(why || stderr.trim() || err.message));
-    });
-    child.stdin?.end(script);
-  });
+async function nft(script: string): Promise<void> {
+  await runNft(['-f', '-'], script);
 }
 
 /** An IPv6 packet to a multicast (ff00::/8) or link-local (fe80::/10) address: the host's own chatter on the TUN. */
