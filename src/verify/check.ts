@@ -312,10 +312,14 @@ function stateOf(model: Model, o: Outcome, witness: WitnessStep[]): FlowState | 
 }
 
 /** Each flow whose state the failure moved, and whether its established flows survive the move. */
-function stateMoves(normal: readonly FlowResult[], failed: readonly FlowResult[], dead: string): StateMove[] {
+function stateMoves(
+  normal: ReadonlyMap<Entry, FlowState | undefined>,
+  failed: readonly FlowResult[],
+  dead: string,
+): StateMove[] {
   const moves: StateMove[] = [];
   for (const f of failed) {
-    const before = normal.find((n) => n.entry === f.entry)?.state;
+    const before = normal.get(f.entry);
     if (!before || before.holder !== dead) continue;
     moves.push({
       circuit: f.entry.circuit,
@@ -347,6 +351,7 @@ export function verify(
   if (o.failures ?? true) {
     // Every router some sound flow passes through (its ingress included), each alone: a flow
     // already broken is reported once, as it is.
+    const normalState = new Map(normal.flows.map((f) => [f.entry, f.state]));
     const used = new Map<string, Entry[]>();
     for (const f of normal.flows.filter((x) => !isProblem(x.outcome)))
       for (const s of f.witness)
@@ -363,7 +368,7 @@ export function verify(
         failed: address,
         ...(name ? { router: name } : {}),
         flows: r.flows,
-        stateMoves: stateMoves(normal.flows, r.flows, address),
+        stateMoves: stateMoves(normalState, r.flows, address),
       });
     }
   }
