@@ -3,7 +3,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import type { PortalConfig } from '../portal/config.js';
+import { SlaConfigSchema, type PortalConfig } from '../portal/config.js';
+import { Value } from '@sinclair/typebox/value';
+import type { Static } from '@sinclair/typebox';
 import type { RouterConfig, RouterConfigInput } from '../router/config.js';
 import type { Topology } from './topology.js';
 import type { StoreConfig } from '../store/config.js';
@@ -410,6 +412,11 @@ export class Lab {
       accounts: await Promise.all(
         accounts.map(async (a) => ({ name: a.name, apiKeyHash: await hashApiKey(a.apiKey) })),
       ),
+      // The SLA history reads each of the routers' publishes once (portal/sla.ts, SlaSampler).
+      sla: {
+        ...(Value.Default(SlaConfigSchema, {}) as Static<typeof SlaConfigSchema>),
+        sampleMs: this.topology.statsIntervalMs,
+      },
       // Benchmarks drive thousands of creates a second through one account.
       rateLimit: { max: 100_000, windowMs: 1000 },
       ...(this.ca

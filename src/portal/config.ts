@@ -44,7 +44,8 @@ export const SlaConfigSchema = Type.Object(
     sampleMs: Type.Integer({
       minimum: 0,
       default: 1000,
-      description: "how often routers' published counters are read into the history (0: only on requests)",
+      description:
+        "how often routers' published counters are read into the history, halfway between their publishes: set it to the routers' statsIntervalMs (0: only on requests)",
     }),
     minPackets: Type.Integer({
       minimum: 1,

@@ -310,19 +310,35 @@ export class SlaMonitor {
     const latestLatency = this.latency(circuit, ingress, egress, -Infinity, Infinity, true);
     const shift = Math.min(1000, Math.max(0, latestLatency ?? 0));
     const longest = shift + IN_FLIGHT_EXTRA_MS[IN_FLIGHT_EXTRA_MS.length - 1]!;
+    // At the window's start the egress side is read the *lowest* latency later: read later than
+    // packets truly take, it would count out what entered after the start (a false loss of the
+    // rate times the overestimate; an RTT measured while a router stalled inflates the latest).
+    const startShift = Math.min(shift, Math.max(0, this.lowestLatency(circuit, ingress, egress) ?? 0));
+    // The ingress side is read at its own samples, never between two of them: the portal samples
+    // a second apart, and traffic that is not steady within that second (a sender or a router
+    // stalled for 50 ms) interpolates to tens of packets that never existed. The egress side is
+    // then read a latency after an ingress sample, which is a few ms after its own (routers
+    // publish on aligned instants): little to interpolate.
+    const instants = [...new Set(ingress.flatMap((r) => r.t))].sort((a, b) => a - b);
 
     const freshIn = ingress.filter(fresh);
     const freshOut = egress.filter(fresh);
     const extraMax = longest - shift;
-    let t1 = Math.min(...freshIn.map((r) => r.lastT - extraMax), ...freshOut.map((r) => r.lastT - longest));
+    let t1 = snapDown(
+      instants,
+      Math.min(...freshIn.map((r) => r.lastT - extraMax), ...freshOut.map((r) => r.lastT - longest)),
+    );
     // The window opens once every egress router has published the circuit: DATA that entered
     // before the egress PoP learned it from the store was dropped there as unknown, and that is
     // provisioning, not a breach of the SLA. (A router publishes every circuit it holds, zeros
     // included, so its first sample is the latest moment it could have learned the circuit.)
-    let t0 = Math.max(
-      t1 - opts.windowMs,
-      ...ingress.map((r) => r.knownFrom),
-      ...egress.map((r) => r.firstT - shift),
+    let t0 = snapUp(
+      instants,
+      Math.max(
+        t1 - opts.windowMs,
+        ...ingress.map((r) => r.knownFrom),
+        ...egress.map((r) => r.firstT - startShift),
+      ),
     );
     let inPackets = 0;
     let outPackets = 0;
@@ -339,33 +355,41 @@ export class SlaMonitor {
         if (d > 0) carriedIn.push(r);
       }
       for (const extra of IN_FLIGHT_EXTRA_MS) {
+        const end = Math.max(t1, snapDown(instants, t1 + extra));
         let out = 0;
-        for (const r of egress) out += r.at(t1 + shift + extra)!.out - r.at(t0 + shift)!.out;
+        for (const r of egress) out += r.at(end + shift)!.out - r.at(t0 + startShift)!.out;
         // What entered after the window's end could have left in the extra time: not ours.
-        for (const r of ingress) out -= r.at(t1 + extra)!.in - r.at(t1)!.in;
+        for (const r of ingress) out -= r.at(end)!.in - r.at(t1)!.in;
         outPackets = Math.max(outPackets, out);
       }
-      for (const r of egress) if (r.at(t1 + longest)!.out - r.at(t0 + shift)!.out > 0) carriedOut.push(r);
+      for (const r of egress)
+        if (r.at(t1 + longest)!.out - r.at(t0 + startShift)!.out > 0) carriedOut.push(r);
     } else {
       t0 = t1 = NaN;
     }
     // Routers' snapshots are a millisecond or two apart and timestamped to the ms: a deficit
-    // of that much traffic is measurement slack, not loss. So is what a router's slow read of its
-    // counters blurs: each count at the window's two ends may be off by the traffic of that read.
+    // of that much traffic at either end of the window is measurement slack, not loss. So is what
+    // a router's slow read of its counters blurs: each count at the window's two ends may be off
+    // by the traffic of that read. Each end is credited at its own rate (traffic that stopped
+    // before the window's end was still blurred at its start).
     let slackPackets = 0;
     if (Number.isFinite(t1)) {
-      const from = Math.max(t0, t1 - 1000);
-      let recent = 0;
-      for (const r of ingress) recent += r.at(t1)!.in - r.at(from)!.in;
+      const rate = (a: number, b: number): number => {
+        let n = 0;
+        for (const r of ingress) n += r.at(b)!.in - r.at(a)!.in;
+        return b > a ? n / (b - a) : 0;
+      };
       const worst = (rows: CounterSeries[], a: number, b: number): number =>
         Math.max(0, ...rows.map((r) => r.readUncertaintyMs(a, b)));
       const readSlackMs =
-        2 * (worst(ingress, t0, t1 + longest) + worst(egress, t0 + shift, t1 + shift + longest));
-      if (t1 > from) slackPackets = Math.ceil((recent / (t1 - from)) * (IN_FLIGHT_SLACK_MS + readSlackMs));
+        worst(ingress, t0, t1 + longest) + worst(egress, t0 + startShift, t1 + shift + longest);
+      const ends = rate(t0, Math.min(t1, t0 + 1000)) + rate(Math.max(t0, t1 - 1000), t1);
+      slackPackets = Math.ceil(ends * (IN_FLIGHT_SLACK_MS + readSlackMs));
     }
+    // Interpolation leaves fractions of a packet: only whole packets are lost.
+    const lostPackets = Math.max(0, Math.floor(inPackets - outPackets - slackPackets + 1e-9));
     inPackets = Math.round(inPackets);
     outPackets = Math.round(outPackets);
-    const lostPackets = Math.max(0, inPackets - outPackets - slackPackets);
     const lossPct =
       inPackets >= Math.max(1, opts.minPackets) ? round3((100 * lostPackets) / inPackets) : null;
 
@@ -413,6 +437,23 @@ export class SlaMonitor {
     };
   }
 
+  /** The lowest one-way latency estimate (RTT/2, ms) between any of `from` and any of `to` in the history. */
+  private lowestLatency(
+    circuit: MonitoredCircuit,
+    from: CounterSeries[],
+    to: CounterSeries[],
+  ): number | undefined {
+    if (circuit.ingressPop === circuit.egressPop) return undefined;
+    let lowest: number | undefined;
+    for (const f of from)
+      for (const s of this.routers.get(f.router)?.rtts ?? [])
+        for (const e of to) {
+          const rtt = s.rtt.get(this.routers.get(e.router)?.address ?? e.address);
+          if (rtt !== undefined && (lowest === undefined || rtt / 2 < lowest)) lowest = rtt / 2;
+        }
+    return lowest;
+  }
+
   /**
    * One-way latency estimate (RTT/2, ms) from `from` routers to `to` routers: the highest
    * over the pairs, either at each router's latest sample or the highest within [t0, t1].
@@ -445,6 +486,30 @@ export class SlaMonitor {
   }
 }
 
+/** The first instant after `now` halfway between two multiples of `intervalMs` (ms since the epoch). */
+export function nextSampleAt(now: number, intervalMs: number): number {
+  const half = intervalMs / 2;
+  return (Math.floor((now - half) / intervalMs) + 1) * intervalMs + half;
+}
+
+/** The latest of the sorted `instants` at or before `t`; `t` itself when there is none. */
+function snapDown(instants: number[], t: number): number {
+  if (!Number.isFinite(t)) return t;
+  let best = t;
+  for (const x of instants) {
+    if (x > t) break;
+    best = x;
+  }
+  return best;
+}
+
+/** The earliest of the sorted `instants` at or after `t`; `t` itself when there is none. */
+function snapUp(instants: number[], t: number): number {
+  if (!Number.isFinite(t)) return t;
+  for (const x of instants) if (x >= t) return x;
+  return t;
+}
+
 export function formatPct(pct: number): string {
   return `${Number(pct.toPrecision(pct >= 1 ? 3 : 2))}%`;
 }
@@ -470,9 +535,28 @@ export class SlaSampler {
 
   start(): void {
     if (this.intervalMs <= 0 || this.timer) return;
-    this.timer = setInterval(() => void this.sample(), this.intervalMs);
-    this.timer.unref();
+    this.stopped = false;
     void this.sample();
+    this.schedule();
+  }
+
+  private stopped = false;
+
+  /**
+   * The next read, halfway between two of the routers' publishes (they publish on multiples of
+   * their statsIntervalMs, which `intervalMs` should equal): each publish is read once, and every
+   * router's row is then from the same instant. Read at a free phase, some reads would land between
+   * two routers' writes of one instant, and the history would pair counts taken an interval apart.
+   */
+  private schedule(): void {
+    const now = Date.now();
+    const next = nextSampleAt(now, this.intervalMs);
+    this.timer = setTimeout(() => {
+      if (this.stopped) return;
+      void this.sample();
+      this.schedule();
+    }, next - now);
+    this.timer.unref();
   }
 
   /** Samples that could not read the store (logged once per hundred). */
@@ -497,7 +581,8 @@ export class SlaSampler {
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.stopped = true;
+    clearTimeout(this.timer);
     this.timer = undefined;
   }
 }
