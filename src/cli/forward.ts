@@ -1,6 +1,7 @@
 import { Forwarder } from '../endpoint/forwarder.js';
 import { logFailoverEvents, notReadyLines } from '../endpoint/failover-log.js';
 import { PathFileSchema, pathSpecOf } from '../endpoint/spec.js';
+import { MailboxBundleSchema, pathsOfBundle } from '../endpoint/mailboxes.js';
 import type { DetectorOptions } from '../endpoint/connection.js';
 import { ConfigError, loadConfig } from '../util/config.js';
 import { authPrefix } from '../wire/authenticator.js';
@@ -10,7 +11,9 @@ export interface ForwardFlags extends SpreadFlags {
   spread?: boolean;
   listen: string;
   /** Path files: the primary first, then standbys. */
-  path: string[];
+  path?: string[];
+  /** A destination's mailbox bundle (`arrow mailboxes`): spread over its paths, buying nothing. */
+  mailboxes?: string;
   detectTimeout?: number;
   probeInterval?: number;
 }
@@ -19,7 +22,13 @@ export interface ForwardFlags extends SpreadFlags {
 const READY_TIMEOUT_MS = 5000;
 
 export async function runForward(o: ForwardFlags): Promise<void> {
-  const specs = o.path.map((f) => {
+  if (o.mailboxes !== undefined && o.path?.length)
+    throw new ConfigError(
+      'give either --path files (you buy) or --mailboxes (the destination bought), not both',
+    );
+  if (o.mailboxes === undefined && !o.path?.length)
+    throw new ConfigError('give at least one --path file, or --mailboxes');
+  const specs = (o.path ?? []).map((f) => {
     try {
       return pathSpecOf(loadConfig(PathFileSchema, f));
     } catch (err) {
@@ -31,19 +40,29 @@ export async function runForward(o: ForwardFlags): Promise<void> {
     ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
     ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),
   };
-  if (!o.spread && (o.spreadKey || o.overloadRtt || o.overloadLoss !== undefined || o.spreadProbe))
+  // Mailboxes are ingress points to spread over, never a primary and standbys.
+  const spread = o.spread || o.mailboxes !== undefined;
+  if (!spread && (o.spreadKey || o.overloadRtt || o.overloadLoss !== undefined || o.spreadProbe))
     throw new ConfigError('--spread-key, --overload-rtt, --overload-loss and --spread-probe need --spread');
-  const fwd = await Forwarder.start(o.listen, specs, {
-    detector,
-    readyTimeoutMs: READY_TIMEOUT_MS,
-    ...(o.spread ? { spread: spreadOptions(o) } : {}),
-  });
+  const bundle = o.mailboxes !== undefined ? loadConfig(MailboxBundleSchema, o.mailboxes) : undefined;
+  const fwd = bundle
+    ? await Forwarder.attach(o.listen, pathsOfBundle(bundle), {
+        bind: bundle.client,
+        detector,
+        readyTimeoutMs: READY_TIMEOUT_MS,
+        spread: spreadOptions(o),
+      })
+    : await Forwarder.start(o.listen, specs, {
+        detector,
+        readyTimeoutMs: READY_TIMEOUT_MS,
+        ...(spread ? { spread: spreadOptions(o) } : {}),
+      });
   const conn = fwd.connection;
   console.log(
-    `forwarding UDP ${fwd.listen} over ${fwd.paths.length} path(s) ${o.spread ? 'spread by a keyed PRF, each leaving the sequence when overloaded or dead' : 'with failover'} (detect ${conn.opts.timeoutMs} ms, probe every ${conn.opts.probeIntervalMs} ms); ARROW socket ${fwd.endpoint.address}`,
+    `forwarding UDP ${fwd.listen} over ${fwd.paths.length} ${bundle ? "of the destination's mailboxes" : 'path(s)'} ${spread ? 'spread by a keyed PRF, each leaving the sequence when overloaded or dead' : 'with failover'} (detect ${conn.opts.timeoutMs} ms, probe every ${conn.opts.probeIntervalMs} ms); ARROW socket ${fwd.endpoint.address}`,
   );
   fwd.paths.forEach((p, i) => {
-    console.log(`  ${o.spread ? `ingress ${i}` : i === 0 ? 'primary' : `standby ${i}`}:`);
+    console.log(`  ${spread ? `ingress ${i}` : i === 0 ? 'primary' : `standby ${i}`}:`);
     for (const b of p.forward)
       console.log(
         `    ${b.segment.isp ?? b.segment.portal} ${b.circuit.ingressPop}->${b.circuit.egressPop} auth ${authPrefix(b.circuit.auth)} via ${b.circuit.ingress.join(', ')}`,

@@ -409,16 +409,37 @@ program
     await runProtect(o);
   });
 
+program
+  .command('mailboxes')
+  .description(
+    "DoS protection, the destination's side (Phalanx's mailboxes): buy K ingress paths converging on this destination for one client, with return paths to the client's ARROW socket; write the client's bundle (circuits and authenticators, no API keys) for `arrow forward --mailboxes`; hold them until Ctrl-C, which relinquishes them and removes the bundle (docs/services.md)",
+  )
+  .requiredOption(
+    '-p, --path <file>',
+    'path file (YAML, as for arrow forward) from an ingress PoP to this destination, bought with your keys; repeat: one per ingress point',
+    collect,
+  )
+  .requiredOption('--client <host:port>', "the client's ARROW socket: the return paths deliver there")
+  .requiredOption('-o, --out <file>', "the client's bundle (YAML, mode 0600)")
+  .action(async (o: import('./mailboxes.js').MailboxesFlags) => {
+    const { runMailboxes } = await import('./mailboxes.js');
+    await runMailboxes(o);
+  });
+
 const forwardCommand = program
   .command('forward')
   .description(
     'UDP port forward with failover: buy the path(s) in path files and carry an unmodified UDP client over them; prints a timestamped line per failover event',
   )
   .requiredOption('-l, --listen <host:port>', 'local UDP address for the client to send to')
-  .requiredOption(
+  .option(
     '-p, --path <file>',
     'path file (YAML): segments and target; repeat for standbys (the first is the primary, the others are bought and kept warm; all are re-buy candidates); see docs/endpoint.md',
     collect,
+  )
+  .option(
+    '--mailboxes <file>',
+    "instead of --path: a destination's mailbox bundle (arrow mailboxes); spreads over its ingress points, binds the ARROW socket its return paths deliver to, buys and relinquishes nothing (docs/services.md)",
   )
   .option(
     '--detect-timeout <ms>',

@@ -39,6 +39,8 @@ export class Forwarder {
     readonly connection: Connection,
     /** Circuits that did not answer end to end while starting (empty when all did); the driver keeps probing them. */
     readonly notReady: PathCircuit[],
+    /** Whether the paths are ours to relinquish (bought here), or lent to us (a mailbox bundle). */
+    private readonly owned = true,
   ) {
     local.attach(connection);
   }
@@ -100,11 +102,36 @@ export class Forwarder {
     return new Forwarder(local, endpoint, connection, notReady);
   }
 
-  /** Relinquishes every circuit (re-bought ones too) and closes the sockets. */
+  /**
+   * Sends over paths bought by someone else (a destination's mailboxes, `mailboxes.ts`): nothing
+   * is bought, re-bought or relinquished here. `opts.bind` must be the address their return paths
+   * deliver to.
+   */
+  static async attach(
+    listen: string,
+    paths: BoughtPath[],
+    opts: Omit<ForwarderOptions, 'rebuyCandidates'> & { bind: string },
+  ): Promise<Forwarder> {
+    if (paths.length === 0) throw new Error('a forward needs at least one path');
+    const local = await LocalPort.bind(listen);
+    let endpoint: Endpoint;
+    try {
+      endpoint = await Endpoint.open(opts.bind);
+    } catch (err) {
+      local.close();
+      throw err;
+    }
+    const connection = new Connection(endpoint, opts.detector, undefined, opts.spread);
+    for (const p of paths) connection.add(p);
+    const notReady = await connection.waitReady(opts.readyTimeoutMs ?? 5000);
+    return new Forwarder(local, endpoint, connection, notReady, false);
+  }
+
+  /** Relinquishes every circuit (re-bought ones too; none when attached) and closes the sockets. */
   async stop(): Promise<Error[]> {
     await this.connection.close();
     const failures: Error[] = [];
-    for (const p of this.paths) failures.push(...(await releasePath(p)));
+    if (this.owned) for (const p of this.paths) failures.push(...(await releasePath(p)));
     this.local.close();
     await this.endpoint.close();
     return failures;
