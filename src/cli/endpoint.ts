@@ -17,8 +17,10 @@ import type { DataplaneMode } from '../router/dataplane-mode.js';
 import { ConfigError, validateConfig } from '../util/config.js';
 import { parseAddress } from '../wire/address.js';
 import { authPrefix } from '../wire/authenticator.js';
+import { spreadOptions, type SpreadFlags } from './spread.js';
 
-export interface EndpointFlags {
+export interface EndpointFlags extends SpreadFlags {
+  spread?: boolean;
   tun: string;
   address: string[];
   route?: string[];
@@ -56,6 +58,10 @@ function check(o: EndpointFlags): void {
     if (parsed && !parsed.ok) fail(`${flag}: ${parsed.message}`);
   }
   const buyer = (o.path?.length ?? 0) > 0;
+  if (o.spread && !buyer)
+    fail('--spread is for the buyer (--path): the answerer sends on the circuits it was given');
+  if (!o.spread && (o.spreadKey || o.overloadRtt || o.overloadLoss !== undefined || o.spreadProbe))
+    fail('--spread-key, --overload-rtt, --overload-loss and --spread-probe need --spread');
   if (buyer === (o.peerFile !== undefined))
     fail(
       'give --path FILE (this side buys both directions) or --peer-file FILE (the other side bought them)',
@@ -108,6 +114,7 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
     ...(o.netns ? { netns: o.netns } : {}),
     ...(o.listen ? { listen: o.listen } : {}),
     ...(o.dataplane ? { dataplane: o.dataplane } : {}),
+    ...(o.spread ? { spread: spreadOptions(o) } : {}),
     detector: {
       ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
       ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),
@@ -136,7 +143,7 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
   );
   for (const c of tun.connection.circuits)
     console.log(
-      `  ${c === tun.connection.active ? 'primary' : 'standby'} via ${c.isps.join(' > ')}: send to ${c.ingress.map((a) => `${a.host}:${a.port}`).join(', ')} auth ${authPrefix(c.auth.toString('hex'))}`,
+      `  ${o.spread ? `ingress ${tun.connection.circuits.indexOf(c)}` : c === tun.connection.active ? 'primary' : 'standby'} via ${c.isps.join(' > ')}: send to ${c.ingress.map((a) => `${a.host}:${a.port}`).join(', ')} auth ${authPrefix(c.auth.toString('hex'))}`,
     );
   if (tun.peer && o.writePeer) console.log(`peer file for the other side: ${o.writePeer}`);
   const dp = tun.dataplane;

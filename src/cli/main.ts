@@ -458,7 +458,7 @@ spreadFlagOptions(forwardCommand).action(async (o: import('./forward.js').Forwar
   await runForward(o);
 });
 
-program
+const endpointCommand = program
   .command('endpoint')
   .description(
     'TUN mode (root): carry every IP packet routed into a TUN interface through bought circuits to a peer endpoint, or as a gateway to hosts that run nothing of ours (a path target of kind ip), with failover; see docs/endpoint.md and docs/egress.md',
@@ -517,10 +517,14 @@ program
       'who carries the IP packets: kernel: tc-BPF programs encapsulate and decapsulate (this process keeps probes and failover), or fail at start; node: this process; auto: kernel where it can (root, BPF, --listen on an IPv4 address of a real interface, no --netns), else node and why (default auto; docs/dataplane.md)',
     ).choices(['auto', 'kernel', 'node']),
   )
-  .action(async (o: import('./endpoint.js').EndpointFlags) => {
-    const { runEndpoint } = await import('./endpoint.js');
-    await runEndpoint(o);
-  });
+  .option(
+    '--spread',
+    'buyer, DoS protection: every --path is an ingress point, and each IP packet takes one chosen by a keyed PRF of its sequence number (the Node data path; docs/services.md)',
+  );
+spreadFlagOptions(endpointCommand).action(async (o: import('./endpoint.js').EndpointFlags) => {
+  const { runEndpoint } = await import('./endpoint.js');
+  await runEndpoint(o);
+});
 
 program
   .command('circuits')

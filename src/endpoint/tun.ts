@@ -10,7 +10,7 @@ import { validateConfig } from '../util/config.js';
 import { AddressString } from '../util/address-schema.js';
 import { newAuthenticator } from '../wire/authenticator.js';
 import type { CircuitView } from '../api/portal.js';
-import { Connection, type DetectorOptions, type PathCircuit } from './connection.js';
+import { Connection, type DetectorOptions, type PathCircuit, type SpreadOptions } from './connection.js';
 import { PacketType, type Packet } from '../wire/header.js';
 import { Endpoint } from './endpoint.js';
 import {
@@ -119,6 +119,8 @@ export interface TunEndpointOptions {
    * listen address on a real interface, the TUN in this namespace), else Node, saying why.
    */
   dataplane?: DataplaneMode;
+  /** Buyer: spread over every path (each an ingress point) by a keyed PRF (docs/services.md); the Node data path. */
+  spread?: SpreadOptions;
 }
 
 /** What the endpoint counted. Every packet not carried is counted under one drop reason. */
@@ -212,6 +214,13 @@ function gatewayOnNodePath(requested: DataplaneMode): { reason: string } {
   return { reason };
 }
 
+function spreadOnNodePath(requested: DataplaneMode): { reason: string } {
+  const reason =
+    "spreading: each packet's ingress point is a keyed PRF of its sequence number, chosen in Node";
+  if (requested === 'kernel') throw new EndpointKernelRequired(`--dataplane kernel: ${reason}`);
+  return { reason };
+}
+
 export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
   readonly counters: TunCounters = {
     fromTun: 0,
@@ -275,7 +284,7 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
       await device.configure(config);
       endpoint = await Endpoint.open(listen);
       // No re-buy: the answerer could not learn a replacement path. Standbys (more paths) cover a dead ISP.
-      connection = new Connection(endpoint, o.detector);
+      connection = new Connection(endpoint, o.detector, undefined, o.spread);
       let peer: TunPeer | undefined;
       if (o.paths) {
         const paths: TunPeer['paths'] = [];
@@ -337,13 +346,15 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
       const gateway = o.paths?.some((p) => p.target.kind === 'ip') ?? false;
       const opened = gateway
         ? gatewayOnNodePath(requested)
-        : KernelTunPath.open({
-            requested,
-            tun: device.name,
-            tunNetns: o.netns,
-            listen: endpoint.address,
-            connection,
-          });
+        : o.spread
+          ? spreadOnNodePath(requested)
+          : KernelTunPath.open({
+              requested,
+              tun: device.name,
+              tunNetns: o.netns,
+              listen: endpoint.address,
+              connection,
+            });
       const kernel = opened instanceof KernelTunPath ? opened : { ...opened, requested };
       return new TunEndpoint(device, endpoint, connection, mtu, bought, peer, notReady, kernel);
     } catch (err) {
