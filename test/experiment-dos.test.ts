@@ -8,7 +8,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_PATH } from '../src/lab/process.js';
-import { inWindow, verdict, type DosPhase, type DosResult } from '../src/lab/experiments/dos.js';
+import {
+  inWindow,
+  verdict,
+  type DosPhase,
+  type DosResult,
+  type DosTcpPhase,
+} from '../src/lab/experiments/dos.js';
 import { assertLabTarget } from '../src/lab/flood.js';
 
 const phase = (flooded: number, goodput: number, o: Partial<DosPhase> = {}): DosPhase => ({
@@ -24,6 +30,14 @@ const phase = (flooded: number, goodput: number, o: Partial<DosPhase> = {}): Dos
   ...o,
 });
 
+const tcpPhase = (flooded: number, mbps: number, share: number): DosTcpPhase => ({
+  flooded,
+  routers: ['alpha-in1-1', 'beta-in3-1'].slice(0, flooded),
+  mbps,
+  share,
+  error: null,
+});
+
 const figures = (o: Partial<DosResult> = {}): Omit<DosResult, 'targets' | 'valid' | 'invalidReason'> => ({
   k: 4,
   legitPps: 1000,
@@ -32,6 +46,10 @@ const figures = (o: Partial<DosResult> = {}): Omit<DosResult, 'targets' | 'valid
   calibration: { attackerPps: 30_000, linkPps: 500, floodPps: 4000 },
   spread: [phase(0, 1), phase(1, 0.98), phase(2, 0.96)],
   single: [phase(0, 1), phase(1, 0.12), phase(2, 0.11)],
+  tcp: {
+    spread: [tcpPhase(0, 1.8, 1), tcpPhase(1, 1.7, 0.94), tcpPhase(2, 1.6, 0.89)],
+    single: [tcpPhase(0, 1.8, 1), tcpPhase(1, 0.05, 0.03), tcpPhase(2, 0, 0)],
+  },
   destination: {
     egress: ['10.77.1.31', '10.77.2.31'],
     nft: {
@@ -54,6 +72,12 @@ test('dos verdict: the targets are judged from the figures, and a run that did n
   assert.equal(ok.targets.spread2!.met, true);
   assert.equal(ok.targets.single1Collapses!.met, true);
   assert.equal(ok.targets.noForeignPacket!.met, true);
+  assert.equal(ok.targets.tcpSpread1!.met, true);
+  assert.equal(ok.targets.tcpSingle2!.met, true);
+  // A download that never ran with no attack is no baseline: invalid.
+  const noTcp = verdict(figures({ tcp: { spread: [tcpPhase(0, 0.1, 1)], single: [tcpPhase(0, 1.8, 1)] } }));
+  assert.equal(noTcp.valid, false);
+  assert.match(String(noTcp.invalidReason), /tcp spread: with no attack the download made 0\.1 Mb\/s/);
   const missed = verdict(figures({ spread: [phase(0, 1), phase(1, 0.7), phase(2, 0.52)] }));
   assert.equal(missed.targets.spread1!.met, false, '0.7 < 3/4');
   assert.equal(missed.targets.spread2!.met, true, '0.52 ≥ 2/4');
@@ -135,6 +159,15 @@ test('experiment dos (needs root): spreading holds goodput under a flood of 1 an
     for (const p of d.spread) for (const ms of p.dropOutMs) assert.notEqual(ms, null, JSON.stringify(p));
     // ...and through one flooded ingress the flow collapses.
     for (const p of d.single.filter((x) => x.flooded > 0)) assert.ok(p.goodput < 0.5, `single: ${p.goodput}`);
+    // The TCP download through the TUN endpoints: spreading keeps it going, a single ingress does not.
+    for (const [i, p] of d.tcp.spread.entries()) {
+      if (p.flooded === 0) continue;
+      const single = d.tcp.single[i]!;
+      assert.ok(
+        p.share >= single.share + 0.2,
+        `tcp, ${p.flooded} flooded: spread ${p.share} (${p.mbps} Mb/s) vs single ${single.share} (${single.mbps} Mb/s)`,
+      );
+    }
     // The destination: nothing but its egress routers, the direct flood dropped by nft, the table gone.
     assert.equal(d.destination.appForeign, 0);
     for (const s of Object.keys(d.destination.appSources)) assert.ok(d.destination.egress.includes(s), s);

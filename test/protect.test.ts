@@ -28,6 +28,12 @@ test('the ruleset: egress routers in a set, optional ports, and bad input refuse
   assert.match(r.script, /ip saddr @egress udp dport \{ 9000 \} counter name "arrow" accept/);
   assert.match(r.script, /counter name "dropped" drop/);
   assert.doesNotMatch(protectRuleset({ egress: ['10.0.0.1'] }).script, /dport/);
+  // A TUN endpoint's decapsulated packets are ARROW's too.
+  assert.match(
+    protectRuleset({ egress: ['10.0.0.1'], tun: ['arw0'] }).script,
+    /iifname "arw0" counter name "arrow" accept/,
+  );
+  assert.throws(() => protectRuleset({ egress: ['10.0.0.1'], tun: ['a b'] }), /not an interface name/);
   assert.throws(() => protectRuleset({ egress: [] }), /at least one egress/);
   assert.throws(() => protectRuleset({ egress: ['10.0.0.1:4000'] }), /not an IPv4 address/);
   assert.throws(() => protectRuleset({ egress: ['10.0.0.1'], name: 'a-b' }), /protection name/);

@@ -58,8 +58,6 @@ function check(o: EndpointFlags): void {
     if (parsed && !parsed.ok) fail(`${flag}: ${parsed.message}`);
   }
   const buyer = (o.path?.length ?? 0) > 0;
-  if (o.spread && !buyer)
-    fail('--spread is for the buyer (--path): the answerer sends on the circuits it was given');
   if (!o.spread && (o.spreadKey || o.overloadRtt || o.overloadLoss !== undefined || o.spreadProbe))
     fail('--spread-key, --overload-rtt, --overload-loss and --spread-probe need --spread');
   if (buyer === (o.peerFile !== undefined))

@@ -401,6 +401,11 @@ program
     'accept from the egress routers only UDP to this port (repeatable; default: any)',
     (v: string, prev: number[] = []) => [...prev, positiveInt(v, '--port')],
   )
+  .option(
+    '--tun <name>',
+    'also accept what arrives on this TUN interface: the inner packets your own `arrow endpoint --tun` decapsulated from its circuits (repeatable)',
+    (v: string, prev: string[] = []) => [...prev, v],
+  )
   .option('--name <name>', 'names the table arrow_protect_NAME (letters, digits, _), default "default"')
   .option('--interval <ms>', 'how often the counters are printed', (v) => positiveInt(v, '--interval'), 1000)
   .option('--json', 'one JSON object a line: installed, counters, removed')
@@ -519,7 +524,7 @@ const endpointCommand = program
   )
   .option(
     '--spread',
-    'buyer, DoS protection: every --path is an ingress point, and each IP packet takes one chosen by a keyed PRF of its sequence number (the Node data path; docs/services.md)',
+    "DoS protection: every path (--path, or the peer file's) is an ingress point, and each IP packet takes one chosen by a keyed PRF of its sequence number, instead of a primary and standbys (the Node data path; docs/services.md)",
   );
 spreadFlagOptions(endpointCommand).action(async (o: import('./endpoint.js').EndpointFlags) => {
   const { runEndpoint } = await import('./endpoint.js');

@@ -5,6 +5,7 @@ import { ConfigError } from '../util/config.js';
 export interface ProtectFlags {
   egress: string[];
   port?: number[];
+  tun?: string[];
   name?: string;
   interval: number;
   json?: boolean;
@@ -24,12 +25,13 @@ export async function runProtect(o: ProtectFlags): Promise<void> {
     p = await Protection.install({
       egress: o.egress,
       ...(o.port?.length ? { ports: o.port } : {}),
+      ...(o.tun?.length ? { tun: o.tun } : {}),
       ...(o.name ? { name: o.name } : {}),
     });
   } catch (err) {
     const msg = (err as Error).message;
     // Bad input is the user's to fix; nft refusing (no root, no nftables) says so as it is.
-    if (/not an IPv4|is not 1-65535|protection name|at least one egress/.test(msg))
+    if (/not an IPv4|is not 1-65535|protection name|at least one egress|not an interface name/.test(msg))
       throw new ConfigError(msg);
     throw err;
   }

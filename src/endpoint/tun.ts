@@ -119,7 +119,7 @@ export interface TunEndpointOptions {
    * listen address on a real interface, the TUN in this namespace), else Node, saying why.
    */
   dataplane?: DataplaneMode;
-  /** Buyer: spread over every path (each an ingress point) by a keyed PRF (docs/services.md); the Node data path. */
+  /** Spread over every path (each an ingress point) by a keyed PRF (docs/services.md); the Node data path. */
   spread?: SpreadOptions;
 }
 

@@ -19,6 +19,11 @@ export interface ProtectOptions {
   ports?: number[];
   /** Names the table `arrow_protect_NAME` (letters, digits, `_`), so several services can coexist. */
   name?: string;
+  /**
+   * TUN interfaces of the destination's own `arrow endpoint --tun`: what arrives on them was
+   * decapsulated from its circuits (ARROW by construction), and is counted as `arrow`.
+   */
+  tun?: string[];
 }
 
 export interface PacketCount {
@@ -46,6 +51,9 @@ export function protectRuleset(o: ProtectOptions): { table: string; script: stri
     if (!isIPv4(a)) throw new Error(`egress router "${a}" is not an IPv4 address (a host, no port)`);
   for (const p of o.ports ?? [])
     if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`port ${p} is not 1-65535`);
+  for (const t of o.tun ?? [])
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(t))
+      throw new Error(`tun "${t}" is not an interface name (1-15 letters, digits, _ . -)`);
   const table = `arrow_protect_${name}`;
   const ports = o.ports?.length ? ` udp dport { ${o.ports.join(', ')} }` : '';
   // `add` then `delete` then the definition, in one transaction: a table left by a crashed run is
@@ -63,7 +71,12 @@ table inet ${table} {
   chain input {
     type filter hook input priority filter - 10; policy accept;
     iif "lo" accept
-    ip saddr @egress${ports} counter name "arrow" accept
+    ip saddr @egress${ports} counter name "arrow" accept${(o.tun ?? [])
+      .map(
+        (t) => `
+    iifname "${t}" counter name "arrow" accept`,
+      )
+      .join('')}
     ct state established,related counter name "established" accept
     counter name "dropped" drop
   }

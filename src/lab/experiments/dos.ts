@@ -46,6 +46,18 @@ export interface DosPhase {
   dropOutMs: (number | null)[];
 }
 
+/** A TCP download (iperf3 -R) through `arrow endpoint --tun` while ingress points are flooded. */
+export interface DosTcpPhase {
+  flooded: number;
+  routers: string[];
+  /** Goodput over the measured window (after the settle time), Mb/s; 0 when the download failed. */
+  mbps: number;
+  /** mbps / the same mode's no-attack mbps. */
+  share: number;
+  /** Why the download failed, when it did (iperf3's own words). */
+  error: string | null;
+}
+
 export interface DosTarget {
   value: number;
   target: string;
@@ -67,6 +79,8 @@ export interface DosResult {
   };
   spread: DosPhase[];
   single: DosPhase[];
+  /** The TCP download through the gateway mode's TUN endpoints, with and without spreading. */
+  tcp: { spread: DosTcpPhase[]; single: DosTcpPhase[] };
   destination: {
     egress: string[];
     /** nft counters of `arrow protect` at its exit. */
@@ -106,6 +120,10 @@ const SETTLE_S = 1.5;
 /** After a flood, before the next phase: the flooded ingresses rejoin. */
 const RECOVER_S = 2.5;
 const APP_PORT = 9000;
+/** The server's TUN endpoint's ARROW socket (let in by \`arrow protect\` beside the application's port). */
+const TUN_PORT = 7000;
+const TUN_CLIENT = '10.203.0.1';
+const TUN_SERVER = '10.203.0.2';
 const LISTEN_PORT = 5000;
 /** Which ingress (path index) each phase floods: one, then one of each ISP. */
 const FLOODS: number[][] = [[], [0], [0, 2]];
@@ -331,6 +349,14 @@ export async function runDos(o: DosOptions): Promise<DosResult> {
       );
       return f;
     });
+    // The same four ingress points for the TUN endpoints: the target is the server's endpoint.
+    const tunPathFiles = pathFiles.map((f, i) => {
+      const t = join(dir, `dos-tun-path-${i}.json`);
+      const spec = JSON.parse(readFileSync(f, 'utf8')) as { target: unknown };
+      spec.target = { kind: 'endpoint', addresses: [`${server.address}:${TUN_PORT}`] };
+      writeFileSync(t, JSON.stringify(spec));
+      return t;
+    });
     for (const r of ingress) await lab.limitInbound(r.name, LINK_KBIT, LINK_QUEUE);
     const logFd = (name: string): number => openSync(join(dir, 'logs', name), 'a');
     const spawnIn = (host: LabHost, args: string[], log: string, python = false): ChildProcess => {
@@ -352,6 +378,10 @@ export async function runDos(o: DosOptions): Promise<DosResult> {
         egress.join(','),
         '--port',
         String(APP_PORT),
+        '--port',
+        String(TUN_PORT),
+        '--tun',
+        'dostun',
         '--name',
         'dos',
         '--json',
@@ -511,6 +541,144 @@ export async function runDos(o: DosOptions): Promise<DosResult> {
     say('single: arrow forward over one ingress point');
     const singleRun = await runMode(false, 2);
 
+    /** Waits for a line of a child's stdout that matches, or fails with its log. */
+    const waitLine = async (p: ChildProcess, re: RegExp, log: string, what: string): Promise<void> => {
+      let seen = '';
+      p.stdout!.on('data', (d: Buffer) => {
+        seen += d.toString();
+        appendFileSync(join(dir, 'logs', log), d);
+      });
+      for (let waited = 0; !re.test(seen); waited += 100) {
+        if (p.exitCode !== null || waited > 30_000)
+          throw new Error(
+            `${what} did not start: ${readFileSync(join(dir, 'logs', log), 'utf8').slice(-2000)}`,
+          );
+        await sleep(100);
+      }
+    };
+    const runTcp = async (spread: boolean): Promise<DosTcpPhase[]> => {
+      const mode = spread ? 'spread' : 'single';
+      const peerFile = join(dir, `dos-tun-peer-${mode}.json`);
+      const tunArgs = (address: string): string[] => [
+        'endpoint',
+        '--tun',
+        'dostun',
+        '--address',
+        `${address}/30`,
+        '--dataplane',
+        'node',
+        '--detect-timeout',
+        '50',
+        '--probe-interval',
+        '10',
+      ];
+      const buyer = spawnIn(
+        client,
+        [
+          ...tunArgs(TUN_CLIENT),
+          ...(spread ? tunPathFiles : [tunPathFiles[0]!]).flatMap((f) => ['--path', f]),
+          ...(spread ? ['--spread'] : []),
+          '--listen',
+          `${client.address}:0`,
+          '--write-peer',
+          peerFile,
+        ],
+        `dos-tun-buyer-${mode}.log`,
+      );
+      await waitLine(
+        buyer,
+        /^tun dostun up/m,
+        `dos-tun-buyer-${mode}.log`,
+        `the client's TUN endpoint (${mode})`,
+      );
+      // The server's side spreads too: the download's data goes back over every ingress point's
+      // return path, and one whose probes are lost (its router's link flooded) leaves the sequence.
+      const answerer = spawnIn(
+        server,
+        [...tunArgs(TUN_SERVER), '--peer-file', peerFile, ...(spread ? ['--spread'] : [])],
+        `dos-tun-answerer-${mode}.log`,
+      );
+      await waitLine(
+        answerer,
+        /^tun dostun up/m,
+        `dos-tun-answerer-${mode}.log`,
+        "the server's TUN endpoint",
+      );
+      const iperfd = server.exec(['iperf3', '-s', '-B', TUN_SERVER], { stdio: 'ignore' });
+      procs.push(iperfd);
+      await client.run(['ping', '-c', '5', '-i', '0.2', '-W', '1', TUN_SERVER], { timeoutMs: 10_000 });
+      const phases: Omit<DosTcpPhase, 'share'>[] = [];
+      for (const f of FLOODS) {
+        const routers = f.map((i) => ingress[i]!);
+        say(
+          `tcp ${mode}: download${routers.length ? ` while flooding ${routers.map((r) => r.name).join(' and ')}` : ''}`,
+        );
+        // A download in progress when the flood starts (-R: the server sends), in half-second
+        // intervals. Measured from SETTLE_S after the flood's start to its end, as for the datagrams.
+        const lead = 1;
+        const iperfAt = wallNow();
+        const download = client.run(
+          [
+            'iperf3',
+            '-c',
+            TUN_SERVER,
+            '-B',
+            TUN_CLIENT,
+            '-R',
+            '-t',
+            String(lead + 0.5 + SETTLE_S + o.seconds + 0.5),
+            '-i',
+            '0.5',
+            '-J',
+            '--connect-timeout',
+            '3000',
+          ],
+          { timeoutMs: (SETTLE_S + o.seconds + 25) * 1000 },
+        );
+        await sleep(lead * 1000);
+        // Without a flood, the same span of the download, so that the shares compare like with like.
+        const fl = routers.length
+          ? await floodOnce(
+              routers.map((r) => r.address),
+              floodPps,
+              SETTLE_S + o.seconds,
+            )
+          : { at: wallNow(), seconds: SETTLE_S + o.seconds };
+        if (!routers.length) await sleep((SETTLE_S + o.seconds) * 1000);
+        const r = await download;
+        const from = (fl.at - iperfAt) / 1000 + SETTLE_S;
+        const to = (fl.at - iperfAt) / 1000 + fl.seconds;
+        let mbps = 0;
+        let error: string | null = null;
+        try {
+          const j = JSON.parse(r.stdout) as {
+            error?: string;
+            intervals?: { sum: { start: number; end: number; bytes: number } }[];
+          };
+          if (j.error) error = j.error;
+          // iperf3's clock starts at its connect, a little after the spawn: the window is that much generous.
+          const measured = (j.intervals ?? []).filter(
+            (x) => x.sum.start >= from - 0.25 && x.sum.end <= to + 0.25,
+          );
+          const secs = measured.reduce((a, x) => a + (x.sum.end - x.sum.start), 0);
+          const bytes = measured.reduce((a, x) => a + x.sum.bytes, 0);
+          if (secs > 0) mbps = Math.round(((bytes * 8) / secs / 1e6) * 1000) / 1000;
+        } catch (err) {
+          if (!(err instanceof SyntaxError)) throw err;
+          error = `iperf3 printed no JSON (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}`;
+        }
+        phases.push({ flooded: f.length, routers: routers.map((x) => x.name), mbps, error });
+        await sleep(RECOVER_S * 1000);
+      }
+      await stopProc(iperfd);
+      await stopProc(answerer);
+      await stopProc(buyer);
+      const base = phases[0]!.mbps;
+      return phases.map((p) => ({ ...p, share: base > 0 ? Math.round((p.mbps / base) * 1000) / 1000 : 0 }));
+    };
+    say('tcp: a download through arrow endpoint --tun --spread over 4 ingress points, then over one');
+    const tcp = { spread: await runTcp(true), single: await runTcp(false) };
+
     // The destination's real address, as if it had leaked: flooded directly, on the app's port and another.
     say('flooding the destination directly');
     const direct = await floodOnce([`${server.address}:${APP_PORT}`, `${server.address}:22`], 2000, 1);
@@ -589,6 +757,7 @@ export async function runDos(o: DosOptions): Promise<DosResult> {
       calibration: { attackerPps, linkPps, floodPps },
       spread: spreadPhases,
       single: singlePhases,
+      tcp,
       destination,
     });
     await report(o, result);
@@ -619,6 +788,21 @@ export function verdict(r: Omit<DosResult, 'targets' | 'valid' | 'invalidReason'
       met: p.goodput < 0.5,
     };
   }
+  for (const [mode, ps] of [
+    ['Spread', r.tcp.spread],
+    ['Single', r.tcp.single],
+  ] as const)
+    for (const p of ps) {
+      if (p.flooded === 0) continue;
+      targets[`tcp${mode}${p.flooded}`] =
+        mode === 'Spread'
+          ? { value: p.share, target: '≥ 0.5 (the download keeps most of its goodput)', met: p.share >= 0.5 }
+          : {
+              value: p.share,
+              target: '< 0.5 (without spreading the download collapses)',
+              met: p.share < 0.5,
+            };
+    }
   const d = r.destination;
   targets.noForeignPacket = {
     value: d.appForeign,
@@ -660,6 +844,16 @@ export function verdict(r: Omit<DosResult, 'targets' | 'valid' | 'invalidReason'
             `${mode}, ${p.flooded} flooded: ${p.routers[i]}'s link dropped only ${Math.round(share * 100)}% of what arrived: not saturated`,
           );
     }
+  }
+  for (const [mode, ps] of [
+    ['spread', r.tcp.spread],
+    ['single', r.tcp.single],
+  ] as const) {
+    const base = ps.find((p) => p.flooded === 0);
+    if (!base || base.mbps < 0.5)
+      problems.push(
+        `tcp ${mode}: with no attack the download made ${base?.mbps ?? 0} Mb/s${base?.error ? ` (${base.error})` : ''}: the path is broken or the machine overloaded`,
+      );
   }
   if (!d.tableRemoved) problems.push('arrow protect left its nft table behind');
   return {
@@ -746,12 +940,33 @@ costs. Spreading raises the attack's price, it does not make it impossible: an a
 all K access links stops the flow, as the paper says; ingress points at several ISPs (two here)
 make that a larger and more visible attack.
 
-**Not measured.** A TCP download through the gateway mode: the TUN endpoint sends on one circuit
-from its kernel encapsulation path (src/endpoint/tun-kernel.ts), which has no spreading; the PRF
-would have to run in that BPF program. Policing (docs/wire.md) is not exercised by this flood,
-which carries no valid authenticator and is dropped at the saturated link or as unknown at the
-ingress router; a flood inside one circuit (an insider with its authenticator) is policed at that
-circuit's bought rate, which test/policing-lab.test.ts shows.
+**A TCP download.** Then the same floods on a download in progress: iperf3 -R (the server sends)
+between the client's and the server's \`arrow endpoint --tun\` (the Node data path), through the same four
+ingress points and their return paths, each circuit bought at ${CIRCUIT_MBPS} Mb/s. With spreading, both
+endpoints spread (\`--spread\`: the client's ACKs over the four forward circuits, the server's data over the
+four return paths, each leaving the sequence when its probes are lost); without, both use the one
+path of ingress 0. Goodput over the same measured window as above, as a share of the same mode's
+download with no attack:
+
+| mode | flooded ingresses | Mb/s | share | (K − flooded)/K |
+|---|---|---|---|---|
+${[...r.tcp.spread.map((p) => ['spread', p] as const), ...r.tcp.single.map((p) => ['single', p] as const)]
+  .map(
+    ([mode, p]) =>
+      `| ${mode} | ${p.flooded} ${p.routers.length ? `(${p.routers.join(', ')})` : ''} | ${p.mbps}${p.error ? ` (${p.error})` : ''} | ${pct(p.share)} | ${mode === 'spread' ? pct((r.k - p.flooded) / r.k) : '–'} |`,
+  )
+  .join('\n')}
+
+TCP keeps less than the datagram flow: it halves its window on the losses of the onset, before the
+flooded ingress leaves the sequence, and packets of one connection over paths of different delay
+arrive out of order. Without spreading the download stops: every segment or every ACK crosses the
+saturated link.
+
+**Not measured.** Policing (docs/wire.md) is not exercised by this flood, which carries no valid
+authenticator and is dropped at the saturated link or as unknown at the ingress router. A flood
+inside one circuit (an insider with its authenticator, e.g. a client flooding its own mailbox) is
+policed at that circuit's bought rate: test/mailboxes.test.ts and test/policing-lab.test.ts show it.
+TCP spreading runs on the endpoints' Node data path; their kernel path sends on one circuit.
 `;
   writeReport(o.out, 'dos', md, await renderChart(dosChart(r)), r);
 }
