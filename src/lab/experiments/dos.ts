@@ -957,10 +957,12 @@ ${[...r.tcp.spread.map((p) => ['spread', p] as const), ...r.tcp.single.map((p) =
   )
   .join('\n')}
 
-TCP keeps less than the datagram flow: it halves its window on the losses of the onset, before the
-flooded ingress leaves the sequence, and packets of one connection over paths of different delay
-arrive out of order. Without spreading the download stops: every segment or every ACK crosses the
-saturated link.
+Unlike the datagram flow, which fits in one circuit, the download fills every circuit it may use:
+its goodput with no attack is about K times a circuit's bought rate (policing holds each to
+${CIRCUIT_MBPS} Mb/s), so with f ingress points out of the sequence its ceiling is (K − f)/K, the bound itself,
+less what the onset costs (TCP halves its window on the losses before the flooded ingress leaves the
+sequence) and the reordering of one connection's segments over paths of different queueing delay.
+Without spreading the download stops: every segment or every ACK crosses the saturated link.
 
 **Not measured.** Policing (docs/wire.md) is not exercised by this flood, which carries no valid
 authenticator and is dropped at the saturated link or as unknown at the ingress router. A flood
