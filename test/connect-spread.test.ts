@@ -14,6 +14,7 @@ import { Lab } from '../src/lab/lab.js';
 import { CLI_PATH } from '../src/lab/process.js';
 import type { Topology } from '../src/lab/topology.js';
 import { eventually } from './helpers/network.js';
+import { pythonUdpEchoes } from './helpers/python-udp.js';
 
 const isp = (name: string): Topology['isps'][0] => ({
   name,
@@ -64,41 +65,6 @@ after(async () => {
   await lab?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** A python3 UDP client: N numbered datagrams at `pps` to `target`, then the count of echoes. */
-function python(target: string, n: number, pps: number): number {
-  const [host, port] = target.split(':');
-  const r = spawnSync(
-    'python3',
-    [
-      '-c',
-      `
-import socket, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setblocking(False)
-got = set()
-for i in range(${n}):
-    s.sendto(b'hello %d' % i, ('${host}', ${port}))
-    time.sleep(${1 / pps})
-    try:
-        while True:
-            got.add(s.recv(2048))
-    except BlockingIOError:
-        pass
-end = time.time() + 1
-while time.time() < end:
-    try:
-        got.add(s.recv(2048))
-    except BlockingIOError:
-        time.sleep(0.01)
-print(len(got))
-`,
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
-  );
-  assert.equal(r.status, 0, r.stderr);
-  return Number(r.stdout.trim());
-}
 
 /** DATA and probes each ISP's ams->lon circuit took in, from `arrow circuits --json` (the real command). */
 function carried(): Record<string, number> {
@@ -170,7 +136,7 @@ test('arrow connect --spread 3: a foreign client over three ingress points; a de
     assert.ok(report, `connect printed no report; stderr: ${err}`);
     assert.deepEqual(report.bought.map((p) => p.forward[0]!.segment.isp).sort(), [...ISPS].sort());
     const before = carried();
-    const got = python(report.listen, 600, 200);
+    const got = await pythonUdpEchoes(report.listen, 600, 200);
     assert.ok(got >= 590, `${got} of 600 echoes came back`);
     // Each ingress carried about a third (200 ± 50, plus ~10 probes/s): spread, not one primary.
     const after1 = await eventually(
@@ -188,9 +154,9 @@ test('arrow connect --spread 3: a foreign client over three ingress points; a de
     // One ingress point dies: it leaves the sequence, the others carry the flow.
     const victim = lab.isp('green').pops.find((p) => p.name === 'ams')!.routers[0]!;
     lab.kill(victim.name);
-    const during = python(report.listen, 400, 200);
+    const during = await pythonUdpEchoes(report.listen, 400, 200);
     assert.ok(during >= 360, `${during} of 400 echoes with one of three ingress points dead`);
-    // (The client ran synchronously: what connect printed meanwhile is read now.)
+    // (The client has run: what connect printed meanwhile is read now.)
     // Failing (its DATA unanswered for 50 ms) or overloaded (its probes lost), whichever saw it first.
     const left =
       /sequence ingress \d via green at [\d.:]+: (failing|overloaded \(\d+% [^)]*\)), out of the sequence/;

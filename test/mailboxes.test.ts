@@ -21,6 +21,7 @@ import { authToBytes } from '../src/wire/authenticator.js';
 import { mustParseAddress } from '../src/wire/address.js';
 import { encode, PacketType } from '../src/wire/header.js';
 import { eventually } from './helpers/network.js';
+import { pythonUdpEchoes } from './helpers/python-udp.js';
 
 const ISPS = ['red', 'blue'];
 const INGRESS = ['ams', 'par'];
@@ -109,41 +110,6 @@ async function start(args: string[], ready: RegExp): Promise<{ proc: ChildProces
   const ok = await eventually(async () => ready.test(out) || proc.exitCode !== null || undefined, 30_000, 50);
   assert.ok(ok && proc.exitCode === null, `arrow ${args[0]} did not start: ${out}`);
   return { proc, out: () => out };
-}
-
-/** A python3 UDP client: N numbered datagrams at `pps` to `target`, then the count of distinct echoes. */
-function python(target: string, n: number, pps: number): Promise<number> {
-  const { host, port } = mustParseAddress(target);
-  const p = spawn('python3', [
-    '-c',
-    `
-import socket, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setblocking(False)
-got = set()
-for i in range(${n}):
-    s.sendto(b'hello %d' % i, ('${host}', ${port}))
-    time.sleep(${1 / pps})
-    try:
-        while True:
-            got.add(s.recv(2048))
-    except BlockingIOError:
-        pass
-end = time.time() + 1
-while time.time() < end:
-    try:
-        got.add(s.recv(2048))
-    except BlockingIOError:
-        time.sleep(0.01)
-print(len(got))
-`,
-  ]);
-  let out = '';
-  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  return once(p, 'exit').then(([code]) => {
-    assert.equal(code, 0);
-    return Number(out.trim());
-  });
 }
 
 interface CircuitStats {
@@ -252,7 +218,7 @@ test('mailboxes: the destination buys, the client spreads over them, an insider 
     }
     s.close();
   })();
-  const [got] = await Promise.all([python(listen, 400, 200), flood]);
+  const [got] = await Promise.all([pythonUdpEchoes(listen, 400, 200), flood]);
   assert.ok(got >= 392, `${got} of 400 echoes came back while an insider flooded its own mailbox`);
 
   // Every mailbox carried a share of the honest flow (100 ± 40 each, plus probes).
