@@ -14,6 +14,7 @@ import { parseCidr, tunMtuFor, MIN_IPV4_MTU } from '../endpoint/tun-packet.js';
 import { assertTunPossible } from '../util/tun-device.js';
 import { announceReady } from '../util/ready.js';
 import type { DataplaneMode } from '../router/dataplane-mode.js';
+import type { UnderlayChecksums } from '../endpoint/underlay-checksums.js';
 import { ConfigError, validateConfig } from '../util/config.js';
 import { parseAddress } from '../wire/address.js';
 import { authPrefix } from '../wire/authenticator.js';
@@ -34,6 +35,7 @@ export interface EndpointFlags {
   probeInterval?: number;
   stats?: number;
   dataplane?: DataplaneMode;
+  underlayChecksums?: UnderlayChecksums;
 }
 
 function fail(msg: string): never {
@@ -108,6 +110,7 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
     ...(o.netns ? { netns: o.netns } : {}),
     ...(o.listen ? { listen: o.listen } : {}),
     ...(o.dataplane ? { dataplane: o.dataplane } : {}),
+    ...(o.underlayChecksums ? { underlayChecksums: o.underlayChecksums } : {}),
     detector: {
       ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
       ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),
@@ -143,6 +146,7 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
   console.log(
     `data path: ${dp.mode}${dp.mode === 'kernel' ? ` (tc on ${tun.name} and ${dp.underlay})` : ''}: ${dp.reason}`,
   );
+  if (dp.mode === 'kernel') console.log(`checksums: ${dp.checksums}`);
 
   const printStats = (): void => console.log(JSON.stringify({ event: 'stats', ...tun.stats() }));
   const timer = o.stats ? setInterval(printStats, o.stats * 1000) : undefined;

@@ -126,6 +126,10 @@ export async function startTunPair(
     '--probe-interval',
     String(o.probeIntervalMs ?? 10),
     ...(o.dataplane ? ['--dataplane', o.dataplane] : []),
+    // Every router here on the kernel path: no process on this host reads a datagram's bytes, so
+    // TCP's super-packets may cross the veths whole and unfinished (the figures of docs/dataplane.md);
+    // with any router on the Node path, the endpoints' default has the stack finish them.
+    ...(lab.routers.every((r) => r.dataplane?.mode === 'kernel') ? ['--underlay-checksums', 'keep'] : []),
   ];
   const log = (who: string): number => openSync(join(dir, 'logs', `tun-${tag}-${who}.log`), 'a');
   // Where this pair's lines start: the logs are appended to by every pair with this tag.
