@@ -63,6 +63,10 @@ function check(o: EndpointFlags): void {
       'give --path FILE (this side buys both directions) or --peer-file FILE (the other side bought them)',
     );
   if (!buyer && (o.peer || o.writePeer)) fail('--peer and --write-peer go with --path, not --peer-file');
+  if (o.underlayChecksums && o.dataplane === 'node')
+    fail(
+      '--underlay-checksums is for the kernel path; with --dataplane node this process sends, and the TUN read has finished the checksums',
+    );
 }
 
 /** `10.200.0.1/24` → `10.200.0.1/32`: the one address of ours that answers come back to. */
