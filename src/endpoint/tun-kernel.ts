@@ -145,10 +145,6 @@ export class KernelTunPath {
     }
     const bad = endpointKernelRefusal({ listenHost: self.host, underlay, tunNetns: o.tunNetns });
     if (bad !== undefined) return refuse(bad);
-    const checksumMode = o.underlayChecksums ?? 'auto';
-    // Before anything is sent: without it TCP would not pass a user-space reader on this host.
-    const settled = settleChecksums(checksumMode, underlay!.name);
-    if (settled instanceof Error) return refuse(settled.message);
     let ep: KernelEndpoint;
     try {
       // TCP's GSO super-packets reach the program whole and cross as one (docs/dataplane.md); with
@@ -169,6 +165,14 @@ export class KernelTunPath {
       const message =
         err instanceof KernelUnavailable ? err.message : `${(err as Error).message.split('\n')[0]}`;
       return refuse(`${root}${message}`);
+    }
+    const checksumMode = o.underlayChecksums ?? 'auto';
+    // Once the programs are loaded (a refusal above leaves the interface as it was), before
+    // anything is sent: without it TCP would not pass a user-space reader on this host.
+    const settled = settleChecksums(checksumMode, underlay!.name);
+    if (settled instanceof Error) {
+      ep.close();
+      return refuse(settled.message);
     }
     const reason =
       o.requested === 'kernel'
