@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { parseNextHop } from '../src/endpoint/next-hop.js';
 import { endpointKernelRefusal } from '../src/endpoint/tun-kernel.js';
 import { encodeTx } from '../src/endpoint/kernel-endpoint.js';
+import { isHardware, mustFinish, txChecksumming } from '../src/endpoint/underlay-checksums.js';
 
 const veth = { name: 'veth0', loopback: false };
 
@@ -86,4 +87,19 @@ test('struct ep_tx: 52 bytes, in the layout endpoint.bpf.c reads', () => {
   assert.throws(() => encodeTx({ ...good, dstMac: '02:00:00:00:00' }), /not a MAC address/);
   assert.throws(() => encodeTx({ ...good, dstIp: '10.0.0.256' }), /not an IPv4 address/);
   assert.throws(() => encodeTx({ ...good, auth: Buffer.alloc(8) }), /16 bytes/);
+});
+
+test('who finishes the checksums: the stack on a virtual interface under auto, always under finish, never under keep; read from ethtool -k', () => {
+  assert.equal(mustFinish('auto', { hardware: false }), true);
+  assert.equal(mustFinish('auto', { hardware: true }), false);
+  assert.equal(mustFinish('finish', { hardware: true }), true);
+  assert.equal(mustFinish('keep', { hardware: false }), false);
+  const show = (tx: string): string =>
+    `Features for veth0:\nrx-checksumming: on\ntx-checksumming: ${tx}\n\ttx-checksum-ipv4: off [fixed]\n\ttx-checksum-ip-generic: ${tx}\n`;
+  assert.equal(txChecksumming(show('on')), true);
+  assert.equal(txChecksumming(show('off')), false);
+  assert.equal(txChecksumming(show('off [fixed]')), false);
+  assert.equal(txChecksumming('Features for x:\nrx-checksumming: on\n'), undefined);
+  // The lab's loopback has no device behind it; neither does a veth.
+  assert.equal(isHardware('lo'), false);
 });

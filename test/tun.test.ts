@@ -252,3 +252,20 @@ test('TUN mode: a bad flag is named', () => {
   assert.equal(r.status, 1);
   assert.match(r.stderr, /--address "10\.201\.0\.1": expected CIDR/);
 });
+
+test('TUN mode: --underlay-checksums is checked: one of auto, finish, keep, and not with --dataplane node', () => {
+  const endpoint = (...more: string[]): ReturnType<typeof spawnSync> =>
+    spawnSync(
+      process.execPath,
+      [CLI_PATH, 'endpoint', '--tun', 'x0', '--address', '10.201.0.1/24', '--peer-file', 'p.json', ...more],
+      { encoding: 'utf8' },
+    );
+  const bad = endpoint('--underlay-checksums', 'sometimes');
+  assert.equal(bad.status, 1);
+  assert.match(String(bad.stderr), /--underlay-checksums <mode>' argument 'sometimes' is invalid/);
+  const node = endpoint('--underlay-checksums', 'finish', '--dataplane', 'node');
+  assert.equal(node.status, 1);
+  assert.match(String(node.stderr), /--underlay-checksums is for the kernel path/);
+  const help = spawnSync(process.execPath, [CLI_PATH, 'endpoint', '--help'], { encoding: 'utf8' });
+  assert.match(help.stdout, /--underlay-checksums <mode>/);
+});

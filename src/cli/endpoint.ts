@@ -14,6 +14,7 @@ import { parseCidr, tunMtuFor, MIN_IPV4_MTU } from '../endpoint/tun-packet.js';
 import { assertTunPossible } from '../util/tun-device.js';
 import { announceReady } from '../util/ready.js';
 import type { DataplaneMode } from '../router/dataplane-mode.js';
+import type { UnderlayChecksums } from '../endpoint/underlay-checksums.js';
 import { ConfigError, validateConfig } from '../util/config.js';
 import { parseAddress } from '../wire/address.js';
 import { authPrefix } from '../wire/authenticator.js';
@@ -36,6 +37,7 @@ export interface EndpointFlags extends SpreadFlags {
   probeInterval?: number;
   stats?: number;
   dataplane?: DataplaneMode;
+  underlayChecksums?: UnderlayChecksums;
 }
 
 function fail(msg: string): never {
@@ -65,6 +67,10 @@ function check(o: EndpointFlags): void {
       'give --path FILE (this side buys both directions) or --peer-file FILE (the other side bought them)',
     );
   if (!buyer && (o.peer || o.writePeer)) fail('--peer and --write-peer go with --path, not --peer-file');
+  if (o.underlayChecksums && o.dataplane === 'node')
+    fail(
+      '--underlay-checksums is for the kernel path; with --dataplane node this process sends, and the TUN read has finished the checksums',
+    );
 }
 
 /** `10.200.0.1/24` → `10.200.0.1/32`: the one address of ours that answers come back to. */
@@ -113,6 +119,7 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
     ...(o.listen ? { listen: o.listen } : {}),
     ...(o.dataplane ? { dataplane: o.dataplane } : {}),
     ...(o.spread ? { spread: spreadOptions(o) } : {}),
+    ...(o.underlayChecksums ? { underlayChecksums: o.underlayChecksums } : {}),
     detector: {
       ...(o.detectTimeout ? { timeoutMs: o.detectTimeout } : {}),
       ...(o.probeInterval ? { probeIntervalMs: o.probeInterval } : {}),
@@ -148,6 +155,7 @@ export async function runEndpoint(o: EndpointFlags): Promise<void> {
   console.log(
     `data path: ${dp.mode}${dp.mode === 'kernel' ? ` (tc on ${tun.name} and ${dp.underlay})` : ''}: ${dp.reason}`,
   );
+  if (dp.mode === 'kernel') console.log(`checksums: ${dp.checksums}`);
 
   const printStats = (): void => console.log(JSON.stringify({ event: 'stats', ...tun.stats() }));
   const timer = o.stats ? setInterval(printStats, o.stats * 1000) : undefined;

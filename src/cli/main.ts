@@ -522,6 +522,12 @@ const endpointCommand = program
       'who carries the IP packets: kernel: tc-BPF programs encapsulate and decapsulate (this process keeps probes and failover), or fail at start; node: this process; auto: kernel where it can (root, BPF, --listen on an IPv4 address of a real interface, no --netns), else node and why (default auto; docs/dataplane.md)',
     ).choices(['auto', 'kernel', 'node']),
   )
+  .addOption(
+    new Option(
+      '--underlay-checksums <mode>',
+      "kernel path: who finishes TCP's checksums and cuts its super-packets on the interface the packets leave by. finish: the stack (turns the interface's tx checksum offload off, as ethtool -K IF tx off; it stays off), so that a router or endpoint on the Node path on this host (behind a veth) reads finished packets; keep: the device (a NIC does; a veth leaves them to the kernel that receives them); auto: finish on a virtual interface, keep on a NIC (default auto; docs/endpoint.md)",
+    ).choices(['auto', 'finish', 'keep']),
+  )
   .option(
     '--spread',
     "DoS protection: every path (--path, or the peer file's) is an ingress point, and each IP packet takes one chosen by a keyed PRF of its sequence number, instead of a primary and standbys (the Node data path; docs/services.md)",

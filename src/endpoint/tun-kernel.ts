@@ -22,6 +22,7 @@ import { DEFAULT_HOP_LIMIT } from '../wire/header.js';
 import type { Connection, PathCircuit } from './connection.js';
 import { KernelEndpoint, type KernelEndpointStats } from './kernel-endpoint.js';
 import { ifindexOf, nextHopTo, type NextHop } from './next-hop.js';
+import { finishChecksums, isHardware, mustFinish, type UnderlayChecksums } from './underlay-checksums.js';
 
 /** How often the detector reads the programs' counters. */
 export const KERNEL_POLL_MS = 5;
@@ -34,6 +35,11 @@ export type TunDataplane =
       requested: DataplaneMode;
       reason: string;
       underlay: string;
+      /**
+       * Who finishes TCP's checksums and cuts its super-packets (`--underlay-checksums`): the
+       * stack on the interfaces named, or the devices (docs/endpoint.md, "Checksums and super-packets").
+       */
+      checksums: string;
       /** Why the active circuit is on the Node path now (tags, an unresolved next hop), if it is. */
       activeOnNode?: string;
       counters: KernelEndpointStats;
@@ -86,6 +92,8 @@ export class KernelTunPath {
   private timer: NodeJS.Timeout | undefined;
   private activeOnNode: string | undefined;
   private readonly onChange = (): void => this.syncTx();
+  /** Interfaces the packets leave by whose checksums are settled (finished or left to the device), and how. */
+  private readonly settled = new Map<string, string>();
   /** The active circuit failed: its next hop may have a new MAC (or be gone); look it up again. */
   private readonly onFailure = (c: PathCircuit): void => {
     if (c !== this.connection.active) return;
@@ -104,6 +112,7 @@ export class KernelTunPath {
     readonly underlay: string,
     readonly requested: DataplaneMode,
     readonly reason: string,
+    private readonly checksumMode: UnderlayChecksums,
   ) {}
 
   /**
@@ -116,6 +125,8 @@ export class KernelTunPath {
     tunNetns: string | undefined;
     listen: string;
     connection: Connection;
+    /** Default auto (src/endpoint/underlay-checksums.ts). */
+    underlayChecksums?: UnderlayChecksums;
   }): KernelTunPath | { reason: string } {
     if (o.requested === 'node') return { reason: 'configured: dataplane node' };
     const refuse = (reason: string): { reason: string } => {
@@ -155,11 +166,20 @@ export class KernelTunPath {
         err instanceof KernelUnavailable ? err.message : `${(err as Error).message.split('\n')[0]}`;
       return refuse(`${root}${message}`);
     }
+    const checksumMode = o.underlayChecksums ?? 'auto';
+    // Once the programs are loaded (a refusal above leaves the interface as it was), before
+    // anything is sent: without it TCP would not pass a user-space reader on this host.
+    const settled = settleChecksums(checksumMode, underlay!.name);
+    if (settled instanceof Error) {
+      ep.close();
+      return refuse(settled.message);
+    }
     const reason =
       o.requested === 'kernel'
         ? 'configured: dataplane kernel'
         : `auto: BPF loaded and ${self.host} is on ${underlay!.name}`;
-    const path = new KernelTunPath(ep, o.connection, self, underlay!.name, o.requested, reason);
+    const path = new KernelTunPath(ep, o.connection, self, underlay!.name, o.requested, reason, checksumMode);
+    path.settled.set(underlay!.name, settled);
     path.start();
     return path;
   }
@@ -216,6 +236,16 @@ export class KernelTunPath {
       return;
     }
     this.retryMs = RESOLVE_RETRY_MS;
+    // The next hop is on another interface than the underlay (a host with several): settle it too.
+    if (!this.settled.has(hop.ifname)) {
+      const settled = settleChecksums(this.checksumMode, hop.ifname);
+      if (settled instanceof Error) {
+        this.activeOnNode = settled.message;
+        this.ep.setTx(undefined);
+        return;
+      }
+      this.settled.set(hop.ifname, settled);
+    }
     this.activeOnNode = undefined;
     this.ep.setTx({
       ifindex: hop.ifindex,
@@ -251,6 +281,7 @@ export class KernelTunPath {
       requested: this.requested,
       reason: this.reason,
       underlay: this.underlay,
+      checksums: [...this.settled.values()].join('; '),
       ...(this.activeOnNode ? { activeOnNode: this.activeOnNode } : {}),
       counters: this.ep.stats(),
     };
@@ -264,5 +295,24 @@ export class KernelTunPath {
     this.connection.off('ingress', this.onChange);
     this.connection.off('rebuy', this.onRebuy);
     this.ep.close();
+  }
+}
+
+/**
+ * Has the stack finish the checksums on the interface the packets leave by, or leaves them to it,
+ * per `--underlay-checksums`; what it did, or an Error saying why the kernel path cannot send there.
+ */
+function settleChecksums(mode: UnderlayChecksums, ifname: string): string | Error {
+  const hardware = isHardware(ifname);
+  if (!mustFinish(mode, { hardware }))
+    return `left to ${ifname} (${mode === 'keep' ? 'configured: keep' : 'auto: a NIC finishes them'})`;
+  try {
+    const f = finishChecksums(ifname);
+    const why = mode === 'finish' ? 'configured: finish' : 'auto: a virtual interface';
+    return `finished by the stack on ${ifname} (${why}; ${f.turnedOff ? `turned tx checksumming off: ethtool -K ${ifname} tx on restores it` : 'tx checksumming was off'})`;
+  } catch (err) {
+    return new Error(
+      `cannot have the stack finish TCP's checksums on ${ifname} (ethtool -K ${ifname} tx off): ${(err as Error).message.split('\n')[0]}; --underlay-checksums keep if only kernels read this host's datagrams`,
+    );
   }
 }

@@ -23,6 +23,7 @@ import {
 } from './path.js';
 import { TunDevice, TunError, type TunConfig } from '../util/tun-device.js';
 import type { DataplaneMode } from '../router/dataplane-mode.js';
+import type { UnderlayChecksums } from './underlay-checksums.js';
 import { EndpointKernelRequired, KernelTunPath, type TunDataplane } from './tun-kernel.js';
 import {
   checkIpPacket,
@@ -121,6 +122,12 @@ export interface TunEndpointOptions {
   dataplane?: DataplaneMode;
   /** Spread over every path (each an ingress point) by a keyed PRF (docs/services.md); the Node data path. */
   spread?: SpreadOptions;
+  /**
+   * Kernel path: who finishes TCP's checksums and cuts its super-packets on the interface the
+   * packets leave by (src/endpoint/underlay-checksums.ts). Default `auto`: the stack on a virtual
+   * interface, the NIC on a real one.
+   */
+  underlayChecksums?: UnderlayChecksums;
 }
 
 /** What the endpoint counted. Every packet not carried is counted under one drop reason. */
@@ -354,6 +361,7 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
               tunNetns: o.netns,
               listen: endpoint.address,
               connection,
+              ...(o.underlayChecksums ? { underlayChecksums: o.underlayChecksums } : {}),
             });
       const kernel = opened instanceof KernelTunPath ? opened : { ...opened, requested };
       return new TunEndpoint(device, endpoint, connection, mtu, bought, peer, notReady, kernel);

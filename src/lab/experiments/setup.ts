@@ -7,6 +7,7 @@ import { defaultTopology, type Topology } from '../topology.js';
 import { hasCode } from '../../util/errors.js';
 import type { DataplaneMode } from '../../router/dataplane-mode.js';
 import type { TunEndpoint } from '../../endpoint/tun.js';
+import type { UnderlayChecksums } from '../../endpoint/underlay-checksums.js';
 
 /**
  * The experiments' network: the demo's ISPs in a row (alpha ams→fra, beta fra→par, gamma
@@ -96,6 +97,8 @@ export async function startTunPair(
     probeIntervalMs?: number;
     /** The endpoints' `--dataplane` (default: theirs, auto). */
     dataplane?: DataplaneMode;
+    /** The endpoints' `--underlay-checksums` (default: keep when every router is on the kernel path, else theirs). */
+    underlayChecksums?: UnderlayChecksums;
   },
 ): Promise<TunPair> {
   const { lab, client, server } = x;
@@ -126,6 +129,14 @@ export async function startTunPair(
     '--probe-interval',
     String(o.probeIntervalMs ?? 10),
     ...(o.dataplane ? ['--dataplane', o.dataplane] : []),
+    // Every router here on the kernel path: no process on this host reads a datagram's bytes, so
+    // TCP's super-packets may cross the veths whole and unfinished (the figures of docs/dataplane.md);
+    // with any router on the Node path, the endpoints' default has the stack finish them.
+    ...(o.underlayChecksums
+      ? ['--underlay-checksums', o.underlayChecksums]
+      : lab.routers.every((r) => r.dataplane?.mode === 'kernel')
+        ? ['--underlay-checksums', 'keep']
+        : []),
   ];
   const log = (who: string): number => openSync(join(dir, 'logs', `tun-${tag}-${who}.log`), 'a');
   // Where this pair's lines start: the logs are appended to by every pair with this tag.
