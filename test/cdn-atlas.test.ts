@@ -19,18 +19,10 @@ import { CLI_PATH } from '../src/lab/process.js';
 import type { Topology } from '../src/lab/topology.js';
 import { AtlasClient } from '../src/atlas/client.js';
 import { eventually } from './helpers/network.js';
+import { labOffer } from './helpers/lab-offer.js';
 
 const run = promisify(execFile);
 const TABLE = `arrow_cdn_atlas_${process.pid}`;
-const offer = (from: string, to: string): Topology['isps'][0]['offers'][0] => ({
-  from,
-  to,
-  capacityMbps: 1000,
-  latencyMs: { min: 1, max: 50 },
-  maxLossPct: 1,
-  uptimePct: 99.99,
-  pricePerMbps: 1,
-});
 const topology: Topology = {
   name: 'cdn-atlas',
   isps: [
@@ -43,7 +35,7 @@ const topology: Topology = {
         { name: 'fra', routers: 1 },
         { name: 'lon', routers: 1 },
       ],
-      offers: [offer('ams', 'lon'), offer('fra', 'lon')],
+      offers: [labOffer('ams', 'lon'), labOffer('fra', 'lon')],
     },
   ],
   // The "client": its address is a destination the atlas knows, delivered at lon.

@@ -15,6 +15,7 @@ import { CLI_PATH } from '../src/lab/process.js';
 import type { Topology } from '../src/lab/topology.js';
 import { eventually } from './helpers/network.js';
 import { pythonUdpEchoes } from './helpers/python-udp.js';
+import { labOffer } from './helpers/lab-offer.js';
 
 const isp = (name: string): Topology['isps'][0] => ({
   name,
@@ -24,18 +25,7 @@ const isp = (name: string): Topology['isps'][0] => ({
     { name: 'ams', routers: 1 },
     { name: 'lon', routers: 1 },
   ],
-  offers: [
-    ['ams', 'lon'],
-    ['lon', 'ams'],
-  ].map(([from, to]) => ({
-    from: from!,
-    to: to!,
-    capacityMbps: 1000,
-    latencyMs: { min: 1, max: 50 },
-    maxLossPct: 1,
-    uptimePct: 99.99,
-    pricePerMbps: 1,
-  })),
+  offers: [labOffer('ams', 'lon'), labOffer('lon', 'ams')],
 });
 const ISPS = ['red', 'green', 'blue'];
 const topology: Topology = {

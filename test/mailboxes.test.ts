@@ -22,6 +22,7 @@ import { mustParseAddress } from '../src/wire/address.js';
 import { encode, PacketType } from '../src/wire/header.js';
 import { eventually } from './helpers/network.js';
 import { pythonUdpEchoes } from './helpers/python-udp.js';
+import { labOffer } from './helpers/lab-offer.js';
 
 const ISPS = ['red', 'blue'];
 const INGRESS = ['ams', 'par'];
@@ -30,18 +31,7 @@ const isp = (name: string): Topology['isps'][0] => ({
   accounts: [{ name: 'svc', apiKey: `svc-key-${name}-000000000000` }],
   store: { kind: 'sqlite' },
   pops: [...INGRESS, 'lon'].map((p) => ({ name: p, routers: 1 })),
-  offers: INGRESS.flatMap((p) => [
-    [p, 'lon'],
-    ['lon', p],
-  ]).map(([from, to]) => ({
-    from: from!,
-    to: to!,
-    capacityMbps: 1000,
-    latencyMs: { min: 1, max: 50 },
-    maxLossPct: 1,
-    uptimePct: 99.99,
-    pricePerMbps: 1,
-  })),
+  offers: INGRESS.flatMap((p) => [labOffer(p, 'lon'), labOffer('lon', p)]),
 });
 const topology: Topology = {
   name: 'mailboxes-test',
