@@ -13,12 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab } from '../src/lab/lab.js';
-import { CLI_PATH } from '../src/lab/process.js';
 import type { Topology } from '../src/lab/topology.js';
 import { AtlasClient } from '../src/atlas/client.js';
 import { eventually } from './helpers/network.js';
+import { startCli } from './helpers/cli-process.js';
 import { labOffer } from './helpers/lab-offer.js';
 
 const run = promisify(execFile);
@@ -60,18 +59,11 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Starts a daemon of the CDN and answers the URL it says it listens on. */
 async function daemon(args: string[]): Promise<string> {
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { proc, output } = await startCli(args, /listening on/);
   procs.push(proc);
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  for (let waited = 0; !/listening on/.test(out); waited += 50) {
-    if (proc.exitCode !== null || waited > 60_000)
-      assert.fail(`arrow ${args.join(' ')} did not come up:\n${out}`);
-    await sleep(50);
-  }
-  return /listening on (\S+)/.exec(out)![1]!;
+  return /listening on (\S+)/.exec(output())![1]!;
 }
 
 test('arrow cdn controller --atlas: with the client unpingable, the atlas picks the cache whose PoP is nearer', async () => {

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes, createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI_PATH } from '../src/lab/process.js';
+import { startCli } from './helpers/cli-process.js';
 import { parsePing } from '../src/cdn/rtt.js';
 import { parseCacheSpec, pickLowest, clientAddress } from '../src/cdn/controller.js';
 import {
@@ -123,21 +123,7 @@ test('cdn experiment logic: distances along the row, the paths between cities, n
 /** Starts `arrow ARGS` and waits for its "listening on" line. */
 async function daemon(args: string[]): Promise<{ proc: ChildProcess; output: () => string }> {
   // Every daemon of the test shares a token, as a deployment should: the caches ping for the controller only.
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ARROW_CDN_TOKEN: TOKEN },
-  });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  for (let waited = 0; !/listening on/.test(out); waited += 50) {
-    if (proc.exitCode !== null || waited > 60_000) {
-      proc.kill('SIGKILL');
-      assert.fail(`arrow ${args.join(' ')} did not come up:\n${out}`);
-    }
-    await sleep(50);
-  }
-  return { proc, output: () => out };
+  return startCli(args, /listening on/, { env: { ...process.env, ARROW_CDN_TOKEN: TOKEN } });
 }
 
 async function curl(args: string[]): Promise<string> {

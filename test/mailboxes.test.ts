@@ -6,7 +6,7 @@
 // ingress routers, is untouched. All real processes on loopback.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -22,6 +22,7 @@ import { mustParseAddress } from '../src/wire/address.js';
 import { encode, PacketType } from '../src/wire/header.js';
 import { eventually } from './helpers/network.js';
 import { pythonUdpEchoes } from './helpers/python-udp.js';
+import { startCli } from './helpers/cli-process.js';
 import { labOffer } from './helpers/lab-offer.js';
 
 const ISPS = ['red', 'blue'];
@@ -90,16 +91,11 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Spawns the CLI and resolves once a stdout line matches `ready`; its output so far is kept. */
+/** `arrow ARGS`, up once its output matches `ready`; killed after the test if still running. */
 async function start(args: string[], ready: RegExp): Promise<{ proc: ChildProcess; out: () => string }> {
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { proc, output } = await startCli(args, ready, { timeoutMs: 30_000 });
   procs.push(proc);
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const ok = await eventually(async () => ready.test(out) || proc.exitCode !== null || undefined, 30_000, 50);
-  assert.ok(ok && proc.exitCode === null, `arrow ${args[0]} did not start: ${out}`);
-  return { proc, out: () => out };
+  return { proc, out: output };
 }
 
 interface CircuitStats {

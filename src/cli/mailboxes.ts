@@ -22,9 +22,9 @@ export async function runMailboxes(o: MailboxesFlags): Promise<void> {
   // Everything is checked before anything is bought.
   let client: string;
   try {
+    // The parser refuses port 0 in a destination; 0.0.0.0 is an address to bind, not to deliver to.
     const a = mustParseAddress(o.client);
-    if (a.host === '0.0.0.0' || a.port === 0)
-      throw new Error('the return paths need a host and a port to deliver to');
+    if (a.host === '0.0.0.0') throw new Error('the return paths need a host and a port to deliver to');
     client = `${a.host}:${a.port}`;
   } catch (err) {
     throw new ConfigError(`--client ${o.client}: ${(err as Error).message}`);

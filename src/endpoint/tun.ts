@@ -172,6 +172,10 @@ function checkOptions(o: TunEndpointOptions): void {
       'give either paths to buy (the buyer) or the peer file the buyer wrote (the answerer)',
     );
   if (o.paths && o.paths.length === 0) throw new TunError('paths: at least one path to buy');
+  // Before anything is bought: the kernel path asked for and ruled out.
+  const nodeOnly = nodePathReason(o);
+  if (nodeOnly !== undefined && o.dataplane === 'kernel')
+    throw new EndpointKernelRequired(`--dataplane kernel: ${nodeOnly}`);
 }
 
 function toPeerCircuit(b: BoughtCircuit): TunPeer['paths'][0]['forward'][0] {
@@ -205,29 +209,26 @@ function fromPeerCircuit(c: TunPeer['paths'][0]['forward'][0]): BoughtCircuit {
 }
 
 /**
+ * Why this endpoint's packets must go through this process, or undefined when the kernel path may
+ * carry them.
+ * - A gateway: the tc program on the TUN sees TCP's packets before their checksums are done
+ *   (CHECKSUM_PARTIAL: the device is to finish them), and veth or lo carry them unfinished into the
+ *   next namespace, where an egress router that decapsulates in user space (docs/egress.md) would
+ *   read garbage checksums. Read from the TUN, they arrive finished.
+ * - Spreading: the keyed PRF that picks each packet's ingress point runs here, not in BPF.
+ */
+function nodePathReason(o: TunEndpointOptions): string | undefined {
+  if (o.paths?.some((p) => p.target.kind === 'ip'))
+    return 'a gateway (target kind ip): the egress decapsulates in user space, which needs the checksums the TUN read finishes';
+  if (o.spread)
+    return "spreading: each packet's ingress point is a keyed PRF of its sequence number, chosen in Node";
+  return undefined;
+}
+
+/**
  * An Arrow endpoint in TUN mode. `start` opens and configures the TUN, binds the ARROW socket,
  * buys the paths (buyer) or adopts the peer's (answerer), and carries packets both ways until `stop`.
  */
-/**
- * A gateway's packets go through this process. The tc program on the TUN sees TCP's packets before
- * their checksums are done (CHECKSUM_PARTIAL: the device is to finish them), and veth or lo carry
- * them unfinished into the next namespace, where an egress router that decapsulates in user space
- * (docs/egress.md) would read garbage checksums. Read from the TUN, they arrive finished.
- */
-function gatewayOnNodePath(requested: DataplaneMode): { reason: string } {
-  const reason =
-    'a gateway (target kind ip): the egress decapsulates in user space, which needs the checksums the TUN read finishes';
-  if (requested === 'kernel') throw new EndpointKernelRequired(`--dataplane kernel: ${reason}`);
-  return { reason };
-}
-
-function spreadOnNodePath(requested: DataplaneMode): { reason: string } {
-  const reason =
-    "spreading: each packet's ingress point is a keyed PRF of its sequence number, chosen in Node";
-  if (requested === 'kernel') throw new EndpointKernelRequired(`--dataplane kernel: ${reason}`);
-  return { reason };
-}
-
 export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
   readonly counters: TunCounters = {
     fromTun: 0,
@@ -350,11 +351,10 @@ export class TunEndpoint extends EventEmitter<TunEndpointEvents> {
       // caller sees which circuits did not answer in `notReady`.
       const notReady = await connection.waitReady(READY_TIMEOUT_MS, 'ingress');
       const requested = o.dataplane ?? 'auto';
-      const gateway = o.paths?.some((p) => p.target.kind === 'ip') ?? false;
-      const opened = gateway
-        ? gatewayOnNodePath(requested)
-        : o.spread
-          ? spreadOnNodePath(requested)
+      const nodeOnly = nodePathReason(o);
+      const opened =
+        nodeOnly !== undefined
+          ? { reason: nodeOnly }
           : KernelTunPath.open({
               requested,
               tun: device.name,

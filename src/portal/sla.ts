@@ -443,14 +443,9 @@ export class SlaMonitor {
     from: CounterSeries[],
     to: CounterSeries[],
   ): number | undefined {
-    if (circuit.ingressPop === circuit.egressPop) return undefined;
     let lowest: number | undefined;
-    for (const f of from)
-      for (const s of this.routers.get(f.router)?.rtts ?? [])
-        for (const e of to) {
-          const rtt = s.rtt.get(this.routers.get(e.router)?.address ?? e.address);
-          if (rtt !== undefined && (lowest === undefined || rtt / 2 < lowest)) lowest = rtt / 2;
-        }
+    for (const ms of this.oneWay(circuit, from, to, (rtts) => rtts))
+      if (lowest === undefined || ms < lowest) lowest = ms;
     return lowest;
   }
 
@@ -468,21 +463,29 @@ export class SlaMonitor {
     t1: number,
     latestOnly: boolean,
   ): number | undefined {
-    if (circuit.ingressPop === circuit.egressPop) return undefined;
     let worst: number | undefined;
-    for (const f of from) {
-      const h = this.routers.get(f.router);
-      if (!h || h.rtts.length === 0) continue;
-      const samples = latestOnly
-        ? [h.rtts[h.rtts.length - 1]!]
-        : h.rtts.filter((s) => s.t >= t0 && s.t <= t1);
-      for (const s of samples)
+    const samples = latestOnly
+      ? (rtts: RttSample[]): RttSample[] => rtts.slice(-1)
+      : (rtts: RttSample[]): RttSample[] => rtts.filter((s) => s.t >= t0 && s.t <= t1);
+    for (const ms of this.oneWay(circuit, from, to, samples))
+      if (worst === undefined || ms > worst) worst = ms;
+    return worst;
+  }
+
+  /** Every RTT/2 measured from one of `from` to one of `to` in the samples `pick` keeps; none within one PoP. */
+  private *oneWay(
+    circuit: MonitoredCircuit,
+    from: CounterSeries[],
+    to: CounterSeries[],
+    pick: (rtts: RttSample[]) => RttSample[],
+  ): Generator<number> {
+    if (circuit.ingressPop === circuit.egressPop) return;
+    for (const f of from)
+      for (const s of pick(this.routers.get(f.router)?.rtts ?? []))
         for (const e of to) {
           const rtt = s.rtt.get(this.routers.get(e.router)?.address ?? e.address);
-          if (rtt !== undefined && (worst === undefined || rtt / 2 > worst)) worst = rtt / 2;
+          if (rtt !== undefined) yield rtt / 2;
         }
-    }
-    return worst;
   }
 }
 
